@@ -1,0 +1,46 @@
+// JSON helpers over nlohmann::json that turn malformed or missing fields into
+// InvalidParam errors naming the field, so every API reports bad input the same way.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+
+namespace emporium {
+
+using Json = nlohmann::json;
+
+// Parses `text`; InvalidArgument (code "invalid_json") with the parser's position on failure.
+// Never throws.
+absl::StatusOr<Json> ParseJson(std::string_view text);
+
+// Parses a request body that must be a JSON object.
+absl::StatusOr<Json> ParseJsonObject(std::string_view text);
+
+// Required / optional typed fields of an object. `param` prefixes the field name in errors
+// ("lines[2]" + "sku" -> "lines[2].sku").
+absl::StatusOr<std::string> RequireString(const Json& object, std::string_view field,
+                                          size_t max_length = 1024, std::string_view param = "");
+absl::StatusOr<std::optional<std::string>> OptionalString(const Json& object,
+                                                          std::string_view field,
+                                                          size_t max_length = 1024,
+                                                          std::string_view param = "");
+absl::StatusOr<int64_t> RequireInt(const Json& object, std::string_view field, int64_t min,
+                                   int64_t max, std::string_view param = "");
+absl::StatusOr<std::optional<int64_t>> OptionalInt(const Json& object, std::string_view field,
+                                                   int64_t min, int64_t max,
+                                                   std::string_view param = "");
+absl::StatusOr<bool> OptionalBool(const Json& object, std::string_view field, bool fallback,
+                                  std::string_view param = "");
+
+// "prefix.field" or "field" when prefix is empty.
+std::string ParamPath(std::string_view prefix, std::string_view field);
+
+// Serializes compactly; invalid UTF-8 is replaced rather than thrown on.
+std::string DumpJson(const Json& value);
+
+}  // namespace emporium
