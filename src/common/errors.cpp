@@ -37,8 +37,7 @@ std::optional<std::string> ErrorParam(const absl::Status& status) {
   return Payload(status, kParamUrl);
 }
 
-absl::Status InvalidParam(std::string_view param, std::string_view message,
-                          std::string_view code) {
+absl::Status InvalidParam(std::string_view param, std::string_view message, std::string_view code) {
   return WithErrorParam(WithErrorCode(absl::InvalidArgumentError(ToAbsl(message)), code), param);
 }
 

@@ -1,7 +1,7 @@
 #include "common/json.h"
 
-#include "fmt/format.h"
 #include "common/errors.h"
+#include "fmt/format.h"
 
 namespace emporium {
 
@@ -30,8 +30,7 @@ absl::StatusOr<Json> ParseJsonObject(std::string_view text) {
 }
 
 absl::StatusOr<std::optional<std::string>> OptionalString(const Json& object,
-                                                          std::string_view field,
-                                                          size_t max_length,
+                                                          std::string_view field, size_t max_length,
                                                           std::string_view param) {
   auto it = object.find(field);
   if (it == object.end() || it->is_null()) return std::optional<std::string>();

@@ -10,8 +10,18 @@ namespace {
 
 // The currencies Emporium trades in. Adding one is a one-line change here.
 constexpr std::array<Currency, 12> kCurrencies = {{
-    {"USD", 2}, {"EUR", 2}, {"GBP", 2}, {"JPY", 0}, {"CHF", 2}, {"CAD", 2},
-    {"AUD", 2}, {"SEK", 2}, {"KWD", 3}, {"BHD", 3}, {"KRW", 0}, {"INR", 2},
+    {"USD", 2},
+    {"EUR", 2},
+    {"GBP", 2},
+    {"JPY", 0},
+    {"CHF", 2},
+    {"CAD", 2},
+    {"AUD", 2},
+    {"SEK", 2},
+    {"KWD", 3},
+    {"BHD", 3},
+    {"KRW", 0},
+    {"INR", 2},
 }};
 
 absl::Status CurrencyMismatch(const Money& a, const Money& b) {

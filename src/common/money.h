@@ -28,7 +28,8 @@ absl::StatusOr<Currency> FindCurrency(std::string_view code);
 class Money {
  public:
   // Builds an amount from minor units; `currency` must come from FindCurrency.
-  Money(int64_t amount_minor, Currency currency) : amount_minor_(amount_minor), currency_(currency) {}
+  Money(int64_t amount_minor, Currency currency)
+      : amount_minor_(amount_minor), currency_(currency) {}
 
   static absl::StatusOr<Money> FromMinor(int64_t amount_minor, std::string_view currency_code);
   // Parses a decimal string such as "12.34" or "-0.5" exactly. More fraction digits than the

@@ -11,11 +11,11 @@
 #define EMPORIUM_STATUS_CONCAT_INNER(a, b) a##b
 #define EMPORIUM_STATUS_CONCAT(a, b) EMPORIUM_STATUS_CONCAT_INNER(a, b)
 
-#define RETURN_IF_ERROR(expr)                                   \
-  do {                                                          \
+#define RETURN_IF_ERROR(expr)                                               \
+  do {                                                                      \
     if (::absl::Status emporium_status_ = (expr); !emporium_status_.ok()) { \
-      return emporium_status_;                                  \
-    }                                                           \
+      return emporium_status_;                                              \
+    }                                                                       \
   } while (false)
 
 #define EMPORIUM_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \

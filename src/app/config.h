@@ -1,0 +1,65 @@
+// Emporium's configuration: defaults, then a TOML file, then EMPORIUM_* environment variables,
+// then command-line flags — each layer overriding the one before.
+//
+// Every setting has a dotted key ("server.port"), a type, a default and a description; the
+// TOML table [server] port = 8080, the variable EMPORIUM_SERVER_PORT=8080 and the flag
+// `--set server.port=8080` all name the same setting. Unknown keys and badly typed values are
+// errors, not silently ignored. Pure: the caller passes in the file text and the environment.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace emporium::app {
+
+struct ServerConfig {
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  int io_threads = 0;  // 0 = one per core
+  int64_t body_limit_bytes = 1 << 20;
+  int64_t header_timeout_ms = 10'000;
+  int64_t request_timeout_ms = 30'000;
+  int64_t drain_timeout_ms = 10'000;
+};
+
+struct Config {
+  ServerConfig server;
+  std::string data_dir = "./data";
+  std::string log_level = "info";
+  std::string log_path;  // empty = standard error
+  int64_t database_write_queue_capacity = 16384;
+  int64_t database_batch_jobs_max = 1024;
+  int64_t bus_handler_attempts_max = 5;
+};
+
+struct SettingInfo {
+  std::string key;
+  std::string type;  // "string", "int", "bool"
+  std::string default_value;
+  std::string description;
+};
+
+// Every setting Emporium understands, for `emporium config --help`-style listings and docs.
+const std::vector<SettingInfo>& Settings();
+
+// The layers, lowest first. `environment` holds NAME=VALUE pairs (only EMPORIUM_* are read);
+// `overrides` holds "key=value" strings from --set and the convenience flags.
+struct ConfigSources {
+  std::string toml_text;  // empty = no file
+  std::string toml_origin = "config file";
+  std::map<std::string, std::string> environment;
+  std::vector<std::string> overrides;
+};
+
+// InvalidArgument naming the offending key (and its origin) on any unknown key or bad value.
+absl::StatusOr<Config> LoadConfig(const ConfigSources& sources);
+
+// The EMPORIUM_* variables of the running process.
+std::map<std::string, std::string> ProcessEnvironment();
+
+}  // namespace emporium::app
