@@ -1,0 +1,132 @@
+// HTTP request and response values shared by the router, the server, the gateway and every
+// context's API layer, plus the one function that renders an absl::Status as the platform's
+// error shape {"error":{"type","code","message","param"}}.
+//
+// These are plain values with no I/O and no Boost dependency. A Request is owned by the server
+// (or the caller of Router::Dispatch) and handed to one handler at a time; it is not
+// synchronized. The free functions are thread-safe.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "common/json.h"
+
+namespace emporium::http {
+
+// Header fields in arrival order. Names compare case-insensitively; a name may repeat.
+class Headers {
+ public:
+  using Entry = std::pair<std::string, std::string>;
+
+  // Appends a field, keeping any earlier one with the same name.
+  void Add(std::string name, std::string value);
+  // Replaces every field named `name` with a single one.
+  void Set(std::string name, std::string value);
+  // Removes every field named `name`.
+  void Remove(std::string_view name);
+
+  // The first value of `name`, if present.
+  std::optional<std::string_view> Get(std::string_view name) const;
+  // Every value of `name`, in arrival order.
+  std::vector<std::string_view> GetAll(std::string_view name) const;
+  bool Has(std::string_view name) const { return Get(name).has_value(); }
+
+  const std::vector<Entry>& entries() const { return entries_; }
+  bool empty() const { return entries_.empty(); }
+
+ private:
+  std::vector<Entry> entries_;
+};
+
+// True when `a` and `b` are equal ignoring ASCII case.
+bool EqualsIgnoreCase(std::string_view a, std::string_view b);
+
+struct Request {
+  std::string method;  // upper-case token: "GET", "POST", ...
+  std::string target;  // as received: "/api/v1/orders/o%201?limit=5"
+  std::string path;    // percent-decoded path: "/api/v1/orders/o 1"
+  std::string query;   // raw query string without '?': "limit=5"
+  Headers headers;
+  std::string body;
+
+  // Filled by the router: decoded `{param}` values and the matched pattern
+  // ("/api/v1/orders/{id}"); route stays empty when nothing matched.
+  std::map<std::string, std::string> path_params;
+  std::string route;
+
+  // Filled by the server's middleware.
+  std::string request_id;      // echoed as X-Request-Id
+  std::string traceparent;     // W3C traceparent of this request (incoming or new)
+  std::string remote_address;  // "ip:port" of the peer
+  absl::Time deadline = absl::InfiniteFuture();  // the server answers 504 after this
+
+  // Free-form facts other layers attach (auth: "customer_id", "role", ...).
+  std::map<std::string, std::string> attributes;
+
+  // The first value of header `name` (case-insensitive).
+  std::optional<std::string_view> Header(std::string_view name) const { return headers.Get(name); }
+  // The decoded value of the first `name=` query parameter ('+' means space). A parameter
+  // present without '=' yields "". Undecodable escapes yield nullopt.
+  std::optional<std::string> QueryParam(std::string_view name) const;
+  // The path parameter `name`, or "" when the route has none by that name.
+  std::string PathParam(std::string_view name) const;
+  // The attribute `name`, if set.
+  std::optional<std::string> Attribute(std::string_view name) const;
+};
+
+struct Response {
+  int status = 200;
+  Headers headers;
+  std::string body;
+
+  // `status` with a compact JSON body and Content-Type application/json.
+  static Response Json(int status, const ::emporium::Json& body);
+  // `status` with a text body (Content-Type text/plain; charset=utf-8 unless given).
+  static Response Text(int status, std::string body,
+                       std::string content_type = "text/plain; charset=utf-8");
+  // 204 with no body.
+  static Response NoContent();
+};
+
+// Attaches an explicit HTTP status to `status` (e.g. 412 or 422 for a FailedPrecondition) that
+// ErrorResponse uses instead of the canonical mapping. Only 400..599 is honoured.
+absl::Status WithHttpStatus(absl::Status status, int http_status);
+std::optional<int> HttpStatusOverride(const absl::Status& status);
+
+// The HTTP status ErrorResponse(status) would use.
+int HttpStatusFor(const absl::Status& status);
+// The error "type" for an HTTP status: invalid_request_error, authentication_error,
+// permission_error, not_found_error, conflict_error, rate_limit_error or api_error.
+std::string_view ErrorTypeFor(int http_status);
+
+// Renders a non-OK status in the one error shape. Mapping:
+//   InvalidArgument/OutOfRange -> 400, Unauthenticated -> 401, PermissionDenied -> 403,
+//   NotFound -> 404, AlreadyExists/Aborted/FailedPrecondition -> 409, ResourceExhausted -> 429,
+//   Unavailable -> 503, DeadlineExceeded -> 504, anything else -> 500;
+//   a WithHttpStatus payload overrides the mapping.
+// `code` comes from the ErrorCode payload (else a default per status), `param` from the
+// ErrorParam payload (else JSON null). 4xx messages are the status message; 5xx messages are
+// generic, so internals never leak. An OK status renders as 500 (a caller bug, never a 200).
+Response ErrorResponse(const absl::Status& status);
+// The error shape from explicit parts; an empty `param` renders as null.
+Response ErrorResponse(int http_status, std::string_view type, std::string_view code,
+                       std::string_view message, std::string_view param = "");
+
+// How PercentDecode treats '+': literally (paths) or as a space (query strings).
+enum class PlusSign { kLiteral, kSpace };
+// Percent-decodes `text`. Nullopt on a malformed escape ("%4", "%zz").
+std::optional<std::string> PercentDecode(std::string_view text, PlusSign plus);
+// Escapes everything outside RFC 3986 unreserved characters.
+std::string PercentEncode(std::string_view text);
+
+// The standard reason phrase ("Not Found"), or "Unknown".
+std::string_view ReasonPhrase(int http_status);
+
+}  // namespace emporium::http

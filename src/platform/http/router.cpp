@@ -1,0 +1,279 @@
+#include "platform/http/router.h"
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <set>
+
+#include "fmt/format.h"
+
+namespace emporium::http {
+namespace {
+
+enum class SegmentKind { kLiteral, kParam, kWildcard };
+
+struct Segment {
+  SegmentKind kind;
+  std::string text;  // literal text or parameter name
+};
+
+struct Route {
+  std::string method;
+  Handler handler;
+  RouteOptions options;
+};
+
+struct PathEntry {
+  std::string pattern;
+  std::vector<Segment> segments;
+  std::vector<Route> routes;  // one per method
+};
+
+[[noreturn]] void FailRoute(std::string_view pattern, std::string_view why) {
+  std::fprintf(stderr, "Router: invalid route %.*s: %.*s\n", static_cast<int>(pattern.size()),
+               pattern.data(), static_cast<int>(why.size()), why.data());
+  std::abort();
+}
+
+// Splits "/a/b" into {"a","b"} and "/" into {""}; `path` must start with '/'.
+std::vector<std::string_view> SplitPath(std::string_view path) {
+  std::vector<std::string_view> parts;
+  std::string_view rest = path.substr(1);
+  while (true) {
+    size_t slash = rest.find('/');
+    parts.push_back(rest.substr(0, slash));
+    if (slash == std::string_view::npos) break;
+    rest = rest.substr(slash + 1);
+  }
+  return parts;
+}
+
+std::vector<Segment> ParsePattern(std::string_view pattern) {
+  if (pattern.empty() || pattern[0] != '/') FailRoute(pattern, "must start with '/'");
+  std::vector<Segment> segments;
+  std::set<std::string, std::less<>> names;
+  std::vector<std::string_view> parts = SplitPath(pattern);
+  for (size_t i = 0; i < parts.size(); ++i) {
+    std::string_view part = parts[i];
+    if (part.size() >= 2 && part.front() == '{' && part.back() == '}') {
+      std::string_view name = part.substr(1, part.size() - 2);
+      SegmentKind kind = SegmentKind::kParam;
+      if (name.size() > 3 && name.substr(name.size() - 3) == "...") {
+        if (i + 1 != parts.size()) FailRoute(pattern, "a wildcard must be the last segment");
+        name = name.substr(0, name.size() - 3);
+        kind = SegmentKind::kWildcard;
+      }
+      if (name.empty() || name.find_first_of("{}./") != std::string_view::npos) {
+        FailRoute(pattern, "bad parameter name");
+      }
+      if (!names.emplace(name).second) FailRoute(pattern, "repeated parameter name");
+      segments.push_back({kind, std::string(name)});
+    } else {
+      if (part.find_first_of("{}") != std::string_view::npos) {
+        FailRoute(pattern, "braces must enclose a whole segment");
+      }
+      segments.push_back({SegmentKind::kLiteral, std::string(part)});
+    }
+  }
+  return segments;
+}
+
+// Matches raw path parts against a pattern; fills decoded params. False on mismatch or on a
+// parameter that does not decode.
+bool MatchSegments(const std::vector<Segment>& segments, const std::vector<std::string_view>& parts,
+                   std::map<std::string, std::string>& params) {
+  params.clear();
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const Segment& segment = segments[i];
+    if (segment.kind == SegmentKind::kWildcard) {
+      std::string rest;
+      for (size_t j = i; j < parts.size(); ++j) {
+        if (j > i) rest.push_back('/');
+        rest.append(parts[j]);
+      }
+      std::optional<std::string> decoded = PercentDecode(rest, PlusSign::kLiteral);
+      if (!decoded.has_value()) return false;
+      params[segment.text] = std::move(*decoded);
+      return true;
+    }
+    if (i >= parts.size()) return false;
+    std::optional<std::string> decoded = PercentDecode(parts[i], PlusSign::kLiteral);
+    if (!decoded.has_value()) return false;
+    switch (segment.kind) {
+      case SegmentKind::kLiteral:
+        if (*decoded != segment.text) return false;
+        break;
+      case SegmentKind::kParam:
+        if (decoded->empty()) return false;
+        params[segment.text] = std::move(*decoded);
+        break;
+      case SegmentKind::kWildcard:
+        break;  // handled above
+    }
+  }
+  return parts.size() == segments.size();
+}
+
+// Lower is more specific: compares segment kinds position by position.
+bool MoreSpecific(const PathEntry& a, const PathEntry& b) {
+  size_t n = std::min(a.segments.size(), b.segments.size());
+  for (size_t i = 0; i < n; ++i) {
+    if (a.segments[i].kind != b.segments[i].kind) {
+      return static_cast<int>(a.segments[i].kind) < static_cast<int>(b.segments[i].kind);
+    }
+  }
+  return a.segments.size() > b.segments.size();
+}
+
+std::string_view MediaType(std::string_view content_type) {
+  std::string_view type = content_type.substr(0, content_type.find(';'));
+  while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.remove_suffix(1);
+  while (!type.empty() && (type.front() == ' ' || type.front() == '\t')) type.remove_prefix(1);
+  return type;
+}
+
+bool BodyTypeAccepted(const Request& request, const RouteOptions& options) {
+  if (request.body.empty() || options.accepted_content_types.empty()) return true;
+  if (request.method != "POST" && request.method != "PUT" && request.method != "PATCH") {
+    return true;
+  }
+  std::optional<std::string_view> content_type = request.Header("Content-Type");
+  if (!content_type.has_value()) return false;
+  std::string_view type = MediaType(*content_type);
+  for (const std::string& accepted : options.accepted_content_types) {
+    if (EqualsIgnoreCase(type, accepted)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+struct Router::Table {
+  std::vector<PathEntry> paths;
+  std::vector<std::pair<std::string, std::string>> registered;
+};
+
+Router::Router() : table_(std::make_unique<Table>()) {}
+Router::~Router() = default;
+Router::Router(Router&&) noexcept = default;
+Router& Router::operator=(Router&&) noexcept = default;
+
+void Router::Add(std::string_view method, std::string_view pattern, Handler handler,
+                 RouteOptions options) {
+  if (method.empty()) FailRoute(pattern, "empty method");
+  for (char c : method) {
+    if (c < 'A' || c > 'Z') FailRoute(pattern, "method must be upper-case letters");
+  }
+  if (!handler) FailRoute(pattern, "null handler");
+  std::vector<Segment> segments = ParsePattern(pattern);
+  PathEntry* entry = nullptr;
+  for (PathEntry& candidate : table_->paths) {
+    if (candidate.pattern == pattern) entry = &candidate;
+  }
+  if (entry == nullptr) {
+    table_->paths.push_back({std::string(pattern), std::move(segments), {}});
+    entry = &table_->paths.back();
+  }
+  for (const Route& route : entry->routes) {
+    if (route.method == method) FailRoute(pattern, "registered twice for this method");
+  }
+  entry->routes.push_back({std::string(method), std::move(handler), std::move(options)});
+  table_->registered.emplace_back(std::string(method), std::string(pattern));
+}
+
+void Router::AddSync(std::string_view method, std::string_view pattern, SyncHandler handler,
+                     RouteOptions options) {
+  if (!handler) FailRoute(pattern, "null handler");
+  Add(
+      method, pattern,
+      [handler = std::move(handler)](Request& request, Responder respond) {
+        respond(handler(request));
+      },
+      std::move(options));
+}
+
+std::vector<std::pair<std::string, std::string>> Router::routes() const {
+  return table_->registered;
+}
+
+void Router::Dispatch(Request& request, Responder respond) const {
+  // Guarantees at most one answer reaches the caller even if a handler answers and then throws.
+  auto answered = std::make_shared<std::atomic<bool>>(false);
+  Responder once = [answered, respond = std::move(respond)](Response response) {
+    if (!answered->exchange(true)) respond(std::move(response));
+  };
+
+  std::string_view raw_path =
+      request.target.empty() ? std::string_view(request.path)
+                             : std::string_view(request.target).substr(0, request.target.find('?'));
+  if (raw_path.empty() || raw_path[0] != '/') {
+    once(ErrorResponse(404, "not_found_error", "route_not_found", "No route matches this path."));
+    return;
+  }
+  std::vector<std::string_view> parts = SplitPath(raw_path);
+
+  const PathEntry* best_entry = nullptr;
+  const Route* best_route = nullptr;
+  std::map<std::string, std::string> best_params;
+  std::set<std::string> allowed;
+  std::map<std::string, std::string> params;
+  bool is_head = request.method == "HEAD";
+  for (const PathEntry& entry : table_->paths) {
+    if (!MatchSegments(entry.segments, parts, params)) continue;
+    const Route* exact = nullptr;
+    const Route* get = nullptr;
+    for (const Route& route : entry.routes) {
+      allowed.insert(route.method);
+      if (route.method == "GET") allowed.insert("HEAD");
+      if (route.method == request.method) exact = &route;
+      if (route.method == "GET") get = &route;
+    }
+    const Route* chosen = exact != nullptr ? exact : (is_head ? get : nullptr);
+    if (chosen == nullptr) continue;
+    if (best_entry == nullptr || MoreSpecific(entry, *best_entry)) {
+      best_entry = &entry;
+      best_route = chosen;
+      best_params = params;
+    }
+  }
+
+  if (best_route == nullptr) {
+    if (allowed.empty()) {
+      once(ErrorResponse(404, "not_found_error", "route_not_found", "No route matches this path."));
+      return;
+    }
+    std::string allow;
+    for (const std::string& method : allowed) {
+      if (!allow.empty()) allow += ", ";
+      allow += method;
+    }
+    Response response = ErrorResponse(
+        405, "invalid_request_error", "method_not_allowed",
+        fmt::format("Method {} is not allowed here; allowed: {}.", request.method, allow));
+    response.headers.Set("Allow", allow);
+    once(std::move(response));
+    return;
+  }
+
+  request.route = best_entry->pattern;
+  request.path_params = std::move(best_params);
+  if (!BodyTypeAccepted(request, best_route->options)) {
+    once(ErrorResponse(415, "invalid_request_error", "unsupported_media_type",
+                       "The request body must be sent as application/json."));
+    return;
+  }
+  try {
+    best_route->handler(request, once);
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "Router: handler for %s %s threw: %s\n", request.method.c_str(),
+                 request.route.c_str(), error.what());
+    once(ErrorResponse(500, "api_error", "internal", "An internal error occurred."));
+  } catch (...) {
+    std::fprintf(stderr, "Router: handler for %s %s threw a non-exception\n",
+                 request.method.c_str(), request.route.c_str());
+    once(ErrorResponse(500, "api_error", "internal", "An internal error occurred."));
+  }
+}
+
+}  // namespace emporium::http
