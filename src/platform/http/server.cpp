@@ -1,0 +1,567 @@
+#include "platform/http/server.h"
+
+// <utility> must precede Asio's coroutine headers in Boost 1.74 (awaitable.hpp uses
+// std::exchange without including it).
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <exception>
+#include <mutex>
+#include <optional>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "boost/asio/co_spawn.hpp"
+#include "boost/asio/detached.hpp"
+#include "boost/asio/io_context.hpp"
+#include "boost/asio/ip/tcp.hpp"
+#include "boost/asio/post.hpp"
+#include "boost/asio/redirect_error.hpp"
+#include "boost/asio/steady_timer.hpp"
+#include "boost/asio/use_awaitable.hpp"
+#include "boost/asio/write.hpp"
+#include "boost/beast/core.hpp"
+#include "boost/beast/http.hpp"
+#include "fmt/format.h"
+#include "platform/http/trace_context.h"
+#include "platform/obs/metrics.h"
+
+namespace emporium::http {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+using SteadyClock = std::chrono::steady_clock;
+
+constexpr size_t kRequestIdLengthMax = 128;
+constexpr size_t kReadChunkBytes = 4096;
+constexpr auto kAcceptErrorBackoff = std::chrono::milliseconds(20);
+
+std::chrono::steady_clock::duration ToChrono(absl::Duration duration) {
+  return std::chrono::nanoseconds(absl::ToInt64Nanoseconds(duration));
+}
+
+beast::string_view Bv(std::string_view text) { return {text.data(), text.size()}; }
+std::string_view Sv(beast::string_view text) { return {text.data(), text.size()}; }
+
+bool SaneRequestId(std::string_view id) {
+  if (id.empty() || id.size() > kRequestIdLengthMax) return false;
+  for (char c : id) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// Bounded label values: an attacker-chosen method must not create new series.
+std::string_view MethodLabel(std::string_view method) {
+  for (std::string_view known : {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}) {
+    if (method == known) return known;
+  }
+  return "OTHER";
+}
+
+// The server's own error answers (it never leaks details).
+Response ServerError(int status, std::string_view code, std::string_view message) {
+  return ErrorResponse(status, ErrorTypeFor(status), code, message);
+}
+
+bool IsJsonContentType(const Response& response) {
+  std::optional<std::string_view> type = response.headers.Get("Content-Type");
+  return type.has_value() && type->substr(0, 16) == "application/json";
+}
+
+// State shared by a waiting connection and the handler's Responder, which may run on any
+// thread and outlive the connection.
+struct Exchange {
+  std::mutex mutex;
+  bool in_dispatch = true;  // still inside Router::Dispatch on the io thread
+  bool finished = false;    // the connection stopped waiting; answers are dropped
+  std::optional<Response> response;
+  asio::steady_timer* timer = nullptr;  // valid while !finished; touched only on the io thread
+  Request request;
+};
+
+// Marks the exchange finished when the waiting coroutine frame goes away for any reason
+// (normal completion, or destruction by a stopped io_context).
+struct ExchangeGuard {
+  std::shared_ptr<Exchange> exchange;
+  ~ExchangeGuard() {
+    std::lock_guard<std::mutex> lock(exchange->mutex);
+    exchange->finished = true;
+    exchange->timer = nullptr;
+  }
+};
+
+struct Connection {
+  explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
+  beast::tcp_stream stream;
+  bool busy = false;  // a request is being read past its headers, handled or answered
+};
+
+// Metric series cached per io thread, so the hot path takes no registry lock.
+struct SeriesCache {
+  std::unordered_map<std::string, obs::Counter*> counters;
+  std::unordered_map<std::string, obs::Histogram*> histograms;
+};
+
+struct Worker {
+  asio::io_context io{1};
+  std::optional<tcp::acceptor> acceptor;
+  std::unordered_set<Connection*> connections;  // io thread only
+  SeriesCache series;                           // io thread only
+  std::thread thread;
+};
+
+}  // namespace
+
+struct HttpServer::Impl {
+  Impl(ServerOptions server_options, const Router& server_router)
+      : options(std::move(server_options)), router(server_router) {}
+
+  ServerOptions options;
+  const Router& router;
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::atomic<uint16_t> bound_port{0};
+  std::atomic<bool> draining{false};
+  std::atomic<int> connections_active{0};
+  obs::Gauge* in_flight = nullptr;
+
+  std::mutex state_mutex;
+  std::condition_variable state_changed;
+  bool started = false;
+  bool stopped = false;
+  int workers_running = 0;
+
+  absl::Status Bind(Worker& worker, const asio::ip::address& address, uint16_t port);
+  asio::awaitable<void> Accept(Worker& worker);
+  asio::awaitable<void> Serve(Worker& worker, tcp::socket socket);
+  asio::awaitable<Response> Handle(Worker& worker, Exchange& exchange,
+                                   std::shared_ptr<Exchange> shared);
+  void Record(Worker& worker, std::string_view method, std::string_view route, int status,
+              double seconds);
+  void RunWorker(Worker& worker);
+};
+
+HttpServer::HttpServer(ServerOptions options, const Router& router)
+    : impl_(std::make_unique<Impl>(std::move(options), router)) {}
+
+HttpServer::~HttpServer() { Shutdown(absl::ZeroDuration()); }
+
+uint16_t HttpServer::port() const { return impl_->bound_port.load(); }
+
+absl::Status HttpServer::Impl::Bind(Worker& worker, const asio::ip::address& address,
+                                    uint16_t port) {
+  beast::error_code ec;
+  tcp::endpoint endpoint(address, port);
+  worker.acceptor.emplace(worker.io);
+  tcp::acceptor& acceptor = *worker.acceptor;
+  acceptor.open(endpoint.protocol(), ec);
+  if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.set_option(ReusePort(true), ec);
+  if (!ec) acceptor.bind(endpoint, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return absl::UnavailableError(
+        fmt::format("cannot listen on {}:{}: {}", options.host, port, ec.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status HttpServer::Start() {
+  Impl& impl = *impl_;
+  {
+    std::lock_guard<std::mutex> lock(impl.state_mutex);
+    if (impl.started) return absl::FailedPreconditionError("server already started");
+    impl.started = true;
+  }
+  beast::error_code ec;
+  asio::ip::address address = asio::ip::make_address(impl.options.host, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(fmt::format("bad listen host '{}'", impl.options.host));
+  }
+  int threads = impl.options.io_threads > 0
+                    ? impl.options.io_threads
+                    : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  uint16_t port = impl.options.port;
+  for (int i = 0; i < threads; ++i) {
+    auto worker = std::make_unique<Worker>();
+    absl::Status bound = impl.Bind(*worker, address, port);
+    if (!bound.ok()) {
+      impl.workers.clear();
+      std::lock_guard<std::mutex> lock(impl.state_mutex);
+      impl.stopped = true;
+      impl.state_changed.notify_all();
+      return bound;
+    }
+    // The first acceptor resolves port 0; the others join the chosen port.
+    if (i == 0) port = worker->acceptor->local_endpoint().port();
+    impl.workers.push_back(std::move(worker));
+  }
+  impl.bound_port = port;
+  if (impl.options.metrics != nullptr) {
+    impl.in_flight = &impl.options.metrics->GetGauge("emporium_http_requests_in_flight",
+                                                     "HTTP requests being handled right now.");
+  }
+  {
+    std::lock_guard<std::mutex> lock(impl.state_mutex);
+    impl.workers_running = static_cast<int>(impl.workers.size());
+  }
+  for (auto& worker : impl.workers) {
+    asio::co_spawn(worker->io, impl.Accept(*worker), asio::detached);
+    Worker* raw = worker.get();
+    worker->thread = std::thread([&impl, raw] { impl.RunWorker(*raw); });
+  }
+  return absl::OkStatus();
+}
+
+void HttpServer::Impl::RunWorker(Worker& worker) {
+  // run() returns once the acceptor is closed and every connection has ended.
+  while (true) {
+    try {
+      worker.io.run();
+      break;
+    } catch (const std::exception& error) {
+      std::fprintf(stderr, "HttpServer: io thread caught: %s\n", error.what());
+    }
+  }
+  std::lock_guard<std::mutex> lock(state_mutex);
+  --workers_running;
+  state_changed.notify_all();
+}
+
+void HttpServer::Shutdown(absl::Duration drain_timeout) {
+  Impl& impl = *impl_;
+  {
+    std::lock_guard<std::mutex> lock(impl.state_mutex);
+    if (!impl.started || impl.stopped || impl.draining.load()) return;
+    impl.draining = true;
+  }
+  for (auto& worker : impl.workers) {
+    Worker* raw = worker.get();
+    asio::post(raw->io, [raw] {
+      beast::error_code ignored;
+      if (raw->acceptor.has_value()) raw->acceptor->close(ignored);
+      for (Connection* connection : raw->connections) {
+        if (!connection->busy) connection->stream.cancel();
+      }
+    });
+  }
+  {
+    std::unique_lock<std::mutex> lock(impl.state_mutex);
+    impl.state_changed.wait_for(lock, ToChrono(drain_timeout),
+                                [&] { return impl.workers_running == 0; });
+  }
+  for (auto& worker : impl.workers) worker->io.stop();
+  for (auto& worker : impl.workers) {
+    if (worker->thread.joinable()) worker->thread.join();
+  }
+  // Destroying the io_contexts destroys any suspended connection, which drops late answers.
+  impl.workers.clear();
+  std::lock_guard<std::mutex> lock(impl.state_mutex);
+  impl.stopped = true;
+  impl.state_changed.notify_all();
+}
+
+void HttpServer::Wait() {
+  Impl& impl = *impl_;
+  std::unique_lock<std::mutex> lock(impl.state_mutex);
+  impl.state_changed.wait(lock, [&] { return !impl.started || impl.stopped; });
+}
+
+asio::awaitable<void> HttpServer::Impl::Accept(Worker& worker) {
+  asio::steady_timer backoff(worker.io);
+  while (true) {
+    tcp::socket socket(worker.io);
+    beast::error_code ec;
+    co_await worker.acceptor->async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
+    if (draining.load() || !worker.acceptor->is_open()) co_return;
+    if (ec) {
+      // EMFILE and friends: back off briefly instead of spinning.
+      backoff.expires_after(kAcceptErrorBackoff);
+      co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      continue;
+    }
+    if (connections_active.load() >= options.connections_max) {
+      socket.close(ec);
+      continue;
+    }
+    ++connections_active;
+    asio::co_spawn(worker.io, Serve(worker, std::move(socket)), [](std::exception_ptr error) {
+      if (error == nullptr) return;
+      try {
+        std::rethrow_exception(error);
+      } catch (const std::exception& caught) {
+        std::fprintf(stderr, "HttpServer: connection ended by exception: %s\n", caught.what());
+      } catch (...) {
+        std::fprintf(stderr, "HttpServer: connection ended by unknown exception\n");
+      }
+    });
+  }
+}
+
+void HttpServer::Impl::Record(Worker& worker, std::string_view method, std::string_view route,
+                              int status, double seconds) {
+  if (options.metrics == nullptr) return;
+  std::string_view method_label = MethodLabel(method);
+  std::string key = fmt::format("{}\n{}\n{}", method_label, route, status);
+  auto counter = worker.series.counters.find(key);
+  if (counter == worker.series.counters.end()) {
+    obs::Counter& series =
+        options.metrics->GetCounter("emporium_http_requests_total", "HTTP requests answered.",
+                                    {{"method", std::string(method_label)},
+                                     {"route", std::string(route)},
+                                     {"status", fmt::format("{}", status)}});
+    counter = worker.series.counters.emplace(key, &series).first;
+  }
+  counter->second->Increment();
+  std::string histogram_key = fmt::format("{}\n{}", method_label, route);
+  auto histogram = worker.series.histograms.find(histogram_key);
+  if (histogram == worker.series.histograms.end()) {
+    obs::Histogram& series = options.metrics->GetHistogram(
+        "emporium_http_request_duration_seconds", "HTTP request latency in seconds.",
+        {{"method", std::string(method_label)}, {"route", std::string(route)}});
+    histogram = worker.series.histograms.emplace(histogram_key, &series).first;
+  }
+  histogram->second->Observe(seconds);
+}
+
+asio::awaitable<Response> HttpServer::Impl::Handle(Worker& worker, Exchange& exchange,
+                                                   std::shared_ptr<Exchange> shared) {
+  asio::steady_timer timer(worker.io);
+  timer.expires_after(ToChrono(options.request_timeout));
+  exchange.timer = &timer;
+  ExchangeGuard guard{shared};
+  auto executor = worker.io.get_executor();
+  Responder respond = [shared, executor](Response response) {
+    std::lock_guard<std::mutex> lock(shared->mutex);
+    if (shared->finished || shared->response.has_value()) return;
+    shared->response = std::move(response);
+    if (shared->in_dispatch) return;  // the connection checks right after Dispatch returns
+    asio::post(executor, [shared] {
+      std::lock_guard<std::mutex> inner(shared->mutex);
+      if (shared->timer != nullptr) shared->timer->cancel();
+    });
+  };
+  if (in_flight != nullptr) in_flight->Add(1);
+  router.Dispatch(exchange.request, std::move(respond));
+  bool answered = false;
+  {
+    std::lock_guard<std::mutex> lock(exchange.mutex);
+    exchange.in_dispatch = false;
+    answered = exchange.response.has_value();
+  }
+  if (!answered) {
+    beast::error_code ec;
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  std::optional<Response> response;
+  {
+    std::lock_guard<std::mutex> lock(exchange.mutex);
+    exchange.finished = true;
+    exchange.timer = nullptr;
+    response = std::move(exchange.response);
+  }
+  if (in_flight != nullptr) in_flight->Add(-1);
+  if (!response.has_value()) {
+    co_return ServerError(504, "deadline_exceeded", "The request did not complete in time.");
+  }
+  co_return std::move(*response);
+}
+
+asio::awaitable<void> HttpServer::Impl::Serve(Worker& worker, tcp::socket socket) {
+  Connection connection(std::move(socket));
+  worker.connections.insert(&connection);
+  struct Cleanup {
+    Impl& impl;
+    Worker& worker;
+    Connection& connection;
+    ~Cleanup() {
+      worker.connections.erase(&connection);
+      --impl.connections_active;
+    }
+  } cleanup{*this, worker, connection};
+
+  beast::error_code ec;
+  connection.stream.socket().set_option(tcp::no_delay(true), ec);
+  std::string remote_address;
+  tcp::endpoint remote = connection.stream.socket().remote_endpoint(ec);
+  if (!ec) remote_address = fmt::format("{}:{}", remote.address().to_string(), remote.port());
+
+  beast::flat_buffer buffer;
+  bool first_request = true;
+  while (!draining.load()) {
+    connection.busy = false;
+    if (buffer.size() == 0) {
+      // A new connection must start talking within the header timeout; a kept-alive one may
+      // stay quiet for the idle timeout.
+      connection.stream.expires_after(
+          ToChrono(first_request ? std::min(options.header_timeout, options.idle_timeout)
+                                 : options.idle_timeout));
+      size_t read = co_await connection.stream.async_read_some(
+          buffer.prepare(kReadChunkBytes), asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) break;
+      buffer.commit(read);
+    }
+    first_request = false;
+
+    bhttp::request_parser<bhttp::string_body> parser;
+    parser.header_limit(static_cast<uint32_t>(options.header_bytes_max));
+    parser.body_limit(options.body_bytes_max);
+    connection.stream.expires_after(ToChrono(options.header_timeout));
+    co_await bhttp::async_read_header(connection.stream, buffer, parser,
+                                      asio::redirect_error(asio::use_awaitable, ec));
+    connection.busy = true;
+    if (!ec && !parser.is_done()) {
+      auto expect = parser.get().find(bhttp::field::expect);
+      if (expect != parser.get().end() && EqualsIgnoreCase(Sv(expect->value()), "100-continue")) {
+        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+        connection.stream.expires_after(ToChrono(options.write_timeout));
+        co_await asio::async_write(connection.stream,
+                                   asio::buffer(kContinue.data(), kContinue.size()),
+                                   asio::redirect_error(asio::use_awaitable, ec));
+      }
+      if (!ec) {
+        connection.stream.expires_after(ToChrono(options.body_timeout));
+        co_await bhttp::async_read(connection.stream, buffer, parser,
+                                   asio::redirect_error(asio::use_awaitable, ec));
+      }
+    }
+    SteadyClock::time_point request_started = SteadyClock::now();
+
+    auto shared = std::make_shared<Exchange>();
+    Request& request = shared->request;
+    std::optional<Response> early;  // an answer the server gives without the router
+    bool close_after = false;
+    if (ec) {
+      if (ec == beast::error::timeout || ec == bhttp::error::end_of_stream ||
+          ec == asio::error::eof || ec == asio::error::operation_aborted ||
+          ec == asio::error::connection_reset || ec == bhttp::error::partial_message) {
+        break;  // the peer left or stalled: nothing to answer
+      }
+      close_after = true;
+      if (ec == bhttp::error::body_limit) {
+        early =
+            ServerError(413, "payload_too_large",
+                        fmt::format("The request body exceeds {} bytes.", options.body_bytes_max));
+      } else if (ec == bhttp::error::header_limit) {
+        early = ServerError(431, "headers_too_large", "The request headers are too large.");
+      } else {
+        early = ServerError(400, "malformed_request", "The request is not valid HTTP/1.1.");
+      }
+    }
+
+    const bhttp::request<bhttp::string_body>& message = parser.get();
+    if (!early.has_value()) {
+      request.method = std::string(Sv(message.method_string()));
+      for (char& c : request.method)
+        c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      request.target = std::string(Sv(message.target()));
+      for (const auto& field : message) {
+        request.headers.Add(std::string(Sv(field.name_string())), std::string(Sv(field.value())));
+      }
+    }
+    std::string_view target = request.target;
+    size_t question = target.find('?');
+    if (!early.has_value()) {
+      std::optional<std::string> path =
+          PercentDecode(target.substr(0, question), PlusSign::kLiteral);
+      if (target.empty() || target[0] != '/' || !path.has_value()) {
+        early = ServerError(400, "invalid_path", "The request target is not a valid path.");
+        close_after = true;
+      } else {
+        request.path = std::move(*path);
+        if (question != std::string_view::npos) request.query = target.substr(question + 1);
+      }
+    }
+
+    std::optional<std::string_view> incoming_id = request.Header("X-Request-Id");
+    request.request_id = incoming_id.has_value() && SaneRequestId(*incoming_id)
+                             ? std::string(*incoming_id)
+                             : RandomHex128();
+    std::optional<std::string_view> incoming_trace = request.Header("traceparent");
+    std::optional<TraceContext> trace;
+    if (incoming_trace.has_value()) trace = ParseTraceparent(*incoming_trace);
+    if (trace.has_value()) {
+      request.traceparent = std::string(*incoming_trace);
+    } else {
+      trace = NewTraceContext();
+      request.traceparent = FormatTraceparent(*trace);
+    }
+    request.remote_address = remote_address;
+    request.deadline = absl::Now() + options.request_timeout;
+
+    Response response =
+        early.has_value() ? std::move(*early) : co_await Handle(worker, *shared, shared);
+    if (response.status < 100 || response.status > 599) {
+      response = ServerError(500, "internal", "An internal error occurred.");
+    }
+    if (response.status >= 400 && (response.body.empty() || !IsJsonContentType(response))) {
+      Response shaped = ErrorResponse(WithHttpStatus(
+          absl::UnknownError(std::string(ReasonPhrase(response.status))), response.status));
+      shaped.headers = std::move(response.headers);
+      shaped.headers.Set("Content-Type", "application/json");
+      response = std::move(shaped);
+    }
+
+    bool head = request.method == "HEAD";
+    bool keep_alive = !close_after && !draining.load() && message.keep_alive();
+    bhttp::response<bhttp::string_body> reply;
+    reply.version(message.version() == 10 ? 10 : 11);
+    reply.result(static_cast<unsigned>(response.status));
+    reply.reason(Bv(ReasonPhrase(response.status)));
+    for (const Headers::Entry& entry : response.headers.entries()) {
+      reply.insert(Bv(entry.first), Bv(entry.second));
+    }
+    reply.set(bhttp::field::server, "emporium");
+    reply.set("X-Request-Id", Bv(request.request_id));
+    reply.set("traceparent", Bv(request.traceparent));
+    size_t body_bytes = response.body.size();
+    bool bodiless_status =
+        response.status < 200 || response.status == 204 || response.status == 304;
+    if (!bodiless_status) reply.content_length(body_bytes);
+    if (!head && !bodiless_status) reply.body() = std::move(response.body);
+    reply.keep_alive(keep_alive);
+
+    connection.stream.expires_after(ToChrono(options.write_timeout));
+    co_await bhttp::async_write(connection.stream, reply,
+                                asio::redirect_error(asio::use_awaitable, ec));
+    bool write_failed = static_cast<bool>(ec);
+
+    std::string_view route =
+        request.route.empty() ? std::string_view("unmatched") : std::string_view(request.route);
+    double seconds = std::chrono::duration<double>(SteadyClock::now() - request_started).count();
+    Record(worker, request.method, route, response.status, seconds);
+    if (options.access_log) {
+      AccessLogEntry entry;
+      entry.method = request.method;
+      entry.path = request.path;
+      entry.route = std::string(route);
+      entry.status = response.status;
+      entry.duration = absl::FromChrono(SteadyClock::now() - request_started);
+      entry.bytes = head || bodiless_status ? 0 : body_bytes;
+      entry.request_id = request.request_id;
+      entry.trace_id = trace->TraceIdHex();
+      entry.remote_address = remote_address;
+      try {
+        options.access_log(entry);
+      } catch (...) {
+        std::fprintf(stderr, "HttpServer: access-log hook threw\n");
+      }
+    }
+    if (write_failed || !keep_alive) break;
+  }
+  connection.stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  connection.stream.close();
+}
+
+}  // namespace emporium::http
