@@ -1,0 +1,211 @@
+#include "platform/bus/envelope.h"
+
+#include <cstdint>
+#include <limits>
+#include <utility>
+
+#include "fmt/format.h"
+#include "nlohmann/json.hpp"
+
+namespace emporium::bus {
+namespace {
+
+using Json = nlohmann::json;
+
+// nlohmann's parser is iterative, but destroying and dumping nested values recurse; a cheap
+// scan rejects absurd nesting before anything is built.
+bool NestingWithinLimit(std::string_view text, int depth_max) {
+  int depth = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > depth_max) return false;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return true;
+}
+
+bool IsTypeChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+}
+
+absl::Status CheckLength(std::string_view field, const std::string& value, size_t max_bytes) {
+  if (value.size() > max_bytes) {
+    return absl::InvalidArgumentError(
+        fmt::format("envelope: {} is {} bytes, more than {}", field, value.size(), max_bytes));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckType(std::string_view field, const std::string& value) {
+  if (value.empty()) return absl::InvalidArgumentError(fmt::format("envelope: {} is empty", field));
+  if (absl::Status length = CheckLength(field, value, kEnvelopeTypeBytesMax); !length.ok()) {
+    return length;
+  }
+  for (char c : value) {
+    if (!IsTypeChar(c)) {
+      return absl::InvalidArgumentError(
+          fmt::format("envelope: {} may hold only [a-z0-9._-]", field));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Reads an optional string member into `out`; absent or null leaves it empty.
+absl::Status ReadString(const Json& object, const char* field, std::string& out) {
+  auto it = object.find(field);
+  if (it == object.end() || it->is_null()) return absl::OkStatus();
+  if (!it->is_string()) {
+    return absl::InvalidArgumentError(fmt::format("envelope: {} must be a string", field));
+  }
+  out = it->get<std::string>();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status Validate(const Envelope& envelope) {
+  if (envelope.id.empty()) return absl::InvalidArgumentError("envelope: id is empty");
+  struct Bound {
+    const char* field;
+    const std::string& value;
+    size_t max_bytes;
+  };
+  const Bound bounds[] = {
+      {"id", envelope.id, kEnvelopeIdBytesMax},
+      {"correlation_id", envelope.correlation_id, kEnvelopeIdBytesMax},
+      {"causation_id", envelope.causation_id, kEnvelopeIdBytesMax},
+      {"source", envelope.source, kEnvelopeTypeBytesMax},
+      {"key", envelope.key, kEnvelopeKeyBytesMax},
+      {"traceparent", envelope.traceparent, kEnvelopeTraceparentBytesMax},
+      {"payload", envelope.payload, kEnvelopeBytesMax},
+  };
+  for (const Bound& bound : bounds) {
+    if (absl::Status status = CheckLength(bound.field, bound.value, bound.max_bytes);
+        !status.ok()) {
+      return status;
+    }
+  }
+  if (absl::Status status = CheckType("type", envelope.type); !status.ok()) return status;
+  if (envelope.reply_to.has_value()) {
+    if (absl::Status status = CheckType("reply_to", *envelope.reply_to); !status.ok()) {
+      return status;
+    }
+  }
+  if (envelope.occurred_at_ms < 0) {
+    return absl::InvalidArgumentError("envelope: occurred_at_ms is negative");
+  }
+  return absl::OkStatus();
+}
+
+std::string Serialize(const Envelope& envelope) {
+  Json object = Json::object();
+  object["id"] = envelope.id;
+  object["type"] = envelope.type;
+  object["source"] = envelope.source;
+  object["key"] = envelope.key;
+  object["correlation_id"] = envelope.correlation_id;
+  object["causation_id"] = envelope.causation_id;
+  if (envelope.reply_to.has_value()) object["reply_to"] = *envelope.reply_to;
+  object["traceparent"] = envelope.traceparent;
+  object["occurred_at_ms"] = envelope.occurred_at_ms;
+  object["payload"] = envelope.payload;
+  // Invalid UTF-8 is replaced rather than thrown on; payloads are JSON text, so valid input
+  // round-trips byte for byte.
+  return object.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+absl::StatusOr<Envelope> Deserialize(std::string_view bytes) {
+  if (bytes.size() > kEnvelopeBytesMax) {
+    return absl::InvalidArgumentError(
+        fmt::format("envelope: {} bytes, more than {}", bytes.size(), kEnvelopeBytesMax));
+  }
+  if (!NestingWithinLimit(bytes, kEnvelopeJsonDepthMax)) {
+    return absl::InvalidArgumentError("envelope: JSON nested too deeply");
+  }
+  Json object = Json::parse(bytes, /*cb=*/nullptr, /*allow_exceptions=*/false);
+  if (object.is_discarded()) return absl::InvalidArgumentError("envelope: not valid JSON");
+  if (!object.is_object()) return absl::InvalidArgumentError("envelope: not a JSON object");
+
+  Envelope envelope;
+  const std::pair<const char*, std::string*> strings[] = {
+      {"id", &envelope.id},
+      {"type", &envelope.type},
+      {"source", &envelope.source},
+      {"key", &envelope.key},
+      {"correlation_id", &envelope.correlation_id},
+      {"causation_id", &envelope.causation_id},
+      {"traceparent", &envelope.traceparent},
+  };
+  for (const auto& [field, out] : strings) {
+    if (absl::Status status = ReadString(object, field, *out); !status.ok()) return status;
+  }
+  if (auto it = object.find("reply_to"); it != object.end() && !it->is_null()) {
+    if (!it->is_string()) return absl::InvalidArgumentError("envelope: reply_to must be a string");
+    envelope.reply_to = it->get<std::string>();
+  }
+  auto occurred = object.find("occurred_at_ms");
+  if (occurred == object.end() || !occurred->is_number_integer()) {
+    return absl::InvalidArgumentError("envelope: occurred_at_ms must be an integer");
+  }
+  if (occurred->is_number_unsigned() &&
+      occurred->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    return absl::InvalidArgumentError("envelope: occurred_at_ms out of range");
+  }
+  envelope.occurred_at_ms = occurred->get<int64_t>();
+  auto payload = object.find("payload");
+  if (payload == object.end() || payload->is_null()) {
+    envelope.payload.clear();
+  } else if (payload->is_string()) {
+    envelope.payload = payload->get<std::string>();
+  } else if (payload->is_object() || payload->is_array()) {
+    envelope.payload = payload->dump(-1, ' ', false, Json::error_handler_t::replace);
+  } else {
+    return absl::InvalidArgumentError("envelope: payload must be a string, object or array");
+  }
+  if (absl::Status status = Validate(envelope); !status.ok()) return status;
+  return envelope;
+}
+
+absl::StatusOr<Envelope> MakeReply(const Envelope& request, std::string reply_id,
+                                   std::string source, int64_t occurred_at_ms,
+                                   std::string payload) {
+  if (!request.reply_to.has_value() || request.reply_to->empty()) {
+    return absl::FailedPreconditionError(
+        fmt::format("envelope: request {} has no reply_to", request.id));
+  }
+  Envelope reply;
+  reply.id = std::move(reply_id);
+  reply.type = *request.reply_to;
+  reply.source = std::move(source);
+  reply.key = request.key;
+  reply.correlation_id = request.correlation_id;
+  reply.causation_id = request.id;
+  reply.traceparent = request.traceparent;
+  reply.occurred_at_ms = occurred_at_ms;
+  reply.payload = std::move(payload);
+  return reply;
+}
+
+bool TypeMatches(std::string_view pattern, std::string_view type) {
+  if (pattern == "*") return true;
+  if (!pattern.empty() && pattern.back() == '.') return type.substr(0, pattern.size()) == pattern;
+  return pattern == type;
+}
+
+}  // namespace emporium::bus

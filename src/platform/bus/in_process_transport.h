@@ -1,0 +1,44 @@
+// The embedded transport: Publish() hands each message straight to every subscribed consumer
+// whose patterns match its type and returns once all of them have acknowledged, so "the
+// transport durably took it" means "every matching consumer committed it". There is no
+// in-memory queue to lose: until Publish() returns OK, the outbox row stays unpublished.
+//
+// Consumers are called one after another in subscription order on the publishing (relay)
+// thread; a failing consumer does not stop the others from getting the batch, but makes
+// Publish() fail so the relay retries it (the consumers that succeeded see duplicates, which
+// their inboxes skip).
+//
+// Thread-safety: thread-safe. Subscribe before the first Publish.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "platform/bus/transport.h"
+
+namespace emporium::bus {
+
+class InProcessTransport final : public Transport {
+ public:
+  InProcessTransport() = default;
+  InProcessTransport(const InProcessTransport&) = delete;
+  InProcessTransport& operator=(const InProcessTransport&) = delete;
+
+  absl::Status Subscribe(Subscription subscription, BatchHandler handler) override;
+  absl::Status Publish(const std::vector<OutgoingMessage>& batch) override;
+  void Close() override;
+
+ private:
+  struct Subscriber {
+    Subscription subscription;
+    BatchHandler handler;
+  };
+
+  absl::Mutex mutex_;
+  std::vector<std::shared_ptr<const Subscriber>> subscribers_ ABSL_GUARDED_BY(mutex_);
+  bool closed_ ABSL_GUARDED_BY(mutex_) = false;
+};
+
+}  // namespace emporium::bus

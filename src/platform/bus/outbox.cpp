@@ -1,0 +1,63 @@
+#include "platform/bus/outbox.h"
+
+#include <utility>
+
+#include "common/status_macros.h"
+
+namespace emporium::bus {
+namespace {
+
+// seq = MAX(seq) + 1 inside the single writer's transaction: see schema.h.
+constexpr std::string_view kInsertOutbox =
+    "INSERT INTO outbox(seq, id, type, key, envelope, created_at_ms, published_at_ms) "
+    "SELECT COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ?, ?, NULL FROM outbox";
+constexpr std::string_view kSelectUnpublished =
+    "SELECT seq, id, type, key, envelope FROM outbox WHERE published_at_ms IS NULL "
+    "ORDER BY seq LIMIT ?";
+constexpr std::string_view kMarkPublished =
+    "UPDATE outbox SET published_at_ms = ? "
+    "WHERE seq >= ? AND seq <= ? AND published_at_ms IS NULL";
+constexpr std::string_view kPrune =
+    "DELETE FROM outbox WHERE published_at_ms IS NOT NULL AND published_at_ms < ? "
+    "AND seq < (SELECT MAX(seq) FROM outbox)";
+constexpr std::string_view kCountUnpublished =
+    "SELECT COUNT(*) FROM outbox WHERE published_at_ms IS NULL";
+
+}  // namespace
+
+absl::Status Publish(sql::Transaction& tx, const Envelope& envelope) {
+  RETURN_IF_ERROR(Validate(envelope));
+  ASSIGN_OR_RETURN(
+      int64_t inserted,
+      tx.Execute(kInsertOutbox, {envelope.id, envelope.type, envelope.key,
+                                 sql::Blob{Serialize(envelope)}, envelope.occurred_at_ms}));
+  if (inserted != 1) return absl::InternalError("bus: outbox insert changed no row");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<OutboxRow>> ReadUnpublished(sql::Transaction& tx, int64_t limit) {
+  ASSIGN_OR_RETURN(sql::ResultSet result, tx.Query(kSelectUnpublished, {limit}));
+  std::vector<OutboxRow> rows;
+  rows.reserve(result.rows.size());
+  for (const sql::Row& row : result.rows) {
+    rows.push_back(OutboxRow{row.Int(0), row.Text(1), row.Text(2), row.Text(3), row.Text(4)});
+  }
+  return rows;
+}
+
+absl::StatusOr<int64_t> MarkPublished(sql::Transaction& tx, int64_t seq_first, int64_t seq_last,
+                                      int64_t now_ms) {
+  return tx.Execute(kMarkPublished, {now_ms, seq_first, seq_last});
+}
+
+absl::StatusOr<int64_t> PruneOutbox(sql::Transaction& tx, int64_t published_before_ms) {
+  return tx.Execute(kPrune, {published_before_ms});
+}
+
+absl::StatusOr<int64_t> CountUnpublished(sql::Transaction& tx) {
+  ASSIGN_OR_RETURN(sql::ResultSet result, tx.Query(kCountUnpublished));
+  if (result.rows.empty()) return 0;
+  return result.rows[0].Int(0);
+}
+
+}  // namespace emporium::bus

@@ -1,0 +1,48 @@
+// The transactional outbox: a context publishes a message by inserting it into its own
+// database inside the transaction that makes the state change, so the message exists iff the
+// change committed. The relay (relay.h) later reads committed rows in seq order, hands them to
+// the transport and marks them published.
+//
+// Retention: published rows are kept for BusOptions::outbox_retention_ms (audit, debugging,
+// re-publishing by hand) and then deleted by the relay; the newest row is never deleted so
+// seq keeps increasing (see schema.h).
+//
+// Thread-safety: functions run inside the caller's transaction, on the caller's thread.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "platform/bus/envelope.h"
+#include "platform/sql/database.h"
+
+namespace emporium::bus {
+
+// Inserts `envelope` into the outbox of the database `tx` belongs to. InvalidArgument for an
+// invalid envelope, AlreadyExists if a message with the same id is already in the outbox.
+// created_at_ms is the envelope's occurred_at_ms.
+absl::Status Publish(sql::Transaction& tx, const Envelope& envelope);
+
+// ---- Used by the relay (and tests, the admin CLI). ----
+
+struct OutboxRow {
+  int64_t seq = 0;
+  std::string id;
+  std::string type;
+  std::string key;
+  std::string envelope;  // serialized bytes
+};
+
+// Committed, unpublished rows in seq order, at most `limit`.
+absl::StatusOr<std::vector<OutboxRow>> ReadUnpublished(sql::Transaction& tx, int64_t limit);
+// Marks unpublished rows with seq in [seq_first, seq_last] published; returns how many.
+absl::StatusOr<int64_t> MarkPublished(sql::Transaction& tx, int64_t seq_first, int64_t seq_last,
+                                      int64_t now_ms);
+// Deletes rows published before `published_before_ms`, except the newest row.
+absl::StatusOr<int64_t> PruneOutbox(sql::Transaction& tx, int64_t published_before_ms);
+absl::StatusOr<int64_t> CountUnpublished(sql::Transaction& tx);
+
+}  // namespace emporium::bus

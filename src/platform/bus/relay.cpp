@@ -1,0 +1,151 @@
+#include "platform/bus/relay.h"
+
+#include <utility>
+#include <vector>
+
+#include "common/status_macros.h"
+#include "fmt/format.h"
+#include "platform/bus/outbox.h"
+#include "platform/obs/metrics.h"
+
+namespace emporium::bus {
+namespace {
+
+// Batches published back to back before the relay looks at its stop flag and prune timer.
+constexpr int kBatchesPerWakeMax = 64;
+
+}  // namespace
+
+Relay::Relay(std::string db_name, sql::Database& db, Transport& transport, RelayOptions options)
+    : db_name_(std::move(db_name)), db_(db), transport_(transport), options_(options) {
+  if (options_.metrics != nullptr) {
+    obs::Labels labels = {{"db", db_name_}};
+    published_total_ = &options_.metrics->GetCounter(
+        "emporium_bus_published_total", "Outbox messages the relay published.", labels);
+    errors_total_ = &options_.metrics->GetCounter(
+        "emporium_bus_relay_errors_total", "Relay passes that failed and will be retried.", labels);
+    depth_gauge_id_ = options_.metrics->AddCallbackGauge(
+        "emporium_bus_outbox_depth", "Committed outbox messages not yet published.", labels,
+        [this]() -> int64_t {
+          int64_t depth = -1;
+          absl::Status status = db_.Read([&depth](sql::Transaction& tx) -> absl::Status {
+            ASSIGN_OR_RETURN(depth, CountUnpublished(tx));
+            return absl::OkStatus();
+          });
+          return status.ok() ? depth : -1;
+        });
+  }
+}
+
+Relay::~Relay() {
+  Stop();
+  if (depth_gauge_id_.has_value()) options_.metrics->RemoveCallbackGauge(*depth_gauge_id_);
+}
+
+void Relay::ListenForCommits() {
+  std::shared_ptr<WakeSignal> wake = wake_;
+  db_.AddCommitListener([wake]() {
+    absl::MutexLock lock(&wake->mutex);
+    wake->pending = true;
+  });
+}
+
+void Relay::Start() {
+  if (thread_.joinable()) return;
+  {
+    absl::MutexLock lock(&wake_->mutex);
+    wake_->stopping = false;
+    wake_->pending = true;  // scan once at start: a previous run may have left rows behind
+  }
+  thread_ = std::thread([this] { Run(); });
+}
+
+void Relay::Stop() {
+  {
+    absl::MutexLock lock(&wake_->mutex);
+    wake_->stopping = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void Relay::Wake() {
+  absl::MutexLock lock(&wake_->mutex);
+  wake_->pending = true;
+}
+
+bool Relay::Stopping() {
+  absl::MutexLock lock(&wake_->mutex);
+  return wake_->stopping;
+}
+
+absl::StatusOr<int64_t> Relay::PublishOnce() {
+  std::vector<OutboxRow> rows;
+  RETURN_IF_ERROR(db_.Read([&](sql::Transaction& tx) -> absl::Status {
+    ASSIGN_OR_RETURN(rows, ReadUnpublished(tx, options_.batch_max));
+    return absl::OkStatus();
+  }));
+  if (rows.empty()) return 0;
+  std::vector<OutgoingMessage> batch;
+  batch.reserve(rows.size());
+  for (OutboxRow& row : rows) {
+    batch.push_back(OutgoingMessage{std::move(row.id), std::move(row.type), std::move(row.key),
+                                    std::move(row.envelope)});
+  }
+  RETURN_IF_ERROR(transport_.Publish(batch));
+  const int64_t seq_first = rows.front().seq;
+  const int64_t seq_last = rows.back().seq;
+  const int64_t now_ms = options_.clock->NowMs();
+  // If this write is lost (crash), the batch is published again: consumers' inboxes absorb it.
+  RETURN_IF_ERROR(db_.Write([&](sql::Transaction& tx) -> absl::Status {
+    return MarkPublished(tx, seq_first, seq_last, now_ms).status();
+  }));
+  const auto published = static_cast<int64_t>(rows.size());
+  if (published_total_ != nullptr) published_total_->Increment(published);
+  return published;
+}
+
+void Relay::MaybePrune() {
+  const absl::Time now = options_.clock->Now();
+  if (now < next_prune_) return;
+  next_prune_ = now + options_.prune_interval;
+  const int64_t before_ms = absl::ToUnixMillis(now - options_.outbox_retention);
+  absl::Status status = db_.Write([before_ms](sql::Transaction& tx) -> absl::Status {
+    return PruneOutbox(tx, before_ms).status();
+  });
+  if (!status.ok() && errors_total_ != nullptr) errors_total_->Increment();
+}
+
+void Relay::Run() {
+  while (true) {
+    bool stopping = false;
+    {
+      absl::MutexLock lock(&wake_->mutex);
+      auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(wake_->mutex) {
+        return wake_->pending || wake_->stopping;
+      };
+      wake_->mutex.AwaitWithTimeout(absl::Condition(&woken), options_.poll_interval);
+      wake_->pending = false;
+      stopping = wake_->stopping;
+    }
+    if (stopping) break;
+    for (int i = 0; i < kBatchesPerWakeMax && !Stopping(); ++i) {
+      absl::StatusOr<int64_t> published = PublishOnce();
+      if (!published.ok()) {
+        // Retried at the next wake-up or poll.
+        if (errors_total_ != nullptr) errors_total_->Increment();
+        break;
+      }
+      if (*published < options_.batch_max) break;
+      if (i + 1 == kBatchesPerWakeMax) Wake();  // more to do: do not wait for the poll
+    }
+    MaybePrune();
+  }
+  // Drain: deliver what is already committed, within a bound.
+  const absl::Time deadline = absl::Now() + options_.drain_timeout;
+  while (absl::Now() < deadline) {
+    absl::StatusOr<int64_t> published = PublishOnce();
+    if (!published.ok() || *published == 0) break;
+  }
+}
+
+}  // namespace emporium::bus
