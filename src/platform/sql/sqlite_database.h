@@ -1,0 +1,53 @@
+// The SQLite driver of the Database port (embedded mode): one database file in WAL mode, one
+// writer connection fed by a bounded queue and committing in groups, and a pool of reader
+// connections that read consistent snapshots concurrently with the writer.
+//
+// Durability: synchronous=FULL, so a write acknowledged by Write() / SubmitWrite() survives a
+// power loss. Many queued writes share one commit (and so one fsync); that is where the
+// throughput comes from (see bench/group_commit_bench.cpp).
+//
+// Thread-safety: the returned Database is thread-safe. Write(), Read() and Close() must not be
+// called from inside a write job or a WriteDone callback (they run on the writer thread);
+// Write() detects this and returns FailedPrecondition instead of deadlocking.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "platform/sql/database.h"
+
+namespace emporium::obs {
+class MetricsRegistry;
+}  // namespace emporium::obs
+
+namespace emporium::sql {
+
+struct SqliteOptions {
+  // Database file; created if missing. ":memory:" is useless here (each connection would get
+  // its own database); use a file.
+  std::string path;
+  // Names the database in metrics (label db=<name>) and logs, e.g. "inventory".
+  std::string name = "db";
+  // Reader connections; Read() waits for a free one.
+  int reader_count = 4;
+  // How long a connection waits for a lock held by another process before Unavailable.
+  int busy_timeout_ms = 5000;
+  // Writes queued and not yet taken by the writer; a full queue rejects with
+  // ResourceExhausted.
+  size_t write_queue_capacity = 16384;
+  // Most jobs committed in one transaction. 1 = one transaction (and one fsync) per write.
+  size_t batch_jobs_max = 1024;
+  // Prepared statements kept per connection, keyed by SQL text; least recently used evicted.
+  size_t statement_cache_capacity = 128;
+  // Optional: records emporium_db_batch_jobs (histogram) and emporium_db_write_queue_depth
+  // (gauge), labelled db=<name>. Must outlive the database.
+  obs::MetricsRegistry* metrics = nullptr;
+};
+
+// Opens (creating if needed) the database at options.path. InvalidArgument for bad options,
+// Unavailable if the file cannot be opened or configured.
+absl::StatusOr<std::unique_ptr<Database>> OpenSqlite(const SqliteOptions& options);
+
+}  // namespace emporium::sql
