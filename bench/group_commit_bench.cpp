@@ -181,13 +181,19 @@ int main(int argc, char** argv) {
   std::filesystem::remove_all(dir, ignored);
 
   std::string table = Table(results);
+  // The disk and cores are shared; the load says how much the figures were disturbed.
+  std::string load_average = "unknown";
+  if (std::ifstream loadavg("/proc/loadavg"); loadavg) {
+    std::getline(loadavg, load_average);
+  }
   std::string markdown = fmt::format(
       "# Group commit benchmark\n\n"
       "`bench/group_commit_bench.cpp`: SQLite {} in WAL mode with synchronous=FULL (every "
       "acknowledged write is durable), {} hardware threads, data in `{}`. Each write is one "
       "single-row INSERT submitted with `Database::Write()`, which returns once the write is "
-      "durable; latency is measured around that call.\n\n{}",
-      sqlite3_libversion(), std::thread::hardware_concurrency(), base, table);
+      "durable; latency is measured around that call. Load average at the end of the run: "
+      "{}.\n\n{}",
+      sqlite3_libversion(), std::thread::hardware_concurrency(), base, load_average, table);
   std::fputs(table.c_str(), stdout);
   std::filesystem::path out_path(output);
   if (out_path.has_parent_path())
