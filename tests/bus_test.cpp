@@ -442,6 +442,30 @@ TEST_F(BusTest, RequestWithoutReplyTimesOutAndLateReplyGoesToUnmatched) {
   bus.Stop();
 }
 
+TEST_F(BusTest, RelayPrunesPublishedOutboxRowsAndOldInboxRows) {
+  auto db = OpenDb(dir_, "context");
+  BusOptions options = Options();
+  options.clock = &clock_;
+  BusRuntime bus(options);
+  ASSERT_TRUE(bus.AddDatabase("context", *db).ok());
+  ASSERT_TRUE(bus.Subscribe("self", *db, {"a."}, Recorder("self")).ok());
+  ASSERT_TRUE(bus.Start().ok());
+  ASSERT_TRUE(PublishAll(*db, {Message("a.b", "k", "1"), Message("a.b", "k", "2")}).ok());
+  ASSERT_TRUE(Eventually([&] { return Unpublished(*db) == 0; }));
+  EXPECT_EQ(QueryInt(*db, "SELECT COUNT(*) FROM inbox"), 2);
+  clock_.Advance(absl::Hours(24 * 8));  // past both retentions
+  ASSERT_TRUE(PublishAll(*db, {Message("a.b", "k", "3")}).ok());
+  ASSERT_TRUE(Eventually([&] {
+    return QueryInt(*db, "SELECT COUNT(*) FROM outbox") == 1 &&
+           QueryInt(*db, "SELECT COUNT(*) FROM inbox") == 1;
+  }));
+  bus.Stop();
+  // The newest row survives, so the next seq continues past it.
+  ASSERT_TRUE(PublishAll(*db, {Message("a.b", "k", "4")}).ok());
+  EXPECT_EQ(QueryInt(*db, "SELECT MAX(seq) FROM outbox"), 4);
+  EXPECT_EQ(Applied(*db, "self"), 3);
+}
+
 TEST_F(BusTest, OutboxDepthGaugeAndRuntimeMisuse) {
   auto producer = OpenDb(dir_, "producer");
   BusRuntime bus(Options());

@@ -23,6 +23,8 @@ constexpr std::string_view kPrune =
 constexpr std::string_view kCountUnpublished =
     "SELECT COUNT(*) FROM outbox WHERE published_at_ms IS NULL";
 
+constexpr std::string_view kPruneInbox = "DELETE FROM inbox WHERE processed_at_ms < ?";
+
 }  // namespace
 
 absl::Status Publish(sql::Transaction& tx, const Envelope& envelope) {
@@ -52,6 +54,10 @@ absl::StatusOr<int64_t> MarkPublished(sql::Transaction& tx, int64_t seq_first, i
 
 absl::StatusOr<int64_t> PruneOutbox(sql::Transaction& tx, int64_t published_before_ms) {
   return tx.Execute(kPrune, {published_before_ms});
+}
+
+absl::StatusOr<int64_t> PruneInbox(sql::Transaction& tx, int64_t processed_before_ms) {
+  return tx.Execute(kPruneInbox, {processed_before_ms});
 }
 
 absl::StatusOr<int64_t> CountUnpublished(sql::Transaction& tx) {

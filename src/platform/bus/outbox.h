@@ -3,7 +3,7 @@
 // change committed. The relay (relay.h) later reads committed rows in seq order, hands them to
 // the transport and marks them published.
 //
-// Retention: published rows are kept for BusOptions::outbox_retention_ms (audit, debugging,
+// Retention: published rows are kept for RelayOptions::outbox_retention (audit, debugging,
 // re-publishing by hand) and then deleted by the relay; the newest row is never deleted so
 // seq keeps increasing (see schema.h).
 //
@@ -44,5 +44,9 @@ absl::StatusOr<int64_t> MarkPublished(sql::Transaction& tx, int64_t seq_first, i
 // Deletes rows published before `published_before_ms`, except the newest row.
 absl::StatusOr<int64_t> PruneOutbox(sql::Transaction& tx, int64_t published_before_ms);
 absl::StatusOr<int64_t> CountUnpublished(sql::Transaction& tx);
+// Deletes inbox rows processed before `processed_before_ms`. The inbox retention must exceed
+// the longest time a message can be redelivered (the outbox retention and any transport
+// replay window), or a late duplicate would be handled again.
+absl::StatusOr<int64_t> PruneInbox(sql::Transaction& tx, int64_t processed_before_ms);
 
 }  // namespace emporium::bus

@@ -108,9 +108,11 @@ void Relay::MaybePrune() {
   const absl::Time now = options_.clock->Now();
   if (now < next_prune_) return;
   next_prune_ = now + options_.prune_interval;
-  const int64_t before_ms = absl::ToUnixMillis(now - options_.outbox_retention);
-  absl::Status status = db_.Write([before_ms](sql::Transaction& tx) -> absl::Status {
-    return PruneOutbox(tx, before_ms).status();
+  const int64_t outbox_before_ms = absl::ToUnixMillis(now - options_.outbox_retention);
+  const int64_t inbox_before_ms = absl::ToUnixMillis(now - options_.inbox_retention);
+  absl::Status status = db_.Write([&](sql::Transaction& tx) -> absl::Status {
+    RETURN_IF_ERROR(PruneOutbox(tx, outbox_before_ms).status());
+    return PruneInbox(tx, inbox_before_ms).status();
   });
   if (!status.ok() && errors_total_ != nullptr) errors_total_->Increment();
 }

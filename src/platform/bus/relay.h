@@ -6,7 +6,8 @@
 // One batch is in flight at a time, in seq order (= commit order), which with in-order
 // consumers preserves per-key order. The relay wakes on every commit of its database (commit
 // listener) and also polls every poll_interval, so nothing waits forever. Published rows are
-// deleted after outbox_retention_ms (checked every prune_interval).
+// deleted after outbox_retention, and this database's inbox rows after inbox_retention (checked
+// every prune_interval).
 //
 // Thread-safety: Start/Stop from one owner thread; Wake() from any thread.
 #pragma once
@@ -39,6 +40,9 @@ struct RelayOptions {
   absl::Duration poll_interval = absl::Milliseconds(200);
   // Published rows older than this are deleted.
   absl::Duration outbox_retention = absl::Hours(24);
+  // Inbox rows (of every consumer bound to this database) older than this are deleted; must
+  // exceed outbox_retention (see PruneInbox in outbox.h).
+  absl::Duration inbox_retention = absl::Hours(24 * 7);
   absl::Duration prune_interval = absl::Minutes(1);
   // Stop() keeps delivering what is committed for at most this long.
   absl::Duration drain_timeout = absl::Seconds(5);

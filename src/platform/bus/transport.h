@@ -45,7 +45,8 @@ class Transport {
  public:
   virtual ~Transport() = default;
   // Registers a durable consumer. AlreadyExists for a duplicate consumer name,
-  // FailedPrecondition after the first Publish (embedded) or Close.
+  // FailedPrecondition after Close. Subscribe before publishing starts: an embedded consumer
+  // added later does not see messages already published.
   virtual absl::Status Subscribe(Subscription subscription, BatchHandler handler) = 0;
   // Publishes `batch` in order. OK only once the transport has durably taken every message;
   // on error the caller publishes the same batch again later.
