@@ -291,6 +291,10 @@ class InventoryState {
   const Reservation* FindReservationByOrder(const OrderId& order_id) const;
   size_t reservation_count() const { return reservations_.size(); }
   std::optional<int64_t> NextExpiryMs() const;
+  template <typename F>  // F(const Reservation&)
+  void ForEachReservation(F&& visit) const {
+    for (const auto& [id, reservation] : reservations_) visit(reservation);
+  }
 
   // Full check: every stock row obeys 0 <= reserved, 0 <= allocated,
   // reserved + allocated <= on_hand, and the reserved/allocated totals equal what the live

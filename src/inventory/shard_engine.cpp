@@ -1,0 +1,451 @@
+#include "inventory/shard_engine.h"
+
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/hash/hash.h"
+#include "fmt/format.h"
+
+namespace emporium::inventory {
+namespace {
+
+template <class... Ts>
+struct Overloaded : Ts... {
+  using Ts::operator()...;
+};
+template <class... Ts>
+Overloaded(Ts...) -> Overloaded<Ts...>;
+
+size_t HashToShard(const std::string& key, size_t shard_count) {
+  return absl::Hash<std::string>{}(key) % shard_count;
+}
+
+}  // namespace
+
+struct ShardEngine::Index {
+  mutable std::mutex mutex;
+  absl::flat_hash_map<ReservationId, size_t> reservation_shard;
+  absl::flat_hash_map<OrderId, size_t> order_shard;
+};
+
+struct ShardEngine::Sweeper {
+  std::mutex mutex;
+  std::condition_variable wake;
+  bool stopping = false;
+  std::thread thread;
+};
+
+// One writer: a bounded queue, an InventoryState, a thread.
+class ShardEngine::Shard {
+ public:
+  // A queued unit of work: a command, an expiry sweep, or a location to learn.
+  struct Item {
+    std::variant<Command, std::monostate, Location> work;  // monostate = expiry sweep
+    CommandCallback done;
+  };
+
+  Shard(ShardEngine& engine, size_t index) : engine_(engine), index_(index) {}
+
+  absl::Status Load() {
+    state_ = InventoryState();
+    return engine_.store_.LoadInto(
+        state_, [this](const Sku& sku) { return engine_.ShardOf(sku) == index_; });
+  }
+
+  // Registers the shard's reservations and orders in the engine's routing index.
+  void IndexLoaded() {
+    state_.ForEachReservation([this](const Reservation& reservation) {
+      engine_.NoteReservation(reservation.id, index_);
+      if (!reservation.order_id.empty()) engine_.NoteOrder(reservation.order_id, index_);
+    });
+  }
+
+  void StartThread() {
+    thread_ = std::thread([this] { Run(); });
+  }
+
+  void Enqueue(Item item) {
+    absl::Status refused = absl::OkStatus();
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) {
+        refused = absl::UnavailableError("inventory engine is stopping");
+      } else if (queue_.size() >= engine_.options_.queue_capacity) {
+        refused = absl::ResourceExhaustedError("inventory shard queue is full");
+      } else {
+        queue_.push_back(std::move(item));
+      }
+    }
+    // Answered outside the lock: the callback may submit again.
+    if (!refused.ok()) {
+      Reject(std::move(item), std::move(refused));
+      return;
+    }
+    wake_.notify_one();
+  }
+
+  void Stop() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_one();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  std::atomic<int64_t> batches_committed{0};
+  std::atomic<int64_t> commands_applied{0};
+  std::atomic<int64_t> commit_failures{0};
+  std::atomic<int64_t> batch_commands_largest{0};
+
+ private:
+  static void Reject(Item item, absl::Status status) {
+    CommandResult result;
+    result.status = std::move(status);
+    if (item.done) item.done(std::move(result));
+  }
+
+  void Run() {
+    std::vector<Item> batch;
+    while (true) {
+      {
+        std::unique_lock lock(mutex_);
+        wake_.wait(lock, [this] { return !queue_.empty() || stopping_; });
+        if (queue_.empty()) return;  // stopping, and everything queued was answered
+        const size_t count = std::min(queue_.size(), engine_.options_.batch_commands_max);
+        batch.clear();
+        for (size_t i = 0; i < count; ++i) {
+          batch.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+      }
+      ProcessBatch(batch);
+    }
+  }
+
+  void ProcessBatch(std::vector<Item>& batch) {
+    std::vector<CommandResult> results;
+    results.reserve(batch.size());
+    absl::Status status = absl::OkStatus();
+    if (!healthy_) {
+      // A previous reload failed: try again before applying anything on top of stale state.
+      status = Load();
+      if (status.ok()) healthy_ = true;
+    }
+    const int64_t now_ms = engine_.clock_.NowMs();
+    BatchRecord record;
+    if (status.ok()) {
+      for (Item& item : batch) {
+        results.push_back(Apply(item.work, now_ms));
+        const std::vector<LedgerEntry>& entries = results.back().entries;
+        record.entries.insert(record.entries.end(), entries.begin(), entries.end());
+      }
+      InventoryState::Changes changes = state_.TakeChanges();
+      for (const StockKey& key : changes.stock) record.stock.push_back(*state_.FindStock(key));
+      for (const ReservationId& id : changes.reservations) {
+        record.reservations.push_back(*state_.FindReservation(id));
+      }
+      if (engine_.options_.verify_invariants_each_batch) {
+        if (absl::Status check = state_.CheckInvariants(); !check.ok()) {
+          std::fprintf(stderr, "inventory shard %zu: invariant broken: %s\n", index_,
+                       check.ToString().c_str());
+          std::abort();
+        }
+      }
+      if (!record.empty()) {
+        status = engine_.db_.Write([&record](sql::Transaction& transaction) {
+          return InventoryStore::WriteBatch(transaction, record);
+        });
+      }
+    }
+    if (!status.ok()) {
+      commit_failures.fetch_add(1);
+      // Roll the in-memory state back to what is durable.
+      absl::Status reload = Load();
+      healthy_ = reload.ok();
+      absl::Status answer = absl::UnavailableError(
+          fmt::format("inventory batch not committed: {}", status.ToString()));
+      for (Item& item : batch) Reject(std::move(item), answer);
+      return;
+    }
+    batches_committed.fetch_add(1);
+    commands_applied.fetch_add(static_cast<int64_t>(batch.size()));
+    int64_t largest = batch_commands_largest.load();
+    const int64_t size = static_cast<int64_t>(batch.size());
+    while (size > largest && !batch_commands_largest.compare_exchange_weak(largest, size)) {
+    }
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (batch[i].done) batch[i].done(std::move(results[i]));
+    }
+  }
+
+  CommandResult Apply(const std::variant<Command, std::monostate, Location>& work, int64_t now_ms) {
+    CommandResult result;
+    std::visit(Overloaded{
+                   [&](const Command& command) { result = ApplyCommand(command, now_ms); },
+                   [&](std::monostate) {
+                     ExpireResult expired =
+                         state_.ExpireDue(now_ms, engine_.options_.expire_per_sweep_max);
+                     result.outcome = std::monostate{};
+                     result.expired = std::move(expired.expired);
+                     result.entries = std::move(expired.entries);
+                   },
+                   [&](const Location& location) { state_.UpsertLocation(location); },
+               },
+               work);
+    return result;
+  }
+
+  CommandResult ApplyCommand(const Command& command, int64_t now_ms) {
+    CommandResult result;
+    auto take = [&result](auto op) {
+      result.outcome = op.outcome;
+      result.entries = std::move(op.entries);
+    };
+    std::visit(Overloaded{
+                   [&](const cmd::Receive& c) {
+                     take(state_.Receive(c.sku, c.location, c.quantity, c.reference, now_ms));
+                   },
+                   [&](const cmd::Adjust& c) {
+                     take(state_.Adjust(c.sku, c.location, c.delta, c.reference, now_ms));
+                   },
+                   [&](const cmd::Reserve& c) {
+                     if (c.ttl_ms <= 0 || c.ttl_ms > kReservationTtlMaxMs) {
+                       result.outcome = ReserveOutcome::kInvalidRequest;
+                       return;
+                     }
+                     ReserveResult reserved =
+                         state_.Reserve(ReserveRequest{.id = c.id,
+                                                       .lines = c.lines,
+                                                       .region = c.region,
+                                                       .expires_at_ms = now_ms + c.ttl_ms},
+                                        now_ms);
+                     if (reserved.outcome == ReserveOutcome::kReserved) {
+                       engine_.NoteReservation(c.id, index_);
+                     }
+                     result.outcome = reserved.outcome;
+                     result.short_skus = std::move(reserved.short_skus);
+                     result.unknown_skus = std::move(reserved.unknown_skus);
+                     result.reservation = std::move(reserved.reservation);
+                     result.entries = std::move(reserved.entries);
+                   },
+                   [&](const cmd::Extend& c) {
+                     if (c.ttl_ms <= 0 || c.ttl_ms > kReservationTtlMaxMs) {
+                       result.outcome = ExtendOutcome::kInvalidRequest;
+                       return;
+                     }
+                     take(state_.Extend(c.id, now_ms + c.ttl_ms, now_ms));
+                   },
+                   [&](const cmd::Release& c) { take(state_.Release(c.id, now_ms)); },
+                   [&](const cmd::Allocate& c) {
+                     AllocateResult allocated = state_.Allocate(c.id, c.order_id, now_ms);
+                     if (allocated.outcome == AllocateOutcome::kAllocated) {
+                       engine_.NoteOrder(c.order_id, index_);
+                     }
+                     take(std::move(allocated));
+                   },
+                   [&](const cmd::CancelAllocation& c) {
+                     take(state_.CancelAllocation(c.order_id, now_ms));
+                   },
+                   [&](const cmd::Ship& c) {
+                     take(state_.Ship(c.order_id, c.shipment_id, c.lines, now_ms));
+                   },
+                   [&](const cmd::Deliver& c) { take(state_.Deliver(c.order_id, now_ms)); },
+                   [&](const cmd::Return& c) {
+                     take(state_.Return(c.order_id, c.return_id, c.lines, now_ms));
+                   },
+               },
+               command);
+    return result;
+  }
+
+  ShardEngine& engine_;
+  const size_t index_;
+  InventoryState state_;  // touched only by the writer thread (and by Load before it starts)
+  bool healthy_ = true;   // false after a failed reload
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<Item> queue_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+ShardEngine::ShardEngine(sql::Database& db, const Clock& clock, EngineOptions options)
+    : db_(db),
+      clock_(clock),
+      options_(options),
+      store_(db),
+      index_(std::make_unique<Index>()),
+      sweeper_(std::make_unique<Sweeper>()) {}
+
+absl::StatusOr<std::unique_ptr<ShardEngine>> ShardEngine::Start(sql::Database& db,
+                                                                const Clock& clock,
+                                                                EngineOptions options) {
+  if (options.shard_count == 0 || options.queue_capacity == 0 || options.batch_commands_max == 0 ||
+      options.expire_per_sweep_max == 0 || options.sweep_interval_ms < 0) {
+    return absl::InvalidArgumentError("inventory engine: bad options");
+  }
+  std::unique_ptr<ShardEngine> engine(new ShardEngine(db, clock, options));
+  for (size_t i = 0; i < options.shard_count; ++i) {
+    engine->shards_.push_back(std::make_unique<Shard>(*engine, i));
+  }
+  for (auto& shard : engine->shards_) {
+    if (absl::Status status = shard->Load(); !status.ok()) return status;
+    shard->IndexLoaded();
+  }
+  for (auto& shard : engine->shards_) shard->StartThread();
+  if (options.sweep_interval_ms > 0) {
+    engine->sweeper_->thread = std::thread([raw = engine.get()] { raw->RunSweeper(); });
+  }
+  return engine;
+}
+
+ShardEngine::~ShardEngine() { Stop(); }
+
+void ShardEngine::Stop() {
+  if (stopped_.exchange(true)) return;
+  {
+    std::lock_guard lock(sweeper_->mutex);
+    sweeper_->stopping = true;
+  }
+  sweeper_->wake.notify_all();
+  if (sweeper_->thread.joinable()) sweeper_->thread.join();
+  for (auto& shard : shards_) shard->Stop();
+}
+
+void ShardEngine::RunSweeper() {
+  std::unique_lock lock(sweeper_->mutex);
+  while (!sweeper_->stopping) {
+    sweeper_->wake.wait_for(lock, std::chrono::milliseconds(options_.sweep_interval_ms));
+    if (sweeper_->stopping) return;
+    lock.unlock();
+    for (auto& shard : shards_) shard->Enqueue(Shard::Item{std::monostate{}, nullptr});
+    lock.lock();
+  }
+}
+
+size_t ShardEngine::ShardOf(const Sku& sku) const {
+  return HashToShard(sku.value(), options_.shard_count);
+}
+
+size_t ShardEngine::RouteReservation(const ReservationId& id) const {
+  if (options_.shard_count == 1) return 0;
+  std::lock_guard lock(index_->mutex);
+  auto it = index_->reservation_shard.find(id);
+  // An unknown id goes to some shard, which answers NotFound in order with its other work.
+  return it != index_->reservation_shard.end() ? it->second
+                                               : HashToShard(id.value(), options_.shard_count);
+}
+
+size_t ShardEngine::RouteOrder(const OrderId& order_id) const {
+  if (options_.shard_count == 1) return 0;
+  std::lock_guard lock(index_->mutex);
+  auto it = index_->order_shard.find(order_id);
+  return it != index_->order_shard.end() ? it->second
+                                         : HashToShard(order_id.value(), options_.shard_count);
+}
+
+void ShardEngine::NoteReservation(const ReservationId& id, size_t shard) {
+  if (options_.shard_count == 1) return;
+  std::lock_guard lock(index_->mutex);
+  index_->reservation_shard[id] = shard;
+}
+
+void ShardEngine::NoteOrder(const OrderId& order_id, size_t shard) {
+  if (options_.shard_count == 1) return;
+  std::lock_guard lock(index_->mutex);
+  index_->order_shard[order_id] = shard;
+}
+
+void ShardEngine::Submit(Command command, CommandCallback done) {
+  std::optional<size_t> shard;
+  std::visit(Overloaded{
+                 [&](const cmd::Receive& c) { shard = ShardOf(c.sku); },
+                 [&](const cmd::Adjust& c) { shard = ShardOf(c.sku); },
+                 [&](const cmd::Reserve& c) {
+                   if (c.lines.empty()) {
+                     shard = RouteReservation(c.id);  // the model answers kInvalidRequest
+                     return;
+                   }
+                   shard = ShardOf(c.lines.front().sku);
+                   for (const LineRequest& line : c.lines) {
+                     if (ShardOf(line.sku) != *shard) shard.reset();
+                     if (!shard.has_value()) return;
+                   }
+                 },
+                 [&](const cmd::Extend& c) { shard = RouteReservation(c.id); },
+                 [&](const cmd::Release& c) { shard = RouteReservation(c.id); },
+                 [&](const cmd::Allocate& c) { shard = RouteReservation(c.id); },
+                 [&](const cmd::CancelAllocation& c) { shard = RouteOrder(c.order_id); },
+                 [&](const cmd::Ship& c) { shard = RouteOrder(c.order_id); },
+                 [&](const cmd::Deliver& c) { shard = RouteOrder(c.order_id); },
+                 [&](const cmd::Return& c) { shard = RouteOrder(c.order_id); },
+             },
+             command);
+  if (!shard.has_value()) {
+    CommandResult result;
+    result.status = absl::FailedPreconditionError(
+        "reservation lines span inventory shards; reserve them separately");
+    if (done) done(std::move(result));
+    return;
+  }
+  shards_[*shard]->Enqueue(Shard::Item{std::move(command), std::move(done)});
+}
+
+CommandResult ShardEngine::Execute(Command command) {
+  std::promise<CommandResult> promise;
+  std::future<CommandResult> future = promise.get_future();
+  Submit(std::move(command),
+         [&promise](CommandResult result) { promise.set_value(std::move(result)); });
+  return future.get();
+}
+
+absl::Status ShardEngine::AddLocation(const Location& location) {
+  if (absl::Status status = store_.UpsertLocation(location); !status.ok()) return status;
+  for (auto& shard : shards_) shard->Enqueue(Shard::Item{location, nullptr});
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<ReservationId>> ShardEngine::SweepExpired() {
+  std::vector<std::future<CommandResult>> futures;
+  std::vector<std::promise<CommandResult>> promises(shards_.size());
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    futures.push_back(promises[i].get_future());
+    shards_[i]->Enqueue(Shard::Item{
+        std::monostate{},
+        [&promise = promises[i]](CommandResult result) { promise.set_value(std::move(result)); }});
+  }
+  std::vector<ReservationId> expired;
+  absl::Status first_error = absl::OkStatus();
+  for (auto& future : futures) {
+    CommandResult result = future.get();
+    if (!result.status.ok() && first_error.ok()) first_error = result.status;
+    expired.insert(expired.end(), result.expired.begin(), result.expired.end());
+  }
+  if (!first_error.ok()) return first_error;
+  return expired;
+}
+
+absl::StatusOr<std::vector<StockLevel>> ShardEngine::Availability(const std::vector<Sku>& skus) {
+  return store_.LoadStock(skus);
+}
+
+EngineStats ShardEngine::stats() const {
+  EngineStats stats;
+  for (const auto& shard : shards_) {
+    stats.batches_committed += shard->batches_committed.load();
+    stats.commands_applied += shard->commands_applied.load();
+    stats.commit_failures += shard->commit_failures.load();
+    stats.batch_commands_largest =
+        std::max(stats.batch_commands_largest, shard->batch_commands_largest.load());
+  }
+  return stats;
+}
+
+}  // namespace emporium::inventory

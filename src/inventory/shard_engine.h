@@ -1,0 +1,193 @@
+// The hot-SKU engine: one writer thread per SKU shard (hash(SKU) % shard_count).
+//
+// Commands for a shard go into its bounded queue. The writer pops up to batch_commands_max of
+// them, applies them in arrival order to its in-memory InventoryState (the pure model), then
+// persists the batch's ledger entries, changed stock rows and changed reservations in ONE
+// durable write through the Database port, and only after that commit answers each command.
+// A flash sale on one SKU is thus one thread draining a queue: no lock waits, no retries, no
+// oversell (the model refuses what the stock cannot cover). If the commit fails, the shard
+// reloads its state from the database and every command of the batch is answered with the
+// error: nothing is acknowledged that is not durable.
+//
+// Routing: stock commands by SKU; Reserve by its lines' SKUs, which must all fall in one
+// shard (with shard_count = 1, the embedded default, they always do; a cross-shard reserve is
+// refused with FailedPrecondition — a two-phase reserve is future work); reservation and order
+// commands by an in-memory index filled when the reservation / allocation is applied.
+//
+// Expiry: SweepExpired() (or the optional background sweeper) expires every reservation due at
+// the Clock's now. An Allocate that arrives after the expiry time loses even if the sweep has
+// not run yet (the model expires the reservation instead), so there is exactly one winner.
+//
+// Thread-safety: ShardEngine is thread-safe. Callbacks run on a shard's writer thread (or
+// inline in Submit when the command is rejected before queueing) and must be quick; they must
+// not block on another command of the engine.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/clock.h"
+#include "inventory/model.h"
+#include "inventory/store.h"
+#include "platform/sql/database.h"
+
+namespace emporium::inventory {
+
+inline constexpr int64_t kReservationTtlMaxMs = 7 * 24 * 3600 * 1000LL;
+
+struct EngineOptions {
+  size_t shard_count = 1;
+  // Commands waiting per shard; Submit answers ResourceExhausted beyond it.
+  size_t queue_capacity = 65'536;
+  // Most commands applied and committed together.
+  size_t batch_commands_max = 1024;
+  // Most reservations one shard expires per sweep.
+  size_t expire_per_sweep_max = 10'000;
+  // Background sweeper period (real time); 0 disables it, SweepExpired() still works.
+  int64_t sweep_interval_ms = 0;
+  // Runs the full InventoryState::CheckInvariants() after every batch and aborts the process
+  // on a violation. O(shard size) per batch: for tests.
+  bool verify_invariants_each_batch = false;
+};
+
+// The commands the engine accepts (the service layer maps wire messages onto these).
+namespace cmd {
+struct Receive {
+  Sku sku;
+  LocationId location;
+  int64_t quantity = 0;
+  std::string reference;
+};
+struct Adjust {
+  Sku sku;
+  LocationId location;
+  int64_t delta = 0;
+  std::string reference;
+};
+struct Reserve {
+  ReservationId id;
+  std::vector<LineRequest> lines;
+  std::string region;
+  int64_t ttl_ms = 0;  // 1 .. kReservationTtlMaxMs
+};
+struct Extend {
+  ReservationId id;
+  int64_t ttl_ms = 0;  // new expiry = now + ttl_ms
+};
+struct Release {
+  ReservationId id;
+};
+struct Allocate {
+  ReservationId id;
+  OrderId order_id;
+};
+struct CancelAllocation {
+  OrderId order_id;
+};
+struct Ship {
+  OrderId order_id;
+  std::string shipment_id;
+  std::vector<LineRequest> lines;
+};
+struct Deliver {
+  OrderId order_id;
+};
+struct Return {
+  OrderId order_id;
+  std::string return_id;
+  std::vector<LineRequest> lines;
+};
+}  // namespace cmd
+
+using Command =
+    std::variant<cmd::Receive, cmd::Adjust, cmd::Reserve, cmd::Extend, cmd::Release, cmd::Allocate,
+                 cmd::CancelAllocation, cmd::Ship, cmd::Deliver, cmd::Return>;
+
+using Outcome = std::variant<std::monostate, StockOutcome, ReserveOutcome, ExtendOutcome,
+                             ReleaseOutcome, AllocateOutcome, CancelAllocationOutcome, ShipOutcome,
+                             DeliverOutcome, ReturnOutcome>;
+
+struct CommandResult {
+  // Not OK: the command had no effect (queue full, engine stopped, commit failed, cross-shard
+  // reserve). OK: `outcome` holds the business outcome of the command's kind, durable.
+  absl::Status status;
+  Outcome outcome;
+  std::vector<Sku> short_skus;             // Reserve: kInsufficientStock
+  std::vector<Sku> unknown_skus;           // Reserve: kUnknownSku
+  std::optional<Reservation> reservation;  // Reserve: kReserved / kAlreadyReserved
+  std::vector<LedgerEntry> entries;        // what the command appended to the ledger
+  std::vector<ReservationId> expired;      // SweepExpired only
+};
+using CommandCallback = std::function<void(CommandResult)>;
+
+struct EngineStats {
+  int64_t batches_committed = 0;
+  int64_t commands_applied = 0;
+  int64_t commit_failures = 0;
+  int64_t batch_commands_largest = 0;
+};
+
+class ShardEngine {
+ public:
+  // Loads every shard's state from `db` (which must be migrated) and starts the writers.
+  // `db` and `clock` must outlive the engine.
+  static absl::StatusOr<std::unique_ptr<ShardEngine>> Start(sql::Database& db, const Clock& clock,
+                                                            EngineOptions options);
+  ~ShardEngine();
+  ShardEngine(const ShardEngine&) = delete;
+  ShardEngine& operator=(const ShardEngine&) = delete;
+
+  // Queues `command`; `done` is called exactly once with its result.
+  void Submit(Command command, CommandCallback done);
+  // Submit and wait for the result.
+  CommandResult Execute(Command command);
+
+  // Stores the location and makes it known to every shard (commands queued after this call
+  // returns see it).
+  absl::Status AddLocation(const Location& location);
+
+  // Expires, in every shard, the reservations due at the clock's now; waits for the commits.
+  // Returns the expired ids, or the first error.
+  absl::StatusOr<std::vector<ReservationId>> SweepExpired();
+
+  // Committed stock rows of up to kAvailabilitySkusMax SKUs (reads the database).
+  absl::StatusOr<std::vector<StockLevel>> Availability(const std::vector<Sku>& skus);
+
+  // Finishes the queued commands and stops the writers. Idempotent.
+  void Stop();
+
+  EngineStats stats() const;
+  size_t ShardOf(const Sku& sku) const;
+
+ private:
+  class Shard;
+  ShardEngine(sql::Database& db, const Clock& clock, EngineOptions options);
+  size_t RouteReservation(const ReservationId& id) const;
+  size_t RouteOrder(const OrderId& order_id) const;
+  void NoteReservation(const ReservationId& id, size_t shard);
+  void NoteOrder(const OrderId& order_id, size_t shard);
+  void RunSweeper();
+
+  sql::Database& db_;
+  const Clock& clock_;
+  const EngineOptions options_;
+  InventoryStore store_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+
+  struct Index;
+  std::unique_ptr<Index> index_;
+
+  struct Sweeper;
+  std::unique_ptr<Sweeper> sweeper_;
+  std::atomic<bool> stopped_{false};
+};
+
+}  // namespace emporium::inventory

@@ -1,0 +1,416 @@
+#include "inventory/shard_engine.h"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "fmt/format.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "platform/sql/sqlite_database.h"
+#include "platform/sql/sqlite_test_util.h"
+
+namespace emporium::inventory {
+namespace {
+
+using ::testing::ElementsAre;
+
+constexpr auto kWaitMax = std::chrono::seconds(300);
+
+// Forwards to a real database; fails writes while `fail_writes` is set (fault injection).
+class FaultyDatabase final : public sql::Database {
+ public:
+  explicit FaultyDatabase(sql::Database& inner) : inner_(inner) {}
+  absl::Status Write(sql::WriteJob job) override {
+    if (fail_writes.load()) return absl::UnavailableError("injected: disk on fire");
+    return inner_.Write(std::move(job));
+  }
+  void SubmitWrite(sql::WriteJob job, sql::WriteDone done) override {
+    if (fail_writes.load()) {
+      done(absl::UnavailableError("injected: disk on fire"));
+      return;
+    }
+    inner_.SubmitWrite(std::move(job), std::move(done));
+  }
+  absl::Status Read(sql::ReadJob job) override { return inner_.Read(std::move(job)); }
+  void AddCommitListener(std::function<void()> listener) override {
+    inner_.AddCommitListener(std::move(listener));
+  }
+  sql::WriteStats stats() const override { return inner_.stats(); }
+  std::string_view dialect() const override { return inner_.dialect(); }
+  void Close() override { inner_.Close(); }
+
+  std::atomic<bool> fail_writes{false};
+
+ private:
+  sql::Database& inner_;
+};
+
+// Counts callbacks and lets a test wait for all of them, bounded.
+class Latch {
+ public:
+  explicit Latch(int64_t count) : remaining_(count) {}
+  void CountDown() {
+    std::lock_guard lock(mutex_);
+    if (--remaining_ == 0) done_.notify_all();
+  }
+  bool Wait() {
+    std::unique_lock lock(mutex_);
+    return done_.wait_for(lock, kWaitMax, [this] { return remaining_ == 0; });
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable done_;
+  int64_t remaining_;
+};
+
+class ShardEngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_FALSE(dir_.path().empty());
+    sql::SqliteOptions options;
+    options.path = dir_.File("inventory.db");
+    options.name = "inventory";
+    auto db = sql::OpenSqlite(options);
+    ASSERT_TRUE(db.ok()) << db.status();
+    db_ = std::move(*db);
+    faulty_ = std::make_unique<FaultyDatabase>(*db_);
+    store_ = std::make_unique<InventoryStore>(*db_);
+    ASSERT_TRUE(store_->Migrate(clock_).ok());
+  }
+  void TearDown() override {
+    if (engine_) engine_->Stop();
+    engine_.reset();
+    if (db_) db_->Close();
+  }
+
+  void StartEngine(size_t shard_count = 1) {
+    EngineOptions options;
+    options.shard_count = shard_count;
+    options.verify_invariants_each_batch = true;
+    auto engine = ShardEngine::Start(*faulty_, clock_, options);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    engine_ = std::move(*engine);
+  }
+
+  void Restart(size_t shard_count = 1) {
+    engine_->Stop();
+    engine_.reset();
+    StartEngine(shard_count);
+  }
+
+  void Receive(const std::string& sku, const std::string& location, int64_t quantity) {
+    CommandResult result =
+        engine_->Execute(cmd::Receive{Sku(sku), LocationId(location), quantity, "po"});
+    ASSERT_TRUE(result.status.ok()) << result.status;
+    ASSERT_EQ(std::get<StockOutcome>(result.outcome), StockOutcome::kApplied);
+  }
+
+  CommandResult Reserve(const std::string& id, const std::string& sku, int64_t quantity,
+                        int64_t ttl_ms = 60'000) {
+    return engine_->Execute(cmd::Reserve{ReservationId(id), {{Sku(sku), quantity}}, "eu", ttl_ms});
+  }
+
+  // The durable ledger projects exactly onto the durable stock table.
+  void ExpectLedgerMatchesStock() {
+    auto ledger = store_->LoadLedger();
+    ASSERT_TRUE(ledger.ok()) << ledger.status();
+    auto projected = Project(*ledger);
+    ASSERT_TRUE(projected.ok()) << projected.status();
+    auto stock = store_->LoadAllStock();
+    ASSERT_TRUE(stock.ok()) << stock.status();
+    EXPECT_EQ(*projected, *stock);
+    auto report = store_->Rebuild(InventoryStore::RebuildMode::kCheckOnly);
+    ASSERT_TRUE(report.ok()) << report.status();
+    EXPECT_TRUE(report->mismatches.empty()) << report->mismatches.front();
+  }
+
+  StockLevel DurableStock(const std::string& sku, const std::string& location) {
+    auto levels = store_->LoadStock({Sku(sku)});
+    EXPECT_TRUE(levels.ok());
+    for (const StockLevel& level : *levels) {
+      if (level.location == LocationId(location)) return level;
+    }
+    return StockLevel{};
+  }
+
+  sql::TempDir dir_;
+  ManualClock clock_;
+  std::unique_ptr<sql::Database> db_;
+  std::unique_ptr<FaultyDatabase> faulty_;
+  std::unique_ptr<InventoryStore> store_;
+  std::unique_ptr<ShardEngine> engine_;
+};
+
+TEST_F(ShardEngineTest, RejectsBadOptions) {
+  EngineOptions options;
+  options.shard_count = 0;
+  EXPECT_EQ(ShardEngine::Start(*db_, clock_, options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ShardEngineTest, FlashSaleSellsExactlyWhatIsOnHand) {
+  StartEngine();
+  ASSERT_TRUE(engine_->AddLocation({LocationId("eu1"), "eu", "Berlin"}).ok());
+  Receive("hot", "eu1", 100);
+
+  constexpr int kAttempts = 10'000;
+  constexpr int kThreads = 8;
+  std::atomic<int> reserved{0};
+  std::atomic<int> insufficient{0};
+  std::atomic<int> other{0};
+  Latch latch(kAttempts);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = t; i < kAttempts; i += kThreads) {
+        engine_->Submit(
+            cmd::Reserve{ReservationId("r" + std::to_string(i)), {{Sku("hot"), 1}}, "eu", 60'000},
+            [&](CommandResult result) {
+              if (!result.status.ok()) {
+                other.fetch_add(1);
+              } else {
+                switch (std::get<ReserveOutcome>(result.outcome)) {
+                  case ReserveOutcome::kReserved:
+                    reserved.fetch_add(1);
+                    break;
+                  case ReserveOutcome::kInsufficientStock:
+                    insufficient.fetch_add(1);
+                    break;
+                  case ReserveOutcome::kAlreadyReserved:
+                  case ReserveOutcome::kUnknownSku:
+                  case ReserveOutcome::kConflict:
+                  case ReserveOutcome::kInvalidRequest:
+                    other.fetch_add(1);
+                    break;
+                }
+              }
+              latch.CountDown();
+            });
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  ASSERT_TRUE(latch.Wait());
+  EXPECT_EQ(reserved.load(), 100);
+  EXPECT_EQ(insufficient.load(), kAttempts - 100);
+  EXPECT_EQ(other.load(), 0);
+
+  StockLevel level = DurableStock("hot", "eu1");
+  EXPECT_EQ(level.on_hand, 100);
+  EXPECT_EQ(level.reserved, 100);
+  EXPECT_EQ(level.available(), 0);
+  auto ledger = store_->LoadLedger();
+  ASSERT_TRUE(ledger.ok());
+  int reserved_entries = 0;
+  for (const LedgerEntry& entry : *ledger) {
+    if (entry.kind == LedgerKind::kReserved) ++reserved_entries;
+  }
+  EXPECT_EQ(reserved_entries, 100);
+  ExpectLedgerMatchesStock();
+  EXPECT_GT(engine_->stats().batch_commands_largest, 1);  // the queue did group commands
+}
+
+TEST_F(ShardEngineTest, RedeliveredCommandsHaveOneEffect) {
+  StartEngine();
+  ASSERT_TRUE(engine_->AddLocation({LocationId("eu1"), "eu", "Berlin"}).ok());
+  Receive("a", "eu1", 10);
+  CommandResult first = Reserve("r1", "a", 3);
+  ASSERT_EQ(std::get<ReserveOutcome>(first.outcome), ReserveOutcome::kReserved);
+  CommandResult again = Reserve("r1", "a", 3);
+  EXPECT_EQ(std::get<ReserveOutcome>(again.outcome), ReserveOutcome::kAlreadyReserved);
+  EXPECT_EQ(again.reservation, first.reservation);
+  EXPECT_EQ(std::get<ReserveOutcome>(Reserve("r1", "a", 4).outcome), ReserveOutcome::kConflict);
+  auto allocate = [&] {
+    return std::get<AllocateOutcome>(
+        engine_->Execute(cmd::Allocate{ReservationId("r1"), OrderId("o1")}).outcome);
+  };
+  EXPECT_EQ(allocate(), AllocateOutcome::kAllocated);
+  EXPECT_EQ(allocate(), AllocateOutcome::kAlreadyAllocated);
+  auto ship = [&] {
+    return std::get<ShipOutcome>(
+        engine_->Execute(cmd::Ship{OrderId("o1"), "s1", {{Sku("a"), 3}}}).outcome);
+  };
+  EXPECT_EQ(ship(), ShipOutcome::kShipped);
+  EXPECT_EQ(ship(), ShipOutcome::kAlreadyApplied);
+  StockLevel level = DurableStock("a", "eu1");
+  EXPECT_EQ(level.on_hand, 7);
+  EXPECT_EQ(level.reserved, 0);
+  EXPECT_EQ(level.allocated, 0);
+  ExpectLedgerMatchesStock();
+}
+
+TEST_F(ShardEngineTest, ExpiryWithManualClock) {
+  StartEngine();
+  ASSERT_TRUE(engine_->AddLocation({LocationId("eu1"), "eu", "Berlin"}).ok());
+  Receive("a", "eu1", 5);
+  ASSERT_EQ(std::get<ReserveOutcome>(Reserve("r1", "a", 2, 1000).outcome),
+            ReserveOutcome::kReserved);
+  ASSERT_EQ(std::get<ReserveOutcome>(Reserve("r2", "a", 1, 5000).outcome),
+            ReserveOutcome::kReserved);
+  auto none = engine_->SweepExpired();
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+  clock_.Advance(absl::Milliseconds(1000));
+  auto expired = engine_->SweepExpired();
+  ASSERT_TRUE(expired.ok()) << expired.status();
+  EXPECT_THAT(*expired, ElementsAre(ReservationId("r1")));
+  EXPECT_TRUE(engine_->SweepExpired()->empty());  // exactly once
+  EXPECT_EQ(std::get<AllocateOutcome>(
+                engine_->Execute(cmd::Allocate{ReservationId("r1"), OrderId("o1")}).outcome),
+            AllocateOutcome::kExpired);
+  // r2 is due too, unswept: the allocate finds it expired, and the sweep then has nothing.
+  clock_.Advance(absl::Milliseconds(4000));
+  EXPECT_EQ(std::get<AllocateOutcome>(
+                engine_->Execute(cmd::Allocate{ReservationId("r2"), OrderId("o2")}).outcome),
+            AllocateOutcome::kExpired);
+  EXPECT_TRUE(engine_->SweepExpired()->empty());
+  EXPECT_EQ(DurableStock("a", "eu1").reserved, 0);
+  ExpectLedgerMatchesStock();
+}
+
+TEST_F(ShardEngineTest, FailedCommitIsNotAcknowledgedAndRollsBack) {
+  StartEngine();
+  ASSERT_TRUE(engine_->AddLocation({LocationId("eu1"), "eu", "Berlin"}).ok());
+  Receive("a", "eu1", 5);
+  faulty_->fail_writes = true;
+  CommandResult failed = Reserve("r1", "a", 5);
+  EXPECT_EQ(failed.status.code(), absl::StatusCode::kUnavailable);
+  faulty_->fail_writes = false;
+  EXPECT_EQ(engine_->stats().commit_failures, 1);
+  // The in-memory hold was rolled back: all 5 are still available to someone else.
+  EXPECT_EQ(std::get<ReserveOutcome>(Reserve("r2", "a", 5).outcome), ReserveOutcome::kReserved);
+  // And r1 was never recorded: the same id reserves afresh (nothing left now).
+  EXPECT_EQ(std::get<ReserveOutcome>(Reserve("r1", "a", 5).outcome),
+            ReserveOutcome::kInsufficientStock);
+  EXPECT_EQ(DurableStock("a", "eu1").reserved, 5);
+  ExpectLedgerMatchesStock();
+}
+
+TEST_F(ShardEngineTest, StateSurvivesRestart) {
+  StartEngine(3);
+  ASSERT_TRUE(engine_->AddLocation({LocationId("eu1"), "eu", "Berlin"}).ok());
+  ASSERT_TRUE(engine_->AddLocation({LocationId("us1"), "us", "Newark"}).ok());
+  for (int i = 0; i < 6; ++i) Receive("sku" + std::to_string(i), i % 2 ? "eu1" : "us1", 10);
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_EQ(std::get<ReserveOutcome>(
+                  Reserve("r" + std::to_string(i), "sku" + std::to_string(i), 4).outcome),
+              ReserveOutcome::kReserved);
+  }
+  ASSERT_EQ(std::get<AllocateOutcome>(
+                engine_->Execute(cmd::Allocate{ReservationId("r0"), OrderId("o0")}).outcome),
+            AllocateOutcome::kAllocated);
+  Restart(3);
+  // Routing and state were rebuilt from the database.
+  EXPECT_EQ(std::get<ReserveOutcome>(Reserve("r1", "sku1", 4).outcome),
+            ReserveOutcome::kAlreadyReserved);
+  EXPECT_EQ(std::get<AllocateOutcome>(
+                engine_->Execute(cmd::Allocate{ReservationId("r0"), OrderId("o0")}).outcome),
+            AllocateOutcome::kAlreadyAllocated);
+  EXPECT_EQ(std::get<AllocateOutcome>(
+                engine_->Execute(cmd::Allocate{ReservationId("r2"), OrderId("o2")}).outcome),
+            AllocateOutcome::kAllocated);
+  EXPECT_EQ(std::get<ShipOutcome>(
+                engine_->Execute(cmd::Ship{OrderId("o0"), "s0", {{Sku("sku0"), 4}}}).outcome),
+            ShipOutcome::kShipped);
+  EXPECT_EQ(std::get<ReserveOutcome>(Reserve("r9", "sku3", 7).outcome),
+            ReserveOutcome::kInsufficientStock);
+  ExpectLedgerMatchesStock();
+}
+
+TEST_F(ShardEngineTest, CrossShardReserveIsRefused) {
+  StartEngine(64);
+  ASSERT_TRUE(engine_->AddLocation({LocationId("eu1"), "eu", "Berlin"}).ok());
+  std::string other;
+  for (int i = 0; i < 1000 && other.empty(); ++i) {
+    std::string candidate = "x" + std::to_string(i);
+    if (engine_->ShardOf(Sku(candidate)) != engine_->ShardOf(Sku("a"))) other = candidate;
+  }
+  ASSERT_FALSE(other.empty());
+  CommandResult result = engine_->Execute(
+      cmd::Reserve{ReservationId("r"), {{Sku("a"), 1}, {Sku(other), 1}}, "eu", 1000});
+  EXPECT_EQ(result.status.code(), absl::StatusCode::kFailedPrecondition);
+}
+
+// Many threads hammer reserve / release / allocate / cancel / expire on a few SKUs; the engine
+// checks the invariant after every batch (verify_invariants_each_batch) and at the end the
+// durable ledger projects onto the durable stock table, also after a restart.
+TEST_F(ShardEngineTest, ConcurrentHammering) {
+  StartEngine(2);
+  ASSERT_TRUE(engine_->AddLocation({LocationId("eu1"), "eu", "Berlin"}).ok());
+  ASSERT_TRUE(engine_->AddLocation({LocationId("us1"), "us", "Newark"}).ok());
+  const std::vector<std::string> skus = {"a", "b", "c", "d"};
+  for (const std::string& sku : skus) {
+    Receive(sku, "eu1", 20);
+    Receive(sku, "us1", 20);
+  }
+  constexpr int kThreads = 6;
+  constexpr int kOpsPerThread = 600;
+  std::atomic<int> errors{0};
+  std::atomic<int> reserved{0};
+  Latch latch(int64_t{kThreads} * kOpsPerThread);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 random(static_cast<unsigned>(t) + 7);
+      for (int i = 0; i < kOpsPerThread; ++i) {
+        const std::string id = fmt::format("t{}-{}", t, random() % (i + 1));
+        const std::string sku = skus[random() % skus.size()];
+        Command command = cmd::Release{ReservationId(id)};
+        switch (random() % 5) {
+          case 0:
+          case 1:
+            command = cmd::Reserve{ReservationId(fmt::format("t{}-{}", t, i)),
+                                   {{Sku(sku), 1 + static_cast<int64_t>(random() % 3)}},
+                                   random() % 2 ? "eu" : "us",
+                                   1 + static_cast<int64_t>(random() % 2000)};
+            break;
+          case 2:
+            command = cmd::Release{ReservationId(id)};
+            break;
+          case 3:
+            command = cmd::Allocate{ReservationId(id), OrderId("o" + id)};
+            break;
+          case 4:
+            command = cmd::CancelAllocation{OrderId("o" + id)};
+            break;
+        }
+        engine_->Submit(std::move(command), [&](CommandResult result) {
+          if (!result.status.ok()) errors.fetch_add(1);
+          if (const auto* outcome = std::get_if<ReserveOutcome>(&result.outcome);
+              outcome != nullptr && *outcome == ReserveOutcome::kReserved) {
+            reserved.fetch_add(1);
+          }
+          latch.CountDown();
+        });
+        if (i % 50 == 0) clock_.Advance(absl::Milliseconds(100));
+      }
+    });
+  }
+  std::thread sweeper([&] {
+    for (int i = 0; i < 20; ++i) {
+      if (!engine_->SweepExpired().ok()) errors.fetch_add(1);
+    }
+  });
+  for (auto& thread : threads) thread.join();
+  sweeper.join();
+  ASSERT_TRUE(latch.Wait());
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_GT(reserved.load(), 40);  // at least 13 per SKU fit before any runs out
+  ExpectLedgerMatchesStock();
+  Restart(2);
+  clock_.Advance(absl::Hours(1));
+  ASSERT_TRUE(engine_->SweepExpired().ok());
+  ExpectLedgerMatchesStock();
+  // Everything unallocated has expired: only allocations hold stock now.
+  auto stock = store_->LoadAllStock();
+  ASSERT_TRUE(stock.ok());
+  for (const StockLevel& level : *stock) EXPECT_EQ(level.reserved, 0);
+}
+
+}  // namespace
+}  // namespace emporium::inventory

@@ -1,0 +1,332 @@
+#include "inventory/store.h"
+
+#include <algorithm>
+#include <map>
+#include <utility>
+
+#include "common/status_macros.h"
+#include "fmt/format.h"
+#include "nlohmann/json.hpp"
+
+namespace emporium::inventory {
+namespace {
+
+using sql::Row;
+using sql::Transaction;
+using sql::Value;
+
+constexpr std::string_view kComponent = "inventory";
+
+constexpr std::string_view kUpsertLocation =
+    "INSERT INTO locations (id, region, address) VALUES (?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET region = excluded.region, address = excluded.address";
+constexpr std::string_view kSelectLocations = "SELECT id, region, address FROM locations";
+
+constexpr std::string_view kInsertLedger =
+    "INSERT INTO ledger (sku, location_id, seq, kind, quantity, reference, time_ms) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)";
+constexpr std::string_view kSelectLedger =
+    "SELECT sku, location_id, seq, kind, quantity, reference, time_ms FROM ledger";
+
+constexpr std::string_view kUpsertStock =
+    "INSERT INTO stock (sku, location_id, on_hand, reserved, allocated, version) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sku, location_id) DO UPDATE SET "
+    "on_hand = excluded.on_hand, reserved = excluded.reserved, "
+    "allocated = excluded.allocated, version = excluded.version";
+constexpr std::string_view kSelectStock =
+    "SELECT sku, location_id, on_hand, reserved, allocated, version FROM stock";
+constexpr std::string_view kSelectStockOfSku =
+    "SELECT sku, location_id, on_hand, reserved, allocated, version FROM stock WHERE sku = ?";
+
+constexpr std::string_view kUpsertReservation =
+    "INSERT INTO reservations (id, region, created_at_ms, expires_at_ms, state, order_id, "
+    "shipment_ids, return_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+    "region = excluded.region, created_at_ms = excluded.created_at_ms, "
+    "expires_at_ms = excluded.expires_at_ms, state = excluded.state, "
+    "order_id = excluded.order_id, shipment_ids = excluded.shipment_ids, "
+    "return_ids = excluded.return_ids";
+constexpr std::string_view kSelectReservations =
+    "SELECT id, region, created_at_ms, expires_at_ms, state, order_id, shipment_ids, return_ids "
+    "FROM reservations";
+constexpr std::string_view kDeleteReservationLines =
+    "DELETE FROM reservation_lines WHERE reservation_id = ?";
+constexpr std::string_view kInsertReservationLine =
+    "INSERT INTO reservation_lines (reservation_id, line_no, split_no, sku, line_quantity, "
+    "location_id, quantity, shipped, returned) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+constexpr std::string_view kSelectReservationLines =
+    "SELECT reservation_id, line_no, split_no, sku, line_quantity, location_id, quantity, "
+    "shipped, returned FROM reservation_lines ORDER BY reservation_id, line_no, split_no";
+
+StockLevel StockFromRow(const Row& row) {
+  return StockLevel{.sku = Sku(row.Text(0)),
+                    .location = LocationId(row.Text(1)),
+                    .on_hand = row.Int(2),
+                    .reserved = row.Int(3),
+                    .allocated = row.Int(4),
+                    .version = row.Int(5)};
+}
+
+std::vector<Value> StockParams(const StockLevel& level) {
+  return {level.sku.value(), level.location.value(), level.on_hand,
+          level.reserved,    level.allocated,        level.version};
+}
+
+std::string IdsToJson(const std::vector<std::string>& ids) { return nlohmann::json(ids).dump(); }
+
+absl::StatusOr<std::vector<std::string>> IdsFromJson(const std::string& text) {
+  nlohmann::json parsed = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!parsed.is_array()) return absl::DataLossError("reservations: id list is not an array");
+  std::vector<std::string> ids;
+  for (const auto& item : parsed) {
+    if (!item.is_string()) return absl::DataLossError("reservations: id is not a string");
+    ids.push_back(item.get<std::string>());
+  }
+  return ids;
+}
+
+absl::StatusOr<std::vector<StockLevel>> QueryStock(Transaction& transaction) {
+  ASSIGN_OR_RETURN(sql::ResultSet result, transaction.Query(kSelectStock));
+  std::vector<StockLevel> levels;
+  levels.reserve(result.rows.size());
+  for (const Row& row : result.rows) levels.push_back(StockFromRow(row));
+  return levels;
+}
+
+absl::StatusOr<std::vector<LedgerEntry>> QueryLedger(Transaction& transaction) {
+  ASSIGN_OR_RETURN(sql::ResultSet result, transaction.Query(kSelectLedger));
+  std::vector<LedgerEntry> entries;
+  entries.reserve(result.rows.size());
+  for (const Row& row : result.rows) {
+    std::optional<LedgerKind> kind = ParseLedgerKind(row.Text(3));
+    if (!kind.has_value()) {
+      return absl::DataLossError(fmt::format("ledger: unknown kind '{}'", row.Text(3)));
+    }
+    entries.push_back(LedgerEntry{.sku = Sku(row.Text(0)),
+                                  .location = LocationId(row.Text(1)),
+                                  .sequence = row.Int(2),
+                                  .kind = *kind,
+                                  .quantity = row.Int(4),
+                                  .reference = row.Text(5),
+                                  .time_ms = row.Int(6)});
+  }
+  return entries;
+}
+
+}  // namespace
+
+absl::Status InventoryStore::Migrate(const Clock& clock) {
+  return sql::ApplyMigrations(db_, kComponent, InventoryMigrations(), clock);
+}
+
+absl::Status InventoryStore::UpsertLocation(const Location& location) {
+  if (location.id.empty()) return absl::InvalidArgumentError("location id is empty");
+  return db_.Write([&](Transaction& transaction) -> absl::Status {
+    return transaction
+        .Execute(kUpsertLocation, {location.id.value(), location.region, location.address})
+        .status();
+  });
+}
+
+absl::StatusOr<std::vector<Location>> InventoryStore::LoadLocations() {
+  std::vector<Location> locations;
+  absl::Status db_status = db_.Read([&](Transaction& transaction) -> absl::Status {
+    ASSIGN_OR_RETURN(sql::ResultSet result, transaction.Query(kSelectLocations));
+    for (const Row& row : result.rows) {
+      locations.push_back(Location{LocationId(row.Text(0)), row.Text(1), row.Text(2)});
+    }
+    return absl::OkStatus();
+  });
+  if (!db_status.ok()) return db_status;
+  return locations;
+}
+
+absl::Status InventoryStore::WriteBatch(Transaction& transaction, const BatchRecord& batch) {
+  for (const LedgerEntry& entry : batch.entries) {
+    RETURN_IF_ERROR(
+        transaction
+            .Execute(kInsertLedger, {entry.sku.value(), entry.location.value(), entry.sequence,
+                                     std::string(LedgerKindName(entry.kind)), entry.quantity,
+                                     entry.reference, entry.time_ms})
+            .status());
+  }
+  for (const StockLevel& level : batch.stock) {
+    RETURN_IF_ERROR(transaction.Execute(kUpsertStock, StockParams(level)).status());
+  }
+  for (const Reservation& reservation : batch.reservations) {
+    RETURN_IF_ERROR(transaction
+                        .Execute(kUpsertReservation,
+                                 {reservation.id.value(), reservation.region,
+                                  reservation.created_at_ms, reservation.expires_at_ms,
+                                  std::string(ReservationStateName(reservation.state)),
+                                  reservation.order_id.value(), IdsToJson(reservation.shipment_ids),
+                                  IdsToJson(reservation.return_ids)})
+                        .status());
+    RETURN_IF_ERROR(
+        transaction.Execute(kDeleteReservationLines, {reservation.id.value()}).status());
+    for (size_t line_no = 0; line_no < reservation.lines.size(); ++line_no) {
+      const ReservationLine& line = reservation.lines[line_no];
+      for (size_t split_no = 0; split_no < line.splits.size(); ++split_no) {
+        const Split& split = line.splits[split_no];
+        RETURN_IF_ERROR(
+            transaction
+                .Execute(kInsertReservationLine,
+                         {reservation.id.value(), static_cast<int64_t>(line_no),
+                          static_cast<int64_t>(split_no), line.sku.value(), line.quantity,
+                          split.location.value(), split.quantity, split.shipped, split.returned})
+                .status());
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status InventoryStore::LoadInto(InventoryState& state,
+                                      const std::function<bool(const Sku&)>& owns) {
+  return db_.Read([&](Transaction& transaction) -> absl::Status {
+    ASSIGN_OR_RETURN(sql::ResultSet locations, transaction.Query(kSelectLocations));
+    for (const Row& row : locations.rows) {
+      state.UpsertLocation(Location{LocationId(row.Text(0)), row.Text(1), row.Text(2)});
+    }
+    ASSIGN_OR_RETURN(std::vector<StockLevel> levels, QueryStock(transaction));
+    for (const StockLevel& level : levels) {
+      if (owns(level.sku)) state.LoadStock(level);
+    }
+    ASSIGN_OR_RETURN(sql::ResultSet lines, transaction.Query(kSelectReservationLines));
+    std::map<std::string, std::vector<ReservationLine>> lines_by_reservation;
+    for (const Row& row : lines.rows) {
+      std::vector<ReservationLine>& reservation_lines = lines_by_reservation[row.Text(0)];
+      const size_t line_no = static_cast<size_t>(row.Int(1));
+      if (line_no == reservation_lines.size()) {
+        reservation_lines.push_back(
+            ReservationLine{.sku = Sku(row.Text(3)), .quantity = row.Int(4), .splits = {}});
+      } else if (line_no + 1 != reservation_lines.size()) {
+        return absl::DataLossError(fmt::format("reservation {}: line gap", row.Text(0)));
+      }
+      reservation_lines.back().splits.push_back(Split{.location = LocationId(row.Text(5)),
+                                                      .quantity = row.Int(6),
+                                                      .shipped = row.Int(7),
+                                                      .returned = row.Int(8)});
+    }
+    ASSIGN_OR_RETURN(sql::ResultSet reservations, transaction.Query(kSelectReservations));
+    for (const Row& row : reservations.rows) {
+      auto found = lines_by_reservation.find(row.Text(0));
+      if (found == lines_by_reservation.end() || found->second.empty()) {
+        return absl::DataLossError(fmt::format("reservation {} has no lines", row.Text(0)));
+      }
+      if (!owns(found->second.front().sku)) continue;
+      std::optional<ReservationState> reservation_state = ParseReservationState(row.Text(4));
+      if (!reservation_state.has_value()) {
+        return absl::DataLossError(fmt::format("reservation {}: bad state", row.Text(0)));
+      }
+      ASSIGN_OR_RETURN(std::vector<std::string> shipment_ids, IdsFromJson(row.Text(6)));
+      ASSIGN_OR_RETURN(std::vector<std::string> return_ids, IdsFromJson(row.Text(7)));
+      state.LoadReservation(Reservation{.id = ReservationId(row.Text(0)),
+                                        .lines = std::move(found->second),
+                                        .region = row.Text(1),
+                                        .created_at_ms = row.Int(2),
+                                        .expires_at_ms = row.Int(3),
+                                        .state = *reservation_state,
+                                        .order_id = OrderId(row.Text(5)),
+                                        .shipment_ids = std::move(shipment_ids),
+                                        .return_ids = std::move(return_ids)});
+    }
+    state.TakeChanges();  // loading is not a change to persist
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::vector<StockLevel>> InventoryStore::LoadStock(const std::vector<Sku>& skus) {
+  if (skus.size() > kAvailabilitySkusMax) {
+    return absl::InvalidArgumentError(
+        fmt::format("at most {} SKUs per availability query", kAvailabilitySkusMax));
+  }
+  std::vector<StockLevel> levels;
+  absl::Status db_status = db_.Read([&](Transaction& transaction) -> absl::Status {
+    for (const Sku& sku : skus) {
+      ASSIGN_OR_RETURN(sql::ResultSet result, transaction.Query(kSelectStockOfSku, {sku.value()}));
+      for (const Row& row : result.rows) levels.push_back(StockFromRow(row));
+    }
+    return absl::OkStatus();
+  });
+  if (!db_status.ok()) return db_status;
+  std::sort(levels.begin(), levels.end(),
+            [](const StockLevel& a, const StockLevel& b) { return a.key() < b.key(); });
+  return levels;
+}
+
+absl::StatusOr<std::vector<StockLevel>> InventoryStore::LoadAllStock() {
+  std::vector<StockLevel> levels;
+  absl::Status db_status = db_.Read([&](Transaction& transaction) -> absl::Status {
+    ASSIGN_OR_RETURN(levels, QueryStock(transaction));
+    return absl::OkStatus();
+  });
+  if (!db_status.ok()) return db_status;
+  std::sort(levels.begin(), levels.end(),
+            [](const StockLevel& a, const StockLevel& b) { return a.key() < b.key(); });
+  return levels;
+}
+
+absl::StatusOr<std::vector<LedgerEntry>> InventoryStore::LoadLedger() {
+  std::vector<LedgerEntry> entries;
+  absl::Status db_status = db_.Read([&](Transaction& transaction) -> absl::Status {
+    ASSIGN_OR_RETURN(entries, QueryLedger(transaction));
+    return absl::OkStatus();
+  });
+  if (!db_status.ok()) return db_status;
+  return entries;
+}
+
+absl::StatusOr<RebuildReport> InventoryStore::Rebuild(RebuildMode mode) {
+  RebuildReport report;
+  std::vector<StockLevel> repairs;
+  absl::Status db_status = db_.Read([&](Transaction& transaction) -> absl::Status {
+    ASSIGN_OR_RETURN(std::vector<LedgerEntry> entries, QueryLedger(transaction));
+    ASSIGN_OR_RETURN(std::vector<StockLevel> projected, Project(std::move(entries)));
+    ASSIGN_OR_RETURN(std::vector<StockLevel> stored, QueryStock(transaction));
+    std::map<StockKey, StockLevel> stored_by_key;
+    for (StockLevel& level : stored) stored_by_key.emplace(level.key(), std::move(level));
+    for (const StockLevel& level : projected) {
+      ++report.rows_checked;
+      auto found = stored_by_key.find(level.key());
+      if (found == stored_by_key.end()) {
+        report.mismatches.push_back(
+            fmt::format("{}@{}: missing from stock", level.sku.value(), level.location.value()));
+        repairs.push_back(level);
+        continue;
+      }
+      if (!(found->second == level)) {
+        report.mismatches.push_back(
+            fmt::format("{}@{}: stock on_hand={} reserved={} allocated={} version={}, ledger says "
+                        "{} / {} / {} / {}",
+                        level.sku.value(), level.location.value(), found->second.on_hand,
+                        found->second.reserved, found->second.allocated, found->second.version,
+                        level.on_hand, level.reserved, level.allocated, level.version));
+        repairs.push_back(level);
+      }
+      stored_by_key.erase(found);
+    }
+    for (const auto& [key, level] : stored_by_key) {
+      // A row with no ledger history should be all zeros; anything else is a mismatch.
+      if (level.on_hand != 0 || level.reserved != 0 || level.allocated != 0) {
+        report.mismatches.push_back(fmt::format("{}@{}: stock row without ledger entries",
+                                                key.sku.value(), key.location.value()));
+        repairs.push_back(StockLevel{.sku = key.sku, .location = key.location});
+      }
+    }
+    return absl::OkStatus();
+  });
+  if (!db_status.ok()) return db_status;
+  if (mode == RebuildMode::kRepair && !repairs.empty()) {
+    absl::Status write_status = db_.Write([&](Transaction& transaction) -> absl::Status {
+      for (const StockLevel& level : repairs) {
+        RETURN_IF_ERROR(transaction.Execute(kUpsertStock, StockParams(level)).status());
+      }
+      return absl::OkStatus();
+    });
+    if (!write_status.ok()) return write_status;
+    report.repaired = true;
+  }
+  return report;
+}
+
+}  // namespace emporium::inventory
