@@ -414,3 +414,31 @@ TEST_F(ShardEngineTest, ConcurrentHammering) {
 
 }  // namespace
 }  // namespace emporium::inventory
+
+namespace emporium::inventory {
+namespace {
+
+TEST_F(ShardEngineTest, RebuildReportsAndRepairsATamperedProjection) {
+  StartEngine();
+  ASSERT_TRUE(engine_->AddLocation({LocationId("eu1"), "eu", "Berlin"}).ok());
+  Receive("a", "eu1", 10);
+  ASSERT_EQ(std::get<ReserveOutcome>(Reserve("r1", "a", 3).outcome), ReserveOutcome::kReserved);
+  engine_->Stop();
+  ASSERT_TRUE(
+      db_->Write([](sql::Transaction& transaction) {
+           return transaction.Execute("UPDATE stock SET on_hand = 99 WHERE sku = 'a'").status();
+         })
+          .ok());
+  auto check = store_->Rebuild(InventoryStore::RebuildMode::kCheckOnly);
+  ASSERT_TRUE(check.ok()) << check.status();
+  ASSERT_EQ(check->mismatches.size(), 1u);
+  EXPECT_FALSE(check->repaired);
+  auto repair = store_->Rebuild(InventoryStore::RebuildMode::kRepair);
+  ASSERT_TRUE(repair.ok());
+  EXPECT_TRUE(repair->repaired);
+  EXPECT_EQ(DurableStock("a", "eu1").on_hand, 10);
+  ExpectLedgerMatchesStock();
+}
+
+}  // namespace
+}  // namespace emporium::inventory
