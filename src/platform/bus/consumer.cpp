@@ -1,6 +1,7 @@
 #include "platform/bus/consumer.h"
 
 #include <algorithm>
+#include <condition_variable>
 #include <exception>
 #include <limits>
 #include <utility>
@@ -73,11 +74,12 @@ struct Consumer::Item {
 };
 
 struct Consumer::Round {
-  absl::Mutex mutex;
+  std::mutex mutex;
+  std::condition_variable cv;
   // Keys whose message failed earlier in this round; written and read only by jobs, which the
   // single writer runs one after another, but guarded anyway.
-  absl::flat_hash_set<std::string> blocked_keys ABSL_GUARDED_BY(mutex);
-  int64_t outstanding ABSL_GUARDED_BY(mutex) = 0;
+  absl::flat_hash_set<std::string> blocked_keys;
+  int64_t outstanding = 0;
 };
 
 Consumer::Consumer(std::string name, sql::Database& db, MessageHandler handler,
@@ -112,19 +114,22 @@ void Consumer::Count(std::string_view outcome, int64_t by) {
 }
 
 void Consumer::Stop() {
-  absl::MutexLock lock(&stop_mutex_);
-  stopping_ = true;
+  {
+    std::lock_guard<std::mutex> lock(stop_mutex_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
 }
 
 bool Consumer::WaitBackoff(absl::Duration wait) {
-  absl::MutexLock lock(&stop_mutex_);
-  stop_mutex_.AwaitWithTimeout(absl::Condition(&stopping_), wait);
+  std::unique_lock<std::mutex> lock(stop_mutex_);
+  stop_cv_.wait_for(lock, absl::ToChronoNanoseconds(wait), [this] { return stopping_; });
   return !stopping_;
 }
 
 absl::Status Consumer::HandleBatch(const std::vector<std::string_view>& messages) {
   {
-    absl::MutexLock lock(&stop_mutex_);
+    std::lock_guard<std::mutex> lock(stop_mutex_);
     if (stopping_) return absl::UnavailableError(fmt::format("bus: consumer {} stopped", name_));
   }
   if (messages.empty()) return absl::OkStatus();
@@ -176,7 +181,7 @@ absl::Status Consumer::HandleBatch(const std::vector<std::string_view>& messages
 absl::Status Consumer::RunRound(std::vector<Item*>& pending) {
   Round round;
   {
-    absl::MutexLock lock(&round.mutex);
+    std::lock_guard<std::mutex> lock(round.mutex);
     round.outstanding = static_cast<int64_t>(pending.size());
   }
   for (Item* item : pending) {
@@ -187,19 +192,16 @@ absl::Status Consumer::RunRound(std::vector<Item*>& pending) {
     db_.SubmitWrite([this, item, action,
                      &round](sql::Transaction& tx) { return RunJob(tx, *item, action, round); },
                     [item, &round](absl::Status status) {
-                      absl::MutexLock lock(&round.mutex);
+                      std::lock_guard<std::mutex> lock(round.mutex);
                       item->done_status = std::move(status);
-                      --round.outstanding;
+                      if (--round.outstanding == 0) round.cv.notify_all();
                     });
   }
   {
     // The Database calls every done callback exactly once (even when closing), so this wait
     // ends.
-    absl::MutexLock lock(&round.mutex);
-    auto all_done = [&round]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(round.mutex) {
-      return round.outstanding == 0;
-    };
-    round.mutex.Await(absl::Condition(&all_done));
+    std::unique_lock<std::mutex> lock(round.mutex);
+    round.cv.wait(lock, [&round] { return round.outstanding == 0; });
   }
 
   absl::Status infrastructure_error;
@@ -249,7 +251,7 @@ absl::Status Consumer::RunRound(std::vector<Item*>& pending) {
 
 absl::Status Consumer::RunJob(sql::Transaction& tx, Item& item, Action action, Round& round) {
   {
-    absl::MutexLock lock(&round.mutex);
+    std::lock_guard<std::mutex> lock(round.mutex);
     if (round.blocked_keys.contains(item.envelope.key)) {
       item.outcome = Item::Outcome::kDeferred;
       return absl::AbortedError("bus: deferred behind an earlier message of the same key");
@@ -277,7 +279,7 @@ absl::Status Consumer::RunJob(sql::Transaction& tx, Item& item, Action action, R
   }
   absl::Status status = RunHandler(handler_, tx, item.envelope);
   if (!status.ok()) {
-    absl::MutexLock lock(&round.mutex);
+    std::lock_guard<std::mutex> lock(round.mutex);
     round.blocked_keys.insert(item.envelope.key);
     item.outcome = Item::Outcome::kFailed;
     item.last_error = status.ToString();

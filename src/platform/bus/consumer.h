@@ -20,7 +20,9 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -28,7 +30,6 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "platform/bus/handler.h"
 #include "platform/bus/retry_policy.h"
@@ -88,8 +89,9 @@ class Consumer {
   const MessageHandler handler_;
   const ConsumerOptions options_;
 
-  absl::Mutex stop_mutex_;
-  bool stopping_ ABSL_GUARDED_BY(stop_mutex_) = false;
+  std::mutex stop_mutex_;
+  std::condition_variable stop_cv_;
+  bool stopping_ = false;
 
   obs::Gauge* lag_ms_ = nullptr;
   std::optional<int64_t> dead_letter_gauge_id_;

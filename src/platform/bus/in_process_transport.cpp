@@ -8,7 +8,7 @@
 namespace emporium::bus {
 
 absl::Status InProcessTransport::Subscribe(Subscription subscription, BatchHandler handler) {
-  absl::MutexLock lock(&mutex_);
+  std::lock_guard<std::mutex> lock(mutex_);
   if (closed_) return absl::FailedPreconditionError("bus: transport is closed");
   for (const auto& subscriber : subscribers_) {
     if (subscriber->subscription.consumer == subscription.consumer) {
@@ -25,7 +25,7 @@ absl::Status InProcessTransport::Subscribe(Subscription subscription, BatchHandl
 absl::Status InProcessTransport::Publish(const std::vector<OutgoingMessage>& batch) {
   std::vector<std::shared_ptr<const Subscriber>> subscribers;
   {
-    absl::MutexLock lock(&mutex_);
+    std::lock_guard<std::mutex> lock(mutex_);
     if (closed_) return absl::UnavailableError("bus: transport is closed");
     subscribers = subscribers_;
   }
@@ -54,7 +54,7 @@ absl::Status InProcessTransport::Publish(const std::vector<OutgoingMessage>& bat
 }
 
 void InProcessTransport::Close() {
-  absl::MutexLock lock(&mutex_);
+  std::lock_guard<std::mutex> lock(mutex_);
   closed_ = true;
 }
 

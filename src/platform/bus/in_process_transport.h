@@ -12,10 +12,10 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
 #include "platform/bus/transport.h"
 
 namespace emporium::bus {
@@ -36,9 +36,9 @@ class InProcessTransport final : public Transport {
     BatchHandler handler;
   };
 
-  absl::Mutex mutex_;
-  std::vector<std::shared_ptr<const Subscriber>> subscribers_ ABSL_GUARDED_BY(mutex_);
-  bool closed_ ABSL_GUARDED_BY(mutex_) = false;
+  std::mutex mutex_;
+  std::vector<std::shared_ptr<const Subscriber>> subscribers_;
+  bool closed_ = false;
 };
 
 }  // namespace emporium::bus

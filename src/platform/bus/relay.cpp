@@ -45,15 +45,18 @@ Relay::~Relay() {
 void Relay::ListenForCommits() {
   std::shared_ptr<WakeSignal> wake = wake_;
   db_.AddCommitListener([wake]() {
-    absl::MutexLock lock(&wake->mutex);
-    wake->pending = true;
+    {
+      std::lock_guard<std::mutex> lock(wake->mutex);
+      wake->pending = true;
+    }
+    wake->cv.notify_all();
   });
 }
 
 void Relay::Start() {
   if (thread_.joinable()) return;
   {
-    absl::MutexLock lock(&wake_->mutex);
+    std::lock_guard<std::mutex> lock(wake_->mutex);
     wake_->stopping = false;
     wake_->pending = true;  // scan once at start: a previous run may have left rows behind
   }
@@ -62,19 +65,23 @@ void Relay::Start() {
 
 void Relay::Stop() {
   {
-    absl::MutexLock lock(&wake_->mutex);
+    std::lock_guard<std::mutex> lock(wake_->mutex);
     wake_->stopping = true;
   }
+  wake_->cv.notify_all();
   if (thread_.joinable()) thread_.join();
 }
 
 void Relay::Wake() {
-  absl::MutexLock lock(&wake_->mutex);
-  wake_->pending = true;
+  {
+    std::lock_guard<std::mutex> lock(wake_->mutex);
+    wake_->pending = true;
+  }
+  wake_->cv.notify_all();
 }
 
 bool Relay::Stopping() {
-  absl::MutexLock lock(&wake_->mutex);
+  std::lock_guard<std::mutex> lock(wake_->mutex);
   return wake_->stopping;
 }
 
@@ -121,11 +128,9 @@ void Relay::Run() {
   while (true) {
     bool stopping = false;
     {
-      absl::MutexLock lock(&wake_->mutex);
-      auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(wake_->mutex) {
-        return wake_->pending || wake_->stopping;
-      };
-      wake_->mutex.AwaitWithTimeout(absl::Condition(&woken), options_.poll_interval);
+      std::unique_lock<std::mutex> lock(wake_->mutex);
+      wake_->cv.wait_for(lock, absl::ToChronoNanoseconds(options_.poll_interval),
+                         [this] { return wake_->pending || wake_->stopping; });
       wake_->pending = false;
       stopping = wake_->stopping;
     }

@@ -12,14 +12,15 @@
 // Thread-safety: Start/Stop from one owner thread; Wake() from any thread.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "platform/bus/transport.h"
@@ -79,9 +80,10 @@ class Relay {
   // Shared with the commit listener, which the Database keeps for its whole life and which may
   // therefore outlive the relay (shared_ptr for that reason).
   struct WakeSignal {
-    absl::Mutex mutex;
-    bool pending ABSL_GUARDED_BY(mutex) = false;
-    bool stopping ABSL_GUARDED_BY(mutex) = false;
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool pending = false;
+    bool stopping = false;
   };
 
   void Run();

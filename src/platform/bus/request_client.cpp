@@ -19,7 +19,7 @@ MessageHandler RequestClient::ReplyHandler() {
 }
 
 void RequestClient::Start() {
-  absl::MutexLock lock(&mutex_);
+  std::lock_guard<std::mutex> lock(mutex_);
   if (thread_.joinable()) return;
   stopping_ = false;
   thread_ = std::thread([this] { Run(); });
@@ -28,12 +28,13 @@ void RequestClient::Start() {
 void RequestClient::Stop() {
   std::vector<Completion> cancelled;
   {
-    absl::MutexLock lock(&mutex_);
+    std::lock_guard<std::mutex> lock(mutex_);
     stopping_ = true;
   }
+  cv_.notify_all();
   if (thread_.joinable()) thread_.join();
   {
-    absl::MutexLock lock(&mutex_);
+    std::lock_guard<std::mutex> lock(mutex_);
     for (auto& completion : completions_) cancelled.push_back(std::move(completion));
     completions_.clear();
     for (auto& [id, pending] : pending_) {
@@ -50,7 +51,7 @@ absl::StatusOr<std::string> RequestClient::Register(Envelope& command, absl::Dur
   command.reply_to = options_.reply_to;
   if (command.correlation_id.empty()) command.correlation_id = command.id;
   RETURN_IF_ERROR(Validate(command));
-  absl::MutexLock lock(&mutex_);
+  std::lock_guard<std::mutex> lock(mutex_);
   if (pending_.size() >= options_.pending_max) {
     return absl::ResourceExhaustedError(
         fmt::format("bus: {} requests already pending", pending_.size()));
@@ -62,6 +63,7 @@ absl::StatusOr<std::string> RequestClient::Register(Envelope& command, absl::Dur
         fmt::format("bus: a request with correlation id {} is pending", command.correlation_id));
   }
   changed_ = true;
+  cv_.notify_all();
   return command.correlation_id;
 }
 
@@ -70,7 +72,7 @@ absl::StatusOr<std::string> RequestClient::Request(sql::Transaction& tx, Envelop
   ASSIGN_OR_RETURN(std::string correlation_id, Register(command, timeout, std::move(done)));
   if (absl::Status published = Publish(tx, command); !published.ok()) {
     // Not sent: the caller learns it from the status, so the callback is dropped unrun.
-    absl::MutexLock lock(&mutex_);
+    std::lock_guard<std::mutex> lock(mutex_);
     pending_.erase(correlation_id);
     return published;
   }
@@ -83,7 +85,7 @@ absl::StatusOr<std::string> RequestClient::Request(sql::Database& db, Envelope c
   absl::Status written =
       db.Write([&command](sql::Transaction& tx) { return Publish(tx, command); });
   if (!written.ok()) {
-    absl::MutexLock lock(&mutex_);
+    std::lock_guard<std::mutex> lock(mutex_);
     pending_.erase(correlation_id);
     return written;
   }
@@ -105,7 +107,7 @@ std::future<absl::StatusOr<Envelope>> RequestClient::RequestAsync(sql::Database&
 }
 
 absl::Status RequestClient::Cancel(const std::string& correlation_id) {
-  absl::MutexLock lock(&mutex_);
+  std::lock_guard<std::mutex> lock(mutex_);
   auto it = pending_.find(correlation_id);
   if (it == pending_.end()) {
     return absl::NotFoundError(fmt::format("bus: no pending request {}", correlation_id));
@@ -114,17 +116,18 @@ absl::Status RequestClient::Cancel(const std::string& correlation_id) {
       Completion{std::move(it->second.done), absl::CancelledError("bus: request cancelled")});
   pending_.erase(it);
   changed_ = true;
+  cv_.notify_all();
   return absl::OkStatus();
 }
 
 size_t RequestClient::pending() const {
-  absl::MutexLock lock(&mutex_);
+  std::lock_guard<std::mutex> lock(mutex_);
   return pending_.size();
 }
 
 absl::Status RequestClient::OnReply(sql::Transaction& tx, const Envelope& reply) {
   {
-    absl::MutexLock lock(&mutex_);
+    std::lock_guard<std::mutex> lock(mutex_);
     auto it = pending_.find(reply.correlation_id);
     if (it != pending_.end()) {
       // Completed now even though the reply's inbox row commits a moment later: if that commit
@@ -132,6 +135,7 @@ absl::Status RequestClient::OnReply(sql::Transaction& tx, const Envelope& reply)
       completions_.push_back(Completion{std::move(it->second.done), reply});
       pending_.erase(it);
       changed_ = true;
+      cv_.notify_all();
       return absl::OkStatus();
     }
   }
@@ -144,7 +148,7 @@ void RequestClient::Run() {
     std::vector<Completion> ready;
     bool stopping = false;
     {
-      absl::MutexLock lock(&mutex_);
+      std::unique_lock<std::mutex> lock(mutex_);
       const absl::Time now = options_.clock->Now();
       for (auto it = pending_.begin(); it != pending_.end();) {
         if (it->second.deadline <= now) {
@@ -167,9 +171,8 @@ void RequestClient::Run() {
         for (const auto& [id, pending] : pending_) {
           wait = std::min(wait, std::max(pending.deadline - now, absl::ZeroDuration()));
         }
-        auto woken = [this]()
-                         ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) { return changed_ || stopping_; };
-        mutex_.AwaitWithTimeout(absl::Condition(&woken), wait);
+        cv_.wait_for(lock, absl::ToChronoNanoseconds(wait),
+                     [this] { return changed_ || stopping_; });
         changed_ = false;
         continue;
       }

@@ -16,16 +16,17 @@
 // Thread-safety: thread-safe.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <future>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "platform/bus/envelope.h"
@@ -102,11 +103,12 @@ class RequestClient {
   void Run();
 
   const RequestClientOptions options_;
-  mutable absl::Mutex mutex_;
-  absl::flat_hash_map<std::string, Pending> pending_ ABSL_GUARDED_BY(mutex_);
-  std::vector<Completion> completions_ ABSL_GUARDED_BY(mutex_);
-  bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
-  bool changed_ ABSL_GUARDED_BY(mutex_) = false;
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  absl::flat_hash_map<std::string, Pending> pending_;
+  std::vector<Completion> completions_;
+  bool stopping_ = false;
+  bool changed_ = false;
   std::thread thread_;
 };
 
