@@ -107,16 +107,18 @@ const std::vector<Binding>& Bindings() {
       IntSetting("bus.handler_attempts_max", "attempts before a message is dead-lettered", 1, 100,
                  &Config::bus_handler_attempts_max),
       StringSetting(
-          "log.level", "trace, debug, info, warn or error",
+          "log.level", "debug, info, warn, error or off",
           [](Config& c) -> std::string& { return c.log_level; },
           [](const std::string& v) {
-            for (const char* level : {"trace", "debug", "info", "warn", "error"}) {
+            for (const char* level : {"debug", "info", "warn", "error", "off"}) {
               if (v == level) return absl::OkStatus();
             }
-            return absl::InvalidArgumentError("must be trace, debug, info, warn or error");
+            return absl::InvalidArgumentError("must be debug, info, warn, error or off");
           }),
       StringSetting("log.path", "log file (empty = standard error)",
                     [](Config& c) -> std::string& { return c.log_path; }),
+      StringSetting("admin.api_key", "bearer key for /api/v1/admin routes (empty disables them)",
+                    [](Config& c) -> std::string& { return c.admin_api_key; }),
   };
   return bindings;
 }

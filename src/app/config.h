@@ -35,6 +35,9 @@ struct Config {
   int64_t database_write_queue_capacity = 16384;
   int64_t database_batch_jobs_max = 1024;
   int64_t bus_handler_attempts_max = 5;
+  // Staff routes (/api/v1/admin/...) accept `Authorization: Bearer <admin_api_key>` until
+  // accounts with roles exist. Empty disables them (401).
+  std::string admin_api_key;
 };
 
 struct SettingInfo {

@@ -24,8 +24,7 @@ Json ScalarToJson(const YAML::Node& node) {
   auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), integer);
   if (error == std::errc() && end == text.data() + text.size()) return integer;
   double number = 0;
-  auto [double_end, double_error] =
-      std::from_chars(text.data(), text.data() + text.size(), number);
+  auto [double_end, double_error] = std::from_chars(text.data(), text.data() + text.size(), number);
   if (double_error == std::errc() && double_end == text.data() + text.size()) return number;
   return text;
 }

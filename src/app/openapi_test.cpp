@@ -23,9 +23,7 @@ e: {f: "null"}
   EXPECT_EQ((*json)["e"]["f"], "null");
 }
 
-TEST(YamlToJsonTest, MalformedYamlIsAnError) {
-  EXPECT_FALSE(YamlToJson("a: [1, 2\nb: }").ok());
-}
+TEST(YamlToJsonTest, MalformedYamlIsAnError) { EXPECT_FALSE(YamlToJson("a: [1, 2\nb: }").ok()); }
 
 TEST(OpenApiTest, EmbeddedDocumentParsesAndDeclaresResponseCodesAsStrings) {
   absl::StatusOr<Json> document = OpenApiJson();

@@ -1,0 +1,157 @@
+// The `emporium` binary: serve, migrate, config, version.
+#include <signal.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "CLI/CLI.hpp"
+#include "app/config.h"
+#include "app/server_app.h"
+#include "common/format.h"
+#include "fmt/format.h"
+#include "platform/obs/log.h"
+
+namespace emporium::app {
+namespace {
+
+constexpr std::string_view kVersion = "0.1.0";
+
+// Flags shared by every command that needs a configuration.
+struct ConfigFlags {
+  std::string config_path;
+  std::string host;
+  int port = -1;
+  std::string data_dir;
+  std::vector<std::string> overrides;
+
+  void AddTo(CLI::App& command) {
+    command.add_option("--config", config_path, "TOML configuration file (or EMPORIUM_CONFIG)");
+    command.add_option("--host", host, "listen address (server.host)");
+    command.add_option("--port", port, "listen port, 0 for any free one (server.port)");
+    command.add_option("--data-dir", data_dir, "directory for the databases (storage.data_dir)");
+    command.add_option("--set", overrides, "override any setting: --set section.key=value");
+  }
+
+  absl::StatusOr<Config> Load() const {
+    ConfigSources sources;
+    sources.environment = ProcessEnvironment();
+    std::string path = config_path;
+    if (path.empty()) {
+      if (auto it = sources.environment.find("EMPORIUM_CONFIG"); it != sources.environment.end()) {
+        path = it->second;
+      }
+    }
+    if (!path.empty()) {
+      std::ifstream file(path);
+      if (!file) return absl::NotFoundError(fmt::format("cannot read config file {}", path));
+      std::stringstream text;
+      text << file.rdbuf();
+      sources.toml_text = text.str();
+      sources.toml_origin = path;
+    }
+    sources.overrides = overrides;
+    if (!host.empty()) sources.overrides.push_back("server.host=" + host);
+    if (port >= 0) sources.overrides.push_back(fmt::format("server.port={}", port));
+    if (!data_dir.empty()) sources.overrides.push_back("storage.data_dir=" + data_dir);
+    return LoadConfig(sources);
+  }
+};
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "emporium: %s\n", std::string(status.message()).c_str());
+  return 1;
+}
+
+absl::Status InitLogs(const Config& config) {
+  obs::LogOptions options;
+  options.level = obs::ParseLogLevel(config.log_level).value_or(obs::LogLevel::kInfo);
+  options.path = config.log_path;
+  return obs::InitLogging(options);
+}
+
+int Serve(const Config& config, const std::string& port_file) {
+  if (absl::Status status = InitLogs(config); !status.ok()) return Fail(status);
+  // Block the shutdown signals before any thread starts, so every thread inherits the mask and
+  // only sigwait below sees them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  absl::StatusOr<std::unique_ptr<ServerApp>> app = ServerApp::Open(config);
+  if (!app.ok()) return Fail(app.status());
+  if (absl::Status status = (*app)->Start(); !status.ok()) return Fail(status);
+  if (!port_file.empty()) {
+    // Written to a temporary name and renamed, so a reader never sees a partial number.
+    const std::string temporary = port_file + ".tmp";
+    std::ofstream(temporary) << (*app)->port() << "\n";
+    std::rename(temporary.c_str(), port_file.c_str());
+  }
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  (*app)->Shutdown();
+  return 0;
+}
+
+int Migrate(const Config& config) {
+  if (absl::Status status = InitLogs(config); !status.ok()) return Fail(status);
+  // Opening applies every pending migration; nothing is served.
+  absl::StatusOr<std::unique_ptr<ServerApp>> app = ServerApp::Open(config);
+  if (!app.ok()) return Fail(app.status());
+  (*app)->Shutdown();
+  std::printf("migrations applied in %s\n", config.data_dir.c_str());
+  return 0;
+}
+
+int PrintConfig(const Config&) {
+  for (const SettingInfo& setting : Settings()) {
+    std::printf("%-30s %-7s default %-12s %s\n", setting.key.c_str(), setting.type.c_str(),
+                setting.default_value.empty() ? "\"\"" : setting.default_value.c_str(),
+                setting.description.c_str());
+  }
+  return 0;
+}
+
+int Main(int argc, char** argv) {
+  CLI::App cli{"Emporium: an e-commerce platform that never oversells and never charges twice"};
+  cli.require_subcommand(1);
+  ConfigFlags flags;
+  std::string port_file;
+
+  CLI::App* serve = cli.add_subcommand("serve", "run the embedded server (SQLite, in-process bus)");
+  flags.AddTo(*serve);
+  serve->add_option("--port-file", port_file, "write the bound port to this file once listening");
+
+  CLI::App* migrate = cli.add_subcommand("migrate", "apply pending database migrations and exit");
+  flags.AddTo(*migrate);
+
+  CLI::App* config = cli.add_subcommand("config", "list every setting with its default");
+  flags.AddTo(*config);
+
+  cli.add_subcommand("version", "print the version");
+
+  try {
+    cli.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    return cli.exit(error);
+  }
+
+  if (cli.got_subcommand("version")) {
+    std::printf("emporium %s\n", std::string(kVersion).c_str());
+    return 0;
+  }
+  absl::StatusOr<Config> loaded = flags.Load();
+  if (!loaded.ok()) return Fail(loaded.status());
+  if (cli.got_subcommand(serve)) return Serve(*loaded, port_file);
+  if (cli.got_subcommand(migrate)) return Migrate(*loaded);
+  if (cli.got_subcommand(config)) return PrintConfig(*loaded);
+  return 0;
+}
+
+}  // namespace
+}  // namespace emporium::app
+
+int main(int argc, char** argv) { return emporium::app::Main(argc, argv); }

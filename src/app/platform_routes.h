@@ -1,0 +1,39 @@
+// The platform's own routes: /healthz, /readyz, /metrics, /api/v1/openapi.json and the
+// dead-letter admin endpoints. Context APIs are added by their own modules.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "platform/http/router.h"
+
+namespace emporium::bus {
+class BusRuntime;
+}
+namespace emporium::obs {
+class MetricsRegistry;
+}
+
+namespace emporium::app {
+
+// One readiness check: a name ("inventory.migrations") and a function that answers "" when
+// ready or a short reason when not. Checks must be thread-safe.
+using ReadinessCheck = std::pair<std::string, std::function<std::string()>>;
+
+struct PlatformRouteDeps {
+  obs::MetricsRegistry* metrics = nullptr;  // required
+  bus::BusRuntime* bus = nullptr;           // required for the dead-letter routes
+  std::vector<ReadinessCheck> readiness_checks;
+  std::string admin_api_key;  // empty: admin routes answer 401
+};
+
+void AddPlatformRoutes(http::Router& router, PlatformRouteDeps deps);
+
+// Whether `request` carries `Authorization: Bearer <admin_api_key>` (compared in constant
+// time). Fills the error response to send when it does not.
+bool AuthorizeAdmin(const http::Request& request, const std::string& admin_api_key,
+                    http::Response& denied);
+
+}  // namespace emporium::app

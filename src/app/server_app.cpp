@@ -1,0 +1,181 @@
+#include "app/server_app.h"
+
+#include <filesystem>
+
+#include "app/platform_routes.h"
+#include "common/format.h"
+#include "fmt/format.h"
+#include "platform/bus/bus_runtime.h"
+#include "platform/bus/schema.h"
+#include "platform/http/server.h"
+#include "platform/obs/log.h"
+#include "platform/obs/metrics.h"
+#include "platform/sql/sqlite_database.h"
+
+namespace emporium::app {
+namespace {
+
+// The contexts of this build, each built from its typed slice of the configuration. This is
+// the one place that knows which contexts exist.
+std::vector<ContextRuntime> BuildContexts(const Config& /*config*/) {
+  std::vector<ContextRuntime> contexts;
+  return contexts;
+}
+
+}  // namespace
+
+ServerApp::ServerApp(const Config& config)
+    : config_(config),
+      metrics_(std::make_unique<obs::MetricsRegistry>()),
+      logger_(std::make_unique<obs::Logger>("app")) {}
+
+ServerApp::~ServerApp() { Shutdown(); }
+
+absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Open(const Config& config) {
+  std::unique_ptr<ServerApp> app(new ServerApp(config));
+  if (absl::Status status = app->OpenDatabases(); !status.ok()) return status;
+  if (absl::Status status = app->WireBus(); !status.ok()) return status;
+  if (absl::Status status = app->WireContexts(); !status.ok()) return status;
+  app->AddPlatformRoutes();
+  return app;
+}
+
+absl::Status ServerApp::OpenDatabases() {
+  std::error_code error;
+  std::filesystem::create_directories(config_.data_dir, error);
+  if (error) {
+    return absl::UnavailableError(
+        fmt::format("cannot create data directory {}: {}", config_.data_dir, error.message()));
+  }
+  contexts_ = BuildContexts(config_);
+  for (ContextRuntime& context : contexts_) {
+    const std::string name(context.module->name());
+    sql::SqliteOptions options;
+    options.path = fmt::format("{}/{}.db", config_.data_dir, name);
+    options.name = name;
+    options.write_queue_capacity = static_cast<size_t>(config_.database_write_queue_capacity);
+    options.batch_jobs_max = static_cast<size_t>(config_.database_batch_jobs_max);
+    options.metrics = metrics_.get();
+    absl::StatusOr<std::unique_ptr<sql::Database>> database = sql::OpenSqlite(options);
+    if (!database.ok()) return database.status();
+    context.database = std::move(*database);
+    if (absl::Status status = bus::InstallBusSchema(*context.database); !status.ok()) {
+      return status;
+    }
+    absl::Status status =
+        sql::ApplyMigrations(*context.database, name, context.module->Migrations());
+    if (!status.ok()) return status;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ServerApp::WireBus() {
+  bus::BusOptions options;
+  options.metrics = metrics_.get();
+  options.retry.attempts_max = static_cast<int>(config_.bus_handler_attempts_max);
+  bus_ = std::make_unique<bus::BusRuntime>(options);
+  for (ContextRuntime& context : contexts_) {
+    absl::Status status = bus_->AddDatabase(std::string(context.module->name()), *context.database);
+    if (!status.ok()) return status;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ServerApp::WireContexts() {
+  for (ContextRuntime& context : contexts_) {
+    ContextDeps deps;
+    deps.database = context.database.get();
+    deps.bus = bus_.get();
+    deps.metrics = metrics_.get();
+    deps.admin_api_key = config_.admin_api_key;
+    if (absl::Status status = context.module->Wire(deps, router_); !status.ok()) return status;
+  }
+  return absl::OkStatus();
+}
+
+void ServerApp::AddPlatformRoutes() {
+  PlatformRouteDeps deps;
+  deps.metrics = metrics_.get();
+  deps.bus = bus_.get();
+  deps.admin_api_key = config_.admin_api_key;
+  for (ContextRuntime& context : contexts_) {
+    sql::Database* database = context.database.get();
+    const ContextModule* module = context.module.get();
+    const std::string name(module->name());
+    deps.readiness_checks.emplace_back(
+        fmt::format("{}.database", name),
+        [database, name, migrations = module->Migrations()]() -> std::string {
+          absl::StatusOr<bool> bus_current =
+              sql::MigrationsCurrent(*database, "bus", bus::BusMigrations(database->dialect()));
+          if (!bus_current.ok()) return std::string(bus_current.status().message());
+          if (!*bus_current) return "bus migrations pending";
+          absl::StatusOr<bool> current = sql::MigrationsCurrent(*database, name, migrations);
+          if (!current.ok()) return std::string(current.status().message());
+          return *current ? "" : "migrations pending";
+        });
+    deps.readiness_checks.emplace_back(fmt::format("{}.service", name),
+                                       [module] { return module->ReadinessProblem(); });
+  }
+  deps.readiness_checks.emplace_back("bus.relay", [this]() -> std::string {
+    return bus_running_.load() ? "" : "relay not running";
+  });
+  app::AddPlatformRoutes(router_, std::move(deps));
+}
+
+absl::Status ServerApp::Start() {
+  if (absl::Status status = bus_->Start(); !status.ok()) return status;
+  bus_running_.store(true);
+  for (ContextRuntime& context : contexts_) {
+    if (absl::Status status = context.module->Start(); !status.ok()) return status;
+  }
+
+  http::ServerOptions options;
+  options.host = config_.server.host;
+  options.port = static_cast<uint16_t>(config_.server.port);
+  options.io_threads = config_.server.io_threads;
+  options.body_bytes_max = static_cast<size_t>(config_.server.body_limit_bytes);
+  options.header_timeout = absl::Milliseconds(config_.server.header_timeout_ms);
+  options.request_timeout = absl::Milliseconds(config_.server.request_timeout_ms);
+  options.metrics = metrics_.get();
+  auto access_logger = std::make_shared<obs::Logger>("http");
+  options.access_log = [access_logger](const http::AccessLogEntry& entry) {
+    if (!access_logger->Enabled(obs::LogLevel::kInfo)) return;
+    access_logger->WithIds(entry.request_id, entry.trace_id)
+        .Info("request", {{"method", entry.method},
+                          {"path", entry.path},
+                          {"route", entry.route},
+                          {"status", entry.status},
+                          {"duration_ms", absl::ToDoubleMilliseconds(entry.duration)},
+                          {"bytes", entry.bytes},
+                          {"remote", entry.remote_address}});
+  };
+  server_ = std::make_unique<http::HttpServer>(options, router_);
+  if (absl::Status status = server_->Start(); !status.ok()) return status;
+  logger_->Info("listening", {{"host", config_.server.host},
+                              {"port", static_cast<int64_t>(server_->port())},
+                              {"data_dir", config_.data_dir}});
+  return absl::OkStatus();
+}
+
+uint16_t ServerApp::port() const { return server_ ? server_->port() : 0; }
+
+void ServerApp::Shutdown() {
+  if (shut_down_.exchange(true)) return;
+  if (server_) {
+    logger_->Info("shutting down", {{"drain_timeout_ms", config_.server.drain_timeout_ms}});
+    server_->Shutdown(absl::Milliseconds(config_.server.drain_timeout_ms));
+  }
+  for (ContextRuntime& context : contexts_) context.module->Stop();
+  if (bus_) bus_->Stop();
+  bus_running_.store(false);
+  for (ContextRuntime& context : contexts_) {
+    if (context.database) context.database->Close();
+  }
+  logger_->Info("stopped");
+}
+
+void ServerApp::Wait() {
+  if (server_) server_->Wait();
+}
+
+}  // namespace emporium::app
