@@ -187,6 +187,9 @@ absl::Status HttpServer::Start() {
   beast::error_code ec;
   asio::ip::address address = asio::ip::make_address(impl.options.host, ec);
   if (ec) {
+    std::lock_guard<std::mutex> lock(impl.state_mutex);
+    impl.stopped = true;
+    impl.state_changed.notify_all();
     return absl::InvalidArgumentError(fmt::format("bad listen host '{}'", impl.options.host));
   }
   int threads = impl.options.io_threads > 0
@@ -469,6 +472,7 @@ asio::awaitable<void> HttpServer::Impl::Serve(Worker& worker, tcp::socket socket
       for (const auto& field : message) {
         request.headers.Add(std::string(Sv(field.name_string())), std::string(Sv(field.value())));
       }
+      request.body = std::move(parser.get().body());
     }
     std::string_view target = request.target;
     size_t question = target.find('?');
@@ -500,8 +504,14 @@ asio::awaitable<void> HttpServer::Impl::Serve(Worker& worker, tcp::socket socket
     request.remote_address = remote_address;
     request.deadline = absl::Now() + options.request_timeout;
 
-    Response response =
-        early.has_value() ? std::move(*early) : co_await Handle(worker, *shared, shared);
+    // Plain statements around co_await: GCC 12 mishandles temporaries of a co_await inside a
+    // conditional expression.
+    Response response;
+    if (early.has_value()) {
+      response = std::move(*early);
+    } else {
+      response = co_await Handle(worker, *shared, shared);
+    }
     if (response.status < 100 || response.status > 599) {
       response = ServerError(500, "internal", "An internal error occurred.");
     }
