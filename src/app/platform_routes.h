@@ -31,9 +31,4 @@ struct PlatformRouteDeps {
 
 void AddPlatformRoutes(http::Router& router, PlatformRouteDeps deps);
 
-// Whether `request` carries `Authorization: Bearer <admin_api_key>` (compared in constant
-// time). Fills the error response to send when it does not.
-bool AuthorizeAdmin(const http::Request& request, const std::string& admin_api_key,
-                    http::Response& denied);
-
 }  // namespace emporium::app
