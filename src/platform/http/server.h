@@ -82,7 +82,8 @@ class HttpServer {
   uint16_t port() const;
   // Stops accepting, closes idle keep-alive connections, lets in-flight requests finish (their
   // responses carry Connection: close) for up to `drain_timeout`, then closes everything and
-  // joins the io threads. Idempotent.
+  // joins the io threads. Idempotent. Must not be called from a handler (an io thread): it
+  // joins those threads.
   void Shutdown(absl::Duration drain_timeout);
   // Blocks until Shutdown has completed (returns at once if never started).
   void Wait();
