@@ -123,6 +123,17 @@ const std::vector<Binding>& Bindings() {
   return bindings;
 }
 
+bool IsKnownSection(std::string_view section) {
+  for (const Binding& binding : Bindings()) {
+    const std::string& key = binding.info.key;
+    if (key.size() > section.size() && key.compare(0, section.size(), section) == 0 &&
+        key[section.size()] == '.') {
+      return true;
+    }
+  }
+  return false;
+}
+
 absl::Status Assign(Config& config, const std::string& key, const std::string& value,
                     std::string_view origin) {
   for (const Binding& binding : Bindings()) {
@@ -199,6 +210,9 @@ absl::StatusOr<Config> LoadConfig(const ConfigSources& sources) {
     for (char& c : rest) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     const size_t split = rest.find('_');
     if (split == std::string::npos) continue;
+    // Variables outside Emporium's sections (EMPORIUM_HOME in a user's shell, the test
+    // harness's EMPORIUM_BINARY_DIR) are not settings; inside a known section a typo is an error.
+    if (!IsKnownSection(rest.substr(0, split))) continue;
     rest[split] = '.';
     absl::Status status = Assign(config, rest, value, fmt::format("environment {}", name));
     if (!status.ok()) return status;

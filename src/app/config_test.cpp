@@ -50,6 +50,12 @@ TEST(ConfigTest, UnknownKeysAndBadValuesNameTheSetting) {
   ASSERT_FALSE(config.ok());
   EXPECT_NE(config.status().message().find("EMPORIUM_SERVER_PORT"), absl::string_view::npos);
 
+  ConfigSources typo_in_known_section;
+  typo_in_known_section.environment = {{"EMPORIUM_SERVER_PROT", "1"}};
+  config = LoadConfig(typo_in_known_section);
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(ErrorParam(config.status()), "server.prot");
+
   ConfigSources not_a_number;
   not_a_number.overrides = {"server.port=80a"};
   EXPECT_FALSE(LoadConfig(not_a_number).ok());

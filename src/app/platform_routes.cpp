@@ -55,9 +55,14 @@ void AddPlatformRoutes(http::Router& router, PlatformRouteDeps deps) {
                                 "text/plain; version=0.0.4; charset=utf-8");
   });
   router.AddSync("GET", "/api/v1/openapi.json", [](const http::Request&) {
-    absl::StatusOr<Json> document = OpenApiJson();
-    if (!document.ok()) return http::ErrorResponse(document.status());
-    http::Response response = http::Response::Json(200, *document);
+    // Serialized once: the document never changes while the binary runs.
+    static const absl::StatusOr<std::string> body = []() -> absl::StatusOr<std::string> {
+      absl::StatusOr<Json> document = OpenApiJson();
+      if (!document.ok()) return document.status();
+      return DumpJson(*document);
+    }();
+    if (!body.ok()) return http::ErrorResponse(body.status());
+    http::Response response = http::Response::Text(200, *body, "application/json");
     response.headers.Set("Cache-Control", "public, max-age=300");
     return response;
   });
