@@ -1,5 +1,6 @@
 #include "inventory/shard_engine.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -48,6 +49,7 @@ class ShardEngine::Shard {
   struct Item {
     std::variant<Command, std::monostate, Location> work;  // monostate = expiry sweep
     CommandCallback done;
+    CommandOrigin origin{};
   };
 
   Shard(ShardEngine& engine, size_t index) : engine_(engine), index_(index) {}
@@ -158,9 +160,22 @@ class ShardEngine::Shard {
           std::abort();
         }
       }
-      if (!record.empty()) {
-        status = engine_.db_.Write([&record](sql::Transaction& transaction) {
-          return InventoryStore::WriteBatch(transaction, record);
+      const auto& hook = engine_.options_.batch_hook;
+      bool has_command = false;
+      for (const Item& item : batch) {
+        if (std::holds_alternative<Command>(item.work)) has_command = true;
+      }
+      // A batch of refused commands changes no rows but still has events to publish and queue
+      // rows to consume, so the hook gets a transaction whenever the batch held a command.
+      if (!record.empty() || (hook && has_command)) {
+        BatchView view;
+        if (hook) view = MakeView(batch, results, record, now_ms);
+        status = engine_.db_.Write([&record, &hook, &view](sql::Transaction& transaction) {
+          if (absl::Status written = InventoryStore::WriteBatch(transaction, record);
+              !written.ok()) {
+            return written;
+          }
+          return hook ? hook(transaction, view) : absl::OkStatus();
         });
       }
     }
@@ -185,6 +200,33 @@ class ShardEngine::Shard {
     }
   }
 
+  BatchView MakeView(const std::vector<Item>& batch, const std::vector<CommandResult>& results,
+                     const BatchRecord& record, int64_t now_ms) const {
+    BatchView view;
+    view.now_ms = now_ms;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const Item& item = batch[i];
+      if (std::holds_alternative<Location>(item.work)) continue;
+      const Command* command = std::get_if<Command>(&item.work);
+      view.applied.push_back(
+          AppliedCommand{.command = command, .origin = &item.origin, .result = &results[i]});
+    }
+    std::vector<Sku> skus;
+    for (const StockLevel& level : record.stock) skus.push_back(level.sku);
+    std::sort(skus.begin(), skus.end());
+    skus.erase(std::unique(skus.begin(), skus.end()), skus.end());
+    for (const Sku& sku : skus) {
+      SkuTotals totals{.sku = sku};
+      for (const StockLevel& level : state_.StockForSku(sku)) {
+        totals.on_hand += level.on_hand;
+        totals.reserved += level.reserved;
+        totals.allocated += level.allocated;
+      }
+      view.changed_skus.push_back(std::move(totals));
+    }
+    return view;
+  }
+
   CommandResult Apply(const std::variant<Command, std::monostate, Location>& work, int64_t now_ms) {
     CommandResult result;
     std::visit(Overloaded{
@@ -200,6 +242,12 @@ class ShardEngine::Shard {
                },
                work);
     return result;
+  }
+
+  void CopyReservation(const ReservationId& id, CommandResult& result) const {
+    if (const Reservation* reservation = state_.FindReservation(id)) {
+      result.reservation = *reservation;
+    }
   }
 
   CommandResult ApplyCommand(const Command& command, int64_t now_ms) {
@@ -241,14 +289,19 @@ class ShardEngine::Shard {
                        return;
                      }
                      take(state_.Extend(c.id, now_ms + c.ttl_ms, now_ms));
+                     CopyReservation(c.id, result);
                    },
-                   [&](const cmd::Release& c) { take(state_.Release(c.id, now_ms)); },
+                   [&](const cmd::Release& c) {
+                     take(state_.Release(c.id, now_ms));
+                     CopyReservation(c.id, result);
+                   },
                    [&](const cmd::Allocate& c) {
                      AllocateResult allocated = state_.Allocate(c.id, c.order_id, now_ms);
                      if (allocated.outcome == AllocateOutcome::kAllocated) {
                        engine_.NoteOrder(c.order_id, index_);
                      }
                      take(std::move(allocated));
+                     CopyReservation(c.id, result);
                    },
                    [&](const cmd::CancelAllocation& c) {
                      take(state_.CancelAllocation(c.order_id, now_ms));
@@ -363,7 +416,7 @@ void ShardEngine::NoteOrder(const OrderId& order_id, size_t shard) {
   index_->order_shard[order_id] = shard;
 }
 
-void ShardEngine::Submit(Command command, CommandCallback done) {
+void ShardEngine::Submit(Command command, CommandCallback done, CommandOrigin origin) {
   std::optional<size_t> shard;
   std::visit(Overloaded{
                  [&](const cmd::Receive& c) { shard = ShardOf(c.sku); },
@@ -395,7 +448,7 @@ void ShardEngine::Submit(Command command, CommandCallback done) {
     if (done) done(std::move(result));
     return;
   }
-  shards_[*shard]->Enqueue(Shard::Item{std::move(command), std::move(done)});
+  shards_[*shard]->Enqueue(Shard::Item{std::move(command), std::move(done), std::move(origin)});
 }
 
 CommandResult ShardEngine::Execute(Command command) {

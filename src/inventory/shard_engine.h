@@ -18,6 +18,12 @@
 // the Clock's now. An Allocate that arrives after the expiry time loses even if the sweep has
 // not run yet (the model expires the reservation instead), so there is exactly one winner.
 //
+// Events: EngineOptions::batch_hook runs inside the batch's write transaction, after the
+// ledger/stock/reservation rows, with every applied command, its origin and result, and the
+// totals of every SKU the batch changed. The service publishes its events (outbox) and consumes
+// the durable command-queue rows there, so effects, events and a bus command's consumption
+// commit together or not at all. A hook error fails the whole batch like a failed commit.
+//
 // Thread-safety: ShardEngine is thread-safe. Callbacks run on a shard's writer thread (or
 // inline in Submit when the command is rejected before queueing) and must be quick; they must
 // not block on another command of the engine.
@@ -43,6 +49,8 @@ namespace emporium::inventory {
 
 inline constexpr int64_t kReservationTtlMaxMs = 7 * 24 * 3600 * 1000LL;
 
+struct BatchView;  // below
+
 struct EngineOptions {
   size_t shard_count = 1;
   // Commands waiting per shard; Submit answers ResourceExhausted beyond it.
@@ -56,6 +64,8 @@ struct EngineOptions {
   // Runs the full InventoryState::CheckInvariants() after every batch and aborts the process
   // on a violation. O(shard size) per batch: for tests.
   bool verify_invariants_each_batch = false;
+  // Runs in every batch's write transaction (see the header comment); optional.
+  std::function<absl::Status(sql::Transaction&, const BatchView&)> batch_hook;
 };
 
 // The commands the engine accepts (the service layer maps wire messages onto these).
@@ -120,13 +130,46 @@ struct CommandResult {
   // reserve). OK: `outcome` holds the business outcome of the command's kind, durable.
   absl::Status status;
   Outcome outcome;
-  std::vector<Sku> short_skus;             // Reserve: kInsufficientStock
-  std::vector<Sku> unknown_skus;           // Reserve: kUnknownSku
-  std::optional<Reservation> reservation;  // Reserve: kReserved / kAlreadyReserved
-  std::vector<LedgerEntry> entries;        // what the command appended to the ledger
-  std::vector<ReservationId> expired;      // SweepExpired only
+  std::vector<Sku> short_skus;    // Reserve: kInsufficientStock
+  std::vector<Sku> unknown_skus;  // Reserve: kUnknownSku
+  // Reserve: kReserved / kAlreadyReserved; Extend, Release, Allocate: the reservation after
+  // the command, when it exists.
+  std::optional<Reservation> reservation;
+  std::vector<LedgerEntry> entries;    // what the command appended to the ledger
+  std::vector<ReservationId> expired;  // SweepExpired only
 };
 using CommandCallback = std::function<void(CommandResult)>;
+
+// Where a command came from, handed back to the batch hook.
+struct CommandOrigin {
+  // Not empty: the id of the durable command-queue row (a bus command's message id) the batch
+  // must consume.
+  std::string queue_id;
+  // The serialized bus envelope of a queued command (for replies and causation); else empty.
+  std::string envelope;
+};
+
+// One SKU's stock summed over its locations, after the batch.
+struct SkuTotals {
+  Sku sku;
+  int64_t on_hand = 0;
+  int64_t reserved = 0;
+  int64_t allocated = 0;
+  int64_t available() const { return on_hand - reserved - allocated; }
+};
+
+struct AppliedCommand {
+  const Command* command = nullptr;  // nullptr: an expiry sweep
+  const CommandOrigin* origin = nullptr;
+  const CommandResult* result = nullptr;
+};
+
+// What a batch did, for the batch hook. Pointers are valid during the hook call only.
+struct BatchView {
+  int64_t now_ms = 0;
+  std::vector<AppliedCommand> applied;  // in apply order; sweeps and commands
+  std::vector<SkuTotals> changed_skus;  // every SKU whose stock rows the batch changed
+};
 
 struct EngineStats {
   int64_t batches_committed = 0;
@@ -145,8 +188,9 @@ class ShardEngine {
   ShardEngine(const ShardEngine&) = delete;
   ShardEngine& operator=(const ShardEngine&) = delete;
 
-  // Queues `command`; `done` is called exactly once with its result.
-  void Submit(Command command, CommandCallback done);
+  // Queues `command`; `done` is called exactly once with its result. `origin` is handed to
+  // the batch hook with the result.
+  void Submit(Command command, CommandCallback done, CommandOrigin origin = {});
   // Submit and wait for the result.
   CommandResult Execute(Command command);
 

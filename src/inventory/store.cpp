@@ -57,6 +57,13 @@ constexpr std::string_view kSelectReservationLines =
     "SELECT reservation_id, line_no, split_no, sku, line_quantity, location_id, quantity, "
     "shipped, returned FROM reservation_lines ORDER BY reservation_id, line_no, split_no";
 
+constexpr std::string_view kSelectReservation =
+    "SELECT id, region, created_at_ms, expires_at_ms, state, order_id, shipment_ids, return_ids "
+    "FROM reservations WHERE id = ?";
+constexpr std::string_view kSelectLinesOfReservation =
+    "SELECT reservation_id, line_no, split_no, sku, line_quantity, location_id, quantity, "
+    "shipped, returned FROM reservation_lines WHERE reservation_id = ? ORDER BY line_no, split_no";
+
 StockLevel StockFromRow(const Row& row) {
   return StockLevel{.sku = Sku(row.Text(0)),
                     .location = LocationId(row.Text(1)),
@@ -233,6 +240,50 @@ absl::Status InventoryStore::LoadInto(InventoryState& state,
     state.TakeChanges();  // loading is not a change to persist
     return absl::OkStatus();
   });
+}
+
+absl::StatusOr<std::optional<Reservation>> InventoryStore::LoadReservation(
+    const ReservationId& id) {
+  std::optional<Reservation> found;
+  absl::Status status = db_.Read([&](Transaction& transaction) -> absl::Status {
+    ASSIGN_OR_RETURN(sql::ResultSet rows, transaction.Query(kSelectReservation, {id.value()}));
+    if (rows.empty()) return absl::OkStatus();
+    const Row& row = rows.rows.front();
+    std::optional<ReservationState> reservation_state = ParseReservationState(row.Text(4));
+    if (!reservation_state.has_value()) {
+      return absl::DataLossError(fmt::format("reservation {}: bad state", row.Text(0)));
+    }
+    ASSIGN_OR_RETURN(std::vector<std::string> shipment_ids, IdsFromJson(row.Text(6)));
+    ASSIGN_OR_RETURN(std::vector<std::string> return_ids, IdsFromJson(row.Text(7)));
+    Reservation reservation{.id = id,
+                            .lines = {},
+                            .region = row.Text(1),
+                            .created_at_ms = row.Int(2),
+                            .expires_at_ms = row.Int(3),
+                            .state = *reservation_state,
+                            .order_id = OrderId(row.Text(5)),
+                            .shipment_ids = std::move(shipment_ids),
+                            .return_ids = std::move(return_ids)};
+    ASSIGN_OR_RETURN(sql::ResultSet lines,
+                     transaction.Query(kSelectLinesOfReservation, {id.value()}));
+    for (const Row& line : lines.rows) {
+      const size_t line_no = static_cast<size_t>(line.Int(1));
+      if (line_no == reservation.lines.size()) {
+        reservation.lines.push_back(
+            ReservationLine{.sku = Sku(line.Text(3)), .quantity = line.Int(4), .splits = {}});
+      } else if (line_no + 1 != reservation.lines.size()) {
+        return absl::DataLossError(fmt::format("reservation {}: line gap", id.value()));
+      }
+      reservation.lines.back().splits.push_back(Split{.location = LocationId(line.Text(5)),
+                                                      .quantity = line.Int(6),
+                                                      .shipped = line.Int(7),
+                                                      .returned = line.Int(8)});
+    }
+    found = std::move(reservation);
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return found;
 }
 
 absl::StatusOr<std::vector<StockLevel>> InventoryStore::LoadStock(const std::vector<Sku>& skus) {

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,8 @@ class InventoryStore {
   // Committed stock rows of up to kAvailabilitySkusMax SKUs (InvalidArgument beyond).
   absl::StatusOr<std::vector<StockLevel>> LoadStock(const std::vector<Sku>& skus);
   absl::StatusOr<std::vector<StockLevel>> LoadAllStock();
+  // The committed reservation `id`, or nullopt.
+  absl::StatusOr<std::optional<Reservation>> LoadReservation(const ReservationId& id);
   absl::StatusOr<std::vector<LedgerEntry>> LoadLedger();
 
   // Recomputes the stock table from the ledger and reports every mismatch; with

@@ -1,0 +1,147 @@
+#include "inventory/messages.h"
+
+#include <string>
+
+#include "common/errors.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace emporium::inventory::messages {
+namespace {
+
+constexpr int64_t kDefaultTtlMs = 60'000;
+
+TEST(MessagesTest, ReserveRoundTrips) {
+  cmd::Reserve reserve{ReservationId("r1"), {{Sku("a"), 2}, {Sku("b"), 1}}, "eu", 30'000};
+  absl::StatusOr<Command> parsed = ParseCommand(kReserve, CommandPayload(reserve), kDefaultTtlMs);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  const auto& back = std::get<cmd::Reserve>(*parsed);
+  EXPECT_EQ(back.id, reserve.id);
+  EXPECT_EQ(back.lines, reserve.lines);
+  EXPECT_EQ(back.region, "eu");
+  EXPECT_EQ(back.ttl_ms, 30'000);
+}
+
+TEST(MessagesTest, EveryCommandRoundTrips) {
+  std::vector<Command> commands = {
+      cmd::Extend{ReservationId("r"), 5000},
+      cmd::Release{ReservationId("r")},
+      cmd::Allocate{ReservationId("r"), OrderId("o")},
+      cmd::CancelAllocation{OrderId("o")},
+      cmd::Ship{OrderId("o"), "s1", {{Sku("a"), 1}}},
+      cmd::Deliver{OrderId("o")},
+      cmd::Return{OrderId("o"), "ret1", {{Sku("a"), 1}}},
+  };
+  for (const Command& command : commands) {
+    absl::StatusOr<Command> parsed =
+        ParseCommand(CommandType(command), CommandPayload(command), kDefaultTtlMs);
+    ASSERT_TRUE(parsed.ok()) << CommandType(command) << ": " << parsed.status();
+    EXPECT_EQ(parsed->index(), command.index());
+  }
+}
+
+TEST(MessagesTest, DefaultsTtl) {
+  absl::StatusOr<Command> parsed = ParseCommand(
+      kReserve, R"({"reservation_id":"r","lines":[{"sku":"a","quantity":1}]})", kDefaultTtlMs);
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(std::get<cmd::Reserve>(*parsed).ttl_ms, kDefaultTtlMs);
+}
+
+void ExpectParam(std::string_view payload, std::string_view param) {
+  absl::StatusOr<Command> parsed = ParseCommand(kReserve, payload, kDefaultTtlMs);
+  ASSERT_FALSE(parsed.ok()) << payload;
+  EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ErrorParam(parsed.status()).value_or(""), param) << payload;
+}
+
+TEST(MessagesTest, RejectsBadReserves) {
+  ExpectParam(R"({"lines":[{"sku":"a","quantity":1}]})", "reservation_id");
+  ExpectParam(R"({"reservation_id":"","lines":[{"sku":"a","quantity":1}]})", "reservation_id");
+  ExpectParam(R"({"reservation_id":"r","lines":[]})", "lines");
+  ExpectParam(R"({"reservation_id":"r","lines":{}})", "lines");
+  ExpectParam(R"({"reservation_id":"r","lines":[{"sku":"a","quantity":0}]})", "lines[0].quantity");
+  ExpectParam(R"({"reservation_id":"r","lines":[{"sku":"a","quantity":1e300}]})",
+              "lines[0].quantity");
+  ExpectParam(R"({"reservation_id":"r","lines":[{"sku":"a","quantity":-1}]})", "lines[0].quantity");
+  ExpectParam(
+      R"({"reservation_id":"r","lines":[{"sku":"a","quantity":1},{"sku":"a","quantity":1}]})",
+      "lines[1].sku");
+  ExpectParam(R"({"reservation_id":"r","lines":[{"sku":"a,b","quantity":1}]})", "lines[0].sku");
+  ExpectParam(R"({"reservation_id":"r","lines":[5]})", "lines[0]");
+  ExpectParam(
+      R"({"reservation_id":"r","lines":[{"sku":"a","quantity":1}],"ttl_seconds":99999999999})",
+      "ttl_seconds");
+}
+
+TEST(MessagesTest, BoundsLineCount) {
+  std::string payload = R"({"reservation_id":"r","lines":[)";
+  for (size_t i = 0; i <= kReservationLinesMax; ++i) {
+    if (i > 0) payload += ",";
+    payload += R"({"sku":"s)" + std::to_string(i) + R"(","quantity":1})";
+  }
+  payload += "]}";
+  ExpectParam(payload, "lines");
+}
+
+TEST(MessagesTest, SurvivesHostileJson) {
+  for (std::string_view payload :
+       {"", "null", "[]", "{", "\"x\"", "{\"reservation_id\":1}", "\xff\xfe", "{}}"}) {
+    EXPECT_FALSE(ParseCommand(kReserve, payload, kDefaultTtlMs).ok()) << payload;
+  }
+  std::string deep(100'000, '[');
+  EXPECT_FALSE(ParseCommand(kReserve, deep, kDefaultTtlMs).ok());
+  std::string huge = R"({"reservation_id":")" + std::string(kPayloadBytesMax, 'x') + "\"}";
+  EXPECT_FALSE(ParseCommand(kReserve, huge, kDefaultTtlMs).ok());
+  EXPECT_EQ(ParseCommand("inventory.reserved", "{}", kDefaultTtlMs).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST(MessagesTest, EventsForReserveOutcomes) {
+  cmd::Reserve reserve{ReservationId("r1"), {{Sku("a"), 2}}, "", 1000};
+  Command command = reserve;
+  CommandResult reserved;
+  reserved.outcome = ReserveOutcome::kReserved;
+  reserved.reservation = Reservation{.id = ReservationId("r1"),
+                                     .lines = {{Sku("a"), 2, {{LocationId("w1"), 2, 0, 0}}}}};
+  std::vector<Event> events = EventsFor(&command, reserved);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].type, kReserved);
+  EXPECT_EQ(events[0].key, "r1");
+
+  CommandResult replay = reserved;
+  replay.outcome = ReserveOutcome::kAlreadyReserved;
+  EXPECT_TRUE(EventsFor(&command, replay).empty());
+
+  CommandResult short_stock;
+  short_stock.outcome = ReserveOutcome::kInsufficientStock;
+  short_stock.short_skus = {Sku("a")};
+  events = EventsFor(&command, short_stock);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].type, kReservationFailed);
+  EXPECT_THAT(events[0].payload, ::testing::HasSubstr("insufficient_stock"));
+
+  CommandResult swept;
+  swept.expired = {ReservationId("x"), ReservationId("y")};
+  EXPECT_EQ(EventsFor(nullptr, swept).size(), 2u);
+}
+
+TEST(MessagesTest, ReplyAndAvailabilityParse) {
+  Command command = cmd::Release{ReservationId("r")};
+  CommandResult result;
+  result.outcome = ReleaseOutcome::kAlreadyReleased;
+  absl::StatusOr<CommandReply> reply = ParseReply(ReplyPayload(command, result));
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  EXPECT_EQ(reply->command, kRelease);
+  EXPECT_EQ(reply->outcome, "already_released");
+  EXPECT_TRUE(reply->ok);
+
+  Event event = AvailabilityChanged(SkuTotals{Sku("a"), 10, 3, 2});
+  absl::StatusOr<AvailabilityChangedEvent> parsed = ParseAvailabilityChanged(event.payload);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->sku, "a");
+  EXPECT_EQ(parsed->available, 5);
+  EXPECT_EQ(parsed->on_hand, 10);
+}
+
+}  // namespace
+}  // namespace emporium::inventory::messages
