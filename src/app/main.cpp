@@ -2,6 +2,7 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -11,7 +12,9 @@
 #include "app/server_app.h"
 #include "common/format.h"
 #include "fmt/format.h"
+#include "inventory/store.h"
 #include "platform/obs/log.h"
+#include "platform/sql/sqlite_database.h"
 
 namespace emporium::app {
 namespace {
@@ -106,6 +109,33 @@ int Migrate(const Config& config) {
   return 0;
 }
 
+// `emporium inventory rebuild`: recomputes the stock projection from the ledger and reports
+// every mismatch (exit 2 when any, unless --repair rewrote them). Run it with the server
+// stopped: it must not race the inventory engine.
+int InventoryRebuild(const Config& config, bool repair) {
+  sql::SqliteOptions options;
+  options.path = fmt::format("{}/inventory.db", config.data_dir);
+  options.name = "inventory";
+  if (!std::filesystem::exists(options.path)) {
+    return Fail(absl::NotFoundError(fmt::format("no inventory database at {}", options.path)));
+  }
+  absl::StatusOr<std::unique_ptr<sql::Database>> database = sql::OpenSqlite(options);
+  if (!database.ok()) return Fail(database.status());
+  inventory::InventoryStore store(**database);
+  absl::StatusOr<inventory::RebuildReport> report =
+      store.Rebuild(repair ? inventory::InventoryStore::RebuildMode::kRepair
+                           : inventory::InventoryStore::RebuildMode::kCheckOnly);
+  (*database)->Close();
+  if (!report.ok()) return Fail(report.status());
+  for (const std::string& mismatch : report->mismatches) {
+    std::printf("mismatch: %s\n", mismatch.c_str());
+  }
+  std::printf("inventory rebuild: %lld stock rows checked, %zu mismatches%s\n",
+              static_cast<long long>(report->rows_checked), report->mismatches.size(),
+              report->repaired ? ", repaired" : "");
+  return report->mismatches.empty() || report->repaired ? 0 : 2;
+}
+
 int PrintConfig(const Config&) {
   for (const SettingInfo& setting : Settings()) {
     std::printf("%-30s %-7s default %-12s %s\n", setting.key.c_str(), setting.type.c_str(),
@@ -133,6 +163,14 @@ int Main(int argc, char** argv) {
 
   cli.add_subcommand("version", "print the version");
 
+  CLI::App* inventory = cli.add_subcommand("inventory", "inventory maintenance");
+  inventory->require_subcommand(1);
+  CLI::App* inventory_rebuild = inventory->add_subcommand(
+      "rebuild", "recompute the stock projection from the ledger; report mismatches");
+  flags.AddTo(*inventory_rebuild);
+  bool inventory_repair = false;
+  inventory_rebuild->add_flag("--repair", inventory_repair, "rewrite the mismatching rows");
+
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -148,6 +186,9 @@ int Main(int argc, char** argv) {
   if (cli.got_subcommand(serve)) return Serve(*loaded, port_file);
   if (cli.got_subcommand(migrate)) return Migrate(*loaded);
   if (cli.got_subcommand(config)) return PrintConfig(*loaded);
+  if (inventory->got_subcommand(inventory_rebuild)) {
+    return InventoryRebuild(*loaded, inventory_repair);
+  }
   return 0;
 }
 

@@ -5,6 +5,7 @@
 #include "app/platform_routes.h"
 #include "common/format.h"
 #include "fmt/format.h"
+#include "inventory/module.h"
 #include "platform/bus/bus_runtime.h"
 #include "platform/bus/schema.h"
 #include "platform/http/server.h"
@@ -19,6 +20,8 @@ namespace {
 // the one place that knows which contexts exist.
 std::vector<ContextRuntime> BuildContexts(const Config& /*config*/) {
   std::vector<ContextRuntime> contexts;
+  contexts.push_back(ContextRuntime{
+      std::make_unique<inventory::InventoryModule>(inventory::InventoryModuleOptions{}), nullptr});
   return contexts;
 }
 

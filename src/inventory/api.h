@@ -1,0 +1,35 @@
+// Inventory's HTTP routes: parse, call one service function, map the outcome.
+//
+// Public (carts):
+//   GET  /api/v1/inventory/{sku}                         stock per location and total
+//   GET  /api/v1/inventory?skus=a,b,c                    bulk availability, 1..100 SKUs
+//   POST /api/v1/inventory/reservations                  reserve (Idempotency-Key required)
+//   GET  /api/v1/inventory/reservations/{id}
+//   POST /api/v1/inventory/reservations/{id}/extend      {ttl_seconds?}
+//   POST /api/v1/inventory/reservations/{id}/release
+// Staff (Authorization: Bearer <admin api key>, else 401):
+//   POST /api/v1/admin/inventory/locations               {id, region, address?}
+//   GET  /api/v1/admin/inventory/locations
+//   POST /api/v1/admin/inventory/receive                 {sku, location_id, quantity, reference?}
+//   POST /api/v1/admin/inventory/adjust                  {sku, location_id, delta, reference?}
+//
+// Commands answer through the async Responder from the engine's callback, after the commit;
+// no io thread waits for a batch. Reads are short snapshot reads on a pooled reader.
+//
+// Thread-safety: the handlers are safe to run concurrently; `service` must outlive the router.
+#pragma once
+
+#include <string>
+
+#include "inventory/service.h"
+#include "platform/http/router.h"
+
+namespace emporium::inventory {
+
+struct ApiOptions {
+  std::string admin_api_key;  // empty: every staff route answers 401
+};
+
+void AddInventoryRoutes(http::Router& router, InventoryService& service, ApiOptions options);
+
+}  // namespace emporium::inventory
