@@ -33,8 +33,8 @@ bool IsAttributeKey(std::string_view text) {
 bool IsSku(std::string_view text) {
   if (text.empty() || text.size() > kSkuBytesMax) return false;
   return std::all_of(text.begin(), text.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_' || c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.';
   });
 }
 
@@ -124,7 +124,8 @@ absl::Status CheckImages(const Json& value, const std::string& param) {
     const Json& image = value[i];
     if (!image.is_object()) return InvalidParam(item_param, "must be an object");
     for (const auto& [key, unused] : image.items()) {
-      if (key != "url" && key != "alt") return InvalidParam(ParamPath(item_param, key), "unknown field");
+      if (key != "url" && key != "alt")
+        return InvalidParam(ParamPath(item_param, key), "unknown field");
     }
     if (absl::Status status = CheckString(image, "url", kImageUrlBytesMax, item_param, true);
         !status.ok()) {
@@ -187,7 +188,8 @@ absl::Status CheckVariant(const Json& variant, const std::string& param,
   for (const auto& [code, amount] : prices->items()) {
     const std::string price_param = ParamPath(prices_param, code);
     if (!FindCurrency(code).ok()) return InvalidParam(price_param, "unknown currency");
-    if (!amount.is_string()) return InvalidParam(price_param, "must be a decimal string like \"12.34\"");
+    if (!amount.is_string())
+      return InvalidParam(price_param, "must be a decimal string like \"12.34\"");
     absl::StatusOr<Money> money = Money::Parse(amount.get_ref<const std::string&>(), code);
     if (!money.ok()) return InvalidParam(price_param, std::string(money.status().message()));
     if (money->is_negative()) return InvalidParam(price_param, "must not be negative");
@@ -319,8 +321,7 @@ absl::Status ValidateProductInput(const Json& input, FieldPresence presence,
       !status.ok()) {
     return status;
   }
-  if (absl::Status status =
-          CheckString(input, "description", kDescriptionBytesMax, prefix, false);
+  if (absl::Status status = CheckString(input, "description", kDescriptionBytesMax, prefix, false);
       !status.ok()) {
     return status;
   }
@@ -334,8 +335,7 @@ absl::Status ValidateProductInput(const Json& input, FieldPresence presence,
     }
   }
   if (auto it = input.find("attributes"); it != input.end() && !it->is_null()) {
-    if (absl::Status status = CheckAttributes(*it, ParamPath(prefix, "attributes"));
-        !status.ok()) {
+    if (absl::Status status = CheckAttributes(*it, ParamPath(prefix, "attributes")); !status.ok()) {
       return status;
     }
   }
@@ -373,8 +373,7 @@ absl::Status ValidateProductInput(const Json& input, FieldPresence presence,
 
 absl::StatusOr<Product> ProductFromInput(const Json& input, std::string id, int64_t version,
                                          int64_t created_at_ms, int64_t updated_at_ms) {
-  if (absl::Status status = ValidateProductInput(input, FieldPresence::kComplete);
-      !status.ok()) {
+  if (absl::Status status = ValidateProductInput(input, FieldPresence::kComplete); !status.ok()) {
     return status;
   }
   Product product;
@@ -399,10 +398,10 @@ absl::StatusOr<Product> ProductFromInput(const Json& input, std::string id, int6
   }
   if (auto it = input.find("images"); it != input.end() && it->is_array()) {
     for (const Json& image : *it) {
-      product.images.push_back(
-          Image{image.at("url").get<std::string>(),
-                image.contains("alt") && image["alt"].is_string() ? image["alt"].get<std::string>()
-                                                                  : std::string()});
+      product.images.push_back(Image{image.at("url").get<std::string>(),
+                                     image.contains("alt") && image["alt"].is_string()
+                                         ? image["alt"].get<std::string>()
+                                         : std::string()});
     }
   }
   for (const Json& item : input.at("variants")) {
@@ -424,7 +423,8 @@ Json ProductToJson(const Product& product) {
   Json attributes = Json::object();
   for (const auto& [key, value] : product.attributes) attributes[key] = value;
   Json images = Json::array();
-  for (const Image& image : product.images) images.push_back({{"url", image.url}, {"alt", image.alt}});
+  for (const Image& image : product.images)
+    images.push_back({{"url", image.url}, {"alt", image.alt}});
   Json variants = Json::array();
   for (const Variant& variant : product.variants) {
     Json options = Json::object();
@@ -544,9 +544,12 @@ absl::StatusOr<Review> ReviewFromInput(const Json& input, std::string id, std::s
 }
 
 Json ReviewToJson(const Review& review) {
-  return Json{{"id", review.id},         {"product_id", review.product_id},
-              {"author", review.author}, {"rating", review.rating},
-              {"title", review.title},   {"body", review.body},
+  return Json{{"id", review.id},
+              {"product_id", review.product_id},
+              {"author", review.author},
+              {"rating", review.rating},
+              {"title", review.title},
+              {"body", review.body},
               {"created_at_ms", review.created_at_ms}};
 }
 

@@ -126,8 +126,8 @@ std::string_view RejectReasonName(RejectReason reason);
 
 struct UpdateOutcome {
   RejectReason reject = RejectReason::kNone;
-  std::string message;    // human-readable detail of a rejection
-  Product product;        // the product after the update (when accepted)
+  std::string message;  // human-readable detail of a rejection
+  Product product;      // the product after the update (when accepted)
 };
 
 // Applies one update to `current` (nullopt when the product does not exist) at `now_ms`. The

@@ -134,11 +134,10 @@ TEST(ApplyUpdate, VersionRules) {
   EXPECT_EQ(archived.product.status, ProductStatus::kArchived);
   EXPECT_EQ(archived.product.version, 3);
 
-  EXPECT_EQ(ApplyUpdate(std::nullopt, UpdateKind::kPatch, "p1", Json::object(), std::nullopt, 1)
-                .reject,
-            RejectReason::kNotFound);
-  EXPECT_EQ(ApplyUpdate(created.product, UpdateKind::kCreate, "p1", ValidProduct(), std::nullopt,
-                        1)
+  EXPECT_EQ(
+      ApplyUpdate(std::nullopt, UpdateKind::kPatch, "p1", Json::object(), std::nullopt, 1).reject,
+      RejectReason::kNotFound);
+  EXPECT_EQ(ApplyUpdate(created.product, UpdateKind::kCreate, "p1", ValidProduct(), std::nullopt, 1)
                 .reject,
             RejectReason::kAlreadyExists);
   // A patch that removes every variant leaves an invalid product.
@@ -151,9 +150,13 @@ TEST(ApplyUpdate, VersionRules) {
 TEST(Review, Validation) {
   Json good = {{"author", "ann"}, {"rating", 5}, {"title", "Great"}, {"body", "Loved it"}};
   EXPECT_TRUE(ReviewFromInput(good, "r1", "p1", 1).ok());
-  for (const auto& [field, value] : std::vector<std::pair<std::string, Json>>{
-           {"rating", 0}, {"rating", 6}, {"rating", "5"}, {"author", ""},
-           {"title", std::string(300, 't')}, {"extra", 1}}) {
+  for (const auto& [field, value] :
+       std::vector<std::pair<std::string, Json>>{{"rating", 0},
+                                                 {"rating", 6},
+                                                 {"rating", "5"},
+                                                 {"author", ""},
+                                                 {"title", std::string(300, 't')},
+                                                 {"extra", 1}}) {
     Json bad = good;
     bad[field] = value;
     absl::StatusOr<Review> review = ReviewFromInput(bad, "r1", "p1", 1);

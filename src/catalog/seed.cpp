@@ -41,29 +41,37 @@ constexpr std::array<Department, 16> kDepartments = {{
     {"apparel/tops/t-shirts", "T-Shirt", {"Organic", "Classic", "Slim-Fit", "Heavyweight"}},
     {"apparel/tops/hoodies", "Hoodie", {"Fleece", "Zip", "Oversized", "Everyday"}},
     {"apparel/outerwear", "Rain Jacket", {"Packable", "Insulated", "Storm", "City"}},
-    {"electronics/audio/headphones", "Headphones", {"Noise-Cancelling", "Wireless", "Studio", "Sport"}},
-    {"electronics/audio/speakers", "Bluetooth Speaker", {"Portable", "Waterproof", "Smart", "Mini"}},
-    {"electronics/computers/keyboards", "Mechanical Keyboard", {"Compact", "Low-Profile", "Wireless", "Backlit"}},
+    {"electronics/audio/headphones",
+     "Headphones",
+     {"Noise-Cancelling", "Wireless", "Studio", "Sport"}},
+    {"electronics/audio/speakers",
+     "Bluetooth Speaker",
+     {"Portable", "Waterproof", "Smart", "Mini"}},
+    {"electronics/computers/keyboards",
+     "Mechanical Keyboard",
+     {"Compact", "Low-Profile", "Wireless", "Backlit"}},
     {"electronics/computers/monitors", "Monitor", {"4K", "Ultrawide", "Curved", "Portable"}},
     {"home/kitchen/cookware", "Frying Pan", {"Cast-Iron", "Nonstick", "Stainless", "Carbon-Steel"}},
     {"home/kitchen/coffee", "Coffee Grinder", {"Burr", "Manual", "Electric", "Precision"}},
     {"home/furniture", "Desk Chair", {"Ergonomic", "Mesh", "Executive", "Compact"}},
     {"home/bedding", "Duvet Cover", {"Linen", "Percale", "Sateen", "Washed-Cotton"}},
     {"outdoors/camping/tents", "Tent", {"Ultralight", "Family", "Four-Season", "Pop-Up"}},
-    {"outdoors/camping/sleeping-bags", "Sleeping Bag", {"Down", "Synthetic", "Mummy", "Rectangular"}},
+    {"outdoors/camping/sleeping-bags",
+     "Sleeping Bag",
+     {"Down", "Synthetic", "Mummy", "Rectangular"}},
     {"outdoors/cycling", "Bike Light", {"Rechargeable", "High-Lumen", "Rear", "Commuter"}},
 }};
 
-constexpr std::array<const char*, 12> kBrands = {
-    "Northwind", "Acme",     "Larkspur", "Halcyon", "Kestrel", "Bramble",
-    "Orbit",     "Tidewater", "Summit",  "Ironbark", "Lumen",  "Fjord"};
-constexpr std::array<const char*, 8> kColours = {"black", "white", "navy",  "olive",
+constexpr std::array<const char*, 12> kBrands = {"Northwind", "Acme",     "Larkspur", "Halcyon",
+                                                 "Kestrel",   "Bramble",  "Orbit",    "Tidewater",
+                                                 "Summit",    "Ironbark", "Lumen",    "Fjord"};
+constexpr std::array<const char*, 8> kColours = {"black", "white", "navy", "olive",
                                                  "grey",  "red",   "sand", "teal"};
 constexpr std::array<const char*, 5> kSizes = {"XS", "S", "M", "L", "XL"};
 constexpr std::array<const char*, 6> kMaterials = {"cotton", "recycled polyester", "aluminium",
                                                    "steel",  "merino wool",        "bamboo"};
-constexpr std::array<const char*, 10> kAuthors = {"alex", "sam",   "jordan", "casey", "riley",
-                                                  "morgan", "jamie", "taylor", "drew", "quinn"};
+constexpr std::array<const char*, 10> kAuthors = {"alex",   "sam",   "jordan", "casey", "riley",
+                                                  "morgan", "jamie", "taylor", "drew",  "quinn"};
 constexpr std::array<const char*, 5> kReviewTitles = {"Not for me", "Okay", "Good value",
                                                       "Really good", "Excellent"};
 
@@ -91,8 +99,8 @@ Json SeedProduct(uint64_t seed, int64_t index) {
   const Department& department = random.Pick(kDepartments);
   const std::string brand = random.Pick(kBrands);
   const std::string adjective = random.Pick(department.adjectives);
-  const std::string model = fmt::format("{}{}", static_cast<char>('A' + random.Between(0, 25)),
-                                        random.Between(100, 999));
+  const std::string model =
+      fmt::format("{}{}", static_cast<char>('A' + random.Between(0, 25)), random.Between(100, 999));
   const std::string title = fmt::format("{} {} {} {}", brand, adjective, department.noun, model);
   const std::string material = random.Pick(kMaterials);
   const std::string handle = fmt::format("{}-{}", Slug(title), index);
@@ -132,8 +140,7 @@ Json SeedProduct(uint64_t seed, int64_t index) {
         {"warranty_years", 2},
         {"eco", random.Between(0, 3) == 0},
         {"colours", Json::array()}}},
-      {"images",
-       {{{"url", fmt::format("/static/products/{}-1.jpg", handle)}, {"alt", title}}}},
+      {"images", {{{"url", fmt::format("/static/products/{}-1.jpg", handle)}, {"alt", title}}}},
       {"variants", variants}};
 }
 

@@ -1,0 +1,455 @@
+// The catalog end to end inside one process: routes -> service -> queue -> processor -> store,
+// search index, cache and outbox, over a real SQLite file and Xapian directory.
+#include <filesystem>
+#include <fstream>
+#include <future>
+
+#include "catalog/module.h"
+#include "catalog/seed.h"
+#include "common/errors.h"
+#include "gtest/gtest.h"
+#include "platform/bus/outbox.h"
+#include "platform/bus/schema.h"
+#include "platform/sql/sqlite_database.h"
+#include "platform/sql/sqlite_test_util.h"
+
+namespace emporium::catalog {
+namespace {
+
+constexpr const char* kKey = "test-admin-key";
+constexpr int kPollRoundsMax = 2000;
+
+Json Product(const std::string& handle, const std::string& title, const std::string& sku,
+             const std::string& usd = "10.00") {
+  return Json{{"handle", handle},
+              {"title", title},
+              {"description", "A dependable product for daily use."},
+              {"brand", "Acme"},
+              {"category", "home/kitchen"},
+              {"status", "active"},
+              {"attributes", {{"material", "steel"}}},
+              {"variants", {{{"sku", sku}, {"prices", {{"USD", usd}, {"EUR", usd}}}}}}};
+}
+
+class CatalogTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Open(); }
+  void TearDown() override { Close(); }
+
+  void Open(bool start_processor = true) {
+    sql::SqliteOptions options;
+    options.path = dir_.File("catalog.db");
+    options.name = "catalog";
+    auto db = sql::OpenSqlite(options);
+    ASSERT_TRUE(db.ok()) << db.status();
+    db_ = std::move(*db);
+    ASSERT_TRUE(bus::InstallBusSchema(*db_).ok());
+    CatalogOptions catalog;
+    catalog.search_directory = dir_.File("search");
+    catalog.static_directory = dir_.File("static");
+    catalog.processor.idle_poll = absl::Milliseconds(20);
+    module_ = std::make_unique<CatalogModule>(catalog);
+    ASSERT_TRUE(sql::ApplyMigrations(*db_, "catalog", module_->Migrations()).ok());
+    router_ = std::make_unique<http::Router>();
+    ContextDeps deps;
+    deps.database = db_.get();
+    deps.admin_api_key = kKey;
+    ASSERT_TRUE(module_->Wire(deps, *router_).ok());
+    if (start_processor) {
+      ASSERT_TRUE(module_->Start().ok());
+    }
+  }
+
+  void Close() {
+    if (module_) module_->Stop();
+    module_.reset();
+    if (db_) db_->Close();
+    db_.reset();
+  }
+
+  http::Response Call(const std::string& method, const std::string& target, const Json& body = {},
+                      std::vector<std::pair<std::string, std::string>> headers = {}) {
+    http::Request request;
+    request.method = method;
+    request.target = target;
+    const size_t question = target.find('?');
+    request.path = target.substr(0, question);
+    request.query = question == std::string::npos ? "" : target.substr(question + 1);
+    if (!body.is_null()) {
+      request.body = body.dump();
+      request.headers.Set("Content-Type", "application/json");
+    }
+    if (target.rfind("/api/v1/admin", 0) == 0) {
+      request.headers.Set("Authorization", std::string("Bearer ") + kKey);
+    }
+    for (auto& [name, value] : headers) request.headers.Set(name, value);
+    std::promise<http::Response> promise;
+    auto future = promise.get_future();
+    router_->Dispatch(
+        request, [&promise](http::Response response) { promise.set_value(std::move(response)); });
+    return future.get();
+  }
+
+  static Json Body(const http::Response& response) { return Json::parse(response.body); }
+
+  // Polls (bounded, never sleeps blindly) until the update settles.
+  Json WaitForUpdate(const std::string& update_id) {
+    for (int round = 0; round < kPollRoundsMax; ++round) {
+      http::Response response = Call("GET", "/api/v1/admin/catalog/updates/" + update_id);
+      Json body = Body(response);
+      if (body.value("status", "") != "queued") return body;
+      std::unique_lock lock(poll_mutex_);
+      poll_cv_.wait_for(lock, std::chrono::milliseconds(5));
+    }
+    ADD_FAILURE() << "update " << update_id << " did not settle";
+    return {};
+  }
+
+  std::string Create(const Json& product) {
+    http::Response response = Call("POST", "/api/v1/admin/products", product);
+    EXPECT_EQ(response.status, 202) << response.body;
+    Json body = Body(response);
+    EXPECT_EQ(WaitForUpdate(body["update_id"])["status"], "applied");
+    return body["product_id"];
+  }
+
+  sql::TempDir dir_;
+  std::unique_ptr<sql::Database> db_;
+  std::unique_ptr<CatalogModule> module_;
+  std::unique_ptr<http::Router> router_;
+  std::mutex poll_mutex_;
+  std::condition_variable poll_cv_;
+};
+
+TEST_F(CatalogTest, WriteIsQueuedThenVisible) {
+  http::Response accepted = Call("POST", "/api/v1/admin/products", Product("pan", "Pan", "P-1"));
+  ASSERT_EQ(accepted.status, 202) << accepted.body;
+  Json body = Body(accepted);
+  EXPECT_EQ(body["target_version"], 1);
+  EXPECT_EQ(body["status"], "queued");
+  Json settled = WaitForUpdate(body["update_id"]);
+  EXPECT_EQ(settled["status"], "applied");
+  EXPECT_EQ(settled["applied_version"], 1);
+
+  http::Response by_id = Call("GET", "/api/v1/products/" + body["product_id"].get<std::string>());
+  ASSERT_EQ(by_id.status, 200) << by_id.body;
+  EXPECT_EQ(Body(by_id)["title"], "Pan");
+  EXPECT_NE(by_id.headers.Get("Cache-Control")->find("stale-while-revalidate"), std::string::npos);
+  http::Response by_handle = Call("GET", "/api/v1/products/pan");
+  EXPECT_EQ(by_handle.body, by_id.body);
+  const std::string etag(*by_id.headers.Get("ETag"));
+  EXPECT_EQ(Call("GET", "/api/v1/products/pan", {}, {{"If-None-Match", etag}}).status, 304);
+}
+
+TEST_F(CatalogTest, ValidationNamesTheParam) {
+  Json bad = Product("pan", "Pan", "P-1");
+  bad["variants"][0]["prices"]["USD"] = "1.234";
+  http::Response response = Call("POST", "/api/v1/admin/products", bad);
+  EXPECT_EQ(response.status, 400);
+  EXPECT_EQ(Body(response)["error"]["param"], "variants[0].prices.USD");
+
+  Json batch = {{"products", {Product("a", "A", "A-1"), Product("b", "", "B-1")}}};
+  response = Call("POST", "/api/v1/admin/products/batch", batch);
+  EXPECT_EQ(response.status, 400);
+  EXPECT_EQ(Body(response)["error"]["param"], "products[1].title");
+
+  http::Request unauthenticated;
+  EXPECT_EQ(
+      Call("GET", "/api/v1/admin/catalog/updates/x", {}, {{"Authorization", "Bearer no"}}).status,
+      401);
+  EXPECT_EQ(Call("GET", "/api/v1/products?limit=1000").status, 400);
+  EXPECT_EQ(Call("GET", "/api/v1/products?sort=weird").status, 400);
+  EXPECT_EQ(Call("GET", "/api/v1/products?cursor=zz").status, 400);
+}
+
+TEST_F(CatalogTest, NoStaleReadAfterApplyAndIfMatch) {
+  const std::string id = Create(Product("kettle", "Kettle", "K-1"));
+  http::Response first = Call("GET", "/api/v1/products/" + id);  // now cached
+  const std::string etag(*first.headers.Get("ETag"));
+
+  http::Response stale =
+      Call("PATCH", "/api/v1/admin/products/" + id, Json{{"title", "X"}}, {{"If-Match", "\"7\""}});
+  EXPECT_EQ(stale.status, 412) << stale.body;
+
+  http::Response patched = Call("PATCH", "/api/v1/admin/products/" + id,
+                                Json{{"title", "Electric Kettle"}}, {{"If-Match", "\"1\""}});
+  ASSERT_EQ(patched.status, 202) << patched.body;
+  EXPECT_EQ(Body(patched)["target_version"], 2);
+  EXPECT_EQ(WaitForUpdate(Body(patched)["update_id"])["status"], "applied");
+
+  http::Response second = Call("GET", "/api/v1/products/" + id, {}, {{"If-None-Match", etag}});
+  ASSERT_EQ(second.status, 200);
+  EXPECT_NE(*second.headers.Get("ETag"), etag);
+  EXPECT_EQ(Body(second)["title"], "Electric Kettle");
+  EXPECT_EQ(Body(second)["version"], 2);
+
+  http::Response archived = Call("DELETE", "/api/v1/admin/products/" + id);
+  ASSERT_EQ(archived.status, 202);
+  EXPECT_EQ(WaitForUpdate(Body(archived)["update_id"])["status"], "applied");
+  EXPECT_EQ(Call("GET", "/api/v1/products/" + id).status, 404);
+  EXPECT_EQ(Body(Call("GET", "/api/v1/admin/products/" + id))["status"], "archived");
+}
+
+TEST_F(CatalogTest, IdempotencyKeyReplaysAndRejectsReuse) {
+  Json product = Product("mug", "Mug", "M-1");
+  http::Response first =
+      Call("POST", "/api/v1/admin/products", product, {{"Idempotency-Key", "k1"}});
+  http::Response again =
+      Call("POST", "/api/v1/admin/products", product, {{"Idempotency-Key", "k1"}});
+  ASSERT_EQ(first.status, 202);
+  EXPECT_EQ(again.status, 202);
+  EXPECT_EQ(first.body, again.body);
+  product["title"] = "Other";
+  EXPECT_EQ(Call("POST", "/api/v1/admin/products", product, {{"Idempotency-Key", "k1"}}).status,
+            422);
+}
+
+TEST(CatalogProcessor, OrderingRedeliveryAndStaleRejection) {
+  sql::TempDir dir;
+  auto db = sql::OpenSqlite({.path = dir.File("c.db"), .name = "catalog"});
+  ASSERT_TRUE(db.ok());
+  ASSERT_TRUE(bus::InstallBusSchema(**db).ok());
+  ASSERT_TRUE(sql::ApplyMigrations(**db, "catalog", CatalogMigrations()).ok());
+  ManualClock clock;
+  SequentialIdGenerator ids("id_");
+  ProductCache cache(1 << 20);
+  CatalogService service(**db, clock, ids, cache);
+  Processor processor(**db, clock, ids, service, nullptr);
+
+  WriteCommand create{UpdateKind::kCreate, "", Product("pot", "Pot", "PT-1"), std::nullopt};
+  auto created = service.EnqueueAndWait({create}, CatalogService::Shape::kSingle);
+  ASSERT_TRUE(created.ok()) << created.status();
+  const std::string id = Json::parse(created->body)["product_id"];
+  // Three patches queued before anything applies: they must apply in order.
+  for (const char* title : {"Pot 1", "Pot 2", "Pot 3"}) {
+    WriteCommand patch{UpdateKind::kPatch, id, Json{{"title", title}}, std::nullopt};
+    ASSERT_TRUE(service.EnqueueAndWait({patch}, CatalogService::Shape::kSingle).ok());
+  }
+  // Based on version 4 (promised by the queue) -> accepted at enqueue.
+  WriteCommand guarded{UpdateKind::kPatch, id, Json{{"brand", "Zed"}}, int64_t{4}};
+  ASSERT_TRUE(service.EnqueueAndWait({guarded}, CatalogService::Shape::kSingle).ok());
+  ASSERT_TRUE(processor.Drain().ok());
+  auto stored = service.GetStoredProduct(id);
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  EXPECT_EQ((*stored)->product.title, "Pot 3");
+  EXPECT_EQ((*stored)->product.brand, "Zed");
+  EXPECT_EQ((*stored)->product.version, 5);
+  EXPECT_EQ(processor.applied_count(), 5);
+
+  // A redelivered update (the same queue row offered again) changes nothing.
+  ASSERT_TRUE((*db)
+                  ->Write([&](sql::Transaction& tx) -> absl::Status {
+                    auto again = MarkUpdateApplied(tx, 1, 99, 0);
+                    EXPECT_TRUE(again.ok() && !*again);
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  EXPECT_EQ(*processor.RunOnce(), 0);
+
+  // A stale base version reaching the processor is rejected with its reason: insert a queue row
+  // directly, as a second writer racing the head check would.
+  ASSERT_TRUE((*db)
+                  ->Write([&](sql::Transaction& tx) -> absl::Status {
+                    QueuedUpdate update;
+                    update.id = "u-stale";
+                    update.product_id = id;
+                    update.kind = UpdateKind::kPatch;
+                    update.base_version = 2;
+                    update.target_version = 3;
+                    update.payload = R"({"title":"Old"})";
+                    return InsertUpdate(tx, update, 0).status();
+                  })
+                  .ok());
+  ASSERT_TRUE(processor.Drain().ok());
+  auto record = service.GetUpdate("u-stale");
+  ASSERT_TRUE(record.ok() && record->has_value());
+  EXPECT_EQ((*record)->state, UpdateState::kRejected);
+  EXPECT_EQ((*record)->reason, "stale_version");
+  EXPECT_EQ((*service.GetStoredProduct(id))->product.title, "Pot 3");
+
+  // Every applied update published exactly one catalog.product_changed.
+  ASSERT_TRUE((*db)
+                  ->Read([&](sql::Transaction& tx) -> absl::Status {
+                    auto rows = bus::ReadUnpublished(tx, 100);
+                    EXPECT_TRUE(rows.ok());
+                    EXPECT_EQ(rows->size(), 5u);
+                    for (const auto& row : *rows) EXPECT_EQ(row.type, "catalog.product_changed");
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  (*db)->Close();
+}
+
+TEST_F(CatalogTest, SkuAndHandleConflictsAreRejected) {
+  Create(Product("one", "One", "SKU-1"));
+  http::Response taken = Call("POST", "/api/v1/admin/products", Product("one", "Two", "SKU-2"));
+  EXPECT_EQ(taken.status, 409);
+  EXPECT_EQ(Body(taken)["error"]["param"], "handle");
+  http::Response sku = Call("POST", "/api/v1/admin/products", Product("two", "Two", "SKU-1"));
+  ASSERT_EQ(sku.status, 202);
+  Json settled = WaitForUpdate(Body(sku)["update_id"]);
+  EXPECT_EQ(settled["status"], "rejected");
+  EXPECT_EQ(settled["reason"], "sku_taken");
+}
+
+TEST_F(CatalogTest, ListFiltersSortsAndPaginates) {
+  Json batch = {{"products", Json::array()}};
+  for (int i = 0; i < 25; ++i) {
+    Json product = Product("item-" + std::to_string(i), "Item " + std::to_string(i),
+                           "I-" + std::to_string(i), std::to_string(10 + i) + ".00");
+    if (i % 2 == 0) product["brand"] = "Zeta";
+    if (i % 5 == 0) product["category"] = "home/garden";
+    batch["products"].push_back(product);
+  }
+  http::Response accepted = Call("POST", "/api/v1/admin/products/batch", batch);
+  ASSERT_EQ(accepted.status, 202) << accepted.body;
+  EXPECT_EQ(WaitForUpdate(Body(accepted)["updates"][24]["update_id"])["status"], "applied");
+
+  Json page = Body(Call("GET", "/api/v1/products?brand=Zeta&limit=100"));
+  EXPECT_EQ(page["items"].size(), 13u);
+  page = Body(Call("GET", "/api/v1/products?category=home&limit=100"));
+  EXPECT_EQ(page["items"].size(), 25u);
+  page = Body(Call("GET", "/api/v1/products?category=home/garden&limit=100"));
+  EXPECT_EQ(page["items"].size(), 5u);
+  page = Body(Call("GET", "/api/v1/products?price_min=20&price_max=24.99&currency=USD"));
+  EXPECT_EQ(page["items"].size(), 5u);
+  page = Body(Call("GET", "/api/v1/products?attr.material=steel&limit=1"));
+  EXPECT_EQ(page["items"].size(), 1u);
+
+  // Walk every page sorted by price: each product once, in ascending price.
+  std::vector<std::string> seen;
+  std::string cursor;
+  for (int round = 0; round < 10; ++round) {
+    Json body = Body(Call("GET", "/api/v1/products?sort=price&limit=7" +
+                                     (cursor.empty() ? "" : "&cursor=" + cursor)));
+    for (const Json& item : body["items"]) seen.push_back(item["variants"][0]["prices"]["USD"]);
+    if (body["next_cursor"].is_null()) break;
+    cursor = body["next_cursor"];
+  }
+  ASSERT_EQ(seen.size(), 25u);
+  EXPECT_EQ(seen.front(), "10.00");
+  EXPECT_EQ(seen.back(), "34.00");
+
+  Json tree = Body(Call("GET", "/api/v1/categories"));
+  ASSERT_EQ(tree["categories"].size(), 1u);
+  EXPECT_EQ(tree["categories"][0]["path"], "home");
+  EXPECT_EQ(tree["categories"][0]["count"], 25);
+  EXPECT_EQ(tree["categories"][0]["children"].size(), 2u);
+}
+
+TEST_F(CatalogTest, SearchRanksExactTitleFirstAndFacetsAgree) {
+  Json batch = {{"products", Json::array()}};
+  for (int i = 0; i < 200; ++i) batch["products"].push_back(SeedProduct(7, i));
+  Json exact = Product("waterproof-trail-shoe", "Waterproof Trail Shoe", "WTS-1");
+  exact["brand"] = "Kestrel";
+  batch["products"].push_back(exact);
+  http::Response accepted = Call("POST", "/api/v1/admin/products/batch", batch);
+  ASSERT_EQ(accepted.status, 202) << accepted.body;
+  EXPECT_EQ(WaitForUpdate(Body(accepted)["updates"][200]["update_id"])["status"], "applied");
+
+  // The index follows the store's commit: poll (bounded) until it has caught up.
+  for (int round = 0; round < kPollRoundsMax; ++round) {
+    if (Body(Call("GET", "/api/v1/search?q="))["total"] == 201) break;
+    std::unique_lock lock(poll_mutex_);
+    poll_cv_.wait_for(lock, std::chrono::milliseconds(5));
+  }
+  Json result = Body(Call("GET", "/api/v1/search?q=waterproof+trail+shoe"));
+  ASSERT_FALSE(result["hits"].empty()) << result.dump();
+  EXPECT_EQ(result["hits"][0]["handle"], "waterproof-trail-shoe");
+
+  for (const std::string query : {"q=shoe", "q=", "q=boot&brand=Acme", "q=hea"}) {
+    Json answer = Body(Call("GET", "/api/v1/search?limit=100&" + query));
+    int64_t brand_total = 0;
+    for (const Json& facet : answer["facets"]["brand"])
+      brand_total += facet["count"].get<int64_t>();
+    int64_t category_total = 0;
+    for (const Json& facet : answer["facets"]["category"]) {
+      category_total += facet["count"].get<int64_t>();
+    }
+    EXPECT_EQ(brand_total, answer["total"]) << query;
+    EXPECT_EQ(category_total, answer["total"]) << query;
+    if (answer["total"].get<int64_t>() <= 100) {
+      EXPECT_EQ(answer["hits"].size(), answer["total"].get<size_t>()) << query;
+    }
+  }
+  // Prefix matching for type-ahead: "headph" finds headphones.
+  Json prefix = Body(Call("GET", "/api/v1/search?q=headph"));
+  EXPECT_GT(prefix["total"].get<int64_t>(), 0);
+
+  module_->search()->SetStateForTest(SearchIndex::State::kRebuilding);
+  http::Response down = Call("GET", "/api/v1/search?q=shoe");
+  EXPECT_EQ(down.status, 503);
+  EXPECT_TRUE(down.headers.Has("Retry-After"));
+  EXPECT_EQ(Call("GET", "/api/v1/products/waterproof-trail-shoe").status, 200);
+  module_->search()->SetStateForTest(SearchIndex::State::kReady);
+}
+
+TEST_F(CatalogTest, ReviewsUpdateRatingAndEtag) {
+  const std::string id = Create(Product("lamp", "Lamp", "L-1"));
+  http::Response before = Call("GET", "/api/v1/products/" + id);
+  Json review = {{"author", "ann"}, {"rating", 4}, {"title", "Nice"}, {"body", "Bright."}};
+  http::Response created = Call("POST", "/api/v1/products/" + id + "/reviews", review);
+  ASSERT_EQ(created.status, 201) << created.body;
+  EXPECT_EQ(Call("POST", "/api/v1/products/" + id + "/reviews", review).status, 409);
+  review["author"] = "bob";
+  review["rating"] = 2;
+  EXPECT_EQ(Call("POST", "/api/v1/products/" + id + "/reviews", review).status, 201);
+  review["rating"] = 9;
+  EXPECT_EQ(Body(Call("POST", "/api/v1/products/" + id + "/reviews", review))["error"]["param"],
+            "rating");
+  http::Response after = Call("GET", "/api/v1/products/" + id);
+  EXPECT_NE(*after.headers.Get("ETag"), *before.headers.Get("ETag"));
+  EXPECT_EQ(Body(after)["rating"]["count"], 2);
+  EXPECT_EQ(Body(after)["rating"]["average"], 3.0);
+  Json page = Body(Call("GET", "/api/v1/products/" + id + "/reviews?limit=1"));
+  EXPECT_EQ(page["items"].size(), 1u);
+  page = Body(Call("GET", "/api/v1/products/" + id +
+                              "/reviews?limit=1&cursor=" + page["next_cursor"].get<std::string>()));
+  EXPECT_EQ(page["items"].size(), 1u);
+  EXPECT_TRUE(page["next_cursor"].is_null());
+}
+
+TEST_F(CatalogTest, StaticFilesAreImmutableAndConfined) {
+  std::filesystem::create_directories(dir_.File("static/img"));
+  std::ofstream(dir_.File("static/img/logo.3f2a9c1b.svg")) << "<svg/>";
+  std::ofstream(dir_.File("secret.txt")) << "secret";
+  http::Response ok = Call("GET", "/static/img/logo.3f2a9c1b.svg");
+  ASSERT_EQ(ok.status, 200);
+  EXPECT_EQ(ok.body, "<svg/>");
+  EXPECT_EQ(*ok.headers.Get("Cache-Control"), "public, max-age=31536000, immutable");
+  EXPECT_EQ(*ok.headers.Get("Content-Type"), "image/svg+xml");
+  for (const char* hostile :
+       {"/static/../secret.txt", "/static/img/../../secret.txt", "/static/%2e%2e/secret.txt",
+        "/static/img/%2F..%2Fsecret.txt", "/static/.hidden", "/static/img/"}) {
+    EXPECT_EQ(Call("GET", hostile).status, 404) << hostile;
+  }
+  std::filesystem::create_symlink(dir_.File("secret.txt"), dir_.File("static/link.txt"));
+  EXPECT_EQ(Call("GET", "/static/link.txt").status, 404);
+}
+
+TEST_F(CatalogTest, SeedAndReindexAndRestartCatchUp) {
+  Close();
+  Open(/*start_processor=*/false);
+  auto seeded =
+      SeedCatalog(*db_, module_->service(), module_->processor(), 300, 11, SeedMode::kOnlyIfEmpty);
+  ASSERT_TRUE(seeded.ok()) << seeded.status();
+  EXPECT_EQ(*seeded, 300);
+  EXPECT_EQ(
+      *SeedCatalog(*db_, module_->service(), module_->processor(), 300, 11, SeedMode::kOnlyIfEmpty),
+      0);
+  EXPECT_EQ(module_->search()->document_count(), 300);
+  ASSERT_TRUE(module_->processor().RebuildSearch().ok());
+  EXPECT_EQ(module_->search()->document_count(), 300);
+  Json all = Body(Call("GET", "/api/v1/search?q="));
+  EXPECT_EQ(all["total"], 300);
+
+  // Remove the index: a restart rebuilds it from the store (catch-up from seq 0).
+  Close();
+  std::filesystem::remove_all(dir_.File("search"));
+  Open(/*start_processor=*/false);
+  ASSERT_TRUE(module_->processor().CatchUpSearch().ok());
+  EXPECT_EQ(Body(Call("GET", "/api/v1/search?q="))["total"], 300);
+}
+
+}  // namespace
+}  // namespace emporium::catalog

@@ -1,0 +1,278 @@
+#include "catalog/processor.h"
+
+#include <set>
+
+#include "common/format.h"
+#include "fmt/format.h"
+#include "platform/bus/envelope.h"
+#include "platform/bus/outbox.h"
+#include "platform/obs/log.h"
+
+namespace emporium::catalog {
+namespace {
+
+// What one applied update changed, for the after-commit work.
+struct Change {
+  StoredProduct product;
+  std::string old_handle;
+};
+
+}  // namespace
+
+Processor::Processor(sql::Database& database, const Clock& clock, IdGenerator& ids,
+                     CatalogService& service, SearchIndex* search, ProcessorOptions options)
+    : database_(database),
+      clock_(clock),
+      ids_(ids),
+      service_(service),
+      search_(search),
+      options_(options) {}
+
+Processor::~Processor() { Stop(); }
+
+void Processor::Start() {
+  if (thread_.joinable()) return;
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = false;
+  }
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void Processor::Stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Processor::Notify() {
+  {
+    std::lock_guard lock(mutex_);
+    notified_ = true;
+  }
+  wake_.notify_one();
+}
+
+void Processor::RequestReindex() {
+  {
+    std::lock_guard lock(mutex_);
+    reindex_requested_ = true;
+  }
+  wake_.notify_one();
+}
+
+std::string Processor::last_error() const {
+  std::lock_guard lock(mutex_);
+  return last_error_;
+}
+
+void Processor::Loop() {
+  obs::Logger logger("catalog.processor");
+  if (absl::Status status = CatchUpSearch(); !status.ok()) {
+    logger.Warn("search catch-up failed", {{"error", std::string(status.message())}});
+  }
+  while (true) {
+    bool reindex = false;
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) return;
+      reindex = reindex_requested_;
+      reindex_requested_ = false;
+      notified_ = false;
+    }
+    if (reindex) {
+      absl::Status status = RebuildSearch();
+      if (!status.ok()) logger.Warn("reindex failed", {{"error", std::string(status.message())}});
+    }
+    absl::StatusOr<int64_t> settled = RunOnce();
+    absl::Duration wait = options_.idle_poll;
+    if (!settled.ok()) {
+      {
+        std::lock_guard lock(mutex_);
+        last_error_ = std::string(settled.status().message());
+      }
+      logger.Warn("update batch failed", {{"error", std::string(settled.status().message())}});
+      wait = options_.failure_backoff;
+    } else if (*settled > 0) {
+      continue;  // more may be queued: go again without waiting
+    }
+    std::unique_lock lock(mutex_);
+    wake_.wait_for(lock, absl::ToChronoMilliseconds(wait),
+                   [this] { return stopping_ || notified_ || reindex_requested_; });
+  }
+}
+
+absl::StatusOr<int64_t> Processor::RunOnce() {
+  std::vector<QueuedUpdate> updates;
+  absl::Status read = database_.Read([&](sql::Transaction& tx) {
+    absl::StatusOr<std::vector<QueuedUpdate>> loaded =
+        LoadQueuedUpdates(tx, 0, options_.batch_updates_max);
+    if (!loaded.ok()) return loaded.status();
+    updates = std::move(*loaded);
+    return absl::OkStatus();
+  });
+  if (!read.ok()) return read;
+  if (updates.empty()) return 0;
+
+  const int64_t now_ms = clock_.NowMs();
+  std::vector<Change> changes;
+  int64_t applied = 0;
+  int64_t rejected = 0;
+  // Event ids are drawn outside the job so its body is a pure function of the database.
+  std::vector<std::string> event_ids;
+  event_ids.reserve(updates.size());
+  for (size_t i = 0; i < updates.size(); ++i) event_ids.push_back(ids_.Next());
+
+  absl::Status written = database_.Write([&](sql::Transaction& tx) -> absl::Status {
+    changes.clear();
+    applied = 0;
+    rejected = 0;
+    for (size_t i = 0; i < updates.size(); ++i) {
+      const QueuedUpdate& update = updates[i];
+      absl::StatusOr<std::optional<StoredProduct>> current = LoadProduct(tx, update.product_id);
+      if (!current.ok()) return current.status();
+      absl::StatusOr<Json> payload = ParseJson(update.payload);
+      if (!payload.ok())
+        return absl::DataLossError(fmt::format("update {}: bad payload", update.id));
+      std::optional<Product> current_product;
+      if (current->has_value()) current_product = (*current)->product;
+      UpdateOutcome outcome = ApplyUpdate(current_product, update.kind, update.product_id, *payload,
+                                          update.base_version, now_ms);
+      if (outcome.reject == RejectReason::kNone) {
+        absl::StatusOr<std::optional<std::string>> owner = HandleOwner(tx, outcome.product.handle);
+        if (!owner.ok()) return owner.status();
+        if (owner->has_value() && **owner != update.product_id) {
+          outcome.reject = RejectReason::kHandleTaken;
+          outcome.message =
+              fmt::format("handle {} belongs to product {}", outcome.product.handle, **owner);
+        }
+      }
+      if (outcome.reject == RejectReason::kNone) {
+        for (const Variant& variant : outcome.product.variants) {
+          absl::StatusOr<std::optional<std::string>> owner = SkuOwner(tx, variant.sku);
+          if (!owner.ok()) return owner.status();
+          if (owner->has_value() && **owner != update.product_id) {
+            outcome.reject = RejectReason::kSkuTaken;
+            outcome.message = fmt::format("SKU {} belongs to product {}", variant.sku, **owner);
+            break;
+          }
+        }
+      }
+      if (outcome.reject != RejectReason::kNone) {
+        absl::StatusOr<bool> marked =
+            MarkUpdateRejected(tx, update.seq, outcome.reject, outcome.message, now_ms);
+        if (!marked.ok()) return marked.status();
+        if (!*marked) continue;  // settled by an earlier run: a redelivery
+        // Later queued updates were promised versions counting this one; the head steps back.
+        absl::StatusOr<std::optional<int64_t>> head = LoadHead(tx, update.product_id);
+        if (!head.ok()) return head.status();
+        if (head->has_value()) {
+          const int64_t floor = current_product ? current_product->version : 0;
+          if (absl::Status status = SaveHead(tx, update.product_id, std::max(floor, **head - 1));
+              !status.ok()) {
+            return status;
+          }
+        }
+        ++rejected;
+        continue;
+      }
+      absl::StatusOr<bool> marked =
+          MarkUpdateApplied(tx, update.seq, outcome.product.version, now_ms);
+      if (!marked.ok()) return marked.status();
+      if (!*marked) continue;  // a redelivery: already applied
+      if (absl::Status status = SaveProduct(tx, outcome.product, update.seq); !status.ok()) {
+        return status;
+      }
+      StoredProduct stored;
+      stored.product = std::move(outcome.product);
+      stored.rating = current->has_value() ? (*current)->rating : RatingSummary{};
+      stored.update_seq = update.seq;
+      bus::Envelope envelope;
+      envelope.id = event_ids[i];
+      envelope.type = std::string(kProductChangedType);
+      envelope.source = "catalog";
+      envelope.key = update.product_id;
+      envelope.correlation_id = update.id;
+      envelope.causation_id = update.id;
+      envelope.occurred_at_ms = now_ms;
+      envelope.payload = DumpJson(ProductReadJson(stored.product, stored.rating));
+      if (absl::Status status = bus::Publish(tx, envelope); !status.ok()) return status;
+      changes.push_back(Change{std::move(stored),
+                               current->has_value() ? (*current)->product.handle : std::string()});
+      ++applied;
+    }
+    return absl::OkStatus();
+  });
+  if (!written.ok()) return written;
+  applied_.fetch_add(applied);
+  rejected_.fetch_add(rejected);
+
+  // After the commit: readers must never see a cached version older than the store.
+  for (const Change& change : changes) {
+    service_.InvalidateProduct(change.product.product.id, change.product.product.handle);
+    if (!change.old_handle.empty() && change.old_handle != change.product.product.handle) {
+      service_.InvalidateProduct(change.product.product.id, change.old_handle);
+    }
+  }
+  if (search_ != nullptr && search_->state() == SearchIndex::State::kReady && !changes.empty()) {
+    std::vector<StoredProduct> products;
+    products.reserve(changes.size());
+    for (Change& change : changes) products.push_back(std::move(change.product));
+    if (absl::Status status = search_->Apply(products, updates.back().seq); !status.ok()) {
+      std::lock_guard lock(mutex_);
+      last_error_ = std::string(status.message());
+    }
+  }
+  return static_cast<int64_t>(updates.size());
+}
+
+absl::Status Processor::Drain(int64_t batches_max) {
+  for (int64_t batch = 0; batch < batches_max; ++batch) {
+    absl::StatusOr<int64_t> settled = RunOnce();
+    if (!settled.ok()) return settled.status();
+    if (*settled == 0) return absl::OkStatus();
+  }
+  return absl::DeadlineExceededError("queue did not drain within the batch bound");
+}
+
+absl::Status Processor::CatchUpSearch() {
+  if (search_ == nullptr || search_->state() != SearchIndex::State::kReady) {
+    return absl::OkStatus();
+  }
+  int64_t after = search_->last_update_seq();
+  while (true) {
+    std::vector<StoredProduct> page;
+    absl::Status read = database_.Read([&](sql::Transaction& tx) {
+      absl::StatusOr<std::vector<StoredProduct>> loaded =
+          ProductsChangedAfter(tx, after, options_.search_page_size);
+      if (!loaded.ok()) return loaded.status();
+      page = std::move(*loaded);
+      return absl::OkStatus();
+    });
+    if (!read.ok()) return read;
+    if (page.empty()) return absl::OkStatus();
+    after = page.back().update_seq;
+    if (absl::Status status = search_->Apply(page, after); !status.ok()) return status;
+  }
+}
+
+absl::Status Processor::RebuildSearch() {
+  if (search_ == nullptr) return absl::FailedPreconditionError("no search index");
+  return search_->Rebuild([this](int64_t after) -> absl::StatusOr<std::vector<StoredProduct>> {
+    std::vector<StoredProduct> page;
+    absl::Status read = database_.Read([&](sql::Transaction& tx) {
+      absl::StatusOr<std::vector<StoredProduct>> loaded =
+          ProductsChangedAfter(tx, after, options_.search_page_size);
+      if (!loaded.ok()) return loaded.status();
+      page = std::move(*loaded);
+      return absl::OkStatus();
+    });
+    if (!read.ok()) return read;
+    return page;
+  });
+}
+
+}  // namespace emporium::catalog

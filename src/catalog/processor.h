@@ -1,0 +1,94 @@
+// The catalog processor: the single consumer of the durable product update queue.
+//
+// One thread takes queued updates in seq order (so in order per product) and applies a batch
+// of them in one write transaction: each update is checked against the product's current
+// version (a stale base version is rejected with its reason), handle and SKU uniqueness, then
+// the product rows are saved, the update is marked applied and `catalog.product_changed`
+// (the full denormalized product) goes to the outbox -- all in that one transaction, so an
+// update is applied exactly once even across crashes and redeliveries. After the commit the
+// search index is updated and the cache entries are invalidated. On start it catches the
+// search index up with whatever committed before a crash.
+//
+// Thread-safety: Start/Stop from the owner thread; Notify, RequestReindex and the counters
+// from any thread; RunOnce only when the thread is not running (tests, seeding).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "catalog/search.h"
+#include "catalog/service.h"
+#include "common/clock.h"
+#include "common/ids.h"
+#include "platform/sql/database.h"
+
+namespace emporium::catalog {
+
+inline constexpr std::string_view kProductChangedType = "catalog.product_changed";
+
+struct ProcessorOptions {
+  int64_t batch_updates_max = 1000;
+  // How long the thread sleeps when the queue looks empty and nobody notified it.
+  absl::Duration idle_poll = absl::Milliseconds(200);
+  // Pause after a failed batch before retrying it.
+  absl::Duration failure_backoff = absl::Milliseconds(100);
+  int64_t search_page_size = 2000;
+};
+
+class Processor {
+ public:
+  // `search` may be null (no index). `service` receives cache invalidations.
+  Processor(sql::Database& database, const Clock& clock, IdGenerator& ids, CatalogService& service,
+            SearchIndex* search, ProcessorOptions options = {});
+  ~Processor();
+  Processor(const Processor&) = delete;
+  Processor& operator=(const Processor&) = delete;
+
+  void Start();
+  // Finishes the batch in progress and joins the thread. Idempotent.
+  void Stop();
+  // Wakes the thread: something was enqueued.
+  void Notify();
+  // Asks the thread to rebuild the search index from the store.
+  void RequestReindex();
+
+  // Applies one batch on the calling thread; returns how many updates it settled.
+  absl::StatusOr<int64_t> RunOnce();
+  // Applies batches until the queue is empty (bounded by `batches_max`).
+  absl::Status Drain(int64_t batches_max = 1'000'000);
+  // Indexes every product changed after the index's recorded seq.
+  absl::Status CatchUpSearch();
+  absl::Status RebuildSearch();
+
+  int64_t applied_count() const { return applied_.load(); }
+  int64_t rejected_count() const { return rejected_.load(); }
+  std::string last_error() const;
+
+ private:
+  void Loop();
+
+  sql::Database& database_;
+  const Clock& clock_;
+  IdGenerator& ids_;
+  CatalogService& service_;
+  SearchIndex* search_;
+  const ProcessorOptions options_;
+  std::atomic<int64_t> applied_{0};
+  std::atomic<int64_t> rejected_{0};
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  bool notified_ = false;
+  bool stopping_ = false;
+  bool reindex_requested_ = false;
+  std::string last_error_;
+  std::thread thread_;
+};
+
+}  // namespace emporium::catalog

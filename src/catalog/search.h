@@ -1,0 +1,111 @@
+// Full-text product search over Xapian: BM25 ranking, English stemming, prefix matching on the
+// last word (type-ahead), field weights title > brand > description, and facet counts for
+// brand, category and price bucket computed over the whole match set in the same query.
+//
+// The index lives in a directory under the data dir. One WritableDatabase is owned by the
+// catalog processor (Apply/Rebuild from that one thread); searches run on any thread with
+// pooled read-only databases that reopen when the writer has committed since they were opened.
+// While the index is unavailable (failed to open) or rebuilding, Search returns Unavailable
+// at once; it never waits on the writer.
+//
+// Thread-safety: Search, state() and document_count() from any thread; Open, Apply and Rebuild
+// from the processor thread only.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "catalog/store.h"
+#include "common/json.h"
+
+namespace emporium::catalog {
+
+inline constexpr int64_t kSearchLimitMax = 100;
+inline constexpr size_t kSearchQueryBytesMax = 500;
+inline constexpr size_t kSearchReaderPoolMax = 16;
+
+struct SearchQuery {
+  std::string text;
+  std::optional<std::string> brand;
+  std::optional<std::string> category;  // subtree
+  int64_t offset = 0;
+  int64_t limit = 20;
+};
+
+struct FacetCount {
+  std::string value;
+  int64_t count = 0;
+};
+
+struct SearchHit {
+  std::string product_id;
+  double score = 0;
+  Json summary;  // id, handle, title, brand, category, price
+};
+
+struct SearchResult {
+  int64_t total = 0;  // exact number of matching products
+  std::vector<SearchHit> hits;
+  std::vector<FacetCount> brands;
+  std::vector<FacetCount> categories;
+  std::vector<FacetCount> price_buckets;  // by the lowest USD price
+};
+
+// The price bucket label of a USD amount in minor units ("0-25", "25-50", ... "250+").
+std::string PriceBucket(int64_t usd_minor);
+
+class SearchIndex {
+ public:
+  enum class State { kUnavailable, kReady, kRebuilding };
+
+  explicit SearchIndex(std::string directory);
+  ~SearchIndex();
+  SearchIndex(const SearchIndex&) = delete;
+  SearchIndex& operator=(const SearchIndex&) = delete;
+
+  // Opens (creating) the writable index. Unavailable if another process holds the write lock
+  // or the files are damaged; the index then stays unavailable.
+  absl::Status Open();
+  // Indexes active products and removes every other one, then commits, recording
+  // `last_update_seq` so a restart knows where to catch up from.
+  absl::Status Apply(const std::vector<StoredProduct>& products, int64_t last_update_seq);
+  // The update seq the index has caught up to (0 for a new index).
+  int64_t last_update_seq() const { return last_update_seq_.load(); }
+  // Rebuilds from scratch: `next_page(after_seq)` yields products in seq order, empty when
+  // done. Searches answer Unavailable meanwhile; reads elsewhere are unaffected.
+  absl::Status Rebuild(
+      const std::function<absl::StatusOr<std::vector<StoredProduct>>(int64_t)>& next_page);
+
+  absl::StatusOr<SearchResult> Search(const SearchQuery& query);
+
+  State state() const { return state_.load(); }
+  int64_t document_count() const { return document_count_.load(); }
+  // Test hook: forces the state (e.g. kUnavailable to exercise the 503 path).
+  void SetStateForTest(State state) { state_.store(state); }
+
+ private:
+  struct Writer;
+  struct Reader;
+  absl::Status IndexProducts(const std::vector<StoredProduct>& products);
+  std::unique_ptr<Reader> AcquireReader();
+  void ReleaseReader(std::unique_ptr<Reader> reader);
+
+  const std::string directory_;
+  std::unique_ptr<Writer> writer_;
+  std::atomic<State> state_{State::kUnavailable};
+  std::atomic<uint64_t> generation_{0};  // bumped after every commit
+  std::atomic<int64_t> last_update_seq_{0};
+  std::atomic<int64_t> document_count_{0};
+  std::mutex pool_mutex_;
+  std::vector<std::unique_ptr<Reader>> pool_;
+};
+
+}  // namespace emporium::catalog

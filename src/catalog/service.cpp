@@ -1,0 +1,358 @@
+#include "catalog/service.h"
+
+#include <future>
+#include <map>
+#include <set>
+
+#include "common/errors.h"
+#include "common/format.h"
+#include "fmt/format.h"
+#include "platform/http/message.h"
+
+namespace emporium::catalog {
+namespace {
+
+constexpr int kAccepted = 202;
+constexpr int kCreated = 201;
+
+absl::Status PreconditionFailed(std::string message) {
+  return http::WithHttpStatus(
+      WithErrorCode(absl::FailedPreconditionError(std::move(message)), "version_mismatch"), 412);
+}
+
+Json AcceptedJson(const QueuedUpdate& update) {
+  return Json{{"update_id", update.id},
+              {"product_id", update.product_id},
+              {"target_version", update.target_version},
+              {"status", "queued"}};
+}
+
+std::string EtagFor(const StoredProduct& stored) {
+  return fmt::format("\"{}.{}\"", stored.product.version, stored.rating.count);
+}
+
+}  // namespace
+
+std::string Fingerprint(std::string_view text) {
+  uint64_t hash = 1469598103934665603ULL;
+  for (unsigned char c : text) {
+    hash ^= c;
+    hash *= 1099511628211ULL;
+  }
+  return fmt::format("{:016x}", hash);
+}
+
+CatalogService::CatalogService(sql::Database& database, const Clock& clock, IdGenerator& ids,
+                               ProductCache& cache)
+    : database_(database), clock_(clock), ids_(ids), cache_(cache) {}
+
+absl::Status CatalogService::Validate(const WriteCommand& command, std::string_view prefix) {
+  switch (command.kind) {
+    case UpdateKind::kCreate:
+    case UpdateKind::kReplace:
+      return ValidateProductInput(command.payload, FieldPresence::kComplete, prefix);
+    case UpdateKind::kPatch:
+      return ValidateProductInput(command.payload, FieldPresence::kPartial, prefix);
+    case UpdateKind::kArchive:
+      return absl::OkStatus();
+  }
+  return absl::OkStatus();
+}
+
+void CatalogService::RunIdempotent(IdempotencyRequest idempotency, Body body, Done done,
+                                   std::function<void()> after_commit) {
+  auto result = std::make_shared<absl::StatusOr<StoredResponse>>(absl::UnknownError("not run"));
+  auto replayed = std::make_shared<bool>(false);
+  const int64_t now_ms = clock_.NowMs();
+  database_.SubmitWrite(
+      [idempotency, body = std::move(body), result, replayed, now_ms](sql::Transaction& tx) {
+        if (!idempotency.key.empty()) {
+          absl::StatusOr<std::optional<IdempotencyRecord>> existing =
+              LoadIdempotency(tx, idempotency.key);
+          if (!existing.ok()) return existing.status();
+          if (existing->has_value()) {
+            if ((*existing)->request_hash != idempotency.request_hash) {
+              *result = http::WithHttpStatus(
+                  WithErrorCode(absl::FailedPreconditionError(
+                                    "Idempotency-Key was already used with a different request"),
+                                "idempotency_key_reused"),
+                  422);
+            } else {
+              *result = (*existing)->response;
+              *replayed = true;
+            }
+            return absl::OkStatus();
+          }
+        }
+        absl::StatusOr<StoredResponse> response = body(tx);
+        if (!response.ok()) {
+          *result = response.status();
+          // Roll back this job's savepoint so nothing half-done commits.
+          return response.status();
+        }
+        if (!idempotency.key.empty()) {
+          if (absl::Status status =
+                  SaveIdempotency(tx, idempotency.key,
+                                  IdempotencyRecord{idempotency.request_hash, *response}, now_ms);
+              !status.ok()) {
+            return status;
+          }
+        }
+        *result = std::move(*response);
+        return absl::OkStatus();
+      },
+      [result, replayed, done = std::move(done),
+       after_commit = std::move(after_commit)](absl::Status status) {
+        if (!status.ok() && result->ok()) {
+          done(status);
+          return;
+        }
+        if (status.ok() && result->ok() && !*replayed && after_commit) after_commit();
+        done(std::move(*result));
+      });
+}
+
+void CatalogService::Enqueue(std::vector<WriteCommand> commands, Shape shape,
+                             IdempotencyRequest idempotency, Done done) {
+  // Ids are drawn outside the job so a retried job body keeps the same ids.
+  std::vector<std::string> update_ids;
+  for (WriteCommand& command : commands) {
+    update_ids.push_back(ids_.Next());
+    if (command.kind == UpdateKind::kCreate) command.product_id = ids_.Next();
+  }
+  const int64_t now_ms = clock_.NowMs();
+  Body body = [commands = std::move(commands), update_ids = std::move(update_ids), shape,
+               now_ms](sql::Transaction& tx) -> absl::StatusOr<StoredResponse> {
+    Json accepted = Json::array();
+    std::map<std::string, int64_t> heads;  // product -> queued version, within this request
+    for (size_t i = 0; i < commands.size(); ++i) {
+      const WriteCommand& command = commands[i];
+      const std::string prefix = shape == Shape::kBatch ? fmt::format("products[{}]", i) : "";
+      QueuedUpdate update;
+      update.id = update_ids[i];
+      update.product_id = command.product_id;
+      update.kind = command.kind;
+      update.base_version = command.if_match;
+      int64_t head = 0;
+      if (auto it = heads.find(command.product_id); it != heads.end()) {
+        head = it->second;
+      } else {
+        absl::StatusOr<std::optional<int64_t>> stored = LoadHead(tx, command.product_id);
+        if (!stored.ok()) return stored.status();
+        if (command.kind != UpdateKind::kCreate && !stored->has_value()) {
+          return WithErrorCode(
+              absl::NotFoundError(fmt::format("product {} not found", command.product_id)),
+              "product_not_found");
+        }
+        head = stored->value_or(0);
+      }
+      if (command.if_match && *command.if_match != head) {
+        return PreconditionFailed(fmt::format(
+            "If-Match version {} is stale: the product is at version {}", *command.if_match, head));
+      }
+      if (command.payload.is_object() && command.payload.contains("handle") &&
+          command.payload.at("handle").is_string()) {
+        absl::StatusOr<std::optional<std::string>> owner =
+            HandleOwner(tx, command.payload.at("handle").get<std::string>());
+        if (!owner.ok()) return owner.status();
+        if (owner->has_value() && **owner != command.product_id) {
+          return http::WithHttpStatus(
+              WithErrorParam(
+                  WithErrorCode(absl::AlreadyExistsError("another product already has this handle"),
+                                "handle_taken"),
+                  ParamPath(prefix, "handle")),
+              409);
+        }
+      }
+      update.target_version = head + 1;
+      update.payload = command.kind == UpdateKind::kArchive ? "null" : DumpJson(command.payload);
+      absl::StatusOr<int64_t> seq = InsertUpdate(tx, update, now_ms);
+      if (!seq.ok()) return seq.status();
+      if (absl::Status status = SaveHead(tx, update.product_id, update.target_version);
+          !status.ok()) {
+        return status;
+      }
+      heads[update.product_id] = update.target_version;
+      accepted.push_back(AcceptedJson(update));
+    }
+    Json body_json =
+        shape == Shape::kBatch ? Json{{"updates", std::move(accepted)}} : std::move(accepted.at(0));
+    return StoredResponse{kAccepted, DumpJson(body_json)};
+  };
+  RunIdempotent(std::move(idempotency), std::move(body), std::move(done), [this] {
+    if (enqueued_) enqueued_();
+  });
+}
+
+absl::StatusOr<StoredResponse> CatalogService::EnqueueAndWait(std::vector<WriteCommand> commands,
+                                                              Shape shape,
+                                                              IdempotencyRequest idempotency) {
+  auto promise = std::make_shared<std::promise<absl::StatusOr<StoredResponse>>>();
+  std::future<absl::StatusOr<StoredResponse>> future = promise->get_future();
+  Enqueue(
+      std::move(commands), shape, std::move(idempotency),
+      [promise](absl::StatusOr<StoredResponse> result) { promise->set_value(std::move(result)); });
+  return future.get();
+}
+
+absl::StatusOr<std::optional<UpdateRecord>> CatalogService::GetUpdate(const std::string& id) {
+  std::optional<UpdateRecord> record;
+  absl::Status status = database_.Read([&](sql::Transaction& tx) {
+    absl::StatusOr<std::optional<UpdateRecord>> loaded = LoadUpdate(tx, id);
+    if (!loaded.ok()) return loaded.status();
+    record = std::move(*loaded);
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return record;
+}
+
+absl::StatusOr<std::shared_ptr<const CachedProduct>> CatalogService::GetProduct(
+    const std::string& key) {
+  if (std::shared_ptr<const CachedProduct> cached = cache_.Get(key)) return cached;
+  const uint64_t generation = cache_.generation();
+  std::optional<StoredProduct> stored;
+  absl::Status status = database_.Read([&](sql::Transaction& tx) {
+    absl::StatusOr<std::optional<StoredProduct>> loaded = LoadProduct(tx, key);
+    if (!loaded.ok()) return loaded.status();
+    if (!loaded->has_value()) {
+      loaded = LoadProductByHandle(tx, key);
+      if (!loaded.ok()) return loaded.status();
+    }
+    stored = std::move(*loaded);
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  if (!stored || stored->product.status != ProductStatus::kActive) {
+    return WithErrorCode(absl::NotFoundError(fmt::format("product {} not found", key)),
+                         "product_not_found");
+  }
+  auto entry = std::make_shared<CachedProduct>();
+  entry->id = stored->product.id;
+  entry->handle = stored->product.handle;
+  entry->etag = EtagFor(*stored);
+  entry->body = DumpJson(ProductReadJson(stored->product, stored->rating));
+  cache_.PutIfUnchanged(entry->id, entry, generation);
+  cache_.PutIfUnchanged(entry->handle, entry, generation);
+  return std::shared_ptr<const CachedProduct>(std::move(entry));
+}
+
+absl::StatusOr<std::optional<StoredProduct>> CatalogService::GetStoredProduct(
+    const std::string& id) {
+  std::optional<StoredProduct> stored;
+  absl::Status status = database_.Read([&](sql::Transaction& tx) {
+    absl::StatusOr<std::optional<StoredProduct>> loaded = LoadProduct(tx, id);
+    if (!loaded.ok()) return loaded.status();
+    stored = std::move(*loaded);
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return stored;
+}
+
+void CatalogService::InvalidateProduct(const std::string& id, const std::string& handle) {
+  cache_.Invalidate(id);
+  if (!handle.empty()) cache_.Invalidate(handle);
+}
+
+absl::StatusOr<ProductPage> CatalogService::ListProducts(const ProductQuery& query) {
+  ProductPage page;
+  absl::Status status = database_.Read([&](sql::Transaction& tx) {
+    absl::StatusOr<ProductPage> loaded = catalog::ListProducts(tx, query);
+    if (!loaded.ok()) return loaded.status();
+    page = std::move(*loaded);
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return page;
+}
+
+absl::StatusOr<Json> CatalogService::CategoryTree() {
+  std::vector<std::pair<std::string, int64_t>> counts;
+  absl::Status status = database_.Read([&](sql::Transaction& tx) {
+    absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> loaded = CountByCategory(tx);
+    if (!loaded.ok()) return loaded.status();
+    counts = std::move(*loaded);
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  // Subtree counts: each product counts toward its category and every ancestor.
+  std::map<std::string, int64_t> subtree;
+  for (const auto& [path, count] : counts) {
+    for (const std::string& ancestor : CategoryAncestors(path)) subtree[ancestor] += count;
+  }
+  // std::map orders a parent before its children ("a" < "a/b"), so one pass builds the tree.
+  std::function<Json(const std::string&)> build = [&](const std::string& parent) {
+    Json children = Json::array();
+    const std::string prefix = parent.empty() ? "" : parent + "/";
+    for (auto it = subtree.lower_bound(prefix); it != subtree.end(); ++it) {
+      if (it->first.compare(0, prefix.size(), prefix) != 0) break;
+      const std::string rest = it->first.substr(prefix.size());
+      if (rest.empty() || rest.find('/') != std::string::npos) continue;
+      children.push_back({{"path", it->first},
+                          {"name", rest},
+                          {"count", it->second},
+                          {"children", build(it->first)}});
+    }
+    return children;
+  };
+  return Json{{"categories", build("")}};
+}
+
+void CatalogService::AddReview(const std::string& product_id, const Json& input,
+                               IdempotencyRequest idempotency, Done done) {
+  absl::StatusOr<Review> review = ReviewFromInput(input, ids_.Next(), product_id, clock_.NowMs());
+  if (!review.ok()) {
+    done(review.status());
+    return;
+  }
+  auto handle = std::make_shared<std::string>();
+  Body body = [review = *review, handle](sql::Transaction& tx) -> absl::StatusOr<StoredResponse> {
+    absl::StatusOr<std::optional<StoredProduct>> product = LoadProduct(tx, review.product_id);
+    if (!product.ok()) return product.status();
+    if (!product->has_value() || (*product)->product.status != ProductStatus::kActive) {
+      return WithErrorCode(absl::NotFoundError("product not found"), "product_not_found");
+    }
+    *handle = (*product)->product.handle;
+    absl::Status status = InsertReview(tx, review);
+    if (absl::IsAlreadyExists(status)) {
+      return WithErrorParam(
+          WithErrorCode(absl::AlreadyExistsError("this author already reviewed this product"),
+                        "review_exists"),
+          "author");
+    }
+    if (!status.ok()) return status;
+    return StoredResponse{kCreated, DumpJson(ReviewToJson(review))};
+  };
+  RunIdempotent(std::move(idempotency), std::move(body), std::move(done),
+                [this, product_id, handle] { InvalidateProduct(product_id, *handle); });
+}
+
+absl::StatusOr<std::vector<Review>> CatalogService::ListReviews(
+    const std::string& product_id, std::optional<std::pair<int64_t, std::string>> after,
+    int64_t limit) {
+  std::vector<Review> reviews;
+  absl::Status status = database_.Read([&](sql::Transaction& tx) {
+    absl::StatusOr<std::vector<Review>> loaded =
+        catalog::ListReviews(tx, product_id, std::move(after), limit);
+    if (!loaded.ok()) return loaded.status();
+    reviews = std::move(*loaded);
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return reviews;
+}
+
+absl::StatusOr<int64_t> CatalogService::QueuedCount() {
+  int64_t count = 0;
+  absl::Status status = database_.Read([&](sql::Transaction& tx) {
+    absl::StatusOr<int64_t> loaded = CountQueuedUpdates(tx);
+    if (!loaded.ok()) return loaded.status();
+    count = *loaded;
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return count;
+}
+
+}  // namespace emporium::catalog
