@@ -1,0 +1,889 @@
+#include "payments/service.h"
+
+#include <sodium.h>
+
+#include <future>
+#include <utility>
+
+#include "common/errors.h"
+#include "common/format.h"
+#include "common/json.h"
+#include "common/status_macros.h"
+#include "fmt/format.h"
+#include "platform/bus/outbox.h"
+#include "platform/resilience/deadline.h"
+
+namespace emporium::payments {
+namespace {
+
+constexpr int kApiThreadCount = 8;
+constexpr size_t kApiQueueMax = 4096;
+constexpr size_t kReasonCharsMax = 200;
+constexpr size_t kIdCharsMax = 128;
+
+absl::Status Coded(absl::Status status, std::string_view code) {
+  return WithErrorCode(std::move(status), code);
+}
+
+// Retries only what cannot have double effects under the same key: not sent, or unknown.
+bool RetryablePspStatus(const absl::Status& status) {
+  if (ErrorCode(status) == "circuit_open") return false;  // fail fast while the PSP is down
+  return status.code() == absl::StatusCode::kUnavailable ||
+         status.code() == absl::StatusCode::kDeadlineExceeded ||
+         status.code() == absl::StatusCode::kUnknown;
+}
+
+bool OutcomeUnknown(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kDeadlineExceeded ||
+         status.code() == absl::StatusCode::kUnknown;
+}
+
+std::string Join(const std::vector<std::string>& parts) {
+  std::string out;
+  for (const std::string& part : parts) {
+    if (!out.empty()) out += ",";
+    out += part;
+  }
+  return out;
+}
+
+absl::Status IllegalTransition(const IntentRecord& intent, PspOperation operation,
+                               TransitionOutcome outcome) {
+  return Coded(absl::FailedPreconditionError(fmt::format(
+                   "cannot {} a payment intent that is {} ({})", PspOperationName(operation),
+                   IntentStateName(intent.state), TransitionOutcomeName(outcome))),
+               TransitionOutcomeName(outcome));
+}
+
+IntentEventKind EventFor(PspOperation operation) {
+  switch (operation) {
+    case PspOperation::kAuthorize:
+      return IntentEventKind::kAuthorizeSucceeded;
+    case PspOperation::kCapture:
+      return IntentEventKind::kCapture;
+    case PspOperation::kVoid:
+      return IntentEventKind::kVoid;
+    case PspOperation::kRefund:
+      return IntentEventKind::kRefund;
+  }
+  std::abort();
+}
+
+std::string_view EventTypeFor(PspOperation operation) {
+  switch (operation) {
+    case PspOperation::kAuthorize:
+      return "payment.authorized";
+    case PspOperation::kCapture:
+      return "payment.captured";
+    case PspOperation::kVoid:
+      return "payment.voided";
+    case PspOperation::kRefund:
+      return "payment.refunded";
+  }
+  std::abort();
+}
+
+}  // namespace
+
+// What step 1 produced: the intent, and the attempt to drive (if any).
+struct PaymentsService::Prepared {
+  IntentRecord intent;
+  std::optional<std::string> attempt_key;
+};
+
+PaymentsService::PaymentsService(sql::Database& db, Vault vault, PspClient& psp,
+                                 PaymentsOptions options)
+    : db_(db),
+      vault_(std::move(vault)),
+      psp_(psp),
+      options_(std::move(options)),
+      clock_(*options_.clock),
+      ids_(clock_),
+      breaker_("psp", options_.breaker, clock_),
+      bulkhead_("psp", {.concurrent_count_max = std::max(1, options_.worker_count),
+                        .queue_count_max = options_.worker_queue_max}),
+      retrier_({.policy = options_.psp_retry, .retryable = RetryablePspStatus},
+               resilience::SystemSleeper::Instance()) {}
+
+PaymentsService::~PaymentsService() { Stop(); }
+
+void PaymentsService::Start() {
+  if (running_.exchange(true)) return;
+  for (int i = 0; i < std::max(1, options_.worker_count); ++i) {
+    workers_.emplace_back([this] { WorkerLoop(); });
+  }
+  for (int i = 0; i < kApiThreadCount; ++i) {
+    api_threads_.emplace_back([this] {
+      std::unique_lock<std::mutex> lock(api_mutex_);
+      while (true) {
+        api_wake_.wait(lock, [this] { return !api_queue_.empty() || !running_.load(); });
+        if (api_queue_.empty()) return;
+        std::function<void()> task = std::move(api_queue_.front());
+        api_queue_.pop_front();
+        lock.unlock();
+        task();
+        lock.lock();
+      }
+    });
+  }
+  sweeper_ = std::thread([this] { SweepLoop(); });
+}
+
+void PaymentsService::Stop() {
+  if (!running_.exchange(false)) return;
+  wake_.notify_all();
+  api_wake_.notify_all();
+  if (sweeper_.joinable()) sweeper_.join();
+  for (std::thread& thread : workers_) thread.join();
+  for (std::thread& thread : api_threads_) thread.join();
+  workers_.clear();
+  api_threads_.clear();
+  // Anyone still waiting learns the service stopped; their attempts stay open for the sweep.
+  std::map<std::string, std::vector<IntentCallback>> waiters;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    waiters.swap(waiters_);
+    queue_.clear();
+    claimed_.clear();
+  }
+  for (auto& [key, callbacks] : waiters) {
+    for (IntentCallback& callback : callbacks) {
+      callback(Coded(absl::UnavailableError("payments is stopping"), "outcome_unknown"));
+    }
+  }
+}
+
+absl::Status PaymentsService::RunAsync(std::function<void()> task) {
+  std::lock_guard<std::mutex> lock(api_mutex_);
+  if (!running_.load()) return absl::UnavailableError("payments is not running");
+  if (api_queue_.size() >= kApiQueueMax) {
+    return absl::ResourceExhaustedError("payments is overloaded");
+  }
+  api_queue_.push_back(std::move(task));
+  api_wake_.notify_one();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PaymentMethod> PaymentsService::AddPaymentMethod(const std::string& customer_id,
+                                                                const CardInput& card) {
+  if (customer_id.empty() || customer_id.size() > kIdCharsMax) {
+    return InvalidParam("customer_id", "customer_id must be 1..128 characters");
+  }
+  const absl::CivilSecond now = absl::ToCivilSecond(clock_.Now(), absl::UTCTimeZone());
+  absl::StatusOr<CardDetails> details =
+      ValidateCard(card, static_cast<int>(now.year()), now.month());
+  if (!details.ok()) return details.status();
+  absl::StatusOr<PaymentMethod> method;
+  absl::Status status = db_.Write([&](sql::Transaction& tx) -> absl::Status {
+    method = vault_.Store(tx, customer_id, *details, clock_.NowMs());
+    return method.status();
+  });
+  sodium_memzero(details->number.data(), details->number.size());
+  if (!status.ok()) return status;
+  return method;
+}
+
+// ---- Step 1 ----------------------------------------------------------------------------
+
+absl::StatusOr<AttemptRecord> PaymentsService::NewAttempt(sql::Transaction& tx,
+                                                          const IntentRecord& intent,
+                                                          PspOperation operation,
+                                                          int64_t amount_minor) {
+  absl::StatusOr<int64_t> group = NextAttemptGroup(tx, intent.id, operation);
+  if (!group.ok()) return group.status();
+  AttemptRecord attempt;
+  attempt.idempotency_key = PspIdempotencyKey(intent.id, operation, *group);
+  attempt.intent_id = intent.id;
+  attempt.operation = operation;
+  attempt.attempt_group = *group;
+  attempt.amount_minor = amount_minor;
+  attempt.status = AttemptStatus::kPending;
+  attempt.created_at_ms = clock_.NowMs();
+  attempt.updated_at_ms = attempt.created_at_ms;
+  RETURN_IF_ERROR(InsertAttempt(tx, attempt));
+  return attempt;
+}
+
+absl::StatusOr<PaymentsService::Prepared> PaymentsService::PrepareAuthorize(
+    sql::Transaction& tx, const AuthorizeCommand& c) {
+  if (c.order_id.empty() || c.order_id.size() > kIdCharsMax) {
+    return InvalidParam("order_id", "order_id must be 1..128 characters");
+  }
+  if (c.amount_minor <= 0) return InvalidParam("amount_minor", "amount must be positive");
+  if (!FindCurrency(c.currency).ok()) return InvalidParam("currency", "unknown currency");
+  absl::StatusOr<std::optional<IntentRecord>> existing = LoadIntentByOrder(tx, c.order_id);
+  if (!existing.ok()) return existing.status();
+  Prepared prepared;
+  if (existing->has_value()) {
+    // One intent per order: a repeated authorize (redelivery, retry) drives what is open, or
+    // starts a new attempt group when the previous one definitively did not go through.
+    IntentRecord& intent = **existing;
+    if (intent.amounts.amount_minor != c.amount_minor || intent.amounts.currency != c.currency) {
+      return Coded(absl::FailedPreconditionError(
+                       "the order already has a payment intent with another amount"),
+                   "intent_mismatch");
+    }
+    absl::StatusOr<bool> recorded = RecordCommand(
+        tx, c.command_id, intent.id, PspOperation::kAuthorize, c.amount_minor, clock_.NowMs());
+    if (!recorded.ok()) return recorded.status();
+    prepared.intent = intent;
+    if (intent.state != IntentState::kRequiresAuthorization) return prepared;
+    absl::StatusOr<std::vector<AttemptRecord>> open = ListOpenAttemptsOfIntent(tx, intent.id);
+    if (!open.ok()) return open.status();
+    if (!open->empty()) {
+      prepared.attempt_key = open->front().idempotency_key;
+      return prepared;
+    }
+    absl::StatusOr<AttemptRecord> attempt =
+        NewAttempt(tx, intent, PspOperation::kAuthorize, intent.amounts.amount_minor);
+    if (!attempt.ok()) return attempt.status();
+    prepared.attempt_key = attempt->idempotency_key;
+    return prepared;
+  }
+  absl::StatusOr<PaymentMethod> method = vault_.Find(tx, c.payment_method);
+  if (!method.ok()) {
+    if (method.status().code() == absl::StatusCode::kNotFound) {
+      return InvalidParam("payment_method", "unknown payment method");
+    }
+    return method.status();
+  }
+  if (method->customer_id != c.customer_id) {
+    return InvalidParam("payment_method", "the payment method belongs to another customer");
+  }
+  IntentRecord intent;
+  intent.id = "pi_" + ids_.Next();
+  intent.order_id = c.order_id;
+  intent.customer_id = c.customer_id;
+  intent.payment_method = c.payment_method;
+  intent.amounts.amount_minor = c.amount_minor;
+  intent.amounts.currency = c.currency;
+  intent.billing_country = c.billing_country;
+  intent.shipping_country = c.shipping_country;
+  intent.client_ip = c.client_ip;
+  intent.created_at_ms = clock_.NowMs();
+  intent.updated_at_ms = intent.created_at_ms;
+  RETURN_IF_ERROR(InsertIntent(tx, intent));
+  absl::StatusOr<bool> recorded = RecordCommand(
+      tx, c.command_id, intent.id, PspOperation::kAuthorize, c.amount_minor, intent.created_at_ms);
+  if (!recorded.ok()) return recorded.status();
+
+  absl::StatusOr<FraudInput> history = LoadFraudHistory(
+      tx, intent, intent.created_at_ms - absl::ToInt64Milliseconds(options_.fraud_window));
+  if (!history.ok()) return history.status();
+  const FraudAssessment assessment = ScoreFraud(*history, options_.fraud);
+  intent.fraud_score = assessment.score;
+  intent.fraud_reasons = Join(assessment.reasons);
+  switch (assessment.decision) {
+    case FraudDecision::kApprove:
+      break;
+    case FraudDecision::kReview:
+    case FraudDecision::kReject: {
+      const bool review = assessment.decision == FraudDecision::kReview;
+      const Transition t = ApplyIntentEvent(
+          intent.state, intent.amounts,
+          {review ? IntentEventKind::kRequireReview : IntentEventKind::kAuthorizeFailed, {}});
+      intent.state = t.state;
+      if (!review) intent.decline_reason = "fraud_rejected";
+      ++intent.version;
+      RETURN_IF_ERROR(UpdateIntent(tx, intent));
+      RETURN_IF_ERROR(PublishEvent(tx, review ? "payment.review_required" : "payment.declined",
+                                   intent, review ? intent.fraud_reasons : "fraud_rejected"));
+      prepared.intent = intent;
+      return prepared;
+    }
+  }
+  ++intent.version;
+  RETURN_IF_ERROR(UpdateIntent(tx, intent));
+  absl::StatusOr<AttemptRecord> attempt =
+      NewAttempt(tx, intent, PspOperation::kAuthorize, intent.amounts.amount_minor);
+  if (!attempt.ok()) return attempt.status();
+  prepared.intent = intent;
+  prepared.attempt_key = attempt->idempotency_key;
+  return prepared;
+}
+
+absl::StatusOr<PaymentsService::Prepared> PaymentsService::PrepareIntentCommand(
+    sql::Transaction& tx, const IntentCommand& c) {
+  absl::StatusOr<std::optional<IntentRecord>> loaded =
+      c.intent_id.empty() ? LoadIntentByOrder(tx, c.order_id) : LoadIntent(tx, c.intent_id);
+  if (!loaded.ok()) return loaded.status();
+  if (!loaded->has_value()) return absl::NotFoundError("payment intent not found");
+  const IntentRecord& intent = **loaded;
+  Prepared prepared;
+  prepared.intent = intent;
+  absl::StatusOr<bool> fresh =
+      RecordCommand(tx, c.command_id, intent.id, c.operation, c.amount_minor, clock_.NowMs());
+  if (!fresh.ok()) return fresh.status();
+  absl::StatusOr<std::vector<AttemptRecord>> open = ListOpenAttemptsOfIntent(tx, intent.id);
+  if (!open.ok()) return open.status();
+  if (!*fresh) {
+    // A redelivered command: drive its open attempt (if any) and report the current state.
+    for (const AttemptRecord& attempt : *open) {
+      if (attempt.operation == c.operation) prepared.attempt_key = attempt.idempotency_key;
+    }
+    return prepared;
+  }
+  int64_t amount = c.amount_minor;
+  if (c.operation == PspOperation::kCapture && amount == 0) {
+    amount = intent.amounts.authorized_minor;
+  }
+  // Check the transition against the state the open attempts will leave behind, so two
+  // concurrent refunds can never add up to more than was captured.
+  IntentState state = intent.state;
+  IntentAmounts amounts = intent.amounts;
+  for (const AttemptRecord& attempt : *open) {
+    if (attempt.operation == PspOperation::kAuthorize) {
+      return Coded(absl::FailedPreconditionError("the authorization is still in progress"),
+                   "authorization_in_progress");
+    }
+    const Transition t =
+        ApplyIntentEvent(state, amounts,
+                         {EventFor(attempt.operation),
+                          Money::FromMinor(attempt.amount_minor, amounts.currency).value()});
+    if (t.outcome == TransitionOutcome::kApplied) {
+      state = t.state;
+      amounts = t.amounts;
+    }
+  }
+  std::optional<Money> money;
+  if (c.operation != PspOperation::kVoid) {
+    absl::StatusOr<Money> parsed = Money::FromMinor(amount, intent.amounts.currency);
+    if (!parsed.ok()) return parsed.status();
+    money = *parsed;
+  }
+  const Transition t = ApplyIntentEvent(state, amounts, {EventFor(c.operation), money});
+  if (t.outcome != TransitionOutcome::kApplied) {
+    return IllegalTransition(intent, c.operation, t.outcome);
+  }
+  absl::StatusOr<AttemptRecord> attempt = NewAttempt(tx, intent, c.operation, amount);
+  if (!attempt.ok()) return attempt.status();
+  prepared.attempt_key = attempt->idempotency_key;
+  return prepared;
+}
+
+void PaymentsService::Dispatch(absl::StatusOr<Prepared> prepared, IntentCallback done) {
+  if (!prepared.ok()) {
+    done(prepared.status());
+    return;
+  }
+  if (!prepared->attempt_key.has_value()) {
+    done(std::move(prepared->intent));
+    return;
+  }
+  Enqueue(*prepared->attempt_key, std::move(done));
+}
+
+void PaymentsService::AuthorizeAsync(const AuthorizeCommand& command, IntentCallback done) {
+  absl::StatusOr<Prepared> prepared = absl::UnknownError("unset");
+  absl::Status status = db_.Write([&](sql::Transaction& tx) -> absl::Status {
+    prepared = PrepareAuthorize(tx, command);
+    return prepared.status();
+  });
+  if (!status.ok()) prepared = status;
+  Dispatch(std::move(prepared), std::move(done));
+}
+
+void PaymentsService::ExecuteAsync(const IntentCommand& command, IntentCallback done) {
+  if (command.operation == PspOperation::kAuthorize) {
+    done(absl::InvalidArgumentError("use Authorize for authorizations"));
+    return;
+  }
+  absl::StatusOr<Prepared> prepared = absl::UnknownError("unset");
+  absl::Status status = db_.Write([&](sql::Transaction& tx) -> absl::Status {
+    prepared = PrepareIntentCommand(tx, command);
+    return prepared.status();
+  });
+  if (!status.ok()) prepared = status;
+  Dispatch(std::move(prepared), std::move(done));
+}
+
+absl::StatusOr<IntentRecord> PaymentsService::Wait(std::function<void(IntentCallback)> start) {
+  auto promise = std::make_shared<std::promise<absl::StatusOr<IntentRecord>>>();
+  std::future<absl::StatusOr<IntentRecord>> future = promise->get_future();
+  start([promise](absl::StatusOr<IntentRecord> result) { promise->set_value(std::move(result)); });
+  if (future.wait_for(absl::ToChronoMilliseconds(options_.command_timeout)) !=
+      std::future_status::ready) {
+    return Coded(absl::DeadlineExceededError("the payment outcome is not known yet"),
+                 "outcome_unknown");
+  }
+  return future.get();
+}
+
+absl::StatusOr<IntentRecord> PaymentsService::Authorize(const AuthorizeCommand& command) {
+  return Wait([&](IntentCallback done) { AuthorizeAsync(command, std::move(done)); });
+}
+
+absl::StatusOr<IntentRecord> PaymentsService::Execute(const IntentCommand& command) {
+  return Wait([&](IntentCallback done) { ExecuteAsync(command, std::move(done)); });
+}
+
+// ---- Step 2 ----------------------------------------------------------------------------
+
+void PaymentsService::Enqueue(const std::string& attempt_key, IntentCallback done) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (!running_.load()) {
+    lock.unlock();
+    if (done) done(Coded(absl::UnavailableError("payments is not running"), "outcome_unknown"));
+    return;
+  }
+  if (done) waiters_[attempt_key].push_back(std::move(done));
+  if (claimed_.count(attempt_key) != 0) return;  // already queued or running: wait for it
+  if (queue_.size() >= static_cast<size_t>(options_.worker_queue_max)) {
+    std::vector<IntentCallback> callbacks = std::move(waiters_[attempt_key]);
+    waiters_.erase(attempt_key);
+    lock.unlock();
+    // The attempt stays pending; the sweep drives it once there is room.
+    for (IntentCallback& callback : callbacks) {
+      callback(Coded(absl::ResourceExhaustedError("payments is overloaded"), "overloaded"));
+    }
+    return;
+  }
+  claimed_.insert(attempt_key);
+  queue_.push_back({attempt_key});
+  wake_.notify_one();
+}
+
+void PaymentsService::WorkerLoop() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (true) {
+    wake_.wait(lock, [this] { return !queue_.empty() || !running_.load(); });
+    if (!running_.load()) return;
+    Job job = std::move(queue_.front());
+    queue_.pop_front();
+    lock.unlock();
+    absl::StatusOr<IntentRecord> result = ProcessAttempt(job.attempt_key);
+    lock.lock();
+    std::vector<IntentCallback> callbacks;
+    if (auto it = waiters_.find(job.attempt_key); it != waiters_.end()) {
+      callbacks = std::move(it->second);
+      waiters_.erase(it);
+    }
+    claimed_.erase(job.attempt_key);
+    lock.unlock();
+    for (IntentCallback& callback : callbacks) callback(result);
+    lock.lock();
+  }
+}
+
+void PaymentsService::SweepLoop() {
+  while (running_.load()) {
+    const int64_t unknown_before =
+        clock_.NowMs() - absl::ToInt64Milliseconds(options_.unknown_retry_after);
+    std::vector<AttemptRecord> open;
+    absl::Status status = db_.Read([&](sql::Transaction& tx) -> absl::Status {
+      absl::StatusOr<std::vector<AttemptRecord>> rows =
+          ListOpenAttempts(tx, unknown_before, options_.sweep_batch_max);
+      if (!rows.ok()) return rows.status();
+      open = std::move(*rows);
+      return absl::OkStatus();
+    });
+    if (status.ok()) {
+      for (const AttemptRecord& attempt : open) Enqueue(attempt.idempotency_key, nullptr);
+    }
+    std::unique_lock<std::mutex> lock(mutex_);
+    wake_.wait_for(lock, absl::ToChronoMilliseconds(options_.sweep_interval),
+                   [this] { return !running_.load(); });
+  }
+}
+
+absl::StatusOr<PspResult> PaymentsService::CallPsp(const AttemptRecord& attempt,
+                                                   const IntentRecord& intent,
+                                                   bool& outcome_unknown) {
+  std::string card_number;
+  if (attempt.operation == PspOperation::kAuthorize) {
+    absl::Status read = db_.Read([&](sql::Transaction& tx) -> absl::Status {
+      absl::StatusOr<std::string> number = vault_.RevealNumber(tx, intent.payment_method);
+      if (!number.ok()) return number.status();
+      card_number = std::move(*number);
+      return absl::OkStatus();
+    });
+    if (!read.ok()) return read;
+  }
+  const resilience::Deadline deadline =
+      resilience::Deadline::After(clock_, options_.command_timeout);
+  absl::StatusOr<resilience::Bulkhead::Permit> permit = bulkhead_.Acquire(deadline);
+  if (!permit.ok()) return Coded(absl::UnavailableError("psp bulkhead full"), "psp_unavailable");
+  absl::StatusOr<PspResult> result = retrier_.Run(
+      resilience::Idempotency::kIdempotent, deadline, [&]() -> absl::StatusOr<PspResult> {
+        return breaker_.Call([&]() -> absl::StatusOr<PspResult> {
+          absl::StatusOr<PspResult> call = absl::UnknownError("unset");
+          switch (attempt.operation) {
+            case PspOperation::kAuthorize:
+              call = psp_.Authorize(attempt.idempotency_key, attempt.amount_minor,
+                                    intent.amounts.currency, card_number, attempt.idempotency_key);
+              break;
+            case PspOperation::kCapture:
+              call = psp_.Capture(attempt.idempotency_key, intent.psp_authorization_id,
+                                  attempt.amount_minor);
+              break;
+            case PspOperation::kVoid:
+              call = psp_.Void(attempt.idempotency_key, intent.psp_authorization_id);
+              break;
+            case PspOperation::kRefund:
+              call = psp_.Refund(attempt.idempotency_key, intent.psp_authorization_id,
+                                 attempt.amount_minor);
+              break;
+          }
+          if (!call.ok() && OutcomeUnknown(call.status())) outcome_unknown = true;
+          return call;
+        });
+      });
+  sodium_memzero(card_number.data(), card_number.size());
+  return result;
+}
+
+absl::StatusOr<IntentRecord> PaymentsService::ProcessAttempt(const std::string& attempt_key) {
+  std::optional<AttemptRecord> attempt;
+  std::optional<IntentRecord> intent;
+  absl::Status read = db_.Read([&](sql::Transaction& tx) -> absl::Status {
+    absl::StatusOr<std::optional<AttemptRecord>> a = LoadAttempt(tx, attempt_key);
+    if (!a.ok()) return a.status();
+    if (!a->has_value()) return absl::NotFoundError("psp attempt not found");
+    attempt = std::move(**a);
+    absl::StatusOr<std::optional<IntentRecord>> i = LoadIntent(tx, attempt->intent_id);
+    if (!i.ok()) return i.status();
+    if (!i->has_value()) return absl::DataLossError("psp attempt without intent");
+    intent = std::move(**i);
+    return absl::OkStatus();
+  });
+  if (!read.ok()) return read;
+  switch (attempt->status) {
+    case AttemptStatus::kSucceeded:
+      return *intent;
+    case AttemptStatus::kFailed:
+      if (attempt->operation == PspOperation::kAuthorize && intent->state == IntentState::kFailed) {
+        return *intent;  // a decline is an answer, not an error
+      }
+      return Coded(absl::FailedPreconditionError(
+                       fmt::format("the PSP refused the {}", PspOperationName(attempt->operation))),
+                   attempt->result_code.empty() ? "psp_rejected" : attempt->result_code);
+    case AttemptStatus::kPending:
+    case AttemptStatus::kUnknown:
+      break;
+  }
+  bool outcome_unknown = attempt->status == AttemptStatus::kUnknown;
+  absl::StatusOr<PspResult> result = CallPsp(*attempt, *intent, outcome_unknown);
+  return StoreOutcome(*attempt, result, outcome_unknown);
+}
+
+// ---- Step 3 ----------------------------------------------------------------------------
+
+absl::StatusOr<IntentRecord> PaymentsService::StoreOutcome(const AttemptRecord& called,
+                                                           const absl::StatusOr<PspResult>& result,
+                                                           bool outcome_unknown) {
+  absl::StatusOr<IntentRecord> answer = absl::UnknownError("unset");
+  absl::Status status = db_.Write([&](sql::Transaction& tx) -> absl::Status {
+    absl::StatusOr<std::optional<AttemptRecord>> loaded = LoadAttempt(tx, called.idempotency_key);
+    if (!loaded.ok()) return loaded.status();
+    AttemptRecord attempt = **loaded;
+    absl::StatusOr<std::optional<IntentRecord>> loaded_intent = LoadIntent(tx, attempt.intent_id);
+    if (!loaded_intent.ok()) return loaded_intent.status();
+    IntentRecord intent = **loaded_intent;
+    const int64_t now_ms = clock_.NowMs();
+    attempt.updated_at_ms = now_ms;
+    ++attempt.try_count;
+    if (attempt.status == AttemptStatus::kSucceeded || attempt.status == AttemptStatus::kFailed) {
+      // Settled meanwhile (a notification, another worker): the stored outcome stands.
+      answer = intent;
+      return absl::OkStatus();
+    }
+    if (!result.ok()) {
+      if (outcome_unknown) {
+        attempt.status = AttemptStatus::kUnknown;
+        attempt.result_code = "outcome_unknown";
+        RETURN_IF_ERROR(UpdateAttempt(tx, attempt));
+        answer = Coded(absl::UnavailableError("the PSP outcome is unknown; it will be settled"),
+                       "outcome_unknown");
+        return absl::OkStatus();
+      }
+      // Certainly not sent (or the PSP recorded nothing): the attempt is over, nothing charged.
+      const std::string code = ErrorCode(result.status()).value_or("psp_unavailable");
+      attempt.status = AttemptStatus::kFailed;
+      attempt.result_code = code == "circuit_open" ? code : "psp_unavailable";
+      RETURN_IF_ERROR(UpdateAttempt(tx, attempt));
+      answer =
+          Coded(absl::UnavailableError("the PSP is unavailable; retry later"), attempt.result_code);
+      return absl::OkStatus();
+    }
+    attempt.psp_object_id = result->object_id;
+    attempt.result_code = result->code;
+    switch (result->outcome) {
+      case PspOutcome::kSucceeded: {
+        std::optional<Money> money;
+        if (attempt.operation != PspOperation::kVoid) {
+          money = Money::FromMinor(attempt.amount_minor, intent.amounts.currency).value();
+        }
+        const Transition t =
+            ApplyIntentEvent(intent.state, intent.amounts, {EventFor(attempt.operation), money});
+        if (t.outcome != TransitionOutcome::kApplied) {
+          // The PSP did it but our state disagrees: keep the PSP's truth visible for audit.
+          return Coded(
+              absl::DataLossError(fmt::format(
+                  "psp {} succeeded but the intent is {} ({})", PspOperationName(attempt.operation),
+                  IntentStateName(intent.state), TransitionOutcomeName(t.outcome))),
+              "ledger_conflict");
+        }
+        intent.state = t.state;
+        intent.amounts = t.amounts;
+        if (attempt.operation == PspOperation::kAuthorize) {
+          intent.psp_authorization_id = result->object_id;
+        }
+        attempt.status = AttemptStatus::kSucceeded;
+        if (attempt.operation == PspOperation::kCapture ||
+            attempt.operation == PspOperation::kRefund) {
+          absl::StatusOr<LedgerTransaction> ledger = BuildLedgerTransaction(
+              attempt.operation == PspOperation::kCapture ? MoneyMovement::kCapture
+                                                          : MoneyMovement::kRefund,
+              *money);
+          if (!ledger.ok()) return ledger.status();
+          RETURN_IF_ERROR(
+              InsertLedgerTransaction(tx, attempt.idempotency_key, intent.id, *ledger, now_ms));
+        }
+        RETURN_IF_ERROR(PublishEvent(tx, EventTypeFor(attempt.operation), intent, ""));
+        break;
+      }
+      case PspOutcome::kDeclined:
+      case PspOutcome::kRejected:
+        attempt.status = AttemptStatus::kFailed;
+        if (attempt.operation == PspOperation::kAuthorize) {
+          const Transition t = ApplyIntentEvent(intent.state, intent.amounts,
+                                                {IntentEventKind::kAuthorizeFailed, {}});
+          if (t.outcome == TransitionOutcome::kApplied) {
+            intent.state = t.state;
+            intent.decline_reason = result->code.substr(0, kReasonCharsMax);
+            RETURN_IF_ERROR(PublishEvent(tx, "payment.declined", intent, intent.decline_reason));
+          }
+        } else {
+          answer = Coded(absl::FailedPreconditionError(fmt::format(
+                             "the PSP refused the {}", PspOperationName(attempt.operation))),
+                         result->code.empty() ? "psp_rejected" : result->code);
+        }
+        break;
+    }
+    RETURN_IF_ERROR(UpdateAttempt(tx, attempt));
+    if (attempt.status == AttemptStatus::kSucceeded ||
+        attempt.operation == PspOperation::kAuthorize) {
+      intent.updated_at_ms = now_ms;
+      ++intent.version;
+      RETURN_IF_ERROR(UpdateIntent(tx, intent));
+      answer = intent;
+    }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return answer;
+}
+
+absl::Status PaymentsService::PublishEvent(sql::Transaction& tx, std::string_view type,
+                                           const IntentRecord& intent, const std::string& reason) {
+  Json payload = {{"intent_id", intent.id},
+                  {"order_id", intent.order_id},
+                  {"customer_id", intent.customer_id},
+                  {"state", IntentStateName(intent.state)},
+                  {"amount_minor", intent.amounts.amount_minor},
+                  {"authorized_minor", intent.amounts.authorized_minor},
+                  {"captured_minor", intent.amounts.captured_minor},
+                  {"refunded_minor", intent.amounts.refunded_minor},
+                  {"currency", intent.amounts.currency}};
+  if (!reason.empty()) payload["reason"] = reason;
+  bus::Envelope envelope;
+  envelope.id = ids_.Next();
+  envelope.type = std::string(type);
+  envelope.source = "payments";
+  envelope.key = intent.order_id;
+  envelope.correlation_id = intent.order_id;
+  envelope.occurred_at_ms = clock_.NowMs();
+  envelope.payload = DumpJson(payload);
+  return bus::Publish(tx, envelope);
+}
+
+// ---- Reviews, reads --------------------------------------------------------------------
+
+absl::StatusOr<IntentRecord> PaymentsService::DecideReview(const std::string& intent_id,
+                                                           ReviewDecision decision) {
+  absl::StatusOr<Prepared> prepared = absl::UnknownError("unset");
+  absl::Status status = db_.Write([&](sql::Transaction& tx) -> absl::Status {
+    absl::StatusOr<std::optional<IntentRecord>> loaded = LoadIntent(tx, intent_id);
+    if (!loaded.ok()) return loaded.status();
+    if (!loaded->has_value()) return absl::NotFoundError("payment intent not found");
+    IntentRecord intent = **loaded;
+    const bool approve = decision == ReviewDecision::kApprove;
+    const Transition t = ApplyIntentEvent(
+        intent.state, intent.amounts,
+        {approve ? IntentEventKind::kApproveReview : IntentEventKind::kRejectReview, {}});
+    if (t.outcome != TransitionOutcome::kApplied) {
+      return IllegalTransition(intent, PspOperation::kAuthorize, t.outcome);
+    }
+    intent.state = t.state;
+    if (!approve) intent.decline_reason = "review_rejected";
+    intent.updated_at_ms = clock_.NowMs();
+    ++intent.version;
+    RETURN_IF_ERROR(UpdateIntent(tx, intent));
+    Prepared out;
+    out.intent = intent;
+    if (approve) {
+      absl::StatusOr<AttemptRecord> attempt =
+          NewAttempt(tx, intent, PspOperation::kAuthorize, intent.amounts.amount_minor);
+      if (!attempt.ok()) return attempt.status();
+      out.attempt_key = attempt->idempotency_key;
+    } else {
+      RETURN_IF_ERROR(PublishEvent(tx, "payment.declined", intent, "review_rejected"));
+    }
+    prepared = std::move(out);
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return Wait([&](IntentCallback done) { Dispatch(std::move(prepared), std::move(done)); });
+}
+
+absl::StatusOr<std::vector<IntentRecord>> PaymentsService::ListReviews(int64_t limit) {
+  std::vector<IntentRecord> out;
+  absl::Status status = db_.Read([&](sql::Transaction& tx) -> absl::Status {
+    absl::StatusOr<std::vector<IntentRecord>> rows =
+        ListIntentsInState(tx, IntentState::kInReview, limit);
+    if (!rows.ok()) return rows.status();
+    out = std::move(*rows);
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return out;
+}
+
+absl::StatusOr<IntentRecord> PaymentsService::GetIntent(const std::string& intent_id) {
+  std::optional<IntentRecord> out;
+  absl::Status status = db_.Read([&](sql::Transaction& tx) -> absl::Status {
+    absl::StatusOr<std::optional<IntentRecord>> loaded = LoadIntent(tx, intent_id);
+    if (!loaded.ok()) return loaded.status();
+    out = std::move(*loaded);
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  if (!out.has_value()) return absl::NotFoundError("payment intent not found");
+  return *out;
+}
+
+// ---- Bus -------------------------------------------------------------------------------
+
+absl::Status PaymentsService::HandleBusCommand(sql::Transaction& tx,
+                                               const bus::Envelope& envelope) {
+  absl::StatusOr<Json> payload = ParseJsonObject(envelope.payload);
+  // A malformed command can never succeed: accept it (so it is not retried forever) and
+  // drop it. Dead-lettering would be the alternative; the inbox records it either way.
+  if (!payload.ok()) return absl::OkStatus();
+  if (envelope.type == "payments.authorize") {
+    AuthorizeCommand c;
+    c.command_id = envelope.id;
+    auto text = [&](const char* field) { return payload->value(field, std::string()); };
+    c.order_id = text("order_id");
+    c.customer_id = text("customer_id");
+    c.payment_method = text("payment_method");
+    c.amount_minor = payload->value("amount_minor", int64_t{0});
+    c.currency = text("currency");
+    c.billing_country = text("billing_country");
+    c.shipping_country = text("shipping_country");
+    c.client_ip = text("client_ip");
+    absl::StatusOr<Prepared> prepared = PrepareAuthorize(tx, c);
+    if (prepared.ok()) return absl::OkStatus();
+    if (prepared.status().code() == absl::StatusCode::kInvalidArgument ||
+        prepared.status().code() == absl::StatusCode::kFailedPrecondition) {
+      return absl::OkStatus();  // a business refusal; nothing to retry
+    }
+    return prepared.status();
+  }
+  std::optional<PspOperation> operation;
+  if (envelope.type == "payments.capture") operation = PspOperation::kCapture;
+  if (envelope.type == "payments.void") operation = PspOperation::kVoid;
+  if (envelope.type == "payments.refund") operation = PspOperation::kRefund;
+  if (!operation.has_value()) return absl::OkStatus();
+  IntentCommand c;
+  c.command_id = envelope.id;
+  c.intent_id = payload->value("intent_id", std::string());
+  c.order_id = payload->value("order_id", std::string());
+  c.operation = *operation;
+  c.amount_minor = payload->value("amount_minor", int64_t{0});
+  absl::StatusOr<Prepared> prepared = PrepareIntentCommand(tx, c);
+  if (prepared.ok()) return absl::OkStatus();
+  if (prepared.status().code() == absl::StatusCode::kInvalidArgument ||
+      prepared.status().code() == absl::StatusCode::kFailedPrecondition ||
+      prepared.status().code() == absl::StatusCode::kNotFound) {
+    return absl::OkStatus();
+  }
+  return prepared.status();
+}
+
+// ---- Notifications ---------------------------------------------------------------------
+
+absl::Status PaymentsService::HandleNotification(const std::string& signature_header,
+                                                 const std::string& body) {
+  // Psp-Signature: t=<seconds>,v1=<hex>
+  const size_t comma = signature_header.find(',');
+  if (!signature_header.starts_with("t=") || comma == std::string::npos ||
+      signature_header.compare(comma + 1, 3, "v1=") != 0) {
+    return absl::UnauthenticatedError("malformed notification signature");
+  }
+  int64_t timestamp_s = 0;
+  for (size_t i = 2; i < comma; ++i) {
+    const char c = signature_header[i];
+    if (c < '0' || c > '9' || i > 20) {
+      return absl::UnauthenticatedError("malformed notification timestamp");
+    }
+    timestamp_s = timestamp_s * 10 + (c - '0');
+  }
+  const int64_t skew_s = clock_.NowMs() / 1000 - timestamp_s;
+  if (options_.notification_secret.empty() ||
+      std::abs(skew_s) > absl::ToInt64Seconds(options_.notification_tolerance)) {
+    return absl::UnauthenticatedError("notification timestamp outside the tolerance");
+  }
+  const std::string message = fmt::format("{}.{}", timestamp_s, body);
+  unsigned char mac[crypto_auth_hmacsha256_BYTES];
+  crypto_auth_hmacsha256_state state;
+  crypto_auth_hmacsha256_init(
+      &state, reinterpret_cast<const unsigned char*>(options_.notification_secret.data()),
+      options_.notification_secret.size());
+  crypto_auth_hmacsha256_update(&state, reinterpret_cast<const unsigned char*>(message.data()),
+                                message.size());
+  crypto_auth_hmacsha256_final(&state, mac);
+  const std::string given_hex = signature_header.substr(comma + 4);
+  unsigned char given[crypto_auth_hmacsha256_BYTES];
+  size_t given_length = 0;
+  if (sodium_hex2bin(given, sizeof(given), given_hex.data(), given_hex.size(), nullptr,
+                     &given_length, nullptr) != 0 ||
+      given_length != sizeof(given) || sodium_memcmp(given, mac, sizeof(mac)) != 0) {
+    return absl::UnauthenticatedError("notification signature mismatch");
+  }
+  absl::StatusOr<Json> event = ParseJsonObject(body);
+  if (!event.ok()) return event.status();
+  const std::string id = event->value("id", std::string());
+  const std::string type = event->value("type", std::string());
+  const Json data = event->value("data", Json::object());
+  if (id.empty() || type.empty() || !data.is_object()) {
+    return absl::InvalidArgumentError("notification lacks id, type or data");
+  }
+  std::optional<std::string> settle_key;
+  absl::Status status = db_.Write([&](sql::Transaction& tx) -> absl::Status {
+    absl::StatusOr<bool> fresh =
+        RecordNotification(tx, id, type, event->value("object_id", std::string()), clock_.NowMs());
+    if (!fresh.ok()) return fresh.status();
+    if (!*fresh) return absl::OkStatus();  // a duplicate
+    // Notifications never move state themselves, so their order cannot matter: an
+    // "authorization.succeeded" only prompts settling the attempt it names (reference = our
+    // idempotency key) if that attempt is still open; a late one after a capture changes
+    // nothing.
+    if (type == "authorization.succeeded") {
+      const std::string reference = data.value("reference", std::string());
+      absl::StatusOr<std::optional<AttemptRecord>> attempt = LoadAttempt(tx, reference);
+      if (!attempt.ok()) return attempt.status();
+      if (attempt->has_value() && ((*attempt)->status == AttemptStatus::kPending ||
+                                   (*attempt)->status == AttemptStatus::kUnknown)) {
+        settle_key = reference;
+      }
+    }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  // Settling re-sends with the same key: the PSP answers with its stored result.
+  if (settle_key.has_value()) Enqueue(*settle_key, nullptr);
+  return absl::OkStatus();
+}
+
+}  // namespace emporium::payments

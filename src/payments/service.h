@@ -1,0 +1,188 @@
+// The payments application service: one ACID transaction per state change in the payments
+// database, and PSP calls strictly outside any transaction.
+//
+// Every command (HTTP or bus) runs in three steps:
+//   1. a write transaction records the command (de-duplicated by command id), screens fraud
+//      and records a PSP attempt: state `pending` plus the idempotency key for the PSP call,
+//      PspIdempotencyKey(intent, operation, attempt group);
+//   2. a worker (bounded by a Bulkhead, guarded by a CircuitBreaker) calls the PSP with that
+//      key, retrying with the SAME key on Unavailable / outcome-unknown (bounded backoff);
+//   3. a second write transaction stores the outcome, the intent's new state, the balanced
+//      ledger entries and the outbox event.
+// An attempt whose outcome stays unknown keeps status `unknown`; the recovery sweep (on Start
+// and periodically) re-drives pending and unknown attempts with the same key, so the PSP
+// returns its stored result and nothing is charged twice.
+//
+// Thread-safety: all public methods are thread-safe. Start/Stop from the owner thread.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "common/ids.h"
+#include "payments/model.h"
+#include "payments/psp_client.h"
+#include "payments/store.h"
+#include "payments/vault.h"
+#include "platform/bus/envelope.h"
+#include "platform/resilience/bulkhead.h"
+#include "platform/resilience/circuit_breaker.h"
+#include "platform/resilience/retry.h"
+#include "platform/sql/database.h"
+
+namespace emporium::payments {
+
+struct PaymentsOptions {
+  int worker_count = 16;        // threads calling the PSP (the bulkhead's concurrency)
+  int worker_queue_max = 4096;  // attempts waiting for a worker; beyond: ResourceExhausted
+  resilience::CircuitBreakerOptions breaker;
+  resilience::RetryPolicy psp_retry{.attempt_count_max = 3,
+                                    .backoff_initial = absl::Milliseconds(20),
+                                    .backoff_max = absl::Milliseconds(500),
+                                    .multiplier = 2.0};
+  absl::Duration command_timeout = absl::Seconds(20);  // a blocking caller waits this long
+  absl::Duration sweep_interval = absl::Milliseconds(50);
+  absl::Duration unknown_retry_after = absl::Seconds(1);  // an unknown attempt is re-driven then
+  int64_t sweep_batch_max = 256;
+  FraudRules fraud;
+  absl::Duration fraud_window = absl::Hours(1);
+  // PSP notifications: HMAC secret and the accepted clock skew.
+  std::string notification_secret;
+  absl::Duration notification_tolerance = absl::Minutes(5);
+  const Clock* clock = &SystemClock::Instance();
+};
+
+struct AuthorizeCommand {
+  std::string command_id;  // de-duplication key (bus message id, "http:<Idempotency-Key>")
+  std::string order_id;
+  std::string customer_id;
+  std::string payment_method;  // vault token
+  int64_t amount_minor = 0;
+  std::string currency;
+  std::string billing_country;
+  std::string shipping_country;
+  std::string client_ip;
+};
+
+struct IntentCommand {
+  std::string command_id;
+  std::string intent_id;  // or empty with order_id set
+  std::string order_id;
+  PspOperation operation = PspOperation::kCapture;  // capture, void or refund
+  int64_t amount_minor = 0;  // capture: 0 = the full authorization; refund: required
+};
+
+enum class ReviewDecision { kApprove, kReject };
+
+using IntentCallback = std::function<void(absl::StatusOr<IntentRecord>)>;
+
+class PaymentsService {
+ public:
+  // `db` (migrations applied, bus schema installed), `psp` must outlive the service.
+  PaymentsService(sql::Database& db, Vault vault, PspClient& psp, PaymentsOptions options);
+  ~PaymentsService();  // Stop()s
+  PaymentsService(const PaymentsService&) = delete;
+  PaymentsService& operator=(const PaymentsService&) = delete;
+
+  // Starts the workers and the recovery sweep (which first re-drives every open attempt).
+  void Start();
+  void Stop();
+
+  // Stores a validated card in the vault. InvalidParam for a bad card (never echoing it).
+  absl::StatusOr<PaymentMethod> AddPaymentMethod(const std::string& customer_id,
+                                                 const CardInput& card);
+
+  // Blocking commands: return the intent after the PSP outcome is stored. Errors:
+  // InvalidArgument / NotFound / FailedPrecondition (illegal transition, code names it),
+  // Unavailable with code "circuit_open" / "psp_unavailable" (retryable, nothing charged) or
+  // "outcome_unknown" (the sweep will settle it).
+  absl::StatusOr<IntentRecord> Authorize(const AuthorizeCommand& command);
+  absl::StatusOr<IntentRecord> Execute(const IntentCommand& command);
+  // The same, answering through `done` (on a worker thread) instead of blocking.
+  void AuthorizeAsync(const AuthorizeCommand& command, IntentCallback done);
+  void ExecuteAsync(const IntentCommand& command, IntentCallback done);
+
+  // Staff decision on an intent in review: approve sends it to the PSP, reject fails it.
+  absl::StatusOr<IntentRecord> DecideReview(const std::string& intent_id, ReviewDecision decision);
+  absl::StatusOr<std::vector<IntentRecord>> ListReviews(int64_t limit);
+  absl::StatusOr<IntentRecord> GetIntent(const std::string& intent_id);
+
+  // Bus: records a command (payments.authorize / capture / void / refund) in the caller's
+  // write transaction (the consumer's, with the inbox row); the sweep picks it up after commit.
+  absl::Status HandleBusCommand(sql::Transaction& tx, const bus::Envelope& envelope);
+
+  // A PSP notification: verifies the signature header and timestamp, de-duplicates by event id
+  // and settles a pending/unknown authorization it proves. Unauthenticated for a bad signature.
+  absl::Status HandleNotification(const std::string& signature_header, const std::string& body);
+
+  // Runs `task` on the service's API executor (HTTP handlers must not block io threads).
+  // ResourceExhausted when the executor's queue is full.
+  absl::Status RunAsync(std::function<void()> task);
+
+  resilience::CircuitBreaker& breaker() { return breaker_; }
+  Vault& vault() { return vault_; }
+
+ private:
+  struct Job {
+    std::string attempt_key;
+  };
+  struct Prepared;
+
+  absl::StatusOr<Prepared> PrepareAuthorize(sql::Transaction& tx, const AuthorizeCommand& c);
+  absl::StatusOr<Prepared> PrepareIntentCommand(sql::Transaction& tx, const IntentCommand& c);
+  absl::StatusOr<AttemptRecord> NewAttempt(sql::Transaction& tx, const IntentRecord& intent,
+                                           PspOperation operation, int64_t amount_minor);
+  void Dispatch(absl::StatusOr<Prepared> prepared, IntentCallback done);
+  void Enqueue(const std::string& attempt_key, IntentCallback done);
+  void WorkerLoop();
+  void SweepLoop();
+  absl::StatusOr<IntentRecord> ProcessAttempt(const std::string& attempt_key);
+  absl::StatusOr<PspResult> CallPsp(const AttemptRecord& attempt, const IntentRecord& intent,
+                                    bool& outcome_unknown);
+  absl::StatusOr<IntentRecord> StoreOutcome(const AttemptRecord& attempt,
+                                            const absl::StatusOr<PspResult>& result,
+                                            bool outcome_unknown);
+  absl::Status PublishEvent(sql::Transaction& tx, std::string_view type, const IntentRecord& intent,
+                            const std::string& reason);
+  absl::StatusOr<IntentRecord> Wait(std::function<void(IntentCallback)> start);
+
+  sql::Database& db_;
+  Vault vault_;
+  PspClient& psp_;
+  const PaymentsOptions options_;
+  const Clock& clock_;
+  UuidV7Generator ids_;
+  resilience::CircuitBreaker breaker_;
+  resilience::Bulkhead bulkhead_;
+  resilience::Retrier retrier_;
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<Job> queue_;
+  std::set<std::string> claimed_;
+  std::map<std::string, std::vector<IntentCallback>> waiters_;
+  std::vector<std::thread> workers_;
+  std::thread sweeper_;
+  std::atomic<bool> running_{false};
+
+  std::mutex api_mutex_;
+  std::condition_variable api_wake_;
+  std::deque<std::function<void()>> api_queue_;
+  std::vector<std::thread> api_threads_;
+};
+
+}  // namespace emporium::payments

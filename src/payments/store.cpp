@@ -1,0 +1,374 @@
+#include "payments/store.h"
+
+#include <cstdlib>
+
+#include "common/format.h"
+#include "fmt/format.h"
+
+namespace emporium::payments {
+namespace {
+
+constexpr char kIntentColumns[] =
+    "id, order_id, customer_id, payment_method, amount_minor, currency, state, "
+    "authorized_minor, captured_minor, refunded_minor, psp_authorization_id, decline_reason, "
+    "fraud_score, fraud_reasons, billing_country, shipping_country, client_ip, version, "
+    "created_at_ms, updated_at_ms";
+constexpr char kAttemptColumns[] =
+    "idempotency_key, intent_id, operation, attempt_group, amount_minor, status, psp_object_id, "
+    "result_code, try_count, created_at_ms, updated_at_ms";
+
+absl::StatusOr<IntentRecord> IntentFromRow(const sql::Row& row) {
+  IntentRecord intent;
+  intent.id = row.Text(0);
+  intent.order_id = row.Text(1);
+  intent.customer_id = row.Text(2);
+  intent.payment_method = row.Text(3);
+  intent.amounts.amount_minor = row.Int(4);
+  intent.amounts.currency = row.Text(5);
+  const std::optional<IntentState> state = ParseIntentState(row.Text(6));
+  if (!state.has_value()) return absl::DataLossError("payment intent has an unknown state");
+  intent.state = *state;
+  intent.amounts.authorized_minor = row.Int(7);
+  intent.amounts.captured_minor = row.Int(8);
+  intent.amounts.refunded_minor = row.Int(9);
+  intent.psp_authorization_id = row.OptionalText(10).value_or("");
+  intent.decline_reason = row.OptionalText(11).value_or("");
+  intent.fraud_score = static_cast<int>(row.Int(12));
+  intent.fraud_reasons = row.Text(13);
+  intent.billing_country = row.Text(14);
+  intent.shipping_country = row.Text(15);
+  intent.client_ip = row.Text(16);
+  intent.version = row.Int(17);
+  intent.created_at_ms = row.Int(18);
+  intent.updated_at_ms = row.Int(19);
+  return intent;
+}
+
+std::optional<AttemptStatus> ParseAttemptStatus(std::string_view name) {
+  for (AttemptStatus status : {AttemptStatus::kPending, AttemptStatus::kUnknown,
+                               AttemptStatus::kSucceeded, AttemptStatus::kFailed}) {
+    if (AttemptStatusName(status) == name) return status;
+  }
+  return std::nullopt;
+}
+
+absl::StatusOr<AttemptRecord> AttemptFromRow(const sql::Row& row) {
+  AttemptRecord attempt;
+  attempt.idempotency_key = row.Text(0);
+  attempt.intent_id = row.Text(1);
+  const std::optional<PspOperation> operation = ParsePspOperation(row.Text(2));
+  const std::optional<AttemptStatus> status = ParseAttemptStatus(row.Text(5));
+  if (!operation.has_value() || !status.has_value()) {
+    return absl::DataLossError("psp attempt has an unknown operation or status");
+  }
+  attempt.operation = *operation;
+  attempt.attempt_group = row.Int(3);
+  attempt.amount_minor = row.Int(4);
+  attempt.status = *status;
+  attempt.psp_object_id = row.OptionalText(6).value_or("");
+  attempt.result_code = row.OptionalText(7).value_or("");
+  attempt.try_count = row.Int(8);
+  attempt.created_at_ms = row.Int(9);
+  attempt.updated_at_ms = row.Int(10);
+  return attempt;
+}
+
+template <typename T, typename F>
+absl::StatusOr<std::vector<T>> MapRows(const sql::ResultSet& rows, F convert) {
+  std::vector<T> out;
+  out.reserve(rows.rows.size());
+  for (const sql::Row& row : rows.rows) {
+    absl::StatusOr<T> value = convert(row);
+    if (!value.ok()) return value.status();
+    out.push_back(std::move(*value));
+  }
+  return out;
+}
+
+absl::StatusOr<std::optional<IntentRecord>> LoadIntentWhere(sql::Transaction& tx,
+                                                            const char* column,
+                                                            const std::string& value) {
+  absl::StatusOr<sql::ResultSet> rows = tx.Query(
+      fmt::format("SELECT {} FROM payment_intents WHERE {} = ?", kIntentColumns, column), {value});
+  if (!rows.ok()) return rows.status();
+  if (rows->empty()) return std::optional<IntentRecord>();
+  absl::StatusOr<IntentRecord> intent = IntentFromRow(rows->rows.front());
+  if (!intent.ok()) return intent.status();
+  return std::optional<IntentRecord>(std::move(*intent));
+}
+
+}  // namespace
+
+std::string_view AttemptStatusName(AttemptStatus status) {
+  switch (status) {
+    case AttemptStatus::kPending:
+      return "pending";
+    case AttemptStatus::kUnknown:
+      return "unknown";
+    case AttemptStatus::kSucceeded:
+      return "succeeded";
+    case AttemptStatus::kFailed:
+      return "failed";
+  }
+  std::abort();
+}
+
+absl::StatusOr<std::optional<IntentRecord>> LoadIntent(sql::Transaction& tx,
+                                                       const std::string& id) {
+  return LoadIntentWhere(tx, "id", id);
+}
+
+absl::StatusOr<std::optional<IntentRecord>> LoadIntentByOrder(sql::Transaction& tx,
+                                                              const std::string& order_id) {
+  return LoadIntentWhere(tx, "order_id", order_id);
+}
+
+absl::Status InsertIntent(sql::Transaction& tx, const IntentRecord& i) {
+  return tx
+      .Execute(fmt::format("INSERT INTO payment_intents ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                           "?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           kIntentColumns),
+               {i.id,
+                i.order_id,
+                i.customer_id,
+                i.payment_method,
+                i.amounts.amount_minor,
+                i.amounts.currency,
+                std::string(IntentStateName(i.state)),
+                i.amounts.authorized_minor,
+                i.amounts.captured_minor,
+                i.amounts.refunded_minor,
+                i.psp_authorization_id,
+                i.decline_reason,
+                int64_t{i.fraud_score},
+                i.fraud_reasons,
+                i.billing_country,
+                i.shipping_country,
+                i.client_ip,
+                i.version,
+                i.created_at_ms,
+                i.updated_at_ms})
+      .status();
+}
+
+absl::Status UpdateIntent(sql::Transaction& tx, const IntentRecord& i) {
+  absl::StatusOr<int64_t> changed = tx.Execute(
+      "UPDATE payment_intents SET state = ?, authorized_minor = ?, captured_minor = ?, "
+      "refunded_minor = ?, psp_authorization_id = ?, decline_reason = ?, fraud_score = ?, "
+      "fraud_reasons = ?, version = ?, updated_at_ms = ? WHERE id = ? AND version = ?",
+      {std::string(IntentStateName(i.state)), i.amounts.authorized_minor, i.amounts.captured_minor,
+       i.amounts.refunded_minor, i.psp_authorization_id, i.decline_reason, int64_t{i.fraud_score},
+       i.fraud_reasons, i.version, i.updated_at_ms, i.id, i.version - 1});
+  if (!changed.ok()) return changed.status();
+  if (*changed != 1) return absl::AbortedError("payment intent changed concurrently");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<IntentRecord>> ListIntentsInState(sql::Transaction& tx,
+                                                             IntentState state, int64_t limit) {
+  absl::StatusOr<sql::ResultSet> rows = tx.Query(
+      fmt::format("SELECT {} FROM payment_intents WHERE state = ? ORDER BY updated_at_ms, id "
+                  "LIMIT ?",
+                  kIntentColumns),
+      {std::string(IntentStateName(state)), limit});
+  if (!rows.ok()) return rows.status();
+  return MapRows<IntentRecord>(*rows, IntentFromRow);
+}
+
+absl::Status InsertAttempt(sql::Transaction& tx, const AttemptRecord& a) {
+  return tx
+      .Execute(fmt::format("INSERT INTO psp_attempts ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           kAttemptColumns),
+               {a.idempotency_key, a.intent_id, std::string(PspOperationName(a.operation)),
+                a.attempt_group, a.amount_minor, std::string(AttemptStatusName(a.status)),
+                a.psp_object_id, a.result_code, a.try_count, a.created_at_ms, a.updated_at_ms})
+      .status();
+}
+
+absl::Status UpdateAttempt(sql::Transaction& tx, const AttemptRecord& a) {
+  return tx
+      .Execute(
+          "UPDATE psp_attempts SET status = ?, psp_object_id = ?, result_code = ?, try_count = ?, "
+          "updated_at_ms = ? WHERE idempotency_key = ?",
+          {std::string(AttemptStatusName(a.status)), a.psp_object_id, a.result_code, a.try_count,
+           a.updated_at_ms, a.idempotency_key})
+      .status();
+}
+
+absl::StatusOr<std::optional<AttemptRecord>> LoadAttempt(sql::Transaction& tx,
+                                                         const std::string& key) {
+  absl::StatusOr<sql::ResultSet> rows = tx.Query(
+      fmt::format("SELECT {} FROM psp_attempts WHERE idempotency_key = ?", kAttemptColumns), {key});
+  if (!rows.ok()) return rows.status();
+  if (rows->empty()) return std::optional<AttemptRecord>();
+  absl::StatusOr<AttemptRecord> attempt = AttemptFromRow(rows->rows.front());
+  if (!attempt.ok()) return attempt.status();
+  return std::optional<AttemptRecord>(std::move(*attempt));
+}
+
+absl::StatusOr<std::vector<AttemptRecord>> ListOpenAttempts(sql::Transaction& tx,
+                                                            int64_t unknown_before_ms,
+                                                            int64_t limit) {
+  absl::StatusOr<sql::ResultSet> rows = tx.Query(
+      fmt::format("SELECT {} FROM psp_attempts WHERE status = 'pending' OR (status = 'unknown' "
+                  "AND updated_at_ms < ?) ORDER BY created_at_ms LIMIT ?",
+                  kAttemptColumns),
+      {unknown_before_ms, limit});
+  if (!rows.ok()) return rows.status();
+  return MapRows<AttemptRecord>(*rows, AttemptFromRow);
+}
+
+absl::StatusOr<std::vector<AttemptRecord>> ListOpenAttemptsOfIntent(sql::Transaction& tx,
+                                                                    const std::string& intent_id) {
+  absl::StatusOr<sql::ResultSet> rows = tx.Query(
+      fmt::format("SELECT {} FROM psp_attempts WHERE intent_id = ? AND status IN ('pending', "
+                  "'unknown') ORDER BY created_at_ms",
+                  kAttemptColumns),
+      {intent_id});
+  if (!rows.ok()) return rows.status();
+  return MapRows<AttemptRecord>(*rows, AttemptFromRow);
+}
+
+absl::StatusOr<int64_t> NextAttemptGroup(sql::Transaction& tx, const std::string& intent_id,
+                                         PspOperation operation) {
+  absl::StatusOr<sql::ResultSet> rows =
+      tx.Query("SELECT MAX(attempt_group) FROM psp_attempts WHERE intent_id = ? AND operation = ?",
+               {intent_id, std::string(PspOperationName(operation))});
+  if (!rows.ok()) return rows.status();
+  const std::optional<int64_t> max = rows->rows.front().OptionalInt(0);
+  return max.has_value() ? *max + 1 : 0;
+}
+
+absl::Status InsertLedgerTransaction(sql::Transaction& tx, const std::string& transaction_id,
+                                     const std::string& intent_id,
+                                     const LedgerTransaction& transaction, int64_t now_ms) {
+  if (absl::Status balanced = ValidateBalanced(transaction.entries); !balanced.ok()) {
+    return balanced;
+  }
+  int64_t index = 0;
+  for (const LedgerEntry& entry : transaction.entries) {
+    absl::StatusOr<int64_t> inserted = tx.Execute(
+        "INSERT INTO ledger_entries (transaction_id, entry_index, intent_id, movement, account, "
+        "direction, amount_minor, currency, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        {transaction_id, index++, intent_id, std::string(MoneyMovementName(transaction.movement)),
+         std::string(LedgerAccountName(entry.account)),
+         std::string(EntryDirectionName(entry.direction)), entry.amount_minor, entry.currency,
+         now_ms});
+    if (!inserted.ok()) return inserted.status();
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<StoredLedgerEntry>> LoadLedger(sql::Transaction& tx) {
+  absl::StatusOr<sql::ResultSet> rows = tx.Query(
+      "SELECT transaction_id, account, direction, amount_minor, currency FROM ledger_entries "
+      "ORDER BY transaction_id, entry_index");
+  if (!rows.ok()) return rows.status();
+  std::vector<StoredLedgerEntry> out;
+  for (const sql::Row& row : rows->rows) {
+    const std::optional<LedgerAccount> account = ParseLedgerAccount(row.Text(1));
+    const std::optional<EntryDirection> direction = ParseEntryDirection(row.Text(2));
+    if (!account.has_value() || !direction.has_value()) {
+      return absl::DataLossError("ledger entry has an unknown account or direction");
+    }
+    out.push_back({row.Text(0), {*account, *direction, row.Int(3), row.Text(4)}});
+  }
+  return out;
+}
+
+absl::StatusOr<bool> RecordCommand(sql::Transaction& tx, const std::string& command_id,
+                                   const std::string& intent_id, PspOperation operation,
+                                   int64_t amount_minor, int64_t now_ms) {
+  absl::StatusOr<int64_t> inserted = tx.Execute(
+      "INSERT INTO payment_commands (command_id, intent_id, operation, amount_minor, "
+      "created_at_ms) VALUES (?, ?, ?, ?, ?) ON CONFLICT (command_id) DO NOTHING",
+      {command_id, intent_id, std::string(PspOperationName(operation)), amount_minor, now_ms});
+  if (!inserted.ok()) return inserted.status();
+  return *inserted == 1;
+}
+
+absl::StatusOr<bool> RecordNotification(sql::Transaction& tx, const std::string& event_id,
+                                        const std::string& type, const std::string& object_id,
+                                        int64_t now_ms) {
+  absl::StatusOr<int64_t> inserted = tx.Execute(
+      "INSERT INTO psp_notifications (event_id, type, object_id, received_at_ms) "
+      "VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+      {event_id, type, object_id, now_ms});
+  if (!inserted.ok()) return inserted.status();
+  return *inserted == 1;
+}
+
+absl::StatusOr<std::optional<StoredHttpResponse>> LoadHttpIdempotency(sql::Transaction& tx,
+                                                                      const std::string& key) {
+  absl::StatusOr<sql::ResultSet> rows = tx.Query(
+      "SELECT request_hash, status, body FROM http_idempotency WHERE idempotency_key = ?", {key});
+  if (!rows.ok()) return rows.status();
+  if (rows->empty()) return std::optional<StoredHttpResponse>();
+  const sql::Row& row = rows->rows.front();
+  return std::optional<StoredHttpResponse>(
+      StoredHttpResponse{row.Text(0), static_cast<int>(row.Int(1)), row.Text(2)});
+}
+
+absl::Status SaveHttpIdempotency(sql::Transaction& tx, const std::string& key,
+                                 const StoredHttpResponse& response, int64_t now_ms) {
+  return tx
+      .Execute(
+          "INSERT INTO http_idempotency (idempotency_key, request_hash, status, body, "
+          "created_at_ms) VALUES (?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO UPDATE SET "
+          "status = excluded.status, body = excluded.body",
+          {key, response.request_hash, int64_t{response.status}, response.body, now_ms})
+      .status();
+}
+
+absl::StatusOr<FraudInput> LoadFraudHistory(sql::Transaction& tx, const IntentRecord& intent,
+                                            int64_t window_start_ms) {
+  FraudInput input;
+  input.amount_minor = intent.amounts.amount_minor;
+  input.billing_country = intent.billing_country;
+  input.shipping_country = intent.shipping_country;
+  auto count = [&tx](const std::string& sql,
+                     const std::vector<sql::Value>& params) -> absl::StatusOr<int64_t> {
+    absl::StatusOr<sql::ResultSet> rows = tx.Query(sql, params);
+    if (!rows.ok()) return rows.status();
+    return rows->rows.front().OptionalInt(0).value_or(0);
+  };
+  absl::StatusOr<sql::ResultSet> history = tx.Query(
+      "SELECT COUNT(*), COALESCE(SUM(authorized_minor), 0) FROM payment_intents "
+      "WHERE customer_id = ? AND authorized_minor > 0 AND id <> ?",
+      {intent.customer_id, intent.id});
+  if (!history.ok()) return history.status();
+  input.customer_payment_count = history->rows.front().Int(0);
+  if (input.customer_payment_count > 0) {
+    input.customer_average_amount_minor =
+        history->rows.front().Int(1) / input.customer_payment_count;
+  }
+  absl::StatusOr<int64_t> card = count(
+      "SELECT COUNT(*) FROM payment_intents WHERE payment_method = ? AND created_at_ms >= ? AND "
+      "id <> ?",
+      {intent.payment_method, window_start_ms, intent.id});
+  if (!card.ok()) return card.status();
+  input.card_attempts_in_window = *card;
+  absl::StatusOr<int64_t> customer = count(
+      "SELECT COUNT(*) FROM payment_intents WHERE customer_id = ? AND created_at_ms >= ? AND "
+      "id <> ?",
+      {intent.customer_id, window_start_ms, intent.id});
+  if (!customer.ok()) return customer.status();
+  input.customer_attempts_in_window = *customer;
+  if (!intent.client_ip.empty()) {
+    absl::StatusOr<int64_t> ip = count(
+        "SELECT COUNT(*) FROM payment_intents WHERE client_ip = ? AND created_at_ms >= ? AND "
+        "id <> ?",
+        {intent.client_ip, window_start_ms, intent.id});
+    if (!ip.ok()) return ip.status();
+    input.ip_attempts_in_window = *ip;
+  }
+  absl::StatusOr<int64_t> cards = count(
+      "SELECT COUNT(DISTINCT payment_method) FROM payment_intents WHERE customer_id = ? AND "
+      "(created_at_ms >= ? OR id = ?)",
+      {intent.customer_id, window_start_ms, intent.id});
+  if (!cards.ok()) return cards.status();
+  input.customer_distinct_cards = std::max<int64_t>(*cards, 1);
+  return input;
+}
+
+}  // namespace emporium::payments

@@ -1,0 +1,733 @@
+#include "tools/psp_sandbox/sandbox.h"
+
+#include <sodium.h>
+#include <sys/socket.h>
+
+#include <utility>
+// <utility> must precede Asio (see the architecture notes).
+#include <atomic>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "common/errors.h"
+#include "common/format.h"
+#include "common/json.h"
+#include "fmt/format.h"
+#include "platform/http/client.h"
+#include "platform/http/message.h"
+#include "platform/http/router.h"
+#include "platform/sql/migrations.h"
+#include "platform/sql/sqlite_database.h"
+
+namespace emporium::psp_sandbox {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+
+// Header a handler sets to make the connection close without writing the response.
+constexpr char kDropConnectionHeader[] = "X-Sandbox-Drop-Connection";
+constexpr size_t kBodyBytesMax = 64 << 10;
+constexpr int kRequestsPerConnectionMax = 100'000;
+constexpr int kIdleTimeoutSeconds = 60;
+constexpr int64_t kAmountMinorMax = 100'000'000'000;
+constexpr size_t kIdempotencyKeyCharsMax = 255;
+constexpr size_t kNotificationQueueMax = 100'000;
+
+std::vector<sql::Migration> SandboxMigrations() {
+  return {{1, "create_books", R"(
+CREATE TABLE idempotency (
+  idempotency_key TEXT PRIMARY KEY,
+  request_hash TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  body TEXT NOT NULL,
+  created_at_ms BIGINT NOT NULL
+);
+CREATE TABLE authorizations (
+  id TEXT PRIMARY KEY,
+  amount_minor BIGINT NOT NULL,
+  currency TEXT NOT NULL,
+  card_last4 TEXT NOT NULL,
+  reference TEXT NOT NULL,
+  status TEXT NOT NULL,
+  captured_minor BIGINT NOT NULL DEFAULT 0,
+  refunded_minor BIGINT NOT NULL DEFAULT 0,
+  created_at_ms BIGINT NOT NULL,
+  expires_at_ms BIGINT NOT NULL
+);
+CREATE TABLE refunds (
+  id TEXT PRIMARY KEY,
+  authorization_id TEXT NOT NULL,
+  amount_minor BIGINT NOT NULL,
+  currency TEXT NOT NULL,
+  created_at_ms BIGINT NOT NULL
+);
+)"}};
+}
+
+std::string RandomHex(size_t bytes) {
+  std::string raw(bytes, '\0');
+  randombytes_buf(raw.data(), raw.size());
+  std::string hex(bytes * 2 + 1, '\0');
+  sodium_bin2hex(hex.data(), hex.size(), reinterpret_cast<const unsigned char*>(raw.data()),
+                 raw.size());
+  hex.resize(bytes * 2);
+  return hex;
+}
+
+std::string HashRequest(const http::Request& request) {
+  const std::string text = fmt::format("{} {}\n{}", request.method, request.path, request.body);
+  unsigned char hash[crypto_generichash_BYTES];
+  crypto_generichash(hash, sizeof(hash), reinterpret_cast<const unsigned char*>(text.data()),
+                     text.size(), nullptr, 0);
+  char hex[sizeof(hash) * 2 + 1];
+  sodium_bin2hex(hex, sizeof(hex), hash, sizeof(hash));
+  return hex;
+}
+
+http::Response CardError(std::string_view code, std::string_view message) {
+  Json body = {
+      {"error",
+       {{"type", "card_error"}, {"code", code}, {"message", message}, {"param", nullptr}}}};
+  return http::Response::Json(402, body);
+}
+
+http::Response Error(int status, std::string_view code, std::string_view message) {
+  return http::ErrorResponse(status, http::ErrorTypeFor(status), code, message);
+}
+
+struct Notification {
+  std::string id;
+  std::string body;
+  int attempts = 0;
+  absl::Time not_before;
+};
+
+// An effect's result: the response and the notification it causes (if any).
+struct Effect {
+  http::Response response;
+  std::optional<std::pair<std::string, Json>> notification;  // type, object
+  bool drop_connection = false;
+};
+
+Json AuthorizationJson(const sql::Row& row) {
+  return Json{
+      {"id", row.Text(0)},           {"object", "authorization"},    {"amount_minor", row.Int(1)},
+      {"currency", row.Text(2)},     {"card_last4", row.Text(3)},    {"reference", row.Text(4)},
+      {"status", row.Text(5)},       {"captured_minor", row.Int(6)}, {"refunded_minor", row.Int(7)},
+      {"created_at_ms", row.Int(8)}, {"expires_at_ms", row.Int(9)}};
+}
+
+constexpr char kSelectAuthorization[] =
+    "SELECT id, amount_minor, currency, card_last4, reference, status, captured_minor, "
+    "refunded_minor, created_at_ms, expires_at_ms FROM authorizations WHERE id = ?";
+
+}  // namespace
+
+std::string SignNotification(const std::string& secret, int64_t timestamp_s,
+                             const std::string& body) {
+  if (sodium_init() < 0) std::abort();
+  const std::string message = fmt::format("{}.{}", timestamp_s, body);
+  unsigned char mac[crypto_auth_hmacsha256_BYTES];
+  crypto_auth_hmacsha256_state state;
+  crypto_auth_hmacsha256_init(&state, reinterpret_cast<const unsigned char*>(secret.data()),
+                              secret.size());
+  crypto_auth_hmacsha256_update(&state, reinterpret_cast<const unsigned char*>(message.data()),
+                                message.size());
+  crypto_auth_hmacsha256_final(&state, mac);
+  char hex[sizeof(mac) * 2 + 1];
+  sodium_bin2hex(hex, sizeof(hex), mac, sizeof(mac));
+  return fmt::format("t={},v1={}", timestamp_s, hex);
+}
+
+struct PspSandbox::Impl {
+  explicit Impl(SandboxOptions opts) : options(std::move(opts)) {}
+
+  SandboxOptions options;
+  std::unique_ptr<sql::Database> db;
+  http::Router router;
+  asio::io_context io;  // only for socket construction; all I/O is blocking
+  std::optional<tcp::acceptor> acceptor;
+  std::thread accept_thread;
+  std::atomic<bool> stopping{false};
+  std::mutex mutex;
+  std::condition_variable connections_done;
+  std::set<int> open_sockets;  // native handles, shut down on Shutdown
+  int connection_count = 0;
+  std::mutex random_mutex;
+  std::mt19937_64 random{std::random_device{}()};
+
+  // Notifier.
+  std::unique_ptr<http::HttpClient> notify_client;
+  std::string notify_target;
+  std::thread notify_thread;
+  std::mutex notify_mutex;
+  std::condition_variable notify_wake;
+  std::deque<Notification> notify_queue;
+  std::atomic<int64_t> notifications_delivered{0};
+
+  double Uniform01() {
+    std::lock_guard<std::mutex> lock(random_mutex);
+    return std::uniform_real_distribution<double>(0.0, 1.0)(random);
+  }
+
+  int64_t NowMs() const { return options.clock->NowMs(); }
+
+  // ---- HTTP handlers -------------------------------------------------------------------
+
+  void AddRoutes() {
+    router.AddSync("POST", "/v1/authorizations", [this](const http::Request& request) {
+      return Idempotent(request,
+                        [this, &request](sql::Transaction& tx) { return Authorize(tx, request); });
+    });
+    router.AddSync("POST", "/v1/authorizations/{id}/capture", [this](const http::Request& r) {
+      return Idempotent(r, [this, &r](sql::Transaction& tx) { return Capture(tx, r); });
+    });
+    router.AddSync("POST", "/v1/authorizations/{id}/void", [this](const http::Request& r) {
+      return Idempotent(r, [this, &r](sql::Transaction& tx) { return Void(tx, r); });
+    });
+    router.AddSync("POST", "/v1/refunds", [this](const http::Request& r) {
+      return Idempotent(r, [this, &r](sql::Transaction& tx) { return Refund(tx, r); });
+    });
+    router.AddSync("GET", "/v1/authorizations/{id}",
+                   [this](const http::Request& r) { return GetAuthorization(r.PathParam("id")); });
+    router.AddSync("GET", "/v1/refunds/{id}",
+                   [this](const http::Request& r) { return GetRefund(r.PathParam("id")); });
+    router.AddSync("GET", "/v1/balance", [this](const http::Request&) { return Balance(); });
+  }
+
+  // Runs `effect` inside one write transaction together with the idempotency record.
+  http::Response Idempotent(
+      const http::Request& request,
+      const std::function<absl::StatusOr<Effect>(sql::Transaction&)>& effect) {
+    if (options.failure_rate > 0 && Uniform01() < options.failure_rate) {
+      return Error(503, "psp_unavailable", "The processor is temporarily unavailable.");
+    }
+    std::string key;
+    if (auto header = request.Header("Idempotency-Key"); header.has_value()) {
+      key = std::string(*header);
+      if (key.empty() || key.size() > kIdempotencyKeyCharsMax) {
+        return Error(400, "invalid_idempotency_key", "Idempotency-Key must be 1..255 chars.");
+      }
+    }
+    const std::string hash = HashRequest(request);
+    std::optional<Effect> result;
+    std::optional<std::pair<std::string, Json>> notification;
+    absl::Status status = db->Write([&](sql::Transaction& tx) -> absl::Status {
+      if (!key.empty()) {
+        auto stored = tx.Query(
+            "SELECT request_hash, status, body FROM idempotency WHERE idempotency_key = ?", {key});
+        if (!stored.ok()) return stored.status();
+        if (!stored->empty()) {
+          const sql::Row& row = stored->rows.front();
+          Effect replay;
+          if (row.Text(0) != hash) {
+            replay.response = Error(422, "idempotency_key_reused",
+                                    "This Idempotency-Key was used with another request.");
+          } else {
+            replay.response =
+                http::Response::Json(static_cast<int>(row.Int(1)), *ParseJson(row.Text(2)));
+            replay.response.headers.Set("Idempotent-Replayed", "true");
+          }
+          result = std::move(replay);
+          return absl::OkStatus();
+        }
+      }
+      absl::StatusOr<Effect> done = effect(tx);
+      if (!done.ok()) return done.status();
+      // A 5xx means nothing happened: not stored, so a retry may succeed.
+      if (!key.empty() && done->response.status < 500) {
+        auto inserted = tx.Execute(
+            "INSERT INTO idempotency (idempotency_key, request_hash, status, body, "
+            "created_at_ms) VALUES (?, ?, ?, ?, ?)",
+            {key, hash, int64_t{done->response.status}, done->response.body, NowMs()});
+        if (!inserted.ok()) return inserted.status();
+      }
+      notification = done->notification;
+      result = std::move(*done);
+      return absl::OkStatus();
+    });
+    if (!status.ok()) {
+      if (status.code() == absl::StatusCode::kInvalidArgument ||
+          status.code() == absl::StatusCode::kNotFound ||
+          status.code() == absl::StatusCode::kFailedPrecondition) {
+        return http::ErrorResponse(status);
+      }
+      return Error(503, "psp_unavailable", "The processor could not record the request.");
+    }
+    if (notification.has_value()) Notify(notification->first, notification->second);
+    http::Response response = std::move(result->response);
+    if (result->drop_connection) response.headers.Set(kDropConnectionHeader, "1");
+    return response;
+  }
+
+  absl::StatusOr<Effect> Authorize(sql::Transaction& tx, const http::Request& request) {
+    absl::StatusOr<Json> body = ParseJsonObject(request.body);
+    if (!body.ok()) return body.status();
+    absl::StatusOr<int64_t> amount = RequireInt(*body, "amount_minor", 1, kAmountMinorMax);
+    if (!amount.ok()) return amount.status();
+    absl::StatusOr<std::string> currency = RequireString(*body, "currency", 3);
+    if (!currency.ok()) return currency.status();
+    absl::StatusOr<std::string> card = RequireString(*body, "card_number", 19);
+    if (!card.ok()) return card.status();
+    absl::StatusOr<std::optional<std::string>> reference = OptionalString(*body, "reference", 128);
+    if (!reference.ok()) return reference.status();
+    if (card->size() < 12 || card->find_first_not_of("0123456789") != std::string::npos) {
+      return InvalidParam("card_number", "card_number must be 12..19 digits");
+    }
+    Effect effect;
+    if (*card == kCardInsufficientFunds) {
+      effect.response = CardError("insufficient_funds", "The card has insufficient funds.");
+      return effect;
+    }
+    if (*card == kCardStolen) {
+      effect.response = CardError("stolen_card", "The card was reported stolen.");
+      return effect;
+    }
+    if (*card == kCardProcessingError) {
+      effect.response = Error(500, "processing_error", "The processor failed.");
+      return effect;
+    }
+    const std::string id = "auth_" + RandomHex(12);
+    const int64_t now_ms = NowMs();
+    const int64_t expires_ms = now_ms + absl::ToInt64Milliseconds(options.authorization_ttl);
+    auto inserted = tx.Execute(
+        "INSERT INTO authorizations (id, amount_minor, currency, card_last4, reference, status, "
+        "created_at_ms, expires_at_ms) VALUES (?, ?, ?, ?, ?, 'authorized', ?, ?)",
+        {id, *amount, *currency, card->substr(card->size() - 4), reference->value_or(""), now_ms,
+         expires_ms});
+    if (!inserted.ok()) return inserted.status();
+    auto row = tx.Query(kSelectAuthorization, {id});
+    if (!row.ok()) return row.status();
+    const Json object = AuthorizationJson(row->rows.front());
+    effect.response = http::Response::Json(201, object);
+    effect.notification = {{"authorization.succeeded", object}};
+    effect.drop_connection = *card == kCardLostResponse;
+    return effect;
+  }
+
+  // Loads an authorization, expiring it first when its time has passed.
+  absl::StatusOr<Json> LoadAuthorization(sql::Transaction& tx, const std::string& id) {
+    auto rows = tx.Query(kSelectAuthorization, {id});
+    if (!rows.ok()) return rows.status();
+    if (rows->empty()) return absl::NotFoundError("authorization not found");
+    Json object = AuthorizationJson(rows->rows.front());
+    if (object["status"] == "authorized" && object["expires_at_ms"].get<int64_t>() <= NowMs()) {
+      auto updated = tx.Execute("UPDATE authorizations SET status = 'expired' WHERE id = ?", {id});
+      if (!updated.ok()) return updated.status();
+      object["status"] = "expired";
+    }
+    return object;
+  }
+
+  absl::StatusOr<Effect> Capture(sql::Transaction& tx, const http::Request& request) {
+    absl::StatusOr<Json> body = ParseJsonObject(request.body);
+    if (!body.ok()) return body.status();
+    absl::StatusOr<Json> object = LoadAuthorization(tx, request.PathParam("id"));
+    if (!object.ok()) return object.status();
+    absl::StatusOr<std::optional<int64_t>> amount =
+        OptionalInt(*body, "amount_minor", 1, kAmountMinorMax);
+    if (!amount.ok()) return amount.status();
+    const int64_t authorized = (*object)["amount_minor"].get<int64_t>();
+    const int64_t capture = amount->value_or(authorized);
+    Effect effect;
+    if ((*object)["status"] != "authorized") {
+      effect.response =
+          Error(409, "invalid_state",
+                fmt::format("The authorization is {}.", (*object)["status"].get<std::string>()));
+      return effect;
+    }
+    if (capture > authorized) {
+      effect.response = Error(400, "amount_too_large", "Capture exceeds the authorization.");
+      return effect;
+    }
+    auto updated =
+        tx.Execute("UPDATE authorizations SET status = 'captured', captured_minor = ? WHERE id = ?",
+                   {capture, (*object)["id"].get<std::string>()});
+    if (!updated.ok()) return updated.status();
+    (*object)["status"] = "captured";
+    (*object)["captured_minor"] = capture;
+    effect.response = http::Response::Json(200, *object);
+    effect.notification = {{"authorization.captured", *object}};
+    return effect;
+  }
+
+  absl::StatusOr<Effect> Void(sql::Transaction& tx, const http::Request& request) {
+    absl::StatusOr<Json> object = LoadAuthorization(tx, request.PathParam("id"));
+    if (!object.ok()) return object.status();
+    Effect effect;
+    if ((*object)["status"] != "authorized") {
+      effect.response =
+          Error(409, "invalid_state",
+                fmt::format("The authorization is {}.", (*object)["status"].get<std::string>()));
+      return effect;
+    }
+    auto updated = tx.Execute("UPDATE authorizations SET status = 'voided' WHERE id = ?",
+                              {(*object)["id"].get<std::string>()});
+    if (!updated.ok()) return updated.status();
+    (*object)["status"] = "voided";
+    effect.response = http::Response::Json(200, *object);
+    effect.notification = {{"authorization.voided", *object}};
+    return effect;
+  }
+
+  absl::StatusOr<Effect> Refund(sql::Transaction& tx, const http::Request& request) {
+    absl::StatusOr<Json> body = ParseJsonObject(request.body);
+    if (!body.ok()) return body.status();
+    absl::StatusOr<std::string> authorization_id = RequireString(*body, "authorization_id", 64);
+    if (!authorization_id.ok()) return authorization_id.status();
+    absl::StatusOr<int64_t> amount = RequireInt(*body, "amount_minor", 1, kAmountMinorMax);
+    if (!amount.ok()) return amount.status();
+    absl::StatusOr<Json> object = LoadAuthorization(tx, *authorization_id);
+    if (!object.ok()) return object.status();
+    Effect effect;
+    if ((*object)["status"] != "captured") {
+      effect.response = Error(409, "invalid_state", "Only captured authorizations refund.");
+      return effect;
+    }
+    const int64_t refundable =
+        (*object)["captured_minor"].get<int64_t>() - (*object)["refunded_minor"].get<int64_t>();
+    if (*amount > refundable) {
+      effect.response = Error(400, "amount_too_large", "Refund exceeds the captured amount.");
+      return effect;
+    }
+    const std::string id = "re_" + RandomHex(12);
+    const std::string currency = (*object)["currency"].get<std::string>();
+    auto inserted = tx.Execute(
+        "INSERT INTO refunds (id, authorization_id, amount_minor, currency, created_at_ms) "
+        "VALUES (?, ?, ?, ?, ?)",
+        {id, *authorization_id, *amount, currency, NowMs()});
+    if (!inserted.ok()) return inserted.status();
+    auto updated =
+        tx.Execute("UPDATE authorizations SET refunded_minor = refunded_minor + ? WHERE id = ?",
+                   {*amount, *authorization_id});
+    if (!updated.ok()) return updated.status();
+    const Json refund = {{"id", id},
+                         {"object", "refund"},
+                         {"authorization_id", *authorization_id},
+                         {"amount_minor", *amount},
+                         {"currency", currency}};
+    effect.response = http::Response::Json(201, refund);
+    effect.notification = {{"refund.succeeded", refund}};
+    return effect;
+  }
+
+  http::Response GetAuthorization(const std::string& id) {
+    absl::StatusOr<Json> object;
+    // Lazy expiry writes, so reads go through the writer too.
+    absl::Status status = db->Write([&](sql::Transaction& tx) -> absl::Status {
+      object = LoadAuthorization(tx, id);
+      return object.status();
+    });
+    if (!status.ok()) return http::ErrorResponse(status);
+    return http::Response::Json(200, *object);
+  }
+
+  http::Response GetRefund(const std::string& id) {
+    std::optional<Json> refund;
+    absl::Status status = db->Read([&](sql::Transaction& tx) -> absl::Status {
+      auto rows = tx.Query(
+          "SELECT id, authorization_id, amount_minor, currency FROM refunds WHERE id = ?", {id});
+      if (!rows.ok()) return rows.status();
+      if (rows->empty()) return absl::NotFoundError("refund not found");
+      const sql::Row& row = rows->rows.front();
+      refund = Json{{"id", row.Text(0)},
+                    {"object", "refund"},
+                    {"authorization_id", row.Text(1)},
+                    {"amount_minor", row.Int(2)},
+                    {"currency", row.Text(3)}};
+      return absl::OkStatus();
+    });
+    if (!status.ok()) return http::ErrorResponse(status);
+    return http::Response::Json(200, *refund);
+  }
+
+  http::Response Balance() {
+    Json balances = Json::array();
+    int64_t authorization_count = 0;
+    absl::Status status = db->Read([&](sql::Transaction& tx) -> absl::Status {
+      auto rows = tx.Query(
+          "SELECT currency, SUM(captured_minor), SUM(refunded_minor), COUNT(*), "
+          "SUM(CASE WHEN captured_minor > 0 THEN 1 ELSE 0 END) FROM authorizations "
+          "GROUP BY currency ORDER BY currency");
+      if (!rows.ok()) return rows.status();
+      for (const sql::Row& row : rows->rows) {
+        authorization_count += row.Int(3);
+        balances.push_back({{"currency", row.Text(0)},
+                            {"captured_minor", row.Int(1)},
+                            {"refunded_minor", row.Int(2)},
+                            {"net_minor", row.Int(1) - row.Int(2)},
+                            {"authorization_count", row.Int(3)},
+                            {"capture_count", row.Int(4)}});
+      }
+      return absl::OkStatus();
+    });
+    if (!status.ok()) return http::ErrorResponse(status);
+    return http::Response::Json(
+        200, {{"balances", balances}, {"authorization_count", authorization_count}});
+  }
+
+  // ---- Notifications -------------------------------------------------------------------
+
+  void Notify(const std::string& type, const Json& object) {
+    if (!notify_client) return;
+    const std::string id = "evt_" + RandomHex(12);
+    const Json event = {{"id", id},
+                        {"type", type},
+                        {"object_id", object.value("id", "")},
+                        {"created_at_ms", NowMs()},
+                        {"data", object}};
+    std::lock_guard<std::mutex> lock(notify_mutex);
+    if (notify_queue.size() >= kNotificationQueueMax) return;  // a real PSP drops too
+    notify_queue.push_back({id, DumpJson(event), 0, absl::Now()});
+    notify_wake.notify_one();
+  }
+
+  void NotifyLoop() {
+    std::unique_lock<std::mutex> lock(notify_mutex);
+    while (!stopping.load()) {
+      if (notify_queue.empty()) {
+        notify_wake.wait_for(lock, std::chrono::milliseconds(200));
+        continue;
+      }
+      // Pick the next due notification: the first, or a random one when shuffling.
+      size_t index = 0;
+      if (options.notification_shuffle && notify_queue.size() > 1) {
+        index = static_cast<size_t>(Uniform01() * static_cast<double>(notify_queue.size()));
+        index = std::min(index, notify_queue.size() - 1);
+      }
+      if (notify_queue[index].not_before > absl::Now()) {
+        notify_wake.wait_for(lock, std::chrono::milliseconds(10));
+        continue;
+      }
+      Notification notification = std::move(notify_queue[index]);
+      notify_queue.erase(notify_queue.begin() + static_cast<std::ptrdiff_t>(index));
+      lock.unlock();
+      const bool duplicate = Uniform01() < options.notification_duplicate_rate;
+      bool delivered = false;
+      for (int copy = 0; copy < (duplicate ? 2 : 1); ++copy) {
+        http::ClientRequest request;
+        request.method = "POST";
+        request.target = notify_target;
+        request.body = notification.body;
+        request.headers.Set("Content-Type", "application/json");
+        const int64_t timestamp_s = options.clock->NowMs() / 1000;
+        request.headers.Set(kSignatureHeader, SignNotification(options.notification_secret,
+                                                               timestamp_s, notification.body));
+        request.timeout = absl::Seconds(5);
+        auto response = notify_client->Send(request);
+        if (response.ok() && response->status >= 200 && response->status < 300) {
+          delivered = true;
+          notifications_delivered.fetch_add(1);
+        }
+      }
+      lock.lock();
+      if (!delivered && ++notification.attempts < options.notification_attempts_max) {
+        notification.not_before = absl::Now() + options.notification_backoff_initial *
+                                                    (1 << std::min(notification.attempts, 10));
+        notify_queue.push_back(std::move(notification));
+      }
+    }
+  }
+
+  absl::Status StartNotifier() {
+    if (options.notification_url.empty()) return absl::OkStatus();
+    constexpr std::string_view kScheme = "http://";
+    std::string_view url = options.notification_url;
+    if (!url.starts_with(kScheme)) {
+      return absl::InvalidArgumentError("notification url must start with http://");
+    }
+    url.remove_prefix(kScheme.size());
+    const size_t slash = url.find('/');
+    const std::string_view authority = url.substr(0, slash);
+    notify_target = slash == std::string_view::npos ? "/" : std::string(url.substr(slash));
+    const size_t colon = authority.rfind(':');
+    http::ClientOptions client;
+    client.host = std::string(authority.substr(0, colon));
+    client.port = 80;
+    if (colon != std::string_view::npos) {
+      client.port =
+          static_cast<uint16_t>(std::atoi(std::string(authority.substr(colon + 1)).c_str()));
+    }
+    client.connection_count_max = 4;
+    notify_client = std::make_unique<http::HttpClient>(client);
+    notify_thread = std::thread([this] { NotifyLoop(); });
+    return absl::OkStatus();
+  }
+
+  // ---- Transport -----------------------------------------------------------------------
+
+  void AcceptLoop() {
+    while (!stopping.load()) {
+      tcp::socket socket(io);
+      boost::system::error_code ec;
+      acceptor->accept(socket, ec);
+      if (ec) {
+        if (stopping.load()) return;
+        continue;
+      }
+      std::unique_lock<std::mutex> lock(mutex);
+      if (connection_count >= options.connections_max) {
+        socket.close(ec);
+        continue;
+      }
+      ++connection_count;
+      open_sockets.insert(socket.native_handle());
+      lock.unlock();
+      std::thread([this, s = std::move(socket)]() mutable {
+        const int handle = s.native_handle();
+        ServeConnection(s);
+        std::lock_guard<std::mutex> guard(mutex);
+        open_sockets.erase(handle);
+        boost::system::error_code ignored;
+        s.close(ignored);
+        --connection_count;
+        connections_done.notify_all();
+      }).detach();
+    }
+  }
+
+  void ServeConnection(tcp::socket& socket) {
+    boost::system::error_code ec;
+    socket.set_option(tcp::no_delay(true), ec);
+    timeval timeout{kIdleTimeoutSeconds, 0};
+    setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+    beast::flat_buffer buffer;
+    for (int i = 0; i < kRequestsPerConnectionMax && !stopping.load(); ++i) {
+      bhttp::request_parser<bhttp::string_body> parser;
+      parser.body_limit(kBodyBytesMax);
+      bhttp::read(socket, buffer, parser, ec);
+      if (ec) return;
+      const auto& message = parser.get();
+      http::Request request;
+      request.method = std::string(message.method_string());
+      request.target = std::string(message.target());
+      const size_t question = request.target.find('?');
+      request.path =
+          http::PercentDecode(request.target.substr(0, question), http::PlusSign::kLiteral)
+              .value_or("");
+      if (question != std::string::npos) request.query = request.target.substr(question + 1);
+      for (const auto& field : message) {
+        request.headers.Add(std::string(field.name_string()), std::string(field.value()));
+      }
+      request.body = message.body();
+      SimulateLatency();
+      std::promise<http::Response> promise;
+      std::future<http::Response> future = promise.get_future();
+      auto shared_promise = std::make_shared<std::promise<http::Response>>(std::move(promise));
+      router.Dispatch(request, [shared_promise](http::Response response) {
+        shared_promise->set_value(std::move(response));
+      });
+      http::Response response = future.get();
+      if (response.headers.Has(kDropConnectionHeader)) {
+        // "Charged, but the response is lost": the effect is committed; close without a word.
+        socket.shutdown(tcp::socket::shutdown_both, ec);
+        return;
+      }
+      bhttp::response<bhttp::string_body> reply;
+      reply.version(11);
+      reply.result(static_cast<unsigned>(response.status));
+      for (const auto& [name, value] : response.headers.entries()) reply.set(name, value);
+      reply.set(bhttp::field::server, "psp-sandbox");
+      reply.body() = std::move(response.body);
+      reply.prepare_payload();
+      reply.keep_alive(message.keep_alive());
+      bhttp::write(socket, reply, ec);
+      if (ec || !message.keep_alive()) return;
+    }
+  }
+
+  void SimulateLatency() {
+    absl::Duration delay = options.latency_fixed;
+    if (options.latency_random > absl::ZeroDuration()) {
+      delay += options.latency_random * Uniform01();
+    }
+    if (delay > absl::ZeroDuration()) absl::SleepFor(delay);
+  }
+};
+
+PspSandbox::PspSandbox(SandboxOptions options)
+    : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+PspSandbox::~PspSandbox() { Shutdown(); }
+
+absl::Status PspSandbox::Start() {
+  if (sodium_init() < 0) return absl::InternalError("libsodium failed to initialize");
+  if (impl_->options.db_path.empty()) return absl::InvalidArgumentError("db_path is required");
+  if (impl_->db != nullptr) return absl::FailedPreconditionError("already started");
+  sql::SqliteOptions db_options;
+  db_options.path = impl_->options.db_path;
+  db_options.name = "psp_sandbox";
+  auto db = sql::OpenSqlite(db_options);
+  if (!db.ok()) return db.status();
+  impl_->db = std::move(*db);
+  if (absl::Status status = sql::ApplyMigrations(*impl_->db, "psp_sandbox", SandboxMigrations(),
+                                                 *impl_->options.clock);
+      !status.ok()) {
+    return status;
+  }
+  impl_->AddRoutes();
+  boost::system::error_code ec;
+  const auto address = asio::ip::make_address(impl_->options.host, ec);
+  if (ec) return absl::InvalidArgumentError(fmt::format("bad host {}", impl_->options.host));
+  impl_->acceptor.emplace(impl_->io);
+  tcp::endpoint endpoint(address, impl_->options.port);
+  impl_->acceptor->open(endpoint.protocol(), ec);
+  if (!ec) impl_->acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) impl_->acceptor->bind(endpoint, ec);
+  if (!ec) impl_->acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return absl::UnavailableError(fmt::format("psp sandbox cannot listen on {}:{}: {}",
+                                              impl_->options.host, impl_->options.port,
+                                              ec.message()));
+  }
+  if (absl::Status status = impl_->StartNotifier(); !status.ok()) return status;
+  impl_->accept_thread = std::thread([this] { impl_->AcceptLoop(); });
+  return absl::OkStatus();
+}
+
+uint16_t PspSandbox::port() const {
+  if (!impl_->acceptor.has_value()) return 0;
+  boost::system::error_code ec;
+  return impl_->acceptor->local_endpoint(ec).port();
+}
+
+void PspSandbox::Shutdown() {
+  if (impl_->stopping.exchange(true)) return;
+  if (impl_->acceptor.has_value()) {
+    // shutdown() wakes the blocked accept(); close() alone does not on Linux.
+    ::shutdown(impl_->acceptor->native_handle(), SHUT_RDWR);
+  }
+  if (impl_->accept_thread.joinable()) impl_->accept_thread.join();
+  {
+    std::unique_lock<std::mutex> lock(impl_->mutex);
+    for (int handle : impl_->open_sockets) ::shutdown(handle, SHUT_RDWR);
+    impl_->connections_done.wait_for(lock, std::chrono::seconds(30),
+                                     [this] { return impl_->connection_count == 0; });
+  }
+  impl_->notify_wake.notify_all();
+  if (impl_->notify_thread.joinable()) impl_->notify_thread.join();
+  if (impl_->acceptor.has_value()) {
+    boost::system::error_code ignored;
+    impl_->acceptor->close(ignored);
+  }
+  if (impl_->db) impl_->db->Close();
+}
+
+int64_t PspSandbox::notifications_delivered() const {
+  return impl_->notifications_delivered.load();
+}
+
+}  // namespace emporium::psp_sandbox

@@ -1,0 +1,461 @@
+// Payments end to end against the PSP sandbox over loopback HTTP: the state machine through the
+// service, idempotent commands, the lost-response card, the breaker, notifications, fraud
+// review, a randomized run whose ledger must balance and agree with the sandbox's books, and
+// no card number anywhere in the payments database.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "common/errors.h"
+#include "common/json.h"
+#include "fmt/format.h"
+#include "payments/schema.h"
+#include "payments/service.h"
+#include "payments/store.h"
+#include "platform/bus/schema.h"
+#include "platform/http/client.h"
+#include "platform/sql/migrations.h"
+#include "platform/sql/sqlite_database.h"
+#include "platform/sql/sqlite_test_util.h"
+#include "tools/psp_sandbox/sandbox.h"
+
+namespace emporium::payments {
+namespace {
+
+namespace sandbox = psp_sandbox;
+
+// A PSP client that can be switched "down" (every call certainly not sent) and counts calls.
+class SwitchablePsp final : public PspClient {
+ public:
+  explicit SwitchablePsp(std::unique_ptr<PspClient> real) : real_(std::move(real)) {}
+  std::atomic<bool> down{false};
+  std::atomic<int> calls{0};
+
+  absl::StatusOr<PspResult> Authorize(const std::string& key, int64_t amount,
+                                      const std::string& currency, const std::string& card,
+                                      const std::string& reference) override {
+    ++calls;
+    if (down) return Down();
+    return real_->Authorize(key, amount, currency, card, reference);
+  }
+  absl::StatusOr<PspResult> Capture(const std::string& key, const std::string& id,
+                                    int64_t amount) override {
+    ++calls;
+    if (down) return Down();
+    return real_->Capture(key, id, amount);
+  }
+  absl::StatusOr<PspResult> Void(const std::string& key, const std::string& id) override {
+    ++calls;
+    if (down) return Down();
+    return real_->Void(key, id);
+  }
+  absl::StatusOr<PspResult> Refund(const std::string& key, const std::string& id,
+                                   int64_t amount) override {
+    ++calls;
+    if (down) return Down();
+    return real_->Refund(key, id, amount);
+  }
+
+ private:
+  static absl::Status Down() {
+    return WithErrorCode(absl::UnavailableError("connect refused"), "connect_failed");
+  }
+  std::unique_ptr<PspClient> real_;
+};
+
+class PaymentsServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    sandbox::SandboxOptions sandbox_options;
+    sandbox_options.db_path = dir_.File("psp.db");
+    psp_sandbox_ = std::make_unique<sandbox::PspSandbox>(sandbox_options);
+    ASSERT_TRUE(psp_sandbox_->Start().ok());
+    auto db = sql::OpenSqlite({.path = dir_.File("payments.db"), .name = "payments"});
+    ASSERT_TRUE(db.ok());
+    db_ = std::move(*db);
+    ASSERT_TRUE(bus::InstallBusSchema(*db_).ok());
+    ASSERT_TRUE(sql::ApplyMigrations(*db_, "payments", PaymentsMigrations()).ok());
+    psp_ = std::make_unique<SwitchablePsp>(
+        MakeHttpPspClient({.host = "127.0.0.1", .port = psp_sandbox_->port()}));
+    sandbox_client_ = std::make_unique<http::HttpClient>(
+        http::ClientOptions{.host = "127.0.0.1", .port = psp_sandbox_->port()});
+  }
+
+  void StartService(PaymentsOptions options = {}) {
+    options.notification_secret = "whsec_test";
+    options.sweep_interval = absl::Milliseconds(10);
+    service_ = std::make_unique<PaymentsService>(
+        *db_, Vault(*VaultKeyring::Parse(VaultKeyring::GenerateEntry("k1"))), *psp_, options);
+    service_->Start();
+  }
+
+  void TearDown() override {
+    if (service_) service_->Stop();
+    service_.reset();
+    if (db_) db_->Close();
+    if (psp_sandbox_) psp_sandbox_->Shutdown();
+  }
+
+  std::string AddCard(const std::string& customer, const std::string& number) {
+    auto method = service_->AddPaymentMethod(customer, {number, 12, 2035, "123", "Ada"});
+    EXPECT_TRUE(method.ok()) << method.status();
+    return method.ok() ? method->token : "";
+  }
+
+  AuthorizeCommand Command(const std::string& order, const std::string& token,
+                           int64_t amount = 10'000, const std::string& customer = "cus_1") {
+    return {"cmd-" + order, order, customer, token, amount, "USD", "US", "US", ""};
+  }
+
+  Json SandboxBalance() {
+    http::ClientRequest request;
+    request.target = "/v1/balance";
+    auto response = sandbox_client_->Send(request);
+    EXPECT_TRUE(response.ok());
+    return *ParseJson(response->body);
+  }
+
+  int64_t SandboxAuthorizations() { return SandboxBalance()["authorization_count"]; }
+
+  int64_t SandboxNet() {
+    Json balance = SandboxBalance();
+    return balance["balances"].empty() ? 0 : balance["balances"][0]["net_minor"].get<int64_t>();
+  }
+
+  int64_t Count(const std::string& sql) {
+    int64_t count = -1;
+    EXPECT_TRUE(db_->Read([&](sql::Transaction& tx) -> absl::Status {
+                     auto rows = tx.Query(sql);
+                     if (!rows.ok()) return rows.status();
+                     count = rows->rows.front().Int(0);
+                     return absl::OkStatus();
+                   })
+                    .ok());
+    return count;
+  }
+
+  sql::TempDir dir_;
+  std::unique_ptr<sandbox::PspSandbox> psp_sandbox_;
+  std::unique_ptr<sql::Database> db_;
+  std::unique_ptr<SwitchablePsp> psp_;
+  std::unique_ptr<http::HttpClient> sandbox_client_;
+  std::unique_ptr<PaymentsService> service_;
+};
+
+TEST_F(PaymentsServiceTest, AuthorizeCaptureRefundVoidThroughThePsp) {
+  StartService();
+  const std::string token = AddCard("cus_1", sandbox::kCardSuccess);
+  auto intent = service_->Authorize(Command("o1", token));
+  ASSERT_TRUE(intent.ok()) << intent.status();
+  EXPECT_EQ(intent->state, IntentState::kAuthorized);
+  EXPECT_FALSE(intent->psp_authorization_id.empty());
+  // Capture more than authorized is refused before the PSP is asked.
+  auto too_much = service_->Execute({"c0", intent->id, "", PspOperation::kCapture, 10'001});
+  EXPECT_EQ(too_much.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ErrorCode(too_much.status()), "exceeds_authorized");
+  auto captured = service_->Execute({"c1", intent->id, "", PspOperation::kCapture, 8'000});
+  ASSERT_TRUE(captured.ok()) << captured.status();
+  EXPECT_EQ(captured->state, IntentState::kCaptured);
+  EXPECT_EQ(captured->amounts.captured_minor, 8'000);
+  auto refund = service_->Execute({"r1", intent->id, "", PspOperation::kRefund, 3'000});
+  ASSERT_TRUE(refund.ok()) << refund.status();
+  EXPECT_EQ(refund->state, IntentState::kPartiallyRefunded);
+  EXPECT_EQ(service_->Execute({"r2", intent->id, "", PspOperation::kRefund, 5'001}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  auto rest = service_->Execute({"r3", intent->id, "", PspOperation::kRefund, 5'000});
+  ASSERT_TRUE(rest.ok());
+  EXPECT_EQ(rest->state, IntentState::kRefunded);
+  EXPECT_EQ(service_->Execute({"v1", intent->id, "", PspOperation::kVoid, 0}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(SandboxNet(), 0);
+
+  auto second = service_->Authorize(Command("o2", token, 500));
+  ASSERT_TRUE(second.ok());
+  auto voided = service_->Execute({"v2", second->id, "", PspOperation::kVoid, 0});
+  ASSERT_TRUE(voided.ok()) << voided.status();
+  EXPECT_EQ(voided->state, IntentState::kVoided);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM outbox WHERE type = 'payment.voided'"), 1);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM outbox WHERE type = 'payment.captured'"), 1);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM outbox WHERE type = 'payment.refunded'"), 2);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM outbox WHERE type = 'payment.authorized'"), 2);
+}
+
+TEST_F(PaymentsServiceTest, RedeliveredCommandsActOnce) {
+  StartService();
+  const std::string token = AddCard("cus_1", sandbox::kCardSuccess);
+  auto first = service_->Authorize(Command("o1", token));
+  auto again = service_->Authorize(Command("o1", token));
+  ASSERT_TRUE(first.ok() && again.ok());
+  EXPECT_EQ(first->id, again->id);
+  EXPECT_EQ(SandboxAuthorizations(), 1);
+  for (int i = 0; i < 3; ++i) {
+    auto captured = service_->Execute({"cap-1", first->id, "", PspOperation::kCapture, 4'000});
+    ASSERT_TRUE(captured.ok()) << captured.status();
+    EXPECT_EQ(captured->amounts.captured_minor, 4'000);
+  }
+  for (int i = 0; i < 3; ++i) {
+    auto refunded = service_->Execute({"ref-1", first->id, "", PspOperation::kRefund, 1'000});
+    ASSERT_TRUE(refunded.ok()) << refunded.status();
+    EXPECT_EQ(refunded->amounts.refunded_minor, 1'000);
+  }
+  EXPECT_EQ(SandboxNet(), 3'000);
+  EXPECT_EQ(Count("SELECT COUNT(DISTINCT transaction_id) FROM ledger_entries"), 2);
+}
+
+TEST_F(PaymentsServiceTest, LostResponseChargesExactlyOnceAndEndsAuthorized) {
+  StartService();
+  const std::string token = AddCard("cus_1", sandbox::kCardLostResponse);
+  auto intent = service_->Authorize(Command("o1", token));
+  ASSERT_TRUE(intent.ok()) << intent.status();
+  EXPECT_EQ(intent->state, IntentState::kAuthorized);
+  EXPECT_EQ(SandboxAuthorizations(), 1);
+  EXPECT_GE(psp_->calls.load(), 2);  // the lost call and the same-key retry
+  EXPECT_EQ(Count("SELECT COUNT(DISTINCT idempotency_key) FROM psp_attempts"), 1);
+}
+
+TEST_F(PaymentsServiceTest, DeclinesCarryTheirReason) {
+  StartService();
+  auto funds =
+      service_->Authorize(Command("o1", AddCard("cus_1", sandbox::kCardInsufficientFunds)));
+  ASSERT_TRUE(funds.ok()) << funds.status();
+  EXPECT_EQ(funds->state, IntentState::kFailed);
+  EXPECT_EQ(funds->decline_reason, "insufficient_funds");
+  auto stolen = service_->Authorize(Command("o2", AddCard("cus_1", sandbox::kCardStolen)));
+  ASSERT_TRUE(stolen.ok());
+  EXPECT_EQ(stolen->decline_reason, "stolen_card");
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM outbox WHERE type = 'payment.declined'"), 2);
+  // A processing error is retried with the same key, then answered as retryable.
+  auto broken = service_->Authorize(Command("o3", AddCard("cus_1", sandbox::kCardProcessingError)));
+  EXPECT_EQ(broken.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(service_->GetIntent(stolen->id)->state, IntentState::kFailed);
+}
+
+TEST_F(PaymentsServiceTest, BreakerOpensFailsFastAndRecovers) {
+  ManualClock clock;
+  PaymentsOptions options;
+  options.clock = &clock;
+  options.breaker.request_volume_min = 4;
+  options.breaker.open_duration = absl::Seconds(5);
+  options.psp_retry.attempt_count_max = 1;
+  StartService(options);
+  const std::string token = AddCard("cus_1", sandbox::kCardSuccess);
+  psp_->down = true;
+  for (int i = 0; i < 4; ++i) {
+    auto result = service_->Authorize(Command(fmt::format("down-{}", i), token, 100));
+    EXPECT_EQ(result.status().code(), absl::StatusCode::kUnavailable);
+  }
+  EXPECT_EQ(service_->breaker().state(), resilience::BreakerState::kOpen);
+  const int calls_before = psp_->calls.load();
+  auto fast = service_->Authorize(Command("fast", token, 100));
+  EXPECT_EQ(fast.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ErrorCode(fast.status()), "circuit_open");
+  EXPECT_EQ(psp_->calls.load(), calls_before);  // nothing reached the PSP
+  EXPECT_EQ(SandboxAuthorizations(), 0);
+  psp_->down = false;
+  clock.Advance(absl::Seconds(6));
+  // The same order retried after recovery authorizes with a new attempt group.
+  auto recovered = service_->Authorize(Command("fast", token, 100));
+  ASSERT_TRUE(recovered.ok()) << recovered.status();
+  EXPECT_EQ(recovered->state, IntentState::kAuthorized);
+  EXPECT_EQ(service_->breaker().state(), resilience::BreakerState::kClosed);
+  EXPECT_EQ(SandboxAuthorizations(), 1);
+}
+
+TEST_F(PaymentsServiceTest, BusCommandsAreRecordedAndDrivenBySweep) {
+  StartService();
+  const std::string token = AddCard("cus_1", sandbox::kCardSuccess);
+  bus::Envelope envelope;
+  envelope.id = "msg-1";
+  envelope.type = "payments.authorize";
+  envelope.source = "ordering";
+  envelope.key = "o1";
+  envelope.payload = DumpJson({{"order_id", "o1"},
+                               {"customer_id", "cus_1"},
+                               {"payment_method", token},
+                               {"amount_minor", 2'000},
+                               {"currency", "USD"}});
+  for (int i = 0; i < 2; ++i) {  // redelivered
+    ASSERT_TRUE(
+        db_->Write([&](sql::Transaction& tx) { return service_->HandleBusCommand(tx, envelope); })
+            .ok());
+  }
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (Count("SELECT COUNT(*) FROM payment_intents WHERE state = 'authorized'") < 1 &&
+         std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM payment_intents WHERE state = 'authorized'"), 1);
+  EXPECT_EQ(SandboxAuthorizations(), 1);
+  // Garbage commands are accepted and dropped, never retried forever.
+  envelope.id = "msg-2";
+  envelope.payload = "not json";
+  EXPECT_TRUE(
+      db_->Write([&](sql::Transaction& tx) { return service_->HandleBusCommand(tx, envelope); })
+          .ok());
+}
+
+TEST_F(PaymentsServiceTest, NotificationsAreVerifiedAndDeduplicated) {
+  StartService();
+  const std::string body = DumpJson({{"id", "evt_1"},
+                                     {"type", "authorization.succeeded"},
+                                     {"object_id", "auth_x"},
+                                     {"data", {{"id", "auth_x"}, {"reference", "nope"}}}});
+  const int64_t now_s = absl::ToUnixSeconds(absl::Now());
+  const std::string good = sandbox::SignNotification("whsec_test", now_s, body);
+  EXPECT_TRUE(service_->HandleNotification(good, body).ok());
+  EXPECT_TRUE(service_->HandleNotification(good, body).ok());  // duplicate
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM psp_notifications"), 1);
+  EXPECT_EQ(
+      service_->HandleNotification(sandbox::SignNotification("wrong", now_s, body), body).code(),
+      absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(service_->HandleNotification(good, body + " ").code(),
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(
+      service_
+          ->HandleNotification(sandbox::SignNotification("whsec_test", now_s - 3600, body), body)
+          .code(),
+      absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(service_->HandleNotification("garbage", body).code(),
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(service_->HandleNotification("t=1,v1=zz", body).code(),
+            absl::StatusCode::kUnauthenticated);
+  // A late "authorized" after a capture changes nothing.
+  const std::string token = AddCard("cus_1", sandbox::kCardSuccess);
+  auto intent = service_->Authorize(Command("o1", token));
+  ASSERT_TRUE(service_->Execute({"c1", intent->id, "", PspOperation::kCapture, 0}).ok());
+  const std::string late =
+      DumpJson({{"id", "evt_2"},
+                {"type", "authorization.succeeded"},
+                {"object_id", intent->psp_authorization_id},
+                {"data", {{"id", intent->psp_authorization_id}, {"reference", "o1"}}}});
+  EXPECT_TRUE(
+      service_->HandleNotification(sandbox::SignNotification("whsec_test", now_s, late), late)
+          .ok());
+  EXPECT_EQ(service_->GetIntent(intent->id)->state, IntentState::kCaptured);
+}
+
+TEST_F(PaymentsServiceTest, FraudReviewParksAndStaffDecide) {
+  PaymentsOptions options;
+  options.fraud.customer_distinct_cards_max = 1;  // a second card in the window: +40 -> review
+  StartService(options);
+  auto first =
+      service_->Authorize(Command("o1", AddCard("cus_9", sandbox::kCardSuccess), 1'000, "cus_9"));
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->state, IntentState::kAuthorized);
+  auto parked =
+      service_->Authorize(Command("o2", AddCard("cus_9", "5555555555554444"), 1'000, "cus_9"));
+  ASSERT_TRUE(parked.ok()) << parked.status();
+  EXPECT_EQ(parked->state, IntentState::kInReview);
+  EXPECT_NE(parked->fraud_reasons.find("many_cards_per_customer"), std::string::npos);
+  auto reviews = service_->ListReviews(10);
+  ASSERT_EQ(reviews->size(), 1u);
+  // Other checkouts are not blocked by the parked one.
+  auto other =
+      service_->Authorize(Command("o3", AddCard("cus_2", sandbox::kCardSuccess), 1'000, "cus_2"));
+  EXPECT_EQ(other->state, IntentState::kAuthorized);
+  auto approved = service_->DecideReview(parked->id, ReviewDecision::kApprove);
+  ASSERT_TRUE(approved.ok()) << approved.status();
+  EXPECT_EQ(approved->state, IntentState::kAuthorized);
+  EXPECT_EQ(service_->DecideReview(parked->id, ReviewDecision::kReject).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM outbox WHERE type = 'payment.review_required'"), 1);
+}
+
+TEST_F(PaymentsServiceTest, RandomizedRunLedgerBalancesAndAgreesWithThePsp) {
+  PaymentsOptions options;
+  options.fraud.card_attempts_max = 1'000'000;
+  options.fraud.customer_attempts_max = 1'000'000;
+  StartService(options);
+  const std::string token = AddCard("cus_1", sandbox::kCardSuccess);
+  std::mt19937_64 random(11);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937_64 local(static_cast<uint64_t>(t) * 7919);
+      for (int i = 0; i < 15; ++i) {
+        const std::string order = fmt::format("o-{}-{}", t, i);
+        const int64_t amount = static_cast<int64_t>(local() % 5'000) + 100;
+        auto intent = service_->Authorize(Command(order, token, amount));
+        if (!intent.ok() || intent->state != IntentState::kAuthorized) continue;
+        if (local() % 4 == 0) {
+          (void)service_->Execute({order + "-v", intent->id, "", PspOperation::kVoid, 0});
+          continue;
+        }
+        const int64_t capture = static_cast<int64_t>(local() % amount) + 1;
+        if (!service_->Execute({order + "-c", intent->id, "", PspOperation::kCapture, capture})
+                 .ok()) {
+          continue;
+        }
+        for (int r = 0; r < 3; ++r) {
+          const int64_t refund = static_cast<int64_t>(local() % capture) + 1;
+          // Over-refunds are refused; the rest must add up.
+          (void)service_->Execute(
+              {fmt::format("{}-r{}", order, r), intent->id, "", PspOperation::kRefund, refund});
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  std::vector<StoredLedgerEntry> ledger;
+  ASSERT_TRUE(db_->Read([&](sql::Transaction& tx) -> absl::Status {
+                   auto rows = LoadLedger(tx);
+                   if (!rows.ok()) return rows.status();
+                   ledger = std::move(*rows);
+                   return absl::OkStatus();
+                 })
+                  .ok());
+  std::map<std::string, std::vector<LedgerEntry>> by_transaction;
+  std::vector<LedgerEntry> all;
+  for (const StoredLedgerEntry& row : ledger) {
+    by_transaction[row.transaction_id].push_back(row.entry);
+    all.push_back(row.entry);
+  }
+  ASSERT_FALSE(by_transaction.empty());
+  for (const auto& [id, entries] : by_transaction) {
+    EXPECT_TRUE(ValidateBalanced(entries).ok()) << id;
+  }
+  EXPECT_EQ(*DebitBalance(all, LedgerAccount::kPspClearing), SandboxNet());
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM payment_intents WHERE refunded_minor > captured_minor"), 0);
+  EXPECT_EQ(Count("SELECT COALESCE(SUM(captured_minor - refunded_minor), 0) FROM "
+                  "payment_intents"),
+            SandboxNet());
+}
+
+TEST_F(PaymentsServiceTest, NoCardNumberAnywhereButTheVaultCiphertext) {
+  StartService();
+  const std::vector<std::string> cards = {sandbox::kCardSuccess, sandbox::kCardLostResponse,
+                                          sandbox::kCardStolen, "5555555555554444"};
+  int order = 0;
+  for (const std::string& card : cards) {
+    auto intent = service_->Authorize(Command(fmt::format("o{}", order++), AddCard("cus_1", card)));
+    ASSERT_TRUE(intent.ok()) << intent.status();
+    if (intent->state == IntentState::kAuthorized) {
+      ASSERT_TRUE(
+          service_->Execute({fmt::format("c{}", order), intent->id, "", PspOperation::kCapture, 0})
+              .ok());
+    }
+  }
+  // Hostile input: a bad card's number must not come back in the error.
+  auto bad = service_->AddPaymentMethod("cus_1", {"4242424242424241", 12, 2035, "123", "Ada"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(std::string(bad.status().ToString()).find("424242"), std::string::npos);
+  service_->Stop();
+  db_->Close();
+  for (const char* suffix : {"", "-wal"}) {
+    std::ifstream file(dir_.File("payments.db") + suffix, std::ios::binary);
+    if (!file) continue;
+    std::stringstream bytes;
+    bytes << file.rdbuf();
+    for (const std::string& card : cards) {
+      EXPECT_EQ(bytes.str().find(card), std::string::npos) << card << suffix;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace emporium::payments

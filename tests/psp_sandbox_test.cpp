@@ -1,0 +1,234 @@
+// The PSP sandbox over real loopback HTTP: idempotency, test cards, the lost response,
+// captures/refunds/voids, expiry, balance, failure injection and signed notifications.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "common/json.h"
+#include "fmt/format.h"
+#include "platform/http/client.h"
+#include "platform/http/router.h"
+#include "platform/http/server.h"
+#include "platform/sql/sqlite_test_util.h"
+#include "tools/psp_sandbox/sandbox.h"
+
+namespace emporium::psp_sandbox {
+namespace {
+
+class SandboxTest : public ::testing::Test {
+ protected:
+  void StartSandbox(SandboxOptions options = {}) {
+    options.db_path = dir_.File("psp.db");
+    options.port = 0;
+    if (options.clock == &SystemClock::Instance()) options.clock = &clock_;
+    sandbox_ = std::make_unique<PspSandbox>(options);
+    ASSERT_TRUE(sandbox_->Start().ok());
+    http::ClientOptions client;
+    client.port = sandbox_->port();
+    client.request_timeout = absl::Seconds(5);
+    client_ = std::make_unique<http::HttpClient>(client);
+  }
+
+  absl::StatusOr<http::ClientResponse> Post(const std::string& target, const Json& body,
+                                            const std::string& key = "") {
+    http::ClientRequest request;
+    request.method = "POST";
+    request.target = target;
+    request.body = DumpJson(body);
+    request.headers.Set("Content-Type", "application/json");
+    if (!key.empty()) request.headers.Set("Idempotency-Key", key);
+    return client_->Send(request);
+  }
+
+  absl::StatusOr<http::ClientResponse> Get(const std::string& target) {
+    http::ClientRequest request;
+    request.target = target;
+    return client_->Send(request);
+  }
+
+  Json Balance() {
+    auto response = Get("/v1/balance");
+    EXPECT_TRUE(response.ok());
+    return *ParseJson(response->body);
+  }
+
+  static Json Authorization(const char* card, int64_t amount = 1000) {
+    return {{"amount_minor", amount}, {"currency", "USD"}, {"card_number", card}};
+  }
+
+  sql::TempDir dir_;
+  ManualClock clock_;
+  std::unique_ptr<PspSandbox> sandbox_;
+  std::unique_ptr<http::HttpClient> client_;
+};
+
+TEST_F(SandboxTest, IdempotencyKeyReplaysAndRejectsAnotherBody) {
+  StartSandbox();
+  auto first = Post("/v1/authorizations", Authorization(kCardSuccess), "k1");
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->status, 201);
+  Json object = *ParseJson(first->body);
+  EXPECT_EQ(object["status"], "authorized");
+  EXPECT_EQ(object["card_last4"], "4242");
+  EXPECT_EQ(first->body.find(kCardSuccess), std::string::npos);
+  auto replay = Post("/v1/authorizations", Authorization(kCardSuccess), "k1");
+  ASSERT_TRUE(replay.ok());
+  EXPECT_EQ(replay->status, 201);
+  EXPECT_EQ(replay->body, first->body);
+  EXPECT_EQ(replay->headers.Get("Idempotent-Replayed"), "true");
+  auto other = Post("/v1/authorizations", Authorization(kCardSuccess, 2000), "k1");
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(other->status, 422);
+  auto fresh = Post("/v1/authorizations", Authorization(kCardSuccess), "k2");
+  EXPECT_NE(ParseJson(fresh->body)->at("id"), object["id"]);
+  EXPECT_EQ(Balance()["authorization_count"], 2);
+}
+
+TEST_F(SandboxTest, TestCardsPickTheOutcome) {
+  StartSandbox();
+  auto funds = Post("/v1/authorizations", Authorization(kCardInsufficientFunds), "a");
+  EXPECT_EQ(funds->status, 402);
+  EXPECT_EQ(ParseJson(funds->body)->at("error").at("code"), "insufficient_funds");
+  auto stolen = Post("/v1/authorizations", Authorization(kCardStolen), "b");
+  EXPECT_EQ(stolen->status, 402);
+  EXPECT_EQ(ParseJson(stolen->body)->at("error").at("code"), "stolen_card");
+  // A decline is stored: the same key gives the same decline.
+  EXPECT_EQ(Post("/v1/authorizations", Authorization(kCardStolen), "b")->body, stolen->body);
+  auto broken = Post("/v1/authorizations", Authorization(kCardProcessingError), "c");
+  EXPECT_EQ(broken->status, 500);
+  EXPECT_EQ(Balance()["authorization_count"], 0);
+  auto bad = Post("/v1/authorizations", {{"amount_minor", -1}, {"currency", "USD"}}, "d");
+  EXPECT_EQ(bad->status, 400);
+  auto garbage = Post("/v1/authorizations", Json::array(), "e");
+  EXPECT_EQ(garbage->status, 400);
+}
+
+TEST_F(SandboxTest, LostResponseChargesOnceAndTheSameKeyRecoversIt) {
+  StartSandbox();
+  auto lost = Post("/v1/authorizations", Authorization(kCardLostResponse, 777), "lost-1");
+  ASSERT_FALSE(lost.ok());
+  EXPECT_TRUE(lost.status().code() == absl::StatusCode::kUnknown ||
+              lost.status().code() == absl::StatusCode::kDeadlineExceeded)
+      << lost.status();
+  EXPECT_EQ(Balance()["authorization_count"], 1);
+  // The retry with the same key must not charge again: it gets the stored answer.
+  auto retry = Post("/v1/authorizations", Authorization(kCardLostResponse, 777), "lost-1");
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_EQ(retry->status, 201);
+  EXPECT_EQ(ParseJson(retry->body)->at("status"), "authorized");
+  EXPECT_EQ(ParseJson(retry->body)->at("amount_minor"), 777);
+  EXPECT_EQ(Balance()["authorization_count"], 1);
+  // A new key is a new charge (and loses its response again).
+  EXPECT_FALSE(Post("/v1/authorizations", Authorization(kCardLostResponse, 777), "lost-2").ok());
+  EXPECT_EQ(Balance()["authorization_count"], 2);
+}
+
+TEST_F(SandboxTest, CaptureRefundVoidAndBalance) {
+  StartSandbox();
+  auto auth = Post("/v1/authorizations", Authorization(kCardSuccess, 10'000), "a1");
+  const std::string id = ParseJson(auth->body)->at("id");
+  EXPECT_EQ(Post("/v1/authorizations/" + id + "/capture", {{"amount_minor", 10'001}}, "c0")->status,
+            400);
+  auto capture = Post("/v1/authorizations/" + id + "/capture", {{"amount_minor", 6'000}}, "c1");
+  ASSERT_EQ(capture->status, 200);
+  EXPECT_EQ(ParseJson(capture->body)->at("captured_minor"), 6'000);
+  EXPECT_EQ(Post("/v1/authorizations/" + id + "/capture", {{"amount_minor", 1}}, "c2")->status,
+            409);
+  EXPECT_EQ(Post("/v1/refunds", {{"authorization_id", id}, {"amount_minor", 6'001}}, "r0")->status,
+            400);
+  auto refund = Post("/v1/refunds", {{"authorization_id", id}, {"amount_minor", 2'500}}, "r1");
+  ASSERT_EQ(refund->status, 201);
+  // Replay of the refund does not refund twice.
+  EXPECT_EQ(Post("/v1/refunds", {{"authorization_id", id}, {"amount_minor", 2'500}}, "r1")->body,
+            refund->body);
+  EXPECT_EQ(Post("/v1/refunds", {{"authorization_id", id}, {"amount_minor", 3'501}}, "r2")->status,
+            400);
+  const std::string refund_id = ParseJson(refund->body)->at("id");
+  EXPECT_EQ(Get("/v1/refunds/" + refund_id)->status, 200);
+  EXPECT_EQ(Get("/v1/refunds/nope")->status, 404);
+  Json balance = Balance();
+  ASSERT_EQ(balance["balances"].size(), 1u);
+  EXPECT_EQ(balance["balances"][0]["captured_minor"], 6'000);
+  EXPECT_EQ(balance["balances"][0]["refunded_minor"], 2'500);
+  EXPECT_EQ(balance["balances"][0]["net_minor"], 3'500);
+
+  auto second = Post("/v1/authorizations", Authorization(kCardSuccess, 500), "a2");
+  const std::string second_id = ParseJson(second->body)->at("id");
+  EXPECT_EQ(Post("/v1/authorizations/" + second_id + "/void", Json::object(), "v1")->status, 200);
+  EXPECT_EQ(Post("/v1/authorizations/" + second_id + "/capture", Json::object(), "c3")->status,
+            409);
+  EXPECT_EQ(
+      Post("/v1/refunds", {{"authorization_id", second_id}, {"amount_minor", 1}}, "r3")->status,
+      409);
+  EXPECT_EQ(Get("/v1/authorizations/" + second_id)->status, 200);
+  EXPECT_EQ(Get("/v1/authorizations/missing")->status, 404);
+  EXPECT_EQ(Post("/v1/authorizations/missing/void", Json::object(), "v2")->status, 404);
+}
+
+TEST_F(SandboxTest, UncapturedAuthorizationsExpire) {
+  SandboxOptions options;
+  options.authorization_ttl = absl::Hours(1);
+  StartSandbox(options);
+  auto auth = Post("/v1/authorizations", Authorization(kCardSuccess), "a1");
+  const std::string id = ParseJson(auth->body)->at("id");
+  clock_.Advance(absl::Hours(2));
+  EXPECT_EQ(ParseJson(Get("/v1/authorizations/" + id)->body)->at("status"), "expired");
+  EXPECT_EQ(Post("/v1/authorizations/" + id + "/capture", Json::object(), "c1")->status, 409);
+}
+
+TEST_F(SandboxTest, FailureRateAnswers503WithoutEffect) {
+  SandboxOptions options;
+  options.failure_rate = 1.0;
+  StartSandbox(options);
+  auto response = Post("/v1/authorizations", Authorization(kCardSuccess), "a1");
+  EXPECT_EQ(response->status, 503);
+  EXPECT_EQ(Balance()["authorization_count"], 0);
+}
+
+TEST_F(SandboxTest, SignedNotificationsAreDeliveredWithDuplicates) {
+  std::mutex mutex;
+  std::vector<std::pair<std::string, std::string>> received;  // signature, body
+  http::Router router;
+  router.AddSync("POST", "/hooks/psp", [&](const http::Request& request) {
+    std::lock_guard<std::mutex> lock(mutex);
+    received.emplace_back(std::string(request.Header(kSignatureHeader).value_or("")), request.body);
+    return http::Response::NoContent();
+  });
+  http::ServerOptions server_options;
+  server_options.host = "127.0.0.1";
+  server_options.port = 0;
+  server_options.io_threads = 1;
+  http::HttpServer receiver(server_options, router);
+  ASSERT_TRUE(receiver.Start().ok());
+
+  SandboxOptions options;
+  options.notification_url = fmt::format("http://127.0.0.1:{}/hooks/psp", receiver.port());
+  options.notification_secret = "whsec_test";
+  options.notification_duplicate_rate = 1.0;
+  options.notification_shuffle = true;
+  StartSandbox(options);
+  auto auth = Post("/v1/authorizations", Authorization(kCardSuccess), "a1");
+  const std::string id = ParseJson(auth->body)->at("id");
+  ASSERT_EQ(Post("/v1/authorizations/" + id + "/capture", Json::object(), "c1")->status, 200);
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (sandbox_->notifications_delivered() < 4 && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(sandbox_->notifications_delivered(), 4);
+  std::lock_guard<std::mutex> lock(mutex);
+  ASSERT_EQ(received.size(), 4u);
+  for (const auto& [signature, body] : received) {
+    const size_t comma = signature.find(',');
+    ASSERT_NE(comma, std::string::npos);
+    const int64_t timestamp = std::stoll(signature.substr(2, comma - 2));
+    EXPECT_EQ(signature, SignNotification("whsec_test", timestamp, body));
+    EXPECT_NE(signature, SignNotification("other", timestamp, body));
+  }
+  receiver.Shutdown(absl::Seconds(1));
+}
+
+}  // namespace
+}  // namespace emporium::psp_sandbox
