@@ -24,7 +24,7 @@ build-debug: deps-test
 	@cmake --build --preset debug -j $(JOBS)
 
 run: build-release
-	./build/release/src/app/emporium serve $(RUN_ARGS)
+	./build/release/src/app/emporium seed --products 10000 --if-empty $(RUN_ARGS) && ./build/release/src/app/emporium serve $(RUN_ARGS)
 
 test: build-debug
 	@ctest --preset debug -j $(JOBS)

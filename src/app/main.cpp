@@ -10,6 +10,7 @@
 #include "CLI/CLI.hpp"
 #include "app/config.h"
 #include "app/server_app.h"
+#include "catalog/cli.h"
 #include "common/format.h"
 #include "fmt/format.h"
 #include "inventory/store.h"
@@ -136,6 +137,26 @@ int InventoryRebuild(const Config& config, bool repair) {
   return report->mismatches.empty() || report->repaired ? 0 : 2;
 }
 
+// `emporium seed --products N`: the demo catalog through the update queue (server stopped).
+int Seed(const Config& config, int64_t products, uint64_t seed, bool if_empty) {
+  absl::StatusOr<int64_t> seeded =
+      catalog::SeedDataDir(config.data_dir, products, seed,
+                           if_empty ? catalog::SeedMode::kOnlyIfEmpty : catalog::SeedMode::kAlways);
+  if (!seeded.ok()) return Fail(seeded.status());
+  std::printf("seeded %lld products into %s\n", static_cast<long long>(*seeded),
+              config.data_dir.c_str());
+  return 0;
+}
+
+// `emporium catalog reindex`: rebuilds the search index from the store (server stopped; a
+// running server rebuilds through POST /api/v1/admin/catalog/reindex while serving).
+int CatalogReindex(const Config& config) {
+  absl::StatusOr<int64_t> indexed = catalog::ReindexDataDir(config.data_dir);
+  if (!indexed.ok()) return Fail(indexed.status());
+  std::printf("catalog reindex: %lld products indexed\n", static_cast<long long>(*indexed));
+  return 0;
+}
+
 int PrintConfig(const Config&) {
   for (const SettingInfo& setting : Settings()) {
     std::printf("%-30s %-7s default %-12s %s\n", setting.key.c_str(), setting.type.c_str(),
@@ -171,6 +192,21 @@ int Main(int argc, char** argv) {
   bool inventory_repair = false;
   inventory_rebuild->add_flag("--repair", inventory_repair, "rewrite the mismatching rows");
 
+  CLI::App* seed = cli.add_subcommand("seed", "add the deterministic demo catalog");
+  flags.AddTo(*seed);
+  int64_t seed_products = 10000;
+  uint64_t seed_value = 42;
+  bool seed_if_empty = false;
+  seed->add_option("--products", seed_products, "how many products")->check(CLI::Range(1, 1000000));
+  seed->add_option("--seed", seed_value, "generator seed");
+  seed->add_flag("--if-empty", seed_if_empty, "do nothing when the catalog has products");
+
+  CLI::App* catalog_command = cli.add_subcommand("catalog", "catalog maintenance");
+  catalog_command->require_subcommand(1);
+  CLI::App* catalog_reindex =
+      catalog_command->add_subcommand("reindex", "rebuild the search index from the store");
+  flags.AddTo(*catalog_reindex);
+
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -186,6 +222,8 @@ int Main(int argc, char** argv) {
   if (cli.got_subcommand(serve)) return Serve(*loaded, port_file);
   if (cli.got_subcommand(migrate)) return Migrate(*loaded);
   if (cli.got_subcommand(config)) return PrintConfig(*loaded);
+  if (cli.got_subcommand(seed)) return Seed(*loaded, seed_products, seed_value, seed_if_empty);
+  if (catalog_command->got_subcommand(catalog_reindex)) return CatalogReindex(*loaded);
   if (inventory->got_subcommand(inventory_rebuild)) {
     return InventoryRebuild(*loaded, inventory_repair);
   }

@@ -4,6 +4,7 @@
 
 #include "app/platform_routes.h"
 #include "common/format.h"
+#include "catalog/module.h"
 #include "fmt/format.h"
 #include "inventory/module.h"
 #include "platform/bus/bus_runtime.h"
@@ -18,8 +19,13 @@ namespace {
 
 // The contexts of this build, each built from its typed slice of the configuration. This is
 // the one place that knows which contexts exist.
-std::vector<ContextRuntime> BuildContexts(const Config& /*config*/) {
+std::vector<ContextRuntime> BuildContexts(const Config& config) {
   std::vector<ContextRuntime> contexts;
+  catalog::CatalogOptions catalog_options;
+  catalog_options.search_directory = fmt::format("{}/catalog_search", config.data_dir);
+  catalog_options.static_directory = fmt::format("{}/static", config.data_dir);
+  contexts.push_back(ContextRuntime{
+      std::make_unique<catalog::CatalogModule>(std::move(catalog_options)), nullptr});
   contexts.push_back(ContextRuntime{
       std::make_unique<inventory::InventoryModule>(inventory::InventoryModuleOptions{}), nullptr});
   return contexts;
