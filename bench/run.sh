@@ -11,6 +11,8 @@ scenarios=("$@")
 results=bench/results
 mkdir -p "$results"
 work=$(mktemp -d /tmp/emporium-bench.XXXXXX)
+# nginx workers run as an unprivileged user: they must be able to read the served files.
+chmod 755 "$work"
 pids=()
 cleanup() {
   for pid in "${pids[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
@@ -39,6 +41,7 @@ wait_http() {  # wait_http URL: polls until the URL answers, bounded to 10 s
     sleep 0.1
   done
   echo "bench: $1 did not come up" >&2
+  cat "$work"/nginx/logs/error.log "$work"/bench-server.log 2>/dev/null >&2 || true
   return 1
 }
 
@@ -89,6 +92,7 @@ bench_http() {
   wait_http "http://127.0.0.1:$emporium_port/bench.json"
   mkdir -p "$work/www"
   curl -fs "http://127.0.0.1:$emporium_port/bench.json" >"$work/www/bench.json"
+  chmod -R a+rX "$work/www"
   nginx_port=$(free_port)
   start_nginx "$nginx_port" "$work/www"
   wait_http "http://127.0.0.1:$nginx_port/bench.json"
