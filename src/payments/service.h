@@ -142,7 +142,9 @@ class PaymentsService {
   };
   struct Prepared;
 
-  absl::StatusOr<Prepared> PrepareAuthorize(sql::Transaction& tx, const AuthorizeCommand& c);
+  // `fraud` precomputed on a reader, or nullopt to read it in `tx`.
+  absl::StatusOr<Prepared> PrepareAuthorize(sql::Transaction& tx, const AuthorizeCommand& c,
+                                            const std::optional<FraudInput>& fraud);
   absl::StatusOr<Prepared> PrepareIntentCommand(sql::Transaction& tx, const IntentCommand& c);
   absl::StatusOr<AttemptRecord> NewAttempt(sql::Transaction& tx, const IntentRecord& intent,
                                            PspOperation operation, int64_t amount_minor);

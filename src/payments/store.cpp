@@ -8,6 +8,9 @@
 namespace emporium::payments {
 namespace {
 
+// The customer history the fraud rules average over.
+constexpr int64_t kFraudHistoryPaymentsMax = 100;
+
 constexpr char kIntentColumns[] =
     "id, order_id, customer_id, payment_method, amount_minor, currency, state, "
     "authorized_minor, captured_minor, refunded_minor, psp_authorization_id, decline_reason, "
@@ -332,10 +335,13 @@ absl::StatusOr<FraudInput> LoadFraudHistory(sql::Transaction& tx, const IntentRe
     if (!rows.ok()) return rows.status();
     return rows->rows.front().OptionalInt(0).value_or(0);
   };
+  // The customer's history: the most recent successful authorizations, bounded so the cost
+  // does not grow with a loyal customer's lifetime.
   absl::StatusOr<sql::ResultSet> history = tx.Query(
-      "SELECT COUNT(*), COALESCE(SUM(authorized_minor), 0) FROM payment_intents "
-      "WHERE customer_id = ? AND authorized_minor > 0 AND id <> ?",
-      {intent.customer_id, intent.id});
+      "SELECT COUNT(*), COALESCE(SUM(authorized_minor), 0) FROM (SELECT authorized_minor FROM "
+      "payment_intents WHERE customer_id = ? AND id <> ? AND authorized_minor > 0 "
+      "ORDER BY created_at_ms DESC LIMIT ?) AS recent",
+      {intent.customer_id, intent.id, kFraudHistoryPaymentsMax});
   if (!history.ok()) return history.status();
   input.customer_payment_count = history->rows.front().Int(0);
   if (input.customer_payment_count > 0) {
@@ -362,12 +368,15 @@ absl::StatusOr<FraudInput> LoadFraudHistory(sql::Transaction& tx, const IntentRe
     if (!ip.ok()) return ip.status();
     input.ip_attempts_in_window = *ip;
   }
-  absl::StatusOr<int64_t> cards = count(
-      "SELECT COUNT(DISTINCT payment_method) FROM payment_intents WHERE customer_id = ? AND "
-      "(created_at_ms >= ? OR id = ?)",
-      {intent.customer_id, window_start_ms, intent.id});
+  // Distinct cards in the window, this one included whether or not its intent is stored yet.
+  absl::StatusOr<sql::ResultSet> cards = tx.Query(
+      "SELECT COUNT(DISTINCT payment_method), COALESCE(SUM(CASE WHEN payment_method = ? THEN 1 "
+      "ELSE 0 END), 0) FROM payment_intents WHERE customer_id = ? AND created_at_ms >= ?",
+      {intent.payment_method, intent.customer_id, window_start_ms});
   if (!cards.ok()) return cards.status();
-  input.customer_distinct_cards = std::max<int64_t>(*cards, 1);
+  const int64_t distinct = cards->rows.front().Int(0);
+  const bool this_card_seen = cards->rows.front().Int(1) > 0;
+  input.customer_distinct_cards = std::max<int64_t>(distinct + (this_card_seen ? 0 : 1), 1);
   return input;
 }
 
