@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 build_dir="${1:-build/release}"
 shift || true
 scenarios=("$@")
-[ "${#scenarios[@]}" -gt 0 ] || scenarios=(http group_commit inventory)
+[ "${#scenarios[@]}" -gt 0 ] || scenarios=(http group_commit inventory payments)
 results=bench/results
 mkdir -p "$results"
 work=$(mktemp -d /tmp/emporium-bench.XXXXXX)
@@ -130,6 +130,12 @@ bench_inventory() {
   local binary="$build_dir/src/inventory/inventory_bench"
   [ -x "$binary" ] || { echo "bench: inventory_bench not built yet"; return 0; }
   "$binary" "$results/inventory.md"
+}
+
+bench_payments() {
+  local binary="$build_dir/src/tools/psp_sandbox/payments_bench"
+  [ -x "$binary" ] || { echo "bench: payments_bench not built yet"; return 0; }
+  "$binary" "$results/payments.md" --seconds "${PAYMENTS_SECONDS:-10}" --concurrency 64
 }
 
 for scenario in "${scenarios[@]}"; do
