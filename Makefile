@@ -3,6 +3,9 @@
 #   make test   build (debug: ASan + UBSan) and run every test through ctest
 #   make bench  build (release) and run the benchmark suite into bench/results/
 SHELL := /bin/bash
+# ccache keys on paths relative to the checkout, so a fresh clone (CI) reuses earlier builds.
+export CCACHE_BASEDIR := $(CURDIR)
+export CCACHE_NOHASHDIR := 1
 JOBS ?= $(shell nproc)
 RUN_ARGS ?=
 
