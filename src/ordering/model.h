@@ -1,0 +1,234 @@
+// Ordering's pure domain core: carts and their totals, the order state machine and the checkout
+// saga as a decision function.
+//
+// The saga is orchestrated: ordering sends inventory and payments commands and reacts to their
+// replies and events. Decide() is the whole of its logic and has no I/O, clock or randomness:
+//   (saga state, one input: a reply, an event, a timeout or a manual action, now) ->
+//   (new state, commands to send, timeline entries)
+// The service persists the new state, the commands (outbox) and the timeline in ONE
+// transaction, so every step is persisted before its command leaves.
+//
+// Order states: PENDING -> RESERVED -> AUTHORIZED -> CONFIRMED, terminal REJECTED / CANCELLED.
+// A terminal order may still have compensations running (void, cancel allocation, release):
+// the saga's `step` says what it is waiting for and is kDone once nothing is outstanding.
+// Replies that do not match the step in progress (duplicates, reordered or late ones) change
+// nothing, except the ones that matter for money and stock: a late payment.authorized on an
+// order that is no longer going to confirm is voided, a late successful reservation on a
+// terminal order is released.
+//
+// Thread-safety: free functions over values; safe from any thread.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/money.h"
+
+namespace emporium::ordering {
+
+// ---- Carts -------------------------------------------------------------------------------
+
+inline constexpr int64_t kLineQuantityMaxDefault = 100;
+inline constexpr size_t kCartLinesMaxDefault = 50;
+inline constexpr size_t kSkuLengthMax = 200;
+
+struct CartLimits {
+  int64_t line_quantity_max = kLineQuantityMaxDefault;  // per line
+  size_t lines_max = kCartLinesMaxDefault;              // distinct SKUs per cart
+};
+
+struct CartLine {
+  std::string sku;
+  int64_t quantity = 0;
+  friend bool operator==(const CartLine&, const CartLine&) = default;
+};
+
+// Adds `quantity` of `sku` (growing an existing line). InvalidParam (param "quantity" / "sku")
+// when the quantity is out of 1..line_quantity_max after adding or the cart is full.
+absl::StatusOr<std::vector<CartLine>> AddCartLine(std::vector<CartLine> lines, std::string_view sku,
+                                                  int64_t quantity, const CartLimits& limits);
+// Sets the quantity of an existing line; 0 removes it. NotFound for a SKU not in the cart.
+absl::StatusOr<std::vector<CartLine>> SetCartLineQuantity(std::vector<CartLine> lines,
+                                                          std::string_view sku, int64_t quantity,
+                                                          const CartLimits& limits);
+
+// Flat shipping per currency and a tax rate, for one region.
+struct RegionRates {
+  std::map<std::string, int64_t> shipping_minor;  // currency -> flat shipping, minor units
+  int64_t tax_basis_points = 0;                   // 1 bp = 0.01 %
+};
+
+struct PricingRules {
+  std::map<std::string, RegionRates> regions;  // by region code
+  RegionRates fallback;                        // regions not listed
+  const RegionRates& ForRegion(std::string_view region) const;
+};
+
+// A cart line with the price the order context's read model knows for it.
+struct PricedLine {
+  std::string sku;
+  std::string title;
+  int64_t quantity = 0;
+  Money unit_price;
+  Money line_total;
+};
+
+struct Totals {
+  Money subtotal;
+  Money shipping;
+  Money tax;  // on subtotal + shipping, rounded half away from zero
+  Money grand_total;
+};
+
+// Prices `quantity` units at `unit_price`. OutOfRange on overflow.
+absl::StatusOr<PricedLine> PriceLine(std::string sku, std::string title, int64_t quantity,
+                                     const Money& unit_price);
+
+// Totals of `lines` in `currency` for `region`. An empty cart costs nothing (no shipping).
+// InvalidArgument when a line is in another currency or the region has no shipping rate for
+// the currency (code "currency_not_shipped"), OutOfRange on overflow.
+absl::StatusOr<Totals> ComputeTotals(const std::vector<PricedLine>& lines,
+                                     std::string_view currency, std::string_view region,
+                                     const PricingRules& rules);
+
+// ---- Orders ------------------------------------------------------------------------------
+
+enum class OrderState { kPending, kReserved, kAuthorized, kConfirmed, kRejected, kCancelled };
+
+std::string_view OrderStateName(OrderState state);
+std::optional<OrderState> ParseOrderState(std::string_view name);
+// REJECTED or CANCELLED.
+bool IsTerminal(OrderState state);
+// CONFIRMED or terminal: what `Prefer: wait` waits for.
+bool IsSettled(OrderState state);
+
+// ---- The checkout saga -------------------------------------------------------------------
+
+// What the saga is waiting for. Forward steps first, then compensations.
+enum class SagaStep {
+  kExtend,            // taking over the cart's reservation (inventory.extend)
+  kReserve,           // a reservation of its own (inventory.reserve)
+  kAuthorize,         // payments.authorize
+  kAllocate,          // inventory.allocate
+  kVoid,              // payments.void
+  kRefund,            // payments.refund
+  kCancelAllocation,  // inventory.cancel_allocation
+  kRelease,           // inventory.release
+  kDone,              // nothing outstanding
+};
+std::string_view SagaStepName(SagaStep step);
+std::optional<SagaStep> ParseSagaStep(std::string_view name);
+
+enum class CommandKind {
+  kExtend,
+  kReserve,
+  kAuthorize,
+  kAllocate,
+  kVoid,
+  kRefund,
+  kCancelAllocation,
+  kRelease,
+};
+std::string_view CommandKindName(CommandKind kind);
+
+// A command for the service to build and publish. Order data (lines, amount, payment method)
+// comes from the order; the saga names the reservation it means.
+struct SagaCommand {
+  CommandKind kind = CommandKind::kReserve;
+  std::string reservation_id;
+  int attempt = 1;
+  friend bool operator==(const SagaCommand&, const SagaCommand&) = default;
+};
+
+struct TimelineEntry {
+  std::string kind;  // "step", "command", "reply", "retry", "compensation", "state", "ignored",
+                     // "manual"
+  std::string detail;
+  friend bool operator==(const TimelineEntry&, const TimelineEntry&) = default;
+};
+
+struct SagaPolicy {
+  int64_t step_timeout_ms = 5'000;          // reserve, extend, allocate, compensations
+  int64_t authorize_timeout_ms = 15'000;    // payments talks to a PSP
+  int64_t review_timeout_ms = 30 * 60'000;  // a payment in fraud review waits this long
+  int attempts_max = 4;                     // sends per step (first + retries)
+  int64_t backoff_initial_ms = 200;         // added to the deadline of a retry, doubling
+  int64_t backoff_max_ms = 5'000;
+};
+
+struct SagaState {
+  OrderState order_state = OrderState::kPending;
+  SagaStep step = SagaStep::kReserve;
+  int attempt = 0;          // sends of the current step's command so far
+  int64_t deadline_ms = 0;  // the current step times out then; 0 when kDone
+  int64_t updated_at_ms = 0;
+  std::string reservation_id;            // held or being acquired
+  std::string own_reservation_id;        // used when the cart's reservation cannot be taken over
+  bool authorization_requested = false;  // payments.authorize was sent at least once
+  bool authorized = false;               // payments reported an authorization not yet voided
+  bool captured = false;
+  bool allocated = false;
+  std::string reason;                   // why REJECTED / CANCELLED
+  std::vector<std::string> short_skus;  // on REJECTED for stock
+  std::vector<SagaStep> compensations;  // still to run after the current step, in order
+  friend bool operator==(const SagaState&, const SagaState&) = default;
+};
+
+enum class InputKind {
+  kReserveReply,
+  kExtendReply,
+  kAllocateReply,
+  kReleaseReply,
+  kCancelAllocationReply,
+  kPaymentAuthorized,
+  kPaymentDeclined,
+  kPaymentReviewRequired,
+  kPaymentVoided,
+  kPaymentCaptured,
+  kPaymentRefunded,
+  kTimeout,
+  kCustomerCancel,
+  kStaffRetry,
+  kStaffCompensate,
+};
+std::string_view InputKindName(InputKind kind);
+
+struct SagaInput {
+  InputKind kind = InputKind::kTimeout;
+  bool ok = false;                      // inventory replies
+  std::string reservation_id;           // inventory replies
+  std::string outcome;                  // inventory outcome name, decline reason
+  std::vector<std::string> short_skus;  // reservation failures (short and unknown)
+};
+
+struct SagaDecision {
+  SagaState state;
+  std::vector<SagaCommand> commands;
+  std::vector<TimelineEntry> timeline;
+  bool changed = false;  // false: the input was ignored (state identical)
+};
+
+// The first decision of a new order. `cart_reservation_id` non-empty: take over the cart's
+// reservation (extend it); otherwise reserve `own_reservation_id`.
+SagaDecision StartSaga(std::string cart_reservation_id, std::string own_reservation_id,
+                       int64_t now_ms, const SagaPolicy& policy);
+
+// The saga's reaction to `input` at `now_ms`. Errors only for manual actions that are not
+// allowed in the current state (FailedPrecondition with code "order_not_cancellable" /
+// "saga_finished"); replies and timeouts never fail (an unexpected one is ignored).
+absl::StatusOr<SagaDecision> Decide(const SagaState& state, const SagaInput& input, int64_t now_ms,
+                                    const SagaPolicy& policy);
+
+// The extra wait added to a retry's deadline: exponential from backoff_initial_ms, capped,
+// with deterministic jitter in [50 %, 100 %] derived from `jitter_key` and `attempt`.
+int64_t RetryBackoffMs(const SagaPolicy& policy, int attempt, std::string_view jitter_key);
+
+// True when the saga has nothing outstanding.
+inline bool SagaFinished(const SagaState& state) { return state.step == SagaStep::kDone; }
+
+}  // namespace emporium::ordering
