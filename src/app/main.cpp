@@ -16,6 +16,8 @@
 #include "inventory/store.h"
 #include "platform/obs/log.h"
 #include "platform/sql/sqlite_database.h"
+#include "tools/audit/audit.h"
+#include "tools/loadgen/cli.h"
 
 namespace emporium::app {
 namespace {
@@ -207,6 +209,13 @@ int Main(int argc, char** argv) {
       catalog_command->add_subcommand("reindex", "rebuild the search index from the store");
   flags.AddTo(*catalog_reindex);
 
+  loadgen::LoadgenFlags loadgen_flags;
+  CLI::App* loadgen_command = loadgen::AddLoadgenCommand(cli, loadgen_flags);
+  CLI::App* audit_command = cli.add_subcommand(
+      "audit", "check the global invariants over every context's database (server stopped or "
+               "idle); exit 1 on any violation");
+  flags.AddTo(*audit_command);
+
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -217,8 +226,10 @@ int Main(int argc, char** argv) {
     std::printf("emporium %s\n", std::string(kVersion).c_str());
     return 0;
   }
+  if (cli.got_subcommand(loadgen_command)) return loadgen::RunLoadgen(loadgen_flags);
   absl::StatusOr<Config> loaded = flags.Load();
   if (!loaded.ok()) return Fail(loaded.status());
+  if (cli.got_subcommand(audit_command)) return audit::RunAuditCommand(loaded->data_dir);
   if (cli.got_subcommand(serve)) return Serve(*loaded, port_file);
   if (cli.got_subcommand(migrate)) return Migrate(*loaded);
   if (cli.got_subcommand(config)) return PrintConfig(*loaded);

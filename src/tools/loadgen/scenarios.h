@@ -1,0 +1,72 @@
+// The load scenarios of `emporium loadgen`:
+//  - get: one fixed request target, for raw throughput.
+//  - browse: product pages with Zipf-distributed popularity over the products listed by
+//    GET /api/v1/products at start, plus list pages and searches (terms from the titles).
+//    Prepare fails with FailedPrecondition when the catalog routes are not there.
+//  - flash-sale: every request reserves 1 unit of one SKU (POST /api/v1/inventory/reservations,
+//    unique Idempotency-Key each). With an admin key, Prepare first receives `stock` units at
+//    location "loadgen" through the staff API. 201 counts as a sale, 409 as sold out (not an
+//    error); the verdict fails if more units were sold than were stocked.
+// cart, checkout and mixed need the ordering context and are not here yet.
+//
+// Thread-safety: Prepare, Summary and Verdict from the RunLoad caller's thread; the scripts
+// from their io thread (counters shared between connections are atomic).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+#include "tools/loadgen/engine.h"
+
+namespace emporium::loadgen {
+
+struct ScenarioOptions {
+  std::string host = "127.0.0.1";
+  uint16_t port = 8080;
+  std::string path = "/healthz";  // get
+  std::string admin_key;          // flash-sale stock set-up; empty skips it
+  std::string sku = "LOADGEN-FLASH-1";
+  int64_t stock = 100;         // flash-sale units received before the run
+  std::string run_id;          // makes Idempotency-Keys unique across runs; empty = random
+  double zipf_exponent = 1.0;  // browse popularity skew
+  uint64_t seed = 1;
+};
+
+class LoadScenario : public Scenario {
+ public:
+  // Set-up against the target before the run (listing products, receiving stock).
+  virtual absl::Status Prepare() { return absl::OkStatus(); }
+  // Scenario-specific lines for the text report and an object for the JSON report.
+  virtual std::vector<std::string> SummaryLines() const { return {}; }
+  virtual nlohmann::json SummaryJson() const { return nlohmann::json::object(); }
+  // Non-OK when the run broke an invariant the scenario can see (a flash sale that sold more
+  // than it stocked).
+  virtual absl::Status Verdict() const { return absl::OkStatus(); }
+};
+
+// The scenario names this build knows, for --help.
+std::vector<std::string> ScenarioNames();
+
+// InvalidArgument for an unknown name or bad options; Unimplemented for cart/checkout/mixed.
+absl::StatusOr<std::unique_ptr<LoadScenario>> MakeScenario(std::string_view name,
+                                                           const ScenarioOptions& options);
+
+// Zipf(s) over ranks 0..n-1 by inverse CDF: pure, deterministic given the uniform input.
+class ZipfSampler {
+ public:
+  ZipfSampler(size_t n, double exponent);
+  // `uniform` in [0, 1); returns a rank in [0, n).
+  size_t Sample(double uniform) const;
+  size_t size() const { return cdf_.size(); }
+
+ private:
+  std::vector<double> cdf_;
+};
+
+}  // namespace emporium::loadgen
