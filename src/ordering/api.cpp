@@ -1,0 +1,448 @@
+#include "ordering/api.h"
+
+#include <algorithm>
+#include <memory>
+#include <utility>
+
+#include "absl/time/clock.h"
+#include "common/errors.h"
+#include "common/format.h"
+#include "fmt/format.h"
+#include "platform/context/staff_auth.h"
+
+namespace emporium::ordering {
+namespace {
+
+using http::Request;
+using http::Responder;
+using http::Response;
+
+constexpr size_t kIdempotencyKeyLengthMax = 255;
+constexpr int64_t kStreamTimeoutMaxS = 60;
+constexpr int64_t kStuckDefaultS = 30;
+
+Json MoneyJson(int64_t amount_minor, const std::string& currency) {
+  absl::StatusOr<Money> money = Money::FromMinor(amount_minor, currency);
+  return Json{{"amount", money.ok() ? money->ToDecimalString() : ""},
+              {"amount_minor", amount_minor},
+              {"currency", currency}};
+}
+
+Json MoneyJson(const Money& money) {
+  return MoneyJson(money.amount_minor(), std::string(money.currency_code()));
+}
+
+Json LineJson(const PricedLine& line) {
+  return Json{{"sku", line.sku},
+              {"title", line.title},
+              {"quantity", line.quantity},
+              {"unit_price", MoneyJson(line.unit_price)},
+              {"line_total", MoneyJson(line.line_total)}};
+}
+
+Response Error(const absl::Status& status) { return http::ErrorResponse(status); }
+
+absl::StatusOr<Json> Body(const Request& request) {
+  if (request.body.empty()) return Json::object();
+  return ParseJsonObject(request.body);
+}
+
+// `Prefer: wait=N` in seconds, clamped to `max_ms`; 0 when absent.
+int64_t PreferWaitMs(const Request& request, int64_t max_ms) {
+  for (std::string_view value : request.headers.GetAll("Prefer")) {
+    size_t at = value.find("wait=");
+    if (at == std::string_view::npos) continue;
+    int64_t seconds = 0;
+    for (size_t i = at + 5; i < value.size() && value[i] >= '0' && value[i] <= '9'; ++i) {
+      seconds = std::min<int64_t>(seconds * 10 + (value[i] - '0'), 1'000'000);
+    }
+    return std::min(seconds * 1000, max_ms);
+  }
+  return 0;
+}
+
+std::optional<int64_t> IntParam(const Request& request, std::string_view name) {
+  std::optional<std::string> text = request.QueryParam(name);
+  if (!text || text->empty() || text->size() > 12) return std::nullopt;
+  int64_t value = 0;
+  for (char c : *text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    value = value * 10 + (c - '0');
+  }
+  return value;
+}
+
+struct Shared {
+  OrderingService& service;
+  ApiOptions options;
+};
+
+Response CartResponse(int status, const absl::StatusOr<CartView>& view) {
+  if (!view.ok()) return Error(view.status());
+  return Response::Json(status, CartJson(*view));
+}
+
+Callback<CartView> CartCallback(Responder respond, int status = 200) {
+  return [respond = std::move(respond), status](absl::StatusOr<CartView> view) {
+    respond(CartResponse(status, view));
+  };
+}
+
+Response OrderResponse(int status, const Order& order) {
+  Response response = Response::Json(status, OrderJson(order));
+  response.headers.Set("Location", fmt::format("/api/v1/orders/{}", order.id));
+  return response;
+}
+
+void AddCartRoutes(http::Router& router, const std::shared_ptr<Shared>& shared) {
+  router.Add("POST", "/api/v1/carts", [shared](Request& request, Responder respond) {
+    absl::StatusOr<Json> body = Body(request);
+    if (!body.ok()) return respond(Error(body.status()));
+    CartInput input;
+    auto currency = RequireString(*body, "currency", 3);
+    if (!currency.ok()) return respond(Error(currency.status()));
+    input.currency = *currency;
+    auto region = OptionalString(*body, "region", 64);
+    auto email = OptionalString(*body, "email", 254);
+    if (!region.ok()) return respond(Error(region.status()));
+    if (!email.ok()) return respond(Error(email.status()));
+    input.region = region->value_or("");
+    input.email = email->value_or("");
+    if (auto it = body->find("shipping_address"); it != body->end() && !it->is_null()) {
+      input.shipping_address = *it;
+    }
+    input.customer_id = request.Attribute("customer_id").value_or("");
+    shared->service.CreateCart(std::move(input), CartCallback(std::move(respond), 201));
+  });
+
+  router.AddSync("GET", "/api/v1/carts/{id}", [shared](const Request& request) {
+    return CartResponse(200, shared->service.GetCart(request.PathParam("id")));
+  });
+
+  router.Add("PATCH", "/api/v1/carts/{id}", [shared](Request& request, Responder respond) {
+    absl::StatusOr<Json> body = Body(request);
+    if (!body.ok()) return respond(Error(body.status()));
+    CartPatch patch;
+    auto currency = OptionalString(*body, "currency", 3);
+    auto region = OptionalString(*body, "region", 64);
+    auto email = OptionalString(*body, "email", 254);
+    for (const auto* field : {&currency, &region, &email}) {
+      if (!field->ok()) return respond(Error(field->status()));
+    }
+    patch.currency = *currency;
+    patch.region = *region;
+    patch.email = *email;
+    if (auto it = body->find("shipping_address"); it != body->end() && !it->is_null()) {
+      patch.shipping_address = *it;
+    }
+    shared->service.UpdateCart(request.PathParam("id"), std::move(patch),
+                               CartCallback(std::move(respond)));
+  });
+
+  router.Add("DELETE", "/api/v1/carts/{id}", [shared](Request& request, Responder respond) {
+    shared->service.AbandonCart(request.PathParam("id"), CartCallback(std::move(respond)));
+  });
+
+  router.Add("POST", "/api/v1/carts/{id}/lines", [shared](Request& request, Responder respond) {
+    absl::StatusOr<Json> body = Body(request);
+    if (!body.ok()) return respond(Error(body.status()));
+    auto sku = RequireString(*body, "sku", kSkuLengthMax);
+    if (!sku.ok()) return respond(Error(sku.status()));
+    auto quantity = RequireInt(*body, "quantity", 1, 1'000'000);
+    if (!quantity.ok()) return respond(Error(quantity.status()));
+    shared->service.AddLine(request.PathParam("id"), *sku, *quantity,
+                            CartCallback(std::move(respond)));
+  });
+
+  router.Add("PUT", "/api/v1/carts/{id}/lines/{sku}",
+             [shared](Request& request, Responder respond) {
+               absl::StatusOr<Json> body = Body(request);
+               if (!body.ok()) return respond(Error(body.status()));
+               auto quantity = RequireInt(*body, "quantity", 0, 1'000'000);
+               if (!quantity.ok()) return respond(Error(quantity.status()));
+               shared->service.SetLine(request.PathParam("id"), request.PathParam("sku"), *quantity,
+                                       CartCallback(std::move(respond)));
+             });
+
+  router.Add("DELETE", "/api/v1/carts/{id}/lines/{sku}",
+             [shared](Request& request, Responder respond) {
+               shared->service.SetLine(request.PathParam("id"), request.PathParam("sku"), 0,
+                                       CartCallback(std::move(respond)));
+             });
+
+  router.Add("POST", "/api/v1/carts/{id}/checkout", [shared](Request& request, Responder respond) {
+    absl::StatusOr<Json> body = Body(request);
+    if (!body.ok()) return respond(Error(body.status()));
+    auto method = RequireString(*body, "payment_method", 200);
+    if (!method.ok()) return respond(Error(method.status()));
+    CheckoutRequest checkout;
+    checkout.cart_id = request.PathParam("id");
+    checkout.payment_method = *method;
+    checkout.customer_id = request.Attribute("customer_id").value_or("");
+    checkout.client_ip = request.remote_address;
+    if (std::optional<std::string_view> key = request.Header("Idempotency-Key")) {
+      if (key->empty() || key->size() > kIdempotencyKeyLengthMax) {
+        return respond(Error(InvalidParam("Idempotency-Key", "must be 1..255 characters")));
+      }
+      checkout.idempotency_key = std::string(*key);
+      checkout.request_hash =
+          HashHex(fmt::format("{}\n{}\n{}", checkout.cart_id, *method, DumpJson(*body)));
+    }
+    const int64_t wait_ms = PreferWaitMs(request, shared->service.options().wait_max_ms);
+    OrderingService& service = shared->service;
+    service.Checkout(std::move(checkout),
+                     [&service, wait_ms, respond](absl::StatusOr<CheckoutResult> result) {
+                       if (!result.ok()) return respond(Error(result.status()));
+                       if (wait_ms <= 0 || IsSettled(result->order.state())) {
+                         const int status = IsSettled(result->order.state()) ? 200 : 202;
+                         return respond(OrderResponse(status, result->order));
+                       }
+                       Order pending = result->order;
+                       absl::Status parked = service.WaitSettled(
+                           pending.id, absl::Now() + absl::Milliseconds(wait_ms),
+                           [respond, pending](absl::StatusOr<Order> order) {
+                             const Order& latest = order.ok() ? *order : pending;
+                             respond(OrderResponse(IsSettled(latest.state()) ? 200 : 202, latest));
+                           });
+                       if (!parked.ok()) respond(OrderResponse(202, pending));
+                     });
+  });
+}
+
+void AddOrderRoutes(http::Router& router, const std::shared_ptr<Shared>& shared) {
+  router.AddSync("GET", "/api/v1/orders", [shared](const Request& request) {
+    std::optional<std::string> customer = request.Attribute("customer_id");
+    if (!customer || customer->empty()) {
+      return http::ErrorResponse(401, "authentication_error", "authentication_required",
+                                 "sign in to list your orders");
+    }
+    OrderQuery query;
+    query.customer_id = *customer;
+    query.limit = IntParam(request, "limit").value_or(50);
+    query.after_id = request.QueryParam("cursor").value_or("");
+    absl::StatusOr<std::vector<Order>> orders = shared->service.ListOrders(query);
+    if (!orders.ok()) return Error(orders.status());
+    Json items = Json::array();
+    for (const Order& order : *orders) items.push_back(OrderJson(order));
+    Json next =
+        static_cast<int64_t>(orders->size()) == std::clamp<int64_t>(query.limit, 1, kListPageMax)
+            ? Json(orders->back().id)
+            : Json(nullptr);
+    return Response::Json(200, Json{{"items", items}, {"next_cursor", next}});
+  });
+
+  router.AddSync("GET", "/api/v1/orders/{id}", [shared](const Request& request) {
+    absl::StatusOr<Order> order = shared->service.GetOrder(request.PathParam("id"));
+    if (!order.ok()) return Error(order.status());
+    return Response::Json(200, OrderJson(*order));
+  });
+
+  router.Add("POST", "/api/v1/orders/{id}/cancel", [shared](Request& request, Responder respond) {
+    shared->service.Cancel(request.PathParam("id"), [respond](absl::StatusOr<Order> order) {
+      if (!order.ok()) return respond(Error(order.status()));
+      respond(Response::Json(200, OrderJson(*order)));
+    });
+  });
+
+  router.AddSync("GET", "/api/v1/orders/{id}/events", [shared](const Request& request) {
+    absl::StatusOr<std::vector<OrderEvent>> events =
+        shared->service.Timeline(request.PathParam("id"), IntParam(request, "after").value_or(0),
+                                 IntParam(request, "limit").value_or(1000));
+    if (!events.ok()) return Error(events.status());
+    Json items = Json::array();
+    for (const OrderEvent& event : *events) {
+      items.push_back(Json{{"seq", event.seq},
+                           {"at_ms", event.at_ms},
+                           {"kind", event.kind},
+                           {"detail", event.detail},
+                           {"state", event.state}});
+    }
+    return Response::Json(200, Json{{"order_id", request.PathParam("id")}, {"items", items}});
+  });
+
+  // Server-Sent Events: the router answers once, so the stream collects one `status` event per
+  // change and ends when the order settles or the timeout passes; EventSource reconnects.
+  router.Add("GET", "/api/v1/orders/{id}/stream", [shared](Request& request, Responder respond) {
+    const std::string id = request.PathParam("id");
+    absl::StatusOr<Order> order = shared->service.GetOrder(id);
+    if (!order.ok()) return respond(Error(order.status()));
+    const int64_t timeout_s =
+        std::clamp<int64_t>(IntParam(request, "timeout").value_or(25), 0, kStreamTimeoutMaxS);
+    struct Stream {
+      std::mutex mutex;
+      std::string body;
+      std::string last_state;
+      bool done = false;
+    };
+    auto stream = std::make_shared<Stream>();
+    auto finish = [stream, respond]() {
+      Response response = Response::Text(200, stream->body, "text/event-stream");
+      response.headers.Set("Cache-Control", "no-store");
+      respond(std::move(response));
+    };
+    auto append = [stream](const Order& current) {
+      const std::string state(OrderStateName(current.state()));
+      if (state == stream->last_state) return;
+      stream->last_state = state;
+      stream->body += fmt::format(
+          "id: {}\nevent: status\ndata: {}\n\n", current.event_seq,
+          DumpJson(
+              Json{{"order_id", current.id}, {"state", state}, {"reason", current.saga.reason}}));
+    };
+    append(*order);
+    if (IsSettled(order->state()) || timeout_s == 0) return finish();
+    absl::Status watching =
+        shared->service.Watch(id, absl::Now() + absl::Seconds(timeout_s),
+                              [stream, append, finish](absl::StatusOr<Order> current) -> bool {
+                                std::lock_guard lock(stream->mutex);
+                                if (stream->done) return false;
+                                if (current.ok()) append(*current);
+                                if (!current.ok() || IsSettled(current->state())) {
+                                  stream->done = true;
+                                  finish();
+                                  return false;
+                                }
+                                return true;
+                              });
+    if (!watching.ok()) finish();
+  });
+}
+
+void AddStaffRoutes(http::Router& router, const std::shared_ptr<Shared>& shared) {
+  router.AddSync("GET", "/api/v1/admin/orders", [shared](const Request& request) {
+    Response denied;
+    if (!AuthorizeAdmin(request, shared->options.admin_api_key, denied)) return denied;
+    OrderQuery query;
+    if (std::optional<std::string> state = request.QueryParam("state")) {
+      query.state = ParseOrderState(*state);
+      if (!query.state) return Error(InvalidParam("state", "unknown order state"));
+    }
+    query.limit = IntParam(request, "limit").value_or(50);
+    query.after_id = request.QueryParam("cursor").value_or("");
+    absl::StatusOr<std::vector<Order>> orders = shared->service.ListOrders(query);
+    if (!orders.ok()) return Error(orders.status());
+    Json items = Json::array();
+    for (const Order& order : *orders) items.push_back(OrderJson(order));
+    Json next = !orders->empty() && static_cast<int64_t>(orders->size()) ==
+                                        std::clamp<int64_t>(query.limit, 1, kListPageMax)
+                    ? Json(orders->back().id)
+                    : Json(nullptr);
+    return Response::Json(200, Json{{"items", items}, {"next_cursor", next}});
+  });
+
+  router.AddSync("GET", "/api/v1/admin/orders/stuck", [shared](const Request& request) {
+    Response denied;
+    if (!AuthorizeAdmin(request, shared->options.admin_api_key, denied)) return denied;
+    const int64_t older_than_s = IntParam(request, "older_than_s").value_or(kStuckDefaultS);
+    absl::StatusOr<std::vector<Order>> orders =
+        shared->service.Stuck(older_than_s * 1000, IntParam(request, "limit").value_or(100));
+    if (!orders.ok()) return Error(orders.status());
+    Json items = Json::array();
+    for (const Order& order : *orders) items.push_back(OrderJson(order));
+    return Response::Json(200, Json{{"items", items}});
+  });
+
+  for (const auto& [path, action] :
+       {std::pair{"/api/v1/admin/orders/{id}/retry", StaffAction::kRetry},
+        std::pair{"/api/v1/admin/orders/{id}/compensate", StaffAction::kCompensate}}) {
+    router.Add("POST", path, [shared, action](Request& request, Responder respond) {
+      Response denied;
+      if (!AuthorizeAdmin(request, shared->options.admin_api_key, denied)) {
+        return respond(std::move(denied));
+      }
+      shared->service.Staff(request.PathParam("id"), action,
+                            [respond](absl::StatusOr<Order> order) {
+                              if (!order.ok()) return respond(Error(order.status()));
+                              respond(Response::Json(200, OrderJson(*order)));
+                            });
+    });
+  }
+}
+
+}  // namespace
+
+Json CartJson(const CartView& view) {
+  const Cart& cart = view.cart;
+  Json lines = Json::array();
+  for (const PricedLine& line : view.lines) lines.push_back(LineJson(line));
+  Json totals = nullptr;
+  if (view.totals) {
+    totals = Json{{"subtotal", MoneyJson(view.totals->subtotal)},
+                  {"shipping", MoneyJson(view.totals->shipping)},
+                  {"tax", MoneyJson(view.totals->tax)},
+                  {"grand_total", MoneyJson(view.totals->grand_total)}};
+  }
+  Json reservation = {{"id", cart.reservation_id},
+                      {"status", CartReservationName(cart.reservation)},
+                      {"short_skus", cart.reservation_short_skus}};
+  if (cart.reservation == CartReservation::kPending ||
+      cart.reservation == CartReservation::kReserved) {
+    reservation["expires_at_ms"] = cart.reservation_expires_at_ms;
+    reservation["expires_at"] =
+        absl::FormatTime(absl::RFC3339_sec, absl::FromUnixMillis(cart.reservation_expires_at_ms),
+                         absl::UTCTimeZone());
+  }
+  return Json{{"id", cart.id},
+              {"status", CartStatusName(cart.status)},
+              {"currency", cart.currency},
+              {"region", cart.region},
+              {"email", cart.email},
+              {"shipping_address", cart.shipping_address},
+              {"lines", lines},
+              {"quantities",
+               [&] {
+                 Json q = Json::array();
+                 for (const CartLine& line : cart.lines) {
+                   q.push_back({{"sku", line.sku}, {"quantity", line.quantity}});
+                 }
+                 return q;
+               }()},
+              {"totals", totals},
+              {"pricing_problem",
+               view.pricing_problem.empty() ? Json(nullptr) : Json(view.pricing_problem)},
+              {"reservation", reservation},
+              {"order_id", cart.order_id.empty() ? Json(nullptr) : Json(cart.order_id)},
+              {"version", cart.version},
+              {"created_at_ms", cart.created_at_ms},
+              {"updated_at_ms", cart.updated_at_ms}};
+}
+
+Json OrderJson(const Order& order) {
+  Json lines = Json::array();
+  for (const PricedLine& line : order.lines) lines.push_back(LineJson(line));
+  const SagaState& saga = order.saga;
+  return Json{{"id", order.id},
+              {"cart_id", order.cart_id},
+              {"state", OrderStateName(order.state())},
+              {"reason", saga.reason.empty() ? Json(nullptr) : Json(saga.reason)},
+              {"short_skus", saga.short_skus},
+              {"currency", order.currency},
+              {"region", order.region},
+              {"email", order.email},
+              {"shipping_address", order.shipping_address},
+              {"lines", lines},
+              {"totals",
+               {{"subtotal", MoneyJson(order.subtotal_minor, order.currency)},
+                {"shipping", MoneyJson(order.shipping_minor, order.currency)},
+                {"tax", MoneyJson(order.tax_minor, order.currency)},
+                {"grand_total", MoneyJson(order.total_minor, order.currency)}}},
+              {"saga",
+               {{"step", SagaStepName(saga.step)},
+                {"attempt", saga.attempt},
+                {"deadline_ms", saga.deadline_ms},
+                {"reservation_id", saga.reservation_id},
+                {"authorized", saga.authorized},
+                {"finished", SagaFinished(saga)}}},
+              {"version", order.version},
+              {"created_at_ms", order.created_at_ms},
+              {"updated_at_ms", order.updated_at_ms}};
+}
+
+void AddOrderingRoutes(http::Router& router, OrderingService& service, ApiOptions options) {
+  auto shared = std::make_shared<Shared>(Shared{service, std::move(options)});
+  AddCartRoutes(router, shared);
+  AddOrderRoutes(router, shared);
+  AddStaffRoutes(router, shared);
+}
+
+}  // namespace emporium::ordering

@@ -1,0 +1,220 @@
+// The ordering application service: carts, checkout and the orchestrated checkout saga.
+//
+// Every command is one write transaction on the ordering database: state + outbox + timeline
+// (+ the idempotency key for checkout). The saga's decisions come from the pure Decide()
+// (model.h); the service loads the saga, applies the decision, and publishes the commands it
+// names through the outbox in the same transaction, so a step is persisted before its command
+// is sent, by construction.
+//
+// Bus: the consumer "ordering.saga" takes inventory's replies (type kInventoryReplyType, sent
+// because every inventory command carries reply_to) and payments' events (payment.*) and runs
+// Decide() inside the consumer's transaction with the inbox row. The consumer
+// "ordering.prices" keeps the price read model from catalog.product_changed.
+// A sweeper thread feeds Decide() a timeout for every saga whose deadline passed: the step's
+// idempotent command is re-sent with backoff, and when its retry budget is spent the saga
+// compensates. Because deadlines are persisted, a restarted process resumes every unfinished
+// saga simply by sweeping.
+//
+// Waiting without blocking: WaitSettled() parks a callback until the order is CONFIRMED or
+// terminal, or its deadline passes. Every job that changes an order records its id; after
+// the batch commits, a notifier thread re-reads those orders and completes the waiters and
+// watchers (SSE). No io thread and not the database writer ever waits.
+//
+// Thread-safety: all public methods are thread-safe. Start/Stop from the owner thread.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/clock.h"
+#include "common/ids.h"
+#include "ordering/model.h"
+#include "ordering/store.h"
+#include "platform/bus/envelope.h"
+#include "platform/sql/database.h"
+
+namespace emporium::ordering {
+
+inline constexpr std::string_view kSagaConsumer = "ordering.saga";
+inline constexpr std::string_view kPriceConsumer = "ordering.prices";
+inline constexpr std::string_view kInventoryReplyType = "ordering.inventory_replied";
+inline constexpr std::string_view kSource = "ordering";
+inline constexpr std::string_view kCheckoutScope = "checkout";
+
+struct OrderingOptions {
+  CartLimits cart_limits;
+  PricingRules pricing;
+  SagaPolicy saga;
+  int64_t cart_reservation_ttl_ms = 15 * 60'000;
+  int64_t order_reservation_ttl_ms = 15 * 60'000;
+  int64_t sweep_interval_ms = 100;  // real time between deadline sweeps; 0 disables
+  int64_t sweep_batch_max = 512;    // sagas timed out per sweep round
+  int64_t wait_max_ms = 10'000;     // Prefer: wait is clamped to this
+  size_t waiters_max = 65'536;      // parked requests (wait + SSE); beyond: ResourceExhausted
+  const Clock* clock = &SystemClock::Instance();
+};
+
+// A cart with its prices (from the read model) and totals.
+struct CartView {
+  Cart cart;
+  std::vector<PricedLine> lines;
+  std::optional<Totals> totals;
+  std::string pricing_problem;  // why totals are missing ("price_unavailable: SKU-1")
+};
+
+struct CartInput {
+  std::string customer_id;
+  std::string currency;
+  std::string region;
+  std::string email;
+  std::optional<Json> shipping_address;
+};
+
+struct CartPatch {
+  std::optional<std::string> currency;
+  std::optional<std::string> region;
+  std::optional<std::string> email;
+  std::optional<Json> shipping_address;
+};
+
+struct CheckoutRequest {
+  std::string cart_id;
+  std::string payment_method;
+  std::string customer_id;
+  std::string idempotency_key;  // may be empty
+  std::string request_hash;     // of the request that carried the key
+  std::string client_ip;
+};
+
+struct CheckoutResult {
+  Order order;
+  bool replayed = false;  // an earlier request with the same Idempotency-Key created it
+};
+
+enum class StaffAction { kRetry, kCompensate };
+
+template <typename T>
+using Callback = std::function<void(absl::StatusOr<T>)>;
+
+class OrderingService {
+ public:
+  // `db` (migrated, bus schema installed) must outlive the service.
+  OrderingService(sql::Database& db, OrderingOptions options);
+  ~OrderingService();  // Stop()s
+  OrderingService(const OrderingService&) = delete;
+  OrderingService& operator=(const OrderingService&) = delete;
+
+  // Starts the deadline sweeper (which first resumes every overdue saga) and the notifier.
+  void Start();
+  // Stops both; parked waiters are answered with their order as it stands. Idempotent.
+  void Stop();
+
+  // ---- Carts (asynchronous: `done` runs on the database writer thread; keep it short) ----
+  void CreateCart(CartInput input, Callback<CartView> done);
+  void AddLine(std::string cart_id, std::string sku, int64_t quantity, Callback<CartView> done);
+  // quantity 0 removes the line.
+  void SetLine(std::string cart_id, std::string sku, int64_t quantity, Callback<CartView> done);
+  void UpdateCart(std::string cart_id, CartPatch patch, Callback<CartView> done);
+  // Releases the cart's reservation; the cart can no longer be used.
+  void AbandonCart(std::string cart_id, Callback<CartView> done);
+  absl::StatusOr<CartView> GetCart(const std::string& cart_id);
+
+  // ---- Orders ----
+  // Creates the order PENDING and starts the saga. Errors: NotFound (cart), FailedPrecondition
+  // (cart empty / already checked out / not priceable, code names it), 422 for a reused
+  // Idempotency-Key with another request, Aborted (409) for a concurrent duplicate.
+  void Checkout(CheckoutRequest request, Callback<CheckoutResult> done);
+  void Cancel(std::string order_id, Callback<Order> done);
+  void Staff(std::string order_id, StaffAction action, Callback<Order> done);
+  absl::StatusOr<Order> GetOrder(const std::string& order_id);
+  absl::StatusOr<std::vector<Order>> ListOrders(const OrderQuery& query);
+  absl::StatusOr<std::vector<OrderEvent>> Timeline(const std::string& order_id, int64_t after_seq,
+                                                   int64_t limit);
+  absl::StatusOr<std::vector<Order>> Stuck(int64_t no_progress_ms, int64_t limit);
+
+  // Calls `done` (on the notifier thread) once the order is settled (CONFIRMED or terminal) or
+  // at `deadline`, with the order as it then stands. ResourceExhausted when too many wait.
+  absl::Status WaitSettled(const std::string& order_id, absl::Time deadline, Callback<Order> done);
+  // Calls `on_change` (notifier thread) with the order after every committed change until it
+  // returns false or `deadline` passes (then once more with DeadlineExceeded). For SSE.
+  absl::Status Watch(const std::string& order_id, absl::Time deadline,
+                     std::function<bool(absl::StatusOr<Order>)> on_change);
+
+  // ---- Bus handlers (run inside the consumer's write transaction) ----
+  absl::Status HandleSagaMessage(sql::Transaction& tx, const bus::Envelope& envelope);
+  absl::Status HandleProductChanged(sql::Transaction& tx, const bus::Envelope& envelope);
+
+  // Runs one sweep now (tests): times out every due saga. Returns how many were handled.
+  absl::StatusOr<int64_t> SweepOnce();
+  absl::StatusOr<int64_t> UnfinishedSagaCount();
+
+  const OrderingOptions& options() const { return options_; }
+
+ private:
+  struct Waiter {
+    absl::Time deadline;
+    Callback<Order> done;                              // one-shot wait
+    std::function<bool(absl::StatusOr<Order>)> watch;  // SSE
+  };
+
+  absl::StatusOr<CartView> PriceCart(sql::Transaction& tx, Cart cart);
+  // Re-reserves the cart's lines after a change (release the old reservation, reserve anew).
+  absl::Status ReplaceCartReservation(sql::Transaction& tx, Cart& cart, int64_t now_ms);
+  void MutateCart(std::string cart_id, std::function<absl::Status(sql::Transaction&, Cart&)> edit,
+                  Callback<CartView> done);
+  absl::Status PublishCommand(sql::Transaction& tx, const Order& order, const SagaCommand& command,
+                              int64_t now_ms);
+  absl::Status PublishInventory(sql::Transaction& tx, std::string_view type, const Json& payload,
+                                const std::string& key, const std::string& correlation_id,
+                                int64_t now_ms);
+  // Loads the order, applies `input`, persists state + timeline + commands.
+  absl::StatusOr<Order> ApplyInput(sql::Transaction& tx, const std::string& order_id,
+                                   const SagaInput& input, int64_t now_ms);
+  absl::Status HandleCartReply(sql::Transaction& tx, const std::string& cart_id, const Json& reply);
+  void Touched(const std::string& order_id);
+  void RunSweeper();
+  void RunNotifier();
+  void Notify(const std::vector<std::string>& ids, absl::Time now, bool stopping);
+
+  sql::Database& db_;
+  const OrderingOptions options_;
+  const Clock& clock_;
+  UuidV7Generator ids_;
+
+  std::mutex inflight_mutex_;
+  std::set<std::string> inflight_keys_;  // Idempotency-Keys of checkouts being written
+
+  // Notification plumbing, shared with the database's commit listener (which outlives the
+  // service, hence shared_ptr). Write jobs (writer thread) add order ids to `touched`; the
+  // commit listener moves them to `committed`; the notifier drains `committed`.
+  struct Hub {
+    std::mutex mutex;
+    std::condition_variable cv;
+    std::vector<std::string> touched;
+    std::vector<std::string> committed;
+    bool stopping = false;
+  };
+  std::shared_ptr<Hub> hub_;
+  std::multimap<std::string, Waiter> waiters_;  // guarded by hub_->mutex
+  std::thread notifier_;
+  std::thread sweeper_;
+  std::mutex sweep_mutex_;
+  std::condition_variable sweep_cv_;
+  bool running_ = false;
+};
+
+// FNV-1a 64 of `text` as 16 hex digits (request hashes).
+std::string HashHex(std::string_view text);
+
+}  // namespace emporium::ordering

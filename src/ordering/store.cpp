@@ -1,0 +1,531 @@
+#include "ordering/store.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <utility>
+
+#include "common/errors.h"
+#include "common/format.h"
+#include "common/status_macros.h"
+#include "fmt/format.h"
+
+namespace emporium::ordering {
+namespace {
+
+using sql::Row;
+using sql::Value;
+
+constexpr std::string_view kCartColumns =
+    "id, customer_id, currency, region, email, shipping_address, status, lines_version, "
+    "reservation_id, reservation_status, reservation_expires_at_ms, reservation_short_skus, "
+    "order_id, version, created_at_ms, updated_at_ms";
+constexpr std::string_view kInsertCart =
+    "INSERT INTO carts (id, customer_id, currency, region, email, shipping_address, status, "
+    "lines_version, reservation_id, reservation_status, reservation_expires_at_ms, "
+    "reservation_short_skus, order_id, version, created_at_ms, updated_at_ms) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+constexpr std::string_view kUpdateCart =
+    "UPDATE carts SET customer_id = ?, currency = ?, region = ?, email = ?, shipping_address = ?, "
+    "status = ?, lines_version = ?, reservation_id = ?, reservation_status = ?, "
+    "reservation_expires_at_ms = ?, reservation_short_skus = ?, order_id = ?, version = ?, "
+    "created_at_ms = ?, updated_at_ms = ? WHERE id = ?";
+constexpr std::string_view kDeleteCartLines = "DELETE FROM cart_lines WHERE cart_id = ?";
+constexpr std::string_view kInsertCartLine =
+    "INSERT INTO cart_lines (cart_id, position, sku, quantity) VALUES (?, ?, ?, ?)";
+constexpr std::string_view kSelectCartLines =
+    "SELECT sku, quantity FROM cart_lines WHERE cart_id = ? ORDER BY position";
+
+constexpr std::string_view kOrderColumns =
+    "id, cart_id, customer_id, email, state, reason, currency, region, payment_method, "
+    "shipping_address, subtotal_minor, shipping_minor, tax_minor, total_minor, saga, saga_step, "
+    "saga_deadline_ms, event_seq, version, created_at_ms, updated_at_ms";
+constexpr std::string_view kInsertOrder =
+    "INSERT INTO orders (id, cart_id, customer_id, email, state, reason, currency, region, "
+    "payment_method, shipping_address, subtotal_minor, shipping_minor, tax_minor, total_minor, "
+    "saga, saga_step, saga_deadline_ms, event_seq, version, created_at_ms, updated_at_ms) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+constexpr std::string_view kUpdateOrder =
+    "UPDATE orders SET state = ?, reason = ?, saga = ?, saga_step = ?, saga_deadline_ms = ?, "
+    "event_seq = ?, version = ?, updated_at_ms = ? WHERE id = ?";
+constexpr std::string_view kInsertOrderLine =
+    "INSERT INTO order_lines (order_id, position, sku, title, quantity, unit_price_minor, "
+    "line_total_minor) VALUES (?, ?, ?, ?, ?, ?, ?)";
+constexpr std::string_view kSelectOrderLines =
+    "SELECT sku, title, quantity, unit_price_minor, line_total_minor FROM order_lines "
+    "WHERE order_id = ? ORDER BY position";
+constexpr std::string_view kInsertEvent =
+    "INSERT INTO order_events (order_id, seq, at_ms, kind, detail, state) "
+    "VALUES (?, ?, ?, ?, ?, ?)";
+constexpr std::string_view kSelectEvents =
+    "SELECT seq, at_ms, kind, detail, state FROM order_events WHERE order_id = ? AND seq > ? "
+    "ORDER BY seq LIMIT ?";
+constexpr std::string_view kSelectDue =
+    "SELECT id FROM orders WHERE saga_step <> 'done' AND saga_deadline_ms <= ? "
+    "ORDER BY saga_deadline_ms LIMIT ?";
+constexpr std::string_view kCountUnfinished =
+    "SELECT COUNT(*) FROM orders WHERE saga_step <> 'done'";
+
+constexpr std::string_view kSelectKey =
+    "SELECT request_hash, order_id FROM idempotency_keys WHERE scope = ? AND idempotency_key = ?";
+constexpr std::string_view kInsertKey =
+    "INSERT INTO idempotency_keys (scope, idempotency_key, request_hash, order_id, "
+    "created_at_ms) VALUES (?, ?, ?, ?, ?)";
+
+constexpr std::string_view kSelectProductVersion =
+    "SELECT version FROM price_products WHERE product_id = ?";
+constexpr std::string_view kUpsertProductVersion =
+    "INSERT INTO price_products (product_id, version) VALUES (?, ?) "
+    "ON CONFLICT (product_id) DO UPDATE SET version = excluded.version";
+constexpr std::string_view kDeleteProductPrices = "DELETE FROM prices WHERE product_id = ?";
+constexpr std::string_view kUpsertPrice =
+    "INSERT INTO prices (sku, product_id, title, active, prices) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (sku) DO UPDATE SET product_id = excluded.product_id, title = excluded.title, "
+    "active = excluded.active, prices = excluded.prices";
+
+constexpr size_t kProductVariantsMax = 1000;
+
+std::string StatusText(CartStatus status) { return std::string(CartStatusName(status)); }
+
+CartStatus ParseCartStatus(std::string_view text) {
+  if (text == "checked_out") return CartStatus::kCheckedOut;
+  if (text == "abandoned") return CartStatus::kAbandoned;
+  return CartStatus::kOpen;
+}
+
+CartReservation ParseCartReservation(std::string_view text) {
+  for (CartReservation r :
+       {CartReservation::kNone, CartReservation::kPending, CartReservation::kReserved,
+        CartReservation::kFailed, CartReservation::kReleased}) {
+    if (CartReservationName(r) == text) return r;
+  }
+  return CartReservation::kNone;
+}
+
+std::string JoinComma(const std::vector<std::string>& items) {
+  std::string out;
+  for (const std::string& item : items) {
+    if (!out.empty()) out += ',';
+    out += item;
+  }
+  return out;
+}
+
+std::vector<std::string> SplitComma(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find(',', start);
+    if (end == std::string::npos) end = text.size();
+    if (end > start) out.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+Json ParseStoredJson(const std::string& text) {
+  absl::StatusOr<Json> json = ParseJson(text);
+  return json.ok() ? *json : Json::object();
+}
+
+std::vector<Value> CartValues(const Cart& cart) {
+  return {cart.customer_id,
+          cart.currency,
+          cart.region,
+          cart.email,
+          DumpJson(cart.shipping_address),
+          StatusText(cart.status),
+          cart.lines_version,
+          cart.reservation_id,
+          std::string(CartReservationName(cart.reservation)),
+          cart.reservation_expires_at_ms,
+          JoinComma(cart.reservation_short_skus),
+          cart.order_id,
+          cart.version,
+          cart.created_at_ms,
+          cart.updated_at_ms};
+}
+
+absl::Status WriteCartLines(sql::Transaction& tx, const Cart& cart) {
+  RETURN_IF_ERROR(tx.Execute(kDeleteCartLines, {cart.id}).status());
+  int64_t position = 0;
+  for (const CartLine& line : cart.lines) {
+    RETURN_IF_ERROR(
+        tx.Execute(kInsertCartLine, {cart.id, position++, line.sku, line.quantity}).status());
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Order> OrderFromRow(const Row& row) {
+  Order order;
+  order.id = row.Text(0);
+  order.cart_id = row.Text(1);
+  order.customer_id = row.Text(2);
+  order.email = row.Text(3);
+  order.currency = row.Text(6);
+  order.region = row.Text(7);
+  order.payment_method = row.Text(8);
+  order.shipping_address = ParseStoredJson(row.Text(9));
+  order.subtotal_minor = row.Int(10);
+  order.shipping_minor = row.Int(11);
+  order.tax_minor = row.Int(12);
+  order.total_minor = row.Int(13);
+  ASSIGN_OR_RETURN(Json saga_json, ParseJson(row.Text(14)));
+  ASSIGN_OR_RETURN(order.saga, SagaFromJson(saga_json));
+  order.event_seq = row.Int(17);
+  order.version = row.Int(18);
+  order.created_at_ms = row.Int(19);
+  order.updated_at_ms = row.Int(20);
+  return order;
+}
+
+absl::Status LoadOrderLines(sql::Transaction& tx, Order& order) {
+  ASSIGN_OR_RETURN(sql::ResultSet rows, tx.Query(kSelectOrderLines, {order.id}));
+  order.lines.clear();
+  for (const Row& row : rows.rows) {
+    ASSIGN_OR_RETURN(Money unit, Money::FromMinor(row.Int(3), order.currency));
+    ASSIGN_OR_RETURN(Money total, Money::FromMinor(row.Int(4), order.currency));
+    order.lines.push_back(PricedLine{row.Text(0), row.Text(1), row.Int(2), unit, total});
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string_view CartStatusName(CartStatus status) {
+  switch (status) {
+    case CartStatus::kOpen:
+      return "open";
+    case CartStatus::kCheckedOut:
+      return "checked_out";
+    case CartStatus::kAbandoned:
+      return "abandoned";
+  }
+  std::abort();
+}
+
+std::string_view CartReservationName(CartReservation status) {
+  switch (status) {
+    case CartReservation::kNone:
+      return "none";
+    case CartReservation::kPending:
+      return "pending";
+    case CartReservation::kReserved:
+      return "reserved";
+    case CartReservation::kFailed:
+      return "failed";
+    case CartReservation::kReleased:
+      return "released";
+  }
+  std::abort();
+}
+
+// ---- Saga JSON ----
+
+Json SagaToJson(const SagaState& saga) {
+  Json compensations = Json::array();
+  for (SagaStep step : saga.compensations) compensations.push_back(SagaStepName(step));
+  return Json{{"order_state", OrderStateName(saga.order_state)},
+              {"step", SagaStepName(saga.step)},
+              {"attempt", saga.attempt},
+              {"deadline_ms", saga.deadline_ms},
+              {"updated_at_ms", saga.updated_at_ms},
+              {"reservation_id", saga.reservation_id},
+              {"own_reservation_id", saga.own_reservation_id},
+              {"authorization_requested", saga.authorization_requested},
+              {"authorized", saga.authorized},
+              {"captured", saga.captured},
+              {"allocated", saga.allocated},
+              {"reason", saga.reason},
+              {"short_skus", saga.short_skus},
+              {"compensations", std::move(compensations)}};
+}
+
+absl::StatusOr<SagaState> SagaFromJson(const Json& json) {
+  if (!json.is_object()) return absl::DataLossError("stored saga is not an object");
+  try {
+    SagaState saga;
+    std::optional<OrderState> state = ParseOrderState(json.at("order_state").get<std::string>());
+    std::optional<SagaStep> step = ParseSagaStep(json.at("step").get<std::string>());
+    if (!state || !step) return absl::DataLossError("stored saga has an unknown state or step");
+    saga.order_state = *state;
+    saga.step = *step;
+    saga.attempt = json.at("attempt").get<int>();
+    saga.deadline_ms = json.at("deadline_ms").get<int64_t>();
+    saga.updated_at_ms = json.value("updated_at_ms", int64_t{0});
+    saga.reservation_id = json.at("reservation_id").get<std::string>();
+    saga.own_reservation_id = json.at("own_reservation_id").get<std::string>();
+    saga.authorization_requested = json.at("authorization_requested").get<bool>();
+    saga.authorized = json.at("authorized").get<bool>();
+    saga.captured = json.at("captured").get<bool>();
+    saga.allocated = json.at("allocated").get<bool>();
+    saga.reason = json.at("reason").get<std::string>();
+    saga.short_skus = json.at("short_skus").get<std::vector<std::string>>();
+    for (const Json& item : json.at("compensations")) {
+      std::optional<SagaStep> compensation = ParseSagaStep(item.get<std::string>());
+      if (!compensation) return absl::DataLossError("stored saga has an unknown compensation");
+      saga.compensations.push_back(*compensation);
+    }
+    return saga;
+  } catch (const Json::exception& error) {
+    return absl::DataLossError(fmt::format("stored saga is malformed: {}", error.what()));
+  }
+}
+
+// ---- Carts ----
+
+absl::Status InsertCart(sql::Transaction& tx, const Cart& cart) {
+  std::vector<Value> values = {cart.id};
+  for (Value& value : CartValues(cart)) values.push_back(std::move(value));
+  RETURN_IF_ERROR(tx.Execute(kInsertCart, values).status());
+  return WriteCartLines(tx, cart);
+}
+
+absl::Status UpdateCart(sql::Transaction& tx, const Cart& cart) {
+  std::vector<Value> values = CartValues(cart);
+  values.push_back(cart.id);
+  ASSIGN_OR_RETURN(int64_t changed, tx.Execute(kUpdateCart, values));
+  if (changed != 1) return absl::NotFoundError("cart not found");
+  return WriteCartLines(tx, cart);
+}
+
+absl::StatusOr<std::optional<Cart>> LoadCart(sql::Transaction& tx, const std::string& id) {
+  ASSIGN_OR_RETURN(sql::ResultSet rows,
+                   tx.Query(fmt::format("SELECT {} FROM carts WHERE id = ?", kCartColumns), {id}));
+  if (rows.empty()) return std::nullopt;
+  const Row& row = rows.rows.front();
+  Cart cart;
+  cart.id = row.Text(0);
+  cart.customer_id = row.Text(1);
+  cart.currency = row.Text(2);
+  cart.region = row.Text(3);
+  cart.email = row.Text(4);
+  cart.shipping_address = ParseStoredJson(row.Text(5));
+  cart.status = ParseCartStatus(row.Text(6));
+  cart.lines_version = row.Int(7);
+  cart.reservation_id = row.Text(8);
+  cart.reservation = ParseCartReservation(row.Text(9));
+  cart.reservation_expires_at_ms = row.Int(10);
+  cart.reservation_short_skus = SplitComma(row.Text(11));
+  cart.order_id = row.Text(12);
+  cart.version = row.Int(13);
+  cart.created_at_ms = row.Int(14);
+  cart.updated_at_ms = row.Int(15);
+  ASSIGN_OR_RETURN(sql::ResultSet lines, tx.Query(kSelectCartLines, {id}));
+  for (const Row& line : lines.rows) cart.lines.push_back(CartLine{line.Text(0), line.Int(1)});
+  return cart;
+}
+
+// ---- Orders ----
+
+absl::Status InsertOrder(sql::Transaction& tx, const Order& order) {
+  RETURN_IF_ERROR(tx.Execute(kInsertOrder, {order.id,
+                                            order.cart_id,
+                                            order.customer_id,
+                                            order.email,
+                                            std::string(OrderStateName(order.state())),
+                                            order.saga.reason,
+                                            order.currency,
+                                            order.region,
+                                            order.payment_method,
+                                            DumpJson(order.shipping_address),
+                                            order.subtotal_minor,
+                                            order.shipping_minor,
+                                            order.tax_minor,
+                                            order.total_minor,
+                                            DumpJson(SagaToJson(order.saga)),
+                                            std::string(SagaStepName(order.saga.step)),
+                                            order.saga.deadline_ms,
+                                            order.event_seq,
+                                            order.version,
+                                            order.created_at_ms,
+                                            order.updated_at_ms})
+                      .status());
+  int64_t position = 0;
+  for (const PricedLine& line : order.lines) {
+    RETURN_IF_ERROR(tx.Execute(kInsertOrderLine,
+                               {order.id, position++, line.sku, line.title, line.quantity,
+                                line.unit_price.amount_minor(), line.line_total.amount_minor()})
+                        .status());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status UpdateOrder(sql::Transaction& tx, const Order& order) {
+  ASSIGN_OR_RETURN(
+      int64_t changed,
+      tx.Execute(kUpdateOrder, {std::string(OrderStateName(order.state())), order.saga.reason,
+                                DumpJson(SagaToJson(order.saga)),
+                                std::string(SagaStepName(order.saga.step)), order.saga.deadline_ms,
+                                order.event_seq, order.version, order.updated_at_ms, order.id}));
+  if (changed != 1) return absl::NotFoundError("order not found");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<Order>> LoadOrder(sql::Transaction& tx, const std::string& id,
+                                               bool with_lines) {
+  ASSIGN_OR_RETURN(
+      sql::ResultSet rows,
+      tx.Query(fmt::format("SELECT {} FROM orders WHERE id = ?", kOrderColumns), {id}));
+  if (rows.empty()) return std::nullopt;
+  ASSIGN_OR_RETURN(Order order, OrderFromRow(rows.rows.front()));
+  if (with_lines) RETURN_IF_ERROR(LoadOrderLines(tx, order));
+  return order;
+}
+
+absl::Status AppendTimeline(sql::Transaction& tx, Order& order,
+                            const std::vector<TimelineEntry>& entries, int64_t now_ms) {
+  const std::string state(OrderStateName(order.state()));
+  for (const TimelineEntry& entry : entries) {
+    ++order.event_seq;
+    RETURN_IF_ERROR(tx.Execute(kInsertEvent,
+                               {order.id, order.event_seq, now_ms, entry.kind, entry.detail, state})
+                        .status());
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<OrderEvent>> LoadTimeline(sql::Transaction& tx,
+                                                     const std::string& order_id, int64_t after_seq,
+                                                     int64_t limit) {
+  ASSIGN_OR_RETURN(
+      sql::ResultSet rows,
+      tx.Query(kSelectEvents, {order_id, after_seq, std::clamp<int64_t>(limit, 1, 10'000)}));
+  std::vector<OrderEvent> events;
+  for (const Row& row : rows.rows) {
+    events.push_back(OrderEvent{row.Int(0), row.Int(1), row.Text(2), row.Text(3), row.Text(4)});
+  }
+  return events;
+}
+
+absl::StatusOr<std::vector<Order>> ListOrders(sql::Transaction& tx, const OrderQuery& query) {
+  std::string sql = fmt::format("SELECT {} FROM orders WHERE id > ?", kOrderColumns);
+  std::vector<Value> params = {query.after_id};
+  if (query.customer_id) {
+    sql += " AND customer_id = ?";
+    params.push_back(*query.customer_id);
+  }
+  if (query.state) {
+    sql += " AND state = ?";
+    params.push_back(std::string(OrderStateName(*query.state)));
+  }
+  sql += " ORDER BY id LIMIT ?";
+  params.push_back(std::clamp<int64_t>(query.limit, 1, kListPageMax));
+  ASSIGN_OR_RETURN(sql::ResultSet rows, tx.Query(sql, params));
+  std::vector<Order> orders;
+  for (const Row& row : rows.rows) {
+    ASSIGN_OR_RETURN(Order order, OrderFromRow(row));
+    RETURN_IF_ERROR(LoadOrderLines(tx, order));
+    orders.push_back(std::move(order));
+  }
+  return orders;
+}
+
+absl::StatusOr<std::vector<std::string>> DueSagas(sql::Transaction& tx, int64_t now_ms,
+                                                  int64_t limit) {
+  ASSIGN_OR_RETURN(sql::ResultSet rows, tx.Query(kSelectDue, {now_ms, limit}));
+  std::vector<std::string> ids;
+  for (const Row& row : rows.rows) ids.push_back(row.Text(0));
+  return ids;
+}
+
+absl::StatusOr<std::vector<Order>> StuckSagas(sql::Transaction& tx, int64_t before_ms,
+                                              int64_t limit) {
+  ASSIGN_OR_RETURN(
+      sql::ResultSet rows,
+      tx.Query(fmt::format("SELECT {} FROM orders WHERE saga_step <> 'done' AND updated_at_ms < ? "
+                           "ORDER BY updated_at_ms LIMIT ?",
+                           kOrderColumns),
+               {before_ms, std::clamp<int64_t>(limit, 1, kListPageMax)}));
+  std::vector<Order> orders;
+  for (const Row& row : rows.rows) {
+    ASSIGN_OR_RETURN(Order order, OrderFromRow(row));
+    orders.push_back(std::move(order));
+  }
+  return orders;
+}
+
+absl::StatusOr<int64_t> CountUnfinishedSagas(sql::Transaction& tx) {
+  ASSIGN_OR_RETURN(sql::ResultSet rows, tx.Query(kCountUnfinished));
+  return rows.rows.front().Int(0);
+}
+
+// ---- Idempotency keys ----
+
+absl::StatusOr<std::optional<IdempotencyRecord>> FindIdempotencyKey(sql::Transaction& tx,
+                                                                    const std::string& scope,
+                                                                    const std::string& key) {
+  ASSIGN_OR_RETURN(sql::ResultSet rows, tx.Query(kSelectKey, {scope, key}));
+  if (rows.empty()) return std::nullopt;
+  return IdempotencyRecord{rows.rows.front().Text(0), rows.rows.front().Text(1)};
+}
+
+absl::Status InsertIdempotencyKey(sql::Transaction& tx, const std::string& scope,
+                                  const std::string& key, const IdempotencyRecord& record,
+                                  int64_t now_ms) {
+  return tx.Execute(kInsertKey, {scope, key, record.request_hash, record.order_id, now_ms})
+      .status();
+}
+
+// ---- Price read model ----
+
+absl::Status ApplyProductChanged(sql::Transaction& tx, const Json& product) {
+  if (!product.is_object() || !product.contains("id") || !product["id"].is_string() ||
+      !product.contains("variants") || !product["variants"].is_array() ||
+      product["variants"].size() > kProductVariantsMax) {
+    return absl::InvalidArgumentError("product_changed payload is not a product");
+  }
+  const std::string product_id = product["id"].get<std::string>();
+  const int64_t version = product.contains("version") && product["version"].is_number_integer()
+                              ? product["version"].get<int64_t>()
+                              : 0;
+  ASSIGN_OR_RETURN(sql::ResultSet stored, tx.Query(kSelectProductVersion, {product_id}));
+  if (!stored.empty() && stored.rows.front().Int(0) >= version) return absl::OkStatus();
+  RETURN_IF_ERROR(tx.Execute(kUpsertProductVersion, {product_id, version}).status());
+  RETURN_IF_ERROR(tx.Execute(kDeleteProductPrices, {product_id}).status());
+  const bool active = product.value("status", std::string()) == "active";
+  const std::string title = product.value("title", std::string());
+  for (const Json& variant : product["variants"]) {
+    if (!variant.is_object() || !variant.contains("sku") || !variant["sku"].is_string()) continue;
+    Json prices = Json::object();
+    if (auto it = variant.find("prices"); it != variant.end() && it->is_object()) {
+      for (const auto& [code, amount] : it->items()) {
+        if (!amount.is_string()) continue;
+        absl::StatusOr<Money> money = Money::Parse(amount.get<std::string>(), code);
+        if (money.ok() && !money->is_negative()) prices[code] = money->amount_minor();
+      }
+    }
+    RETURN_IF_ERROR(tx.Execute(kUpsertPrice, {variant["sku"].get<std::string>(), product_id, title,
+                                              int64_t{active ? 1 : 0}, DumpJson(prices)})
+                        .status());
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::map<std::string, PriceEntry>> FindPrices(sql::Transaction& tx,
+                                                             const std::vector<std::string>& skus) {
+  std::map<std::string, PriceEntry> out;
+  if (skus.empty()) return out;
+  std::string placeholders;
+  std::vector<Value> params;
+  for (const std::string& sku : skus) {
+    placeholders += placeholders.empty() ? "?" : ", ?";
+    params.push_back(sku);
+  }
+  ASSIGN_OR_RETURN(
+      sql::ResultSet rows,
+      tx.Query(fmt::format("SELECT sku, product_id, title, active, prices FROM prices WHERE sku "
+                           "IN ({})",
+                           placeholders),
+               params));
+  for (const Row& row : rows.rows) {
+    PriceEntry entry{row.Text(0), row.Text(1), row.Text(2), row.Int(3) != 0, {}};
+    Json prices = ParseStoredJson(row.Text(4));
+    for (const auto& [code, amount] : prices.items()) {
+      if (amount.is_number_integer()) entry.prices_minor[code] = amount.get<int64_t>();
+    }
+    out.emplace(entry.sku, std::move(entry));
+  }
+  return out;
+}
+
+}  // namespace emporium::ordering

@@ -1,0 +1,153 @@
+// Ordering's store: carts, orders (with their price snapshot and saga state), the saga
+// timeline, checkout idempotency keys and the price read model, behind functions that run
+// inside the caller's transaction. SQL lives here as named constants; the schema is in
+// migrations/ (component "ordering").
+//
+// Thread-safety: the functions use only the Transaction they are given (see sql::Database).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/json.h"
+#include "ordering/model.h"
+#include "platform/sql/database.h"
+#include "platform/sql/migrations.h"
+
+namespace emporium::ordering {
+
+// Embedded migrations (generated).
+std::vector<sql::Migration> OrderingMigrations();
+
+inline constexpr int64_t kListPageMax = 200;
+
+enum class CartStatus { kOpen, kCheckedOut, kAbandoned };
+std::string_view CartStatusName(CartStatus status);
+
+// The cart's own inventory reservation ("reserved for you until ...").
+enum class CartReservation { kNone, kPending, kReserved, kFailed, kReleased };
+std::string_view CartReservationName(CartReservation status);
+
+struct Cart {
+  std::string id;
+  std::string customer_id;  // "" for a guest cart
+  std::string currency;
+  std::string region;
+  std::string email;
+  Json shipping_address = Json::object();
+  CartStatus status = CartStatus::kOpen;
+  std::vector<CartLine> lines;
+  int64_t lines_version = 0;
+  std::string reservation_id;
+  CartReservation reservation = CartReservation::kNone;
+  int64_t reservation_expires_at_ms = 0;
+  std::vector<std::string> reservation_short_skus;
+  std::string order_id;
+  int64_t version = 1;
+  int64_t created_at_ms = 0;
+  int64_t updated_at_ms = 0;
+};
+
+struct Order {
+  std::string id;
+  std::string cart_id;
+  std::string customer_id;
+  std::string email;
+  std::string currency;
+  std::string region;
+  std::string payment_method;
+  Json shipping_address = Json::object();
+  int64_t subtotal_minor = 0;
+  int64_t shipping_minor = 0;
+  int64_t tax_minor = 0;
+  int64_t total_minor = 0;
+  std::vector<PricedLine> lines;  // loaded by LoadOrder, written by InsertOrder
+  SagaState saga;
+  int64_t event_seq = 0;  // last timeline seq
+  int64_t version = 1;
+  int64_t created_at_ms = 0;
+  int64_t updated_at_ms = 0;
+  OrderState state() const { return saga.order_state; }
+};
+
+struct OrderEvent {
+  int64_t seq = 0;
+  int64_t at_ms = 0;
+  std::string kind;
+  std::string detail;
+  std::string state;  // the order state after the entry
+};
+
+// One SKU in the price read model.
+struct PriceEntry {
+  std::string sku;
+  std::string product_id;
+  std::string title;
+  bool active = false;
+  std::map<std::string, int64_t> prices_minor;  // currency -> amount
+};
+
+// ---- Saga (de)serialization: the saga column is JSON. ----
+Json SagaToJson(const SagaState& saga);
+absl::StatusOr<SagaState> SagaFromJson(const Json& json);
+
+// ---- Carts ----
+absl::Status InsertCart(sql::Transaction& tx, const Cart& cart);
+// Writes every column and replaces the lines; the caller bumps version.
+absl::Status UpdateCart(sql::Transaction& tx, const Cart& cart);
+absl::StatusOr<std::optional<Cart>> LoadCart(sql::Transaction& tx, const std::string& id);
+
+// ---- Orders ----
+absl::Status InsertOrder(sql::Transaction& tx, const Order& order);
+// Writes the order's mutable columns (state, reason, saga, event_seq, version, updated_at).
+absl::Status UpdateOrder(sql::Transaction& tx, const Order& order);
+absl::StatusOr<std::optional<Order>> LoadOrder(sql::Transaction& tx, const std::string& id,
+                                               bool with_lines = true);
+// Appends `entries` after order.event_seq (advancing it; the caller then UpdateOrder()s).
+absl::Status AppendTimeline(sql::Transaction& tx, Order& order,
+                            const std::vector<TimelineEntry>& entries, int64_t now_ms);
+absl::StatusOr<std::vector<OrderEvent>> LoadTimeline(sql::Transaction& tx,
+                                                     const std::string& order_id, int64_t after_seq,
+                                                     int64_t limit);
+
+struct OrderQuery {
+  std::optional<std::string> customer_id;
+  std::optional<OrderState> state;
+  std::string after_id;  // cursor: ids greater than this
+  int64_t limit = 50;    // clamped to 1..kListPageMax
+};
+absl::StatusOr<std::vector<Order>> ListOrders(sql::Transaction& tx, const OrderQuery& query);
+// Ids of unfinished sagas whose deadline is <= now_ms, earliest first.
+absl::StatusOr<std::vector<std::string>> DueSagas(sql::Transaction& tx, int64_t now_ms,
+                                                  int64_t limit);
+// Unfinished sagas without progress since `before_ms` (stuck), oldest first.
+absl::StatusOr<std::vector<Order>> StuckSagas(sql::Transaction& tx, int64_t before_ms,
+                                              int64_t limit);
+// Every order id (auditor, tests).
+absl::StatusOr<int64_t> CountUnfinishedSagas(sql::Transaction& tx);
+
+// ---- Idempotency keys ----
+struct IdempotencyRecord {
+  std::string request_hash;
+  std::string order_id;
+};
+absl::StatusOr<std::optional<IdempotencyRecord>> FindIdempotencyKey(sql::Transaction& tx,
+                                                                    const std::string& scope,
+                                                                    const std::string& key);
+absl::Status InsertIdempotencyKey(sql::Transaction& tx, const std::string& scope,
+                                  const std::string& key, const IdempotencyRecord& record,
+                                  int64_t now_ms);
+
+// ---- Price read model ----
+// Applies one catalog.product_changed payload: replaces the product's SKUs when `version` is
+// newer than the stored one (older or equal versions, i.e. reordered or duplicated events,
+// are ignored). InvalidArgument for a payload that is not a product.
+absl::Status ApplyProductChanged(sql::Transaction& tx, const Json& product);
+absl::StatusOr<std::map<std::string, PriceEntry>> FindPrices(sql::Transaction& tx,
+                                                             const std::vector<std::string>& skus);
+
+}  // namespace emporium::ordering
