@@ -1,0 +1,221 @@
+#include "gateway/gateway.h"
+
+#include <algorithm>
+
+#include "common/errors.h"
+#include "common/format.h"
+#include "fmt/format.h"
+
+namespace emporium::gateway {
+namespace {
+
+using http::Request;
+using http::Responder;
+using http::Response;
+
+constexpr size_t kCredentialBytesMax = 256;
+constexpr std::string_view kAllowedMethods = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+constexpr std::string_view kAllowedHeaders =
+    "Authorization, Content-Type, Idempotency-Key, If-Match, If-None-Match, X-Request-Id, "
+    "traceparent";
+constexpr std::string_view kExposedHeaders = "ETag, Retry-After, X-Request-Id, Location";
+
+Response Unauthenticated(std::string_view code, std::string_view message) {
+  Response response = http::ErrorResponse(401, "authentication_error", code, message);
+  response.headers.Set("WWW-Authenticate", "Bearer");
+  return response;
+}
+
+std::string_view RawPath(const Request& request) {
+  if (request.target.empty()) return request.path;
+  std::string_view target(request.target);
+  return target.substr(0, target.find('?'));
+}
+
+}  // namespace
+
+struct Gateway::State {
+  explicit State(size_t keys_max) : principals(keys_max), addresses(keys_max) {}
+  accounts::RateLimiter principals;
+  accounts::RateLimiter addresses;
+};
+
+std::string_view RouteClassName(RouteClass route_class) {
+  switch (route_class) {
+    case RouteClass::kRead:
+      return "read";
+    case RouteClass::kWrite:
+      return "write";
+    case RouteClass::kCheckout:
+      return "checkout";
+    case RouteClass::kLogin:
+      return "login";
+  }
+  return "write";  // unreachable: the switch is exhaustive
+}
+
+RouteClass ClassifyRoute(std::string_view method, std::string_view path) {
+  if (method == "GET" || method == "HEAD" || method == "OPTIONS") return RouteClass::kRead;
+  if (method == "POST" && (path == "/api/v1/accounts/login" || path == "/api/v1/accounts/signup" ||
+                           path == "/api/v1/accounts/me/password")) {
+    return RouteClass::kLogin;
+  }
+  // A "checkout" segment anywhere: /api/v1/checkout, /api/v1/carts/{id}/checkout, ...
+  size_t at = 0;
+  while ((at = path.find("/checkout", at)) != std::string_view::npos) {
+    const size_t end = at + std::string_view("/checkout").size();
+    if (end == path.size() || path[end] == '/') return RouteClass::kCheckout;
+    at = end;
+  }
+  return RouteClass::kWrite;
+}
+
+std::string ClientAddress(std::string_view remote_address) {
+  if (!remote_address.empty() && remote_address.front() == '[') {
+    const size_t close = remote_address.find(']');
+    if (close != std::string_view::npos) return std::string(remote_address.substr(1, close - 1));
+    return std::string(remote_address);
+  }
+  const size_t colon = remote_address.rfind(':');
+  if (colon != std::string_view::npos && remote_address.find(':') == colon) {
+    return std::string(remote_address.substr(0, colon));
+  }
+  return std::string(remote_address);
+}
+
+Gateway::Gateway(const http::Router& inner, GatewayOptions options)
+    : inner_(inner),
+      options_(std::move(options)),
+      state_(std::make_unique<State>(options_.rate_limit_keys_max)) {}
+
+Gateway::~Gateway() = default;
+
+void Gateway::Handle(Request& request, Responder respond) const {
+  // CORS: decided once from the Origin header; echoed only for the configured origin.
+  std::optional<std::string_view> origin = request.Header("Origin");
+  const bool cors_allowed =
+      !options_.cors_origin.empty() && origin.has_value() && *origin == options_.cors_origin;
+  Responder decorated = [this, cors_allowed, respond = std::move(respond)](Response response) {
+    http::Headers& headers = response.headers;
+    if (!headers.Has("X-Content-Type-Options")) headers.Set("X-Content-Type-Options", "nosniff");
+    if (!headers.Has("X-Frame-Options")) headers.Set("X-Frame-Options", "DENY");
+    if (!headers.Has("Referrer-Policy")) {
+      headers.Set("Referrer-Policy", "strict-origin-when-cross-origin");
+    }
+    if (!headers.Has("Content-Security-Policy") && !options_.content_security_policy.empty()) {
+      headers.Set("Content-Security-Policy", options_.content_security_policy);
+    }
+    if (cors_allowed) {
+      headers.Set("Access-Control-Allow-Origin", options_.cors_origin);
+      headers.Set("Access-Control-Expose-Headers", std::string(kExposedHeaders));
+    }
+    if (!options_.cors_origin.empty()) headers.Add("Vary", "Origin");
+    respond(std::move(response));
+  };
+
+  const std::string_view path = RawPath(request);
+  if (std::find(options_.open_paths.begin(), options_.open_paths.end(), path) !=
+      options_.open_paths.end()) {
+    AttachPrincipal(request, Principal::Anonymous());
+    return inner_.Dispatch(request, std::move(decorated));
+  }
+
+  if (request.method == "OPTIONS" && origin.has_value() &&
+      request.Header("Access-Control-Request-Method").has_value()) {
+    Response preflight = Response::NoContent();
+    if (cors_allowed) {
+      preflight.headers.Set("Access-Control-Allow-Methods", std::string(kAllowedMethods));
+      preflight.headers.Set("Access-Control-Allow-Headers", std::string(kAllowedHeaders));
+      preflight.headers.Set("Access-Control-Max-Age",
+                            std::to_string(options_.cors_max_age_seconds));
+    }
+    return decorated(std::move(preflight));
+  }
+
+  // Authentication.
+  Principal principal = Principal::Anonymous();
+  if (std::optional<std::string_view> header = request.Header("Authorization")) {
+    constexpr std::string_view kBearer = "Bearer ";
+    if (header->size() <= kBearer.size() ||
+        !http::EqualsIgnoreCase(header->substr(0, kBearer.size()), kBearer) ||
+        header->size() > kBearer.size() + kCredentialBytesMax) {
+      return decorated(Unauthenticated("invalid_authorization",
+                                       "send Authorization: Bearer <token or API key>"));
+    }
+    absl::StatusOr<Principal> authenticated =
+        options_.authenticate ? options_.authenticate(header->substr(kBearer.size()))
+                              : absl::UnauthenticatedError("no authenticator");
+    if (!authenticated.ok()) {
+      if (absl::IsUnauthenticated(authenticated.status())) {
+        return decorated(
+            Unauthenticated("invalid_token", "the bearer token is not valid or has expired"));
+      }
+      return decorated(http::ErrorResponse(authenticated.status()));
+    }
+    principal = *authenticated;
+  }
+
+  // Rate limits: the principal's bucket (if any) and the address's bucket must both allow.
+  const RouteClass route_class = ClassifyRoute(request.method, path);
+  const RateLimit& limit = options_.limits[static_cast<size_t>(route_class)];
+  if (limit.enabled) {
+    const int64_t now_ms = options_.clock->NowMs();
+    const std::string class_name(RouteClassName(route_class));
+    int64_t retry_after_ms = 0;
+    auto check = [&retry_after_ms](accounts::TakeResult result) {
+      if (!result.allowed) {
+        retry_after_ms = std::max(
+            retry_after_ms, result.retry_after_ms < 0 ? int64_t{60'000} : result.retry_after_ms);
+      }
+      return result.allowed;
+    };
+    bool allowed = check(state_->addresses.Take(
+        fmt::format("{}|{}", class_name, ClientAddress(request.remote_address)), limit.per_address,
+        now_ms));
+    std::string principal_key;
+    switch (principal.kind) {
+      case PrincipalKind::kAnonymous:
+        break;
+      case PrincipalKind::kCustomer:
+        principal_key = fmt::format("{}|c|{}", class_name, principal.customer_id);
+        break;
+      case PrincipalKind::kStaff:
+        principal_key = fmt::format("{}|s|{}", class_name, principal.key_id);
+        break;
+    }
+    if (allowed && !principal_key.empty()) {
+      allowed = check(state_->principals.Take(principal_key, limit.per_principal, now_ms));
+    }
+    if (!allowed) {
+      Response limited = http::ErrorResponse(
+          429, "rate_limit_error", "rate_limited",
+          fmt::format("too many {} requests; retry after the Retry-After interval", class_name));
+      limited.headers.Set("Retry-After",
+                          std::to_string(std::max<int64_t>(1, (retry_after_ms + 999) / 1000)));
+      return decorated(std::move(limited));
+    }
+  }
+
+  AttachPrincipal(request, principal);
+  inner_.Dispatch(request, std::move(decorated));
+}
+
+http::Router Gateway::ServingRouter() const {
+  http::Router router;
+  http::RouteOptions any_content;
+  any_content.accepted_content_types = {};  // the inner route decides
+  for (const char* method : {"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}) {
+    router.Add(
+        method, "/{path...}",
+        [this](Request& request, Responder respond) {
+          // The outer match filled these; the inner router fills them again.
+          request.route.clear();
+          request.path_params.clear();
+          Handle(request, std::move(respond));
+        },
+        any_content);
+  }
+  return router;
+}
+
+}  // namespace emporium::gateway
