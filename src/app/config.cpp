@@ -119,6 +119,24 @@ const std::vector<Binding>& Bindings() {
                     [](Config& c) -> std::string& { return c.log_path; }),
       StringSetting("admin.api_key", "bearer key for /api/v1/admin routes (empty disables them)",
                     [](Config& c) -> std::string& { return c.admin_api_key; }),
+      StringSetting(
+          "payments.psp_url", "base URL of the payment service provider (http://host:port)",
+          [](Config& c) -> std::string& { return c.payments.psp_url; },
+          [](const std::string& v) {
+            return v.rfind("http://", 0) == 0 && v.size() > 7
+                       ? absl::OkStatus()
+                       : absl::InvalidArgumentError("must be http://host:port");
+          }),
+      StringSetting("payments.webhook_secret",
+                    "HMAC secret of the PSP's notifications (empty refuses them)",
+                    [](Config& c) -> std::string& { return c.payments.webhook_secret; }),
+      StringSetting("payments.vault_key",
+                    "card vault keyring text 'id:hex,...' (prefer EMPORIUM_PAYMENTS_VAULT_KEY)",
+                    [](Config& c) -> std::string& { return c.payments.vault_key; }),
+      StringSetting("payments.vault_key_file",
+                    "file holding the vault keyring (empty with no vault_key: a dev key file "
+                    "is generated under the data directory)",
+                    [](Config& c) -> std::string& { return c.payments.vault_key_file; }),
   };
   return bindings;
 }

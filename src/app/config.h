@@ -27,6 +27,16 @@ struct ServerConfig {
   int64_t drain_timeout_ms = 10'000;
 };
 
+// The payments context (src/payments/module.h).
+struct PaymentsConfig {
+  std::string psp_url = "http://127.0.0.1:8090";  // the PSP's base URL (the sandbox by default)
+  std::string webhook_secret;  // HMAC secret of the PSP's notifications; empty refuses them
+  // The vault keyring (text, or a file holding it). Neither set: a development key file is
+  // generated once under the data directory (0600) and the log says so.
+  std::string vault_key;
+  std::string vault_key_file;
+};
+
 struct Config {
   ServerConfig server;
   std::string data_dir = "./data";
@@ -38,6 +48,7 @@ struct Config {
   // Staff routes (/api/v1/admin/...) accept `Authorization: Bearer <admin_api_key>` until
   // accounts with roles exist. Empty disables them (401).
   std::string admin_api_key;
+  PaymentsConfig payments;
 };
 
 struct SettingInfo {

@@ -7,6 +7,7 @@
 #include "catalog/module.h"
 #include "fmt/format.h"
 #include "inventory/module.h"
+#include "payments/module.h"
 #include "platform/bus/bus_runtime.h"
 #include "platform/bus/schema.h"
 #include "platform/http/server.h"
@@ -28,6 +29,14 @@ std::vector<ContextRuntime> BuildContexts(const Config& config) {
       std::make_unique<catalog::CatalogModule>(std::move(catalog_options)), nullptr});
   contexts.push_back(ContextRuntime{
       std::make_unique<inventory::InventoryModule>(inventory::InventoryModuleOptions{}), nullptr});
+  payments::PaymentsModuleOptions payments_options;
+  payments_options.psp_url = config.payments.psp_url;
+  payments_options.webhook_secret = config.payments.webhook_secret;
+  payments_options.vault_key = config.payments.vault_key;
+  payments_options.vault_key_file = config.payments.vault_key_file;
+  payments_options.dev_key_directory = config.data_dir;
+  contexts.push_back(ContextRuntime{
+      std::make_unique<payments::PaymentsModule>(std::move(payments_options)), nullptr});
   return contexts;
 }
 

@@ -1,0 +1,7 @@
+#include "payments/api.h"
+
+namespace emporium::payments {
+
+void AddPaymentsRoutes(http::Router&, PaymentsService&, ApiOptions) {}
+
+}  // namespace emporium::payments
