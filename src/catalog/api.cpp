@@ -321,10 +321,14 @@ class Api {
         query.attributes.emplace_back(name.substr(5), value);
       }
     }
-    if (params.count("in_stock") > 0) {
-      return http::ErrorResponse(
-          InvalidParam("in_stock", "stock filtering arrives once inventory publishes availability",
-                       "unsupported_param"));
+    if (auto it = params.find("in_stock"); it != params.end()) {
+      if (it->second == "true") {
+        query.stock = StockFilter::kInStock;
+      } else if (it->second == "false") {
+        query.stock = StockFilter::kOutOfStock;
+      } else {
+        return http::ErrorResponse(InvalidParam("in_stock", "must be true or false"));
+      }
     }
     if (auto it = params.find("sort"); it != params.end()) {
       if (it->second == "newest") {

@@ -3,11 +3,14 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <optional>
+#include <set>
 
 #include "catalog/module.h"
 #include "catalog/seed.h"
 #include "common/errors.h"
 #include "gtest/gtest.h"
+#include "platform/bus/bus_runtime.h"
 #include "platform/bus/outbox.h"
 #include "platform/bus/schema.h"
 #include "platform/sql/sqlite_database.h"
@@ -51,10 +54,16 @@ class CatalogTest : public ::testing::Test {
     module_ = std::make_unique<CatalogModule>(catalog);
     ASSERT_TRUE(sql::ApplyMigrations(*db_, "catalog", module_->Migrations()).ok());
     router_ = std::make_unique<http::Router>();
+    bus::BusOptions bus_options;
+    bus_options.retry.attempts_max = 2;
+    bus_options.retry.backoff_base = absl::Milliseconds(1);
+    bus_ = std::make_unique<bus::BusRuntime>(bus_options);
     ContextDeps deps;
     deps.database = db_.get();
+    deps.bus = bus_.get();
     deps.admin_api_key = kKey;
     ASSERT_TRUE(module_->Wire(deps, *router_).ok());
+    ASSERT_TRUE(bus_->Start().ok());
     if (start_processor) {
       ASSERT_TRUE(module_->Start().ok());
     }
@@ -62,7 +71,9 @@ class CatalogTest : public ::testing::Test {
 
   void Close() {
     if (module_) module_->Stop();
+    if (bus_) bus_->Stop();
     module_.reset();
+    bus_.reset();
     if (db_) db_->Close();
     db_.reset();
   }
@@ -113,7 +124,53 @@ class CatalogTest : public ::testing::Test {
     return body["product_id"];
   }
 
+  // Publishes an envelope through the in-process transport, which hands it to the catalog's
+  // consumer before returning (so the effect is committed when this returns).
+  void Deliver(const bus::Envelope& envelope) {
+    ASSERT_TRUE(bus_->transport()
+                    .Publish({bus::OutgoingMessage{envelope.id, envelope.type, envelope.key,
+                                                   bus::Serialize(envelope)}})
+                    .ok());
+  }
+  bus::Envelope Availability(const std::string& sku, int64_t available,
+                             std::optional<int64_t> version = std::nullopt) {
+    Json payload = {
+        {"sku", sku}, {"available", available}, {"on_hand", std::max<int64_t>(available, 0)}};
+    if (version) payload["version"] = *version;
+    bus::Envelope envelope;
+    envelope.id = ids_.Next();
+    envelope.type = std::string(kAvailabilityChangedType);
+    envelope.source = "inventory";
+    envelope.key = sku;
+    envelope.correlation_id = sku;
+    envelope.occurred_at_ms = 1;
+    envelope.payload = payload.dump();
+    return envelope;
+  }
+  std::set<std::string> Handles(const std::string& query) {
+    http::Response response = Call("GET", "/api/v1/products?limit=100&" + query);
+    EXPECT_EQ(response.status, 200) << response.body;
+    std::set<std::string> handles;
+    const Json body = Body(response);
+    for (const Json& item : body["items"]) handles.insert(item["handle"]);
+    return handles;
+  }
+  std::optional<SkuAvailability> StoredAvailability(const std::string& sku) {
+    std::optional<SkuAvailability> stored;
+    EXPECT_TRUE(db_->Read([&](sql::Transaction& tx) {
+                     absl::StatusOr<std::optional<SkuAvailability>> loaded =
+                         LoadAvailability(tx, sku);
+                     if (!loaded.ok()) return loaded.status();
+                     stored = *loaded;
+                     return absl::OkStatus();
+                   })
+                    .ok());
+    return stored;
+  }
+
   sql::TempDir dir_;
+  UuidV7Generator ids_{SystemClock::Instance()};
+  std::unique_ptr<bus::BusRuntime> bus_;
   std::unique_ptr<sql::Database> db_;
   std::unique_ptr<CatalogModule> module_;
   std::unique_ptr<http::Router> router_;
@@ -449,6 +506,132 @@ TEST_F(CatalogTest, SeedAndReindexAndRestartCatchUp) {
   Open(/*start_processor=*/false);
   ASSERT_TRUE(module_->processor().CatchUpSearch().ok());
   EXPECT_EQ(Body(Call("GET", "/api/v1/search?q="))["total"], 300);
+}
+
+}  // namespace
+}  // namespace emporium::catalog
+
+namespace emporium::catalog {
+namespace {
+
+TEST_F(CatalogTest, InStockFilterFollowsAvailabilityEvents) {
+  Create(Product("anvil", "Anvil", "A-1"));
+  Json bell = Product("bell", "Bell", "B-1");
+  bell["variants"].push_back({{"sku", "B-2"}, {"prices", {{"USD", "12.00"}}}});
+  Create(bell);
+  Create(Product("cog", "Cog", "C-1"));  // inventory never reports it: out of stock
+
+  // Before any event nothing is in stock.
+  EXPECT_TRUE(Handles("in_stock=true").empty());
+  EXPECT_EQ(Handles("in_stock=false").size(), 3u);
+
+  const bus::Envelope anvil_in = Availability("A-1", 5);
+  Deliver(anvil_in);
+  Deliver(Availability("B-1", 0));
+  Deliver(Availability("B-2", 3));  // one variant in stock is enough
+  EXPECT_EQ(Handles("in_stock=true"), (std::set<std::string>{"anvil", "bell"}));
+  EXPECT_EQ(Handles("in_stock=false"), (std::set<std::string>{"cog"}));
+  EXPECT_EQ(Handles("in_stock=true&brand=Acme&sort=price").size(), 2u);
+
+  // Last write wins per SKU, in message order.
+  Deliver(Availability("A-1", 0));
+  EXPECT_EQ(Handles("in_stock=true"), (std::set<std::string>{"bell"}));
+
+  // A redelivered (older) message has no second effect: the inbox settles it.
+  const std::optional<SkuAvailability> before = StoredAvailability("A-1");
+  ASSERT_TRUE(before.has_value());
+  Deliver(anvil_in);
+  const std::optional<SkuAvailability> after = StoredAvailability("A-1");
+  ASSERT_TRUE(after.has_value());
+  EXPECT_EQ(after->available, 0);
+  EXPECT_EQ(after->updated_seq, before->updated_seq);
+  EXPECT_EQ(Handles("in_stock=true"), (std::set<std::string>{"bell"}));
+
+  // Negative availability (adjusted below what is committed) is out of stock.
+  Deliver(Availability("B-2", -2));
+  EXPECT_TRUE(Handles("in_stock=true").empty());
+
+  EXPECT_EQ(Call("GET", "/api/v1/products?in_stock=yes").status, 400);
+  EXPECT_EQ(Body(Call("GET", "/api/v1/products?in_stock="))["error"]["param"], "in_stock");
+  // The product JSON stays what the ETag describes: no stock in it.
+  http::Response product = Call("GET", "/api/v1/products/bell");
+  EXPECT_EQ(Body(product).count("in_stock"), 0u);
+}
+
+TEST_F(CatalogTest, VersionedAvailabilityIgnoresOlderUpdates) {
+  Create(Product("drum", "Drum", "D-1"));
+  Deliver(Availability("D-1", 4, 7));
+  Deliver(Availability("D-1", 0, 6));  // older: ignored
+  EXPECT_EQ(Handles("in_stock=true"), (std::set<std::string>{"drum"}));
+  EXPECT_EQ(StoredAvailability("D-1")->source_version, 7);
+  Deliver(Availability("D-1", 0, 8));
+  EXPECT_TRUE(Handles("in_stock=true").empty());
+}
+
+TEST_F(CatalogTest, MalformedAvailabilityIsDeadLetteredWithoutEffect) {
+  Create(Product("drum", "Drum", "D-1"));
+  Deliver(Availability("D-1", 4));
+  bus::Envelope bad = Availability("D-1", 0);
+  bad.payload = R"({"sku":"D-1","available":"lots","on_hand":1})";
+  Deliver(bad);
+  EXPECT_EQ(StoredAvailability("D-1")->available, 4);
+  int64_t dead = 0;
+  ASSERT_TRUE(db_->Read([&](sql::Transaction& tx) {
+                   absl::StatusOr<sql::ResultSet> rows = tx.Query(
+                       "SELECT COUNT(*) FROM dead_letters WHERE consumer = 'catalog.availability'");
+                   if (!rows.ok()) return rows.status();
+                   dead = rows->rows.front().Int(0);
+                   return absl::OkStatus();
+                 })
+                  .ok());
+  EXPECT_EQ(dead, 1);
+}
+
+TEST(CatalogAvailability, HandlerInsideWriteJobAndHostilePayloads) {
+  sql::TempDir dir;
+  sql::SqliteOptions options;
+  options.path = dir.File("catalog.db");
+  options.name = "catalog";
+  auto db = sql::OpenSqlite(options);
+  ASSERT_TRUE(db.ok()) << db.status();
+  ASSERT_TRUE(sql::ApplyMigrations(**db, "catalog", CatalogMigrations()).ok());
+  bus::Envelope envelope;
+  envelope.payload = R"({"sku":"S-1","available":3,"on_hand":5})";
+  ASSERT_TRUE(
+      (*db)
+          ->Write([&](sql::Transaction& tx) { return HandleAvailabilityChanged(tx, envelope, 42); })
+          .ok());
+  std::optional<SkuAvailability> stored;
+  ASSERT_TRUE((*db)
+                  ->Read([&](sql::Transaction& tx) {
+                    absl::StatusOr<std::optional<SkuAvailability>> loaded =
+                        LoadAvailability(tx, "S-1");
+                    if (!loaded.ok()) return loaded.status();
+                    stored = *loaded;
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_EQ(stored->available, 3);
+  EXPECT_EQ(stored->on_hand, 5);
+  EXPECT_EQ(stored->updated_at_ms, 42);
+  EXPECT_FALSE(stored->source_version.has_value());
+
+  for (const std::string& hostile : std::vector<std::string>{
+           "", "[]", "null", "{", R"({"available":1,"on_hand":1})",
+           R"({"sku":"","available":1,"on_hand":1})", R"({"sku":7,"available":1,"on_hand":1})",
+           R"({"sku":"S","available":1.5,"on_hand":1})",
+           R"({"sku":"S","available":1,"on_hand":-1})",
+           R"({"sku":"S","available":1e300,"on_hand":1})",
+           R"({"sku":"S","available":1,"on_hand":1,"version":-3})",
+           R"({"sku":")" + std::string(kAvailabilitySkuBytesMax + 1, 'x') +
+               R"(","available":1,"on_hand":1})",
+           R"({"sku":"S","available":1,"on_hand":1,"pad":")" +
+               std::string(kAvailabilityPayloadBytesMax, ' ') + R"("})"}) {
+    absl::StatusOr<SkuAvailability> parsed = ParseAvailabilityChanged(hostile);
+    EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument) << hostile;
+  }
+  (*db)->Close();
 }
 
 }  // namespace

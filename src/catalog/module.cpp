@@ -30,6 +30,17 @@ absl::Status CatalogModule::Wire(const ContextDeps& deps, http::Router& router) 
                                   {{"error", std::string(status.message())}});
     }
   }
+  if (deps.bus != nullptr) {
+    // The availability read model behind ?in_stock=; without a bus (tools, some tests) the
+    // filter sees only what earlier runs stored.
+    const Clock* clock = options_.clock;
+    absl::Status subscribed = deps.bus->Subscribe(
+        std::string(kAvailabilityConsumer), *deps.database, {std::string(kAvailabilityChangedType)},
+        [clock](sql::Transaction& tx, const bus::Envelope& envelope) {
+          return HandleAvailabilityChanged(tx, envelope, clock->NowMs());
+        });
+    if (!subscribed.ok()) return subscribed;
+  }
   processor_ = std::make_unique<Processor>(*deps.database, *options_.clock, *ids_, *service_,
                                            search_.get(), options_.processor);
   Processor* processor = processor_.get();

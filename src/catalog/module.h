@@ -1,5 +1,7 @@
 // CatalogModule: the catalog context as the composition root sees it. Owns the cache, the
-// search index, the service and the processor thread, and adds the catalog's routes.
+// search index, the service and the processor thread, and adds the catalog's routes. With a bus,
+// Wire subscribes consumer "catalog.availability" to inventory.availability_changed, which keeps
+// the SKU availability read model behind GET /api/v1/products?in_stock=.
 //
 // Thread-safety: Wire/Start/Stop from the app's owner thread (see ContextModule);
 // ReadinessProblem from any thread.

@@ -1,6 +1,7 @@
 #include "catalog/service.h"
 
 #include <future>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -40,6 +41,40 @@ std::string Fingerprint(std::string_view text) {
     hash *= 1099511628211ULL;
   }
   return fmt::format("{:016x}", hash);
+}
+
+absl::StatusOr<SkuAvailability> ParseAvailabilityChanged(std::string_view payload) {
+  if (payload.size() > kAvailabilityPayloadBytesMax) {
+    return InvalidParam("payload", fmt::format("exceeds {} bytes", kAvailabilityPayloadBytesMax));
+  }
+  absl::StatusOr<Json> object = ParseJsonObject(payload);
+  if (!object.ok()) return object.status();
+  SkuAvailability availability;
+  absl::StatusOr<std::string> sku = RequireString(*object, "sku", kAvailabilitySkuBytesMax);
+  if (!sku.ok()) return sku.status();
+  if (sku->empty()) return InvalidParam("sku", "must not be empty");
+  availability.sku = std::move(*sku);
+  absl::StatusOr<int64_t> available =
+      RequireInt(*object, "available", -kAvailabilityQuantityMax, kAvailabilityQuantityMax);
+  if (!available.ok()) return available.status();
+  availability.available = *available;
+  absl::StatusOr<int64_t> on_hand = RequireInt(*object, "on_hand", 0, kAvailabilityQuantityMax);
+  if (!on_hand.ok()) return on_hand.status();
+  availability.on_hand = *on_hand;
+  absl::StatusOr<std::optional<int64_t>> version =
+      OptionalInt(*object, "version", 0, std::numeric_limits<int64_t>::max());
+  if (!version.ok()) return version.status();
+  availability.source_version = *version;
+  return availability;
+}
+
+absl::Status HandleAvailabilityChanged(sql::Transaction& tx, const bus::Envelope& envelope,
+                                       int64_t now_ms) {
+  absl::StatusOr<SkuAvailability> availability = ParseAvailabilityChanged(envelope.payload);
+  if (!availability.ok()) return availability.status();
+  // kStale (an older versioned update) is a success too: the message is settled, no effect.
+  absl::StatusOr<AvailabilityOutcome> outcome = UpsertAvailability(tx, *availability, now_ms);
+  return outcome.status();
 }
 
 CatalogService::CatalogService(sql::Database& database, const Clock& clock, IdGenerator& ids,

@@ -19,6 +19,7 @@
 #include "catalog/store.h"
 #include "common/clock.h"
 #include "common/ids.h"
+#include "platform/bus/envelope.h"
 #include "platform/sql/database.h"
 
 namespace emporium::catalog {
@@ -26,6 +27,25 @@ namespace emporium::catalog {
 inline constexpr size_t kBatchProductsMax = 1000;
 inline constexpr int64_t kListLimitMax = 100;
 inline constexpr size_t kIdempotencyKeyBytesMax = 255;
+
+// The availability read model's consumer and the event it keeps (inventory's wire contract,
+// src/inventory/messages.h: [key sku] {sku, available, on_hand}, optionally "version").
+inline constexpr std::string_view kAvailabilityConsumer = "catalog.availability";
+inline constexpr std::string_view kAvailabilityChangedType = "inventory.availability_changed";
+inline constexpr size_t kAvailabilityPayloadBytesMax = 4096;
+inline constexpr size_t kAvailabilitySkuBytesMax = 200;  // inventory's reference bound
+inline constexpr int64_t kAvailabilityQuantityMax = int64_t{1} << 50;
+
+// Parses an inventory.availability_changed payload: sku (1..kAvailabilitySkuBytesMax bytes),
+// available (may be negative), on_hand (>= 0), optional version (>= 0). InvalidArgument naming
+// the field otherwise; never throws.
+absl::StatusOr<SkuAvailability> ParseAvailabilityChanged(std::string_view payload);
+
+// The consumer's handler: upserts the SKU's availability row inside the consumer's write job
+// (the inbox insert's transaction), so a redelivered message has one effect. A payload that
+// does not parse fails (retried, then dead-lettered where it can be inspected and replayed).
+absl::Status HandleAvailabilityChanged(sql::Transaction& tx, const bus::Envelope& envelope,
+                                       int64_t now_ms);
 
 struct WriteCommand {
   UpdateKind kind = UpdateKind::kCreate;

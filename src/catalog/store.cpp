@@ -35,6 +35,23 @@ constexpr std::string_view kDeleteSkus = "DELETE FROM catalog_skus WHERE product
 constexpr std::string_view kInsertSku = "INSERT INTO catalog_skus (sku, product_id) VALUES (?, ?)";
 constexpr std::string_view kCountProducts = "SELECT COUNT(*) FROM catalog_products";
 
+// A stale versioned update (both versions known, the new one not newer) changes no row.
+constexpr std::string_view kUpsertAvailability =
+    "INSERT INTO catalog_sku_availability (sku, available, on_hand, source_version, updated_seq, "
+    "updated_at_ms) VALUES (?, ?, ?, ?, (SELECT COALESCE(MAX(updated_seq), 0) + 1 FROM "
+    "catalog_sku_availability), ?) "
+    "ON CONFLICT (sku) DO UPDATE SET available = excluded.available, on_hand = excluded.on_hand, "
+    "source_version = excluded.source_version, updated_seq = excluded.updated_seq, "
+    "updated_at_ms = excluded.updated_at_ms "
+    "WHERE excluded.source_version IS NULL OR catalog_sku_availability.source_version IS NULL "
+    "OR excluded.source_version > catalog_sku_availability.source_version";
+constexpr std::string_view kSelectAvailability =
+    "SELECT sku, available, on_hand, source_version, updated_seq, updated_at_ms FROM "
+    "catalog_sku_availability WHERE sku = ?";
+constexpr std::string_view kInStockCondition =
+    "EXISTS (SELECT 1 FROM catalog_skus s JOIN catalog_sku_availability av ON av.sku = s.sku "
+    "WHERE s.product_id = p.id AND av.available > 0)";
+
 constexpr std::string_view kInsertUpdate =
     "INSERT INTO catalog_updates (id, product_id, kind, base_version, target_version, payload, "
     "state, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?)";
@@ -378,6 +395,16 @@ absl::StatusOr<ProductPage> ListProducts(sql::Transaction& tx, const ProductQuer
     params.emplace_back(name);
     params.emplace_back(value);
   }
+  switch (query.stock) {
+    case StockFilter::kAny:
+      break;
+    case StockFilter::kInStock:
+      sql += fmt::format(" AND {}", kInStockCondition);
+      break;
+    case StockFilter::kOutOfStock:
+      sql += fmt::format(" AND NOT {}", kInStockCondition);
+      break;
+  }
   const char* direction = descending ? "DESC" : "ASC";
   if (query.after) {
     sql += fmt::format(" AND ({0} {1} ? OR ({0} = ? AND p.id {1} ?))", sort_column,
@@ -400,6 +427,33 @@ absl::StatusOr<ProductPage> ListProducts(sql::Transaction& tx, const ProductQuer
     page.next.emplace(result->rows[page.items.size() - 1].value(4), page.items.back().product.id);
   }
   return page;
+}
+
+absl::StatusOr<AvailabilityOutcome> UpsertAvailability(sql::Transaction& tx,
+                                                       const SkuAvailability& update,
+                                                       int64_t now_ms) {
+  const sql::Value version =
+      update.source_version ? sql::Value(*update.source_version) : sql::Value(std::monostate());
+  absl::StatusOr<int64_t> changed = tx.Execute(
+      kUpsertAvailability, {update.sku, update.available, update.on_hand, version, now_ms});
+  if (!changed.ok()) return changed.status();
+  return *changed > 0 ? AvailabilityOutcome::kApplied : AvailabilityOutcome::kStale;
+}
+
+absl::StatusOr<std::optional<SkuAvailability>> LoadAvailability(sql::Transaction& tx,
+                                                                const std::string& sku) {
+  absl::StatusOr<sql::ResultSet> result = tx.Query(kSelectAvailability, {sku});
+  if (!result.ok()) return result.status();
+  if (result->empty()) return std::optional<SkuAvailability>();
+  const sql::Row& row = result->rows.front();
+  SkuAvailability availability;
+  availability.sku = row.Text(0);
+  availability.available = row.Int(1);
+  availability.on_hand = row.Int(2);
+  availability.source_version = row.OptionalInt(3);
+  availability.updated_seq = row.Int(4);
+  availability.updated_at_ms = row.Int(5);
+  return std::optional<SkuAvailability>(std::move(availability));
 }
 
 absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> CountByCategory(sql::Transaction& tx) {

@@ -105,6 +105,10 @@ absl::Status SaveIdempotency(sql::Transaction& tx, const std::string& key,
 
 enum class ProductSort { kNewest, kPriceAscending, kPriceDescending, kRating };
 
+// The in-stock filter: a product is in stock when any of its variants' SKUs has available > 0
+// in the availability read model (a SKU inventory never reported counts as out of stock).
+enum class StockFilter { kAny, kInStock, kOutOfStock };
+
 struct ProductQuery {
   std::optional<std::string> category;  // the subtree rooted here
   std::optional<std::string> brand;
@@ -112,6 +116,7 @@ struct ProductQuery {
   std::optional<int64_t> price_min_minor;
   std::optional<int64_t> price_max_minor;
   std::vector<std::pair<std::string, std::string>> attributes;  // name == value, all of them
+  StockFilter stock = StockFilter::kAny;
   ProductSort sort = ProductSort::kNewest;
   // Keyset position: the sort key and id of the last item of the previous page.
   std::optional<std::pair<sql::Value, std::string>> after;
@@ -134,6 +139,28 @@ absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> CountByCategory(sql
 absl::StatusOr<std::vector<StoredProduct>> ProductsChangedAfter(sql::Transaction& tx,
                                                                 int64_t after_seq, int64_t limit);
 absl::StatusOr<int64_t> MaxProductSeq(sql::Transaction& tx);
+
+// ---- Availability read model (from inventory.availability_changed) ----
+
+struct SkuAvailability {
+  std::string sku;
+  int64_t available = 0;  // may be negative after an adjustment below what is committed
+  int64_t on_hand = 0;
+  std::optional<int64_t> source_version;  // the sender's version, when its payload has one
+  int64_t updated_seq = 0;                // local order of the last applied event
+  int64_t updated_at_ms = 0;
+};
+
+enum class AvailabilityOutcome { kApplied, kStale };
+
+// Upserts the row of `update.sku` (updated_seq and updated_at_ms are assigned here). When both
+// the stored row and `update` carry a source_version, an update whose version is not newer
+// is ignored (kStale); otherwise the last update applied wins.
+absl::StatusOr<AvailabilityOutcome> UpsertAvailability(sql::Transaction& tx,
+                                                       const SkuAvailability& update,
+                                                       int64_t now_ms);
+absl::StatusOr<std::optional<SkuAvailability>> LoadAvailability(sql::Transaction& tx,
+                                                                const std::string& sku);
 
 // ---- Reviews ----
 
