@@ -7,6 +7,7 @@
 #include "catalog/module.h"
 #include "fmt/format.h"
 #include "inventory/module.h"
+#include "ordering/module.h"
 #include "payments/module.h"
 #include "platform/bus/bus_runtime.h"
 #include "platform/bus/schema.h"
@@ -37,6 +38,7 @@ std::vector<ContextRuntime> BuildContexts(const Config& config) {
   payments_options.dev_key_directory = config.data_dir;
   contexts.push_back(ContextRuntime{
       std::make_unique<payments::PaymentsModule>(std::move(payments_options)), nullptr});
+  contexts.push_back(ContextRuntime{std::make_unique<ordering::OrderingModule>(), nullptr});
   return contexts;
 }
 
