@@ -20,6 +20,7 @@ using http::Response;
 constexpr size_t kIdempotencyKeyLengthMax = 255;
 constexpr int64_t kStreamTimeoutMaxS = 60;
 constexpr int64_t kStuckDefaultS = 30;
+constexpr std::string_view kGuestCustomerId = "guest";
 
 Json MoneyJson(int64_t amount_minor, const std::string& currency) {
   absl::StatusOr<Money> money = Money::FromMinor(amount_minor, currency);
@@ -178,7 +179,13 @@ void AddCartRoutes(http::Router& router, const std::shared_ptr<Shared>& shared) 
     CheckoutRequest checkout;
     checkout.cart_id = request.PathParam("id");
     checkout.payment_method = *method;
-    checkout.customer_id = request.Attribute("customer_id").value_or("");
+    // The payment method must belong to the same customer. Until accounts bind carts to
+    // customers, a guest names the owner it created the payment method for (default
+    // "guest"); an authenticated caller's identity always wins.
+    auto guest = OptionalString(*body, "customer_id", 128);
+    if (!guest.ok()) return respond(Error(guest.status()));
+    checkout.customer_id =
+        request.Attribute("customer_id").value_or(guest->value_or(std::string(kGuestCustomerId)));
     checkout.client_ip = request.remote_address;
     if (std::optional<std::string_view> key = request.Header("Idempotency-Key")) {
       if (key->empty() || key->size() > kIdempotencyKeyLengthMax) {
