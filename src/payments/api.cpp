@@ -1,7 +1,481 @@
 #include "payments/api.h"
 
-namespace emporium::payments {
+#include <sodium.h>
 
-void AddPaymentsRoutes(http::Router&, PaymentsService&, ApiOptions) {}
+#include <charconv>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "common/errors.h"
+#include "common/format.h"
+#include "common/json.h"
+#include "fmt/format.h"
+#include "platform/context/staff_auth.h"
+
+namespace emporium::payments {
+namespace {
+
+using http::Request;
+using http::Responder;
+using http::Response;
+
+constexpr std::string_view kIdempotencyHeader = "Idempotency-Key";
+constexpr std::string_view kSignatureHeader = "Psp-Signature";
+constexpr size_t kIdempotencyKeyCharsMax = 255;
+constexpr size_t kIdCharsMax = 128;
+constexpr size_t kCardNumberCharsMax = 32;  // digits plus separators; the model checks more
+constexpr size_t kCvcCharsMax = 8;
+constexpr size_t kHolderCharsMax = 200;
+constexpr size_t kCountryCharsMax = 2;
+constexpr int64_t kReviewsLimitDefault = 50;
+constexpr int64_t kReviewsLimitMax = 100;
+constexpr int64_t kAmountMinorMax = int64_t{1} << 50;
+
+Response Error(int status, std::string_view code, std::string_view message,
+               std::string_view param = "") {
+  return http::ErrorResponse(status, http::ErrorTypeFor(status), code, message, param);
+}
+
+Json MethodJson(const PaymentMethod& method) {
+  return Json{{"token", method.token},
+              {"customer_id", method.customer_id},
+              {"brand", CardBrandName(method.brand)},
+              {"last4", method.last4},
+              {"exp_month", method.expiry_month},
+              {"exp_year", method.expiry_year},
+              {"created_at_ms", method.created_at_ms}};
+}
+
+Json SplitReasons(const std::string& reasons) {
+  Json out = Json::array();
+  size_t start = 0;
+  while (start < reasons.size()) {
+    size_t comma = reasons.find(',', start);
+    if (comma == std::string::npos) comma = reasons.size();
+    if (comma > start) out.push_back(reasons.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
+Json IntentJson(const IntentRecord& intent) {
+  return Json{{"id", intent.id},
+              {"order_id", intent.order_id},
+              {"customer_id", intent.customer_id},
+              {"payment_method", intent.payment_method},
+              {"state", IntentStateName(intent.state)},
+              {"amount_minor", intent.amounts.amount_minor},
+              {"currency", intent.amounts.currency},
+              {"authorized_minor", intent.amounts.authorized_minor},
+              {"captured_minor", intent.amounts.captured_minor},
+              {"refunded_minor", intent.amounts.refunded_minor},
+              {"decline_reason",
+               intent.decline_reason.empty() ? Json(nullptr) : Json(intent.decline_reason)},
+              {"fraud_score", intent.fraud_score},
+              {"fraud_reasons", SplitReasons(intent.fraud_reasons)},
+              {"created_at_ms", intent.created_at_ms},
+              {"updated_at_ms", intent.updated_at_ms}};
+}
+
+// A failed intent (declined by the PSP, rejected by fraud rules or by staff) is an answer,
+// told as a 402 in the error shape with the intent's id beside it.
+Response DeclinedResponse(const IntentRecord& intent) {
+  const std::string reason = intent.decline_reason.empty() ? "declined" : intent.decline_reason;
+  Json body = Json{{"error",
+                    {{"type", http::ErrorTypeFor(402)},
+                     {"code", reason},
+                     {"message", fmt::format("the payment was declined ({})", reason)},
+                     {"param", "payment_method"},
+                     {"payment_intent", intent.id}}}};
+  return Response::Json(402, body);
+}
+
+// The answer for an authorization's outcome: 201 authorized, 202 parked for review, 402
+// declined; operational errors in the error shape (503 while the PSP is unavailable or the
+// outcome is still unknown: retry with the same Idempotency-Key).
+Response AuthorizeResponse(const absl::StatusOr<IntentRecord>& result) {
+  if (!result.ok()) return http::ErrorResponse(result.status());
+  switch (result->state) {
+    case IntentState::kFailed:
+    case IntentState::kExpired:
+      return DeclinedResponse(*result);
+    case IntentState::kInReview:
+      return Response::Json(202, IntentJson(*result));
+    case IntentState::kRequiresAuthorization:
+    case IntentState::kAuthorized:
+    case IntentState::kCaptured:
+    case IntentState::kPartiallyRefunded:
+    case IntentState::kRefunded:
+    case IntentState::kVoided:
+      return Response::Json(201, IntentJson(*result));
+  }
+  return Error(500, "internal", "unexpected intent state");
+}
+
+Response IntentResponse(const absl::StatusOr<IntentRecord>& result) {
+  if (!result.ok()) return http::ErrorResponse(result.status());
+  return Response::Json(200, IntentJson(*result));
+}
+
+// A hex BLAKE2b of what identifies a request: method, route and body.
+std::string RequestHash(const Request& request) {
+  const std::string text = fmt::format("{}\n{}\n{}", request.method, request.path, request.body);
+  unsigned char hash[crypto_generichash_BYTES];
+  crypto_generichash(hash, sizeof(hash), reinterpret_cast<const unsigned char*>(text.data()),
+                     text.size(), nullptr, 0);
+  char hex[crypto_generichash_BYTES * 2 + 1];
+  sodium_bin2hex(hex, sizeof(hex), hash, sizeof(hash));
+  return hex;
+}
+
+// The Idempotency-Key header, required; nullopt with `error` filled when missing or bad.
+std::optional<std::string> IdempotencyKey(const Request& request, Response& error) {
+  std::optional<std::string_view> key = request.Header(kIdempotencyHeader);
+  if (!key.has_value()) {
+    error = Error(400, "missing_idempotency_key", "the Idempotency-Key header is required",
+                  kIdempotencyHeader);
+    return std::nullopt;
+  }
+  bool printable = !key->empty() && key->size() <= kIdempotencyKeyCharsMax;
+  for (char c : *key) printable = printable && c > ' ' && c < 0x7f;
+  if (!printable) {
+    error = Error(
+        400, "invalid_param",
+        fmt::format("Idempotency-Key must be 1..{} printable characters", kIdempotencyKeyCharsMax),
+        kIdempotencyHeader);
+    return std::nullopt;
+  }
+  return std::string(*key);
+}
+
+bool ValidId(std::string_view id) {
+  if (id.empty() || id.size() > kIdCharsMax) return false;
+  for (char c : id) {
+    if (c <= ' ' || c >= 0x7f) return false;
+  }
+  return true;
+}
+
+// Whether an answer is final enough to replay for the same key. 5xx (the PSP unavailable, the
+// outcome unknown, the service stopping) and 429 are not: the client retries with the same key
+// and the command runs again, which the service makes safe (one intent per order, the same PSP
+// key for an open attempt).
+bool Replayable(int http_status) { return http_status < 500 && http_status != 429; }
+
+// The idempotent frame around one command: claims the key, runs `command` (which must call
+// its argument exactly once with the answer), stores a replayable answer and responds.
+// Runs on the service's executor.
+using CommandRunner = std::function<void(std::function<void(Response)>)>;
+
+struct Shared {
+  PaymentsService& service;
+  ApiOptions options;
+};
+
+void RunIdempotent(std::shared_ptr<Shared> shared, const std::string& key,
+                   const std::string& request_hash, Responder respond, CommandRunner command) {
+  absl::StatusOr<HttpKeyState> state = shared->service.ClaimHttpKey(key, request_hash);
+  if (!state.ok()) return respond(http::ErrorResponse(state.status()));
+  switch (state->claim) {
+    case HttpKeyClaim::kReplay: {
+      Response replay =
+          Response::Text(state->stored.status, state->stored.body, "application/json");
+      replay.headers.Set("Idempotent-Replayed", "true");
+      return respond(std::move(replay));
+    }
+    case HttpKeyClaim::kMismatch:
+      return respond(Error(422, "idempotency_key_reused",
+                           "this Idempotency-Key was used with a different request",
+                           kIdempotencyHeader));
+    case HttpKeyClaim::kInProgress:
+      return respond(Error(409, "request_in_progress",
+                           "a request with this Idempotency-Key is still in progress; retry later",
+                           kIdempotencyHeader));
+    case HttpKeyClaim::kClaimed:
+      break;
+  }
+  command([shared, key, request_hash, respond](Response response) {
+    absl::Status saved =
+        Replayable(response.status)
+            ? shared->service.CompleteHttpKey(key, request_hash, response.status, response.body)
+            : shared->service.ReleaseHttpKey(key);
+    // The effect is committed either way; a lost replay record only means a retry runs the
+    // (idempotent) command again.
+    (void)saved;
+    respond(std::move(response));
+  });
+}
+
+// Runs `task` on the service's executor; answers 503/429 when it cannot.
+void Offload(const std::shared_ptr<Shared>& shared, const Responder& respond,
+             std::function<void()> task) {
+  absl::Status queued = shared->service.RunAsync(std::move(task));
+  if (!queued.ok()) respond(http::ErrorResponse(queued));
+}
+
+// Renames the model's card params to the API's field names.
+absl::Status ApiCardParam(absl::Status status) {
+  std::optional<std::string> param = ErrorParam(status);
+  if (param == "expiry_month") return WithErrorParam(std::move(status), "exp_month");
+  if (param == "expiry_year") return WithErrorParam(std::move(status), "exp_year");
+  return status;
+}
+
+absl::StatusOr<CardInput> ParseCard(const Json& body) {
+  CardInput card;
+  absl::StatusOr<std::string> number = RequireString(body, "number", kCardNumberCharsMax);
+  if (!number.ok()) return number.status();
+  card.number = std::move(*number);
+  absl::StatusOr<int64_t> month = RequireInt(body, "exp_month", 0, 99);
+  if (!month.ok()) return month.status();
+  absl::StatusOr<int64_t> year = RequireInt(body, "exp_year", 0, 9999);
+  if (!year.ok()) return year.status();
+  card.expiry_month = static_cast<int>(*month);
+  card.expiry_year = static_cast<int>(*year);
+  absl::StatusOr<std::string> cvc = RequireString(body, "cvc", kCvcCharsMax);
+  if (!cvc.ok()) return cvc.status();
+  card.cvc = std::move(*cvc);
+  absl::StatusOr<std::string> holder = RequireString(body, "holder", kHolderCharsMax);
+  if (!holder.ok()) return holder.status();
+  card.holder = std::move(*holder);
+  return card;
+}
+
+std::string ClientIp(const Request& request) {
+  const size_t colon = request.remote_address.rfind(':');
+  return colon == std::string::npos ? request.remote_address
+                                    : request.remote_address.substr(0, colon);
+}
+
+absl::StatusOr<AuthorizeCommand> ParseAuthorize(const Request& request, const std::string& key) {
+  absl::StatusOr<Json> body = ParseJsonObject(request.body);
+  if (!body.ok()) return body.status();
+  AuthorizeCommand c;
+  c.command_id = "http:" + key;
+  absl::StatusOr<std::string> order_id = RequireString(*body, "order_id", kIdCharsMax);
+  if (!order_id.ok()) return order_id.status();
+  c.order_id = std::move(*order_id);
+  absl::StatusOr<int64_t> amount = RequireInt(*body, "amount_minor", 1, kAmountMinorMax);
+  if (!amount.ok()) return amount.status();
+  c.amount_minor = *amount;
+  absl::StatusOr<std::string> currency = RequireString(*body, "currency", 3);
+  if (!currency.ok()) return currency.status();
+  c.currency = std::move(*currency);
+  absl::StatusOr<std::string> method = RequireString(*body, "payment_method", kIdCharsMax);
+  if (!method.ok()) return method.status();
+  c.payment_method = std::move(*method);
+  absl::StatusOr<std::string> customer = RequireString(*body, "customer_id", kIdCharsMax);
+  if (!customer.ok()) return customer.status();
+  c.customer_id = std::move(*customer);
+  for (auto [field, target] : {std::pair{"billing_country", &c.billing_country},
+                               std::pair{"shipping_country", &c.shipping_country}}) {
+    absl::StatusOr<std::optional<std::string>> country =
+        OptionalString(*body, field, kCountryCharsMax);
+    if (!country.ok()) return country.status();
+    *target = country->value_or("");
+  }
+  // Velocity rules count per client address: the peer's, never one the body claims.
+  c.client_ip = ClientIp(request);
+  return c;
+}
+
+void AddPublicRoutes(http::Router& router, const std::shared_ptr<Shared>& shared) {
+  router.Add("POST", "/api/v1/payment-methods", [shared](Request& request, Responder respond) {
+    Offload(shared, respond, [shared, &request, respond] {
+      absl::StatusOr<Json> body = ParseJsonObject(request.body);
+      if (!body.ok()) return respond(http::ErrorResponse(body.status()));
+      absl::StatusOr<std::string> customer = RequireString(*body, "customer_id", kIdCharsMax);
+      if (!customer.ok()) return respond(http::ErrorResponse(customer.status()));
+      absl::StatusOr<CardInput> card = ParseCard(*body);
+      if (!card.ok()) return respond(http::ErrorResponse(card.status()));
+      absl::StatusOr<PaymentMethod> method = shared->service.AddPaymentMethod(*customer, *card);
+      sodium_memzero(card->number.data(), card->number.size());
+      sodium_memzero(card->cvc.data(), card->cvc.size());
+      if (!method.ok()) return respond(http::ErrorResponse(ApiCardParam(method.status())));
+      respond(Response::Json(201, MethodJson(*method)));
+    });
+  });
+
+  router.Add("GET", "/api/v1/payment-methods/{token}",
+             [shared](Request& request, Responder respond) {
+               const std::string token = request.PathParam("token");
+               if (!ValidId(token))
+                 return respond(Error(400, "invalid_param", "bad token", "token"));
+               Offload(shared, respond, [shared, token, respond] {
+                 absl::StatusOr<PaymentMethod> method = shared->service.GetPaymentMethod(token);
+                 if (!method.ok()) {
+                   if (absl::IsNotFound(method.status())) {
+                     return respond(
+                         Error(404, "payment_method_not_found", "no such payment method", "token"));
+                   }
+                   return respond(http::ErrorResponse(method.status()));
+                 }
+                 respond(Response::Json(200, MethodJson(*method)));
+               });
+             });
+
+  router.Add("POST", "/api/v1/payment-intents", [shared](Request& request, Responder respond) {
+    Response error;
+    std::optional<std::string> key = IdempotencyKey(request, error);
+    if (!key.has_value()) return respond(std::move(error));
+    absl::StatusOr<AuthorizeCommand> command = ParseAuthorize(request, *key);
+    if (!command.ok()) return respond(http::ErrorResponse(command.status()));
+    Offload(
+        shared, respond,
+        [shared, key = *key, hash = RequestHash(request), respond, command = *std::move(command)] {
+          RunIdempotent(shared, key, hash, respond,
+                        [shared, command](std::function<void(Response)> done) {
+                          shared->service.AuthorizeAsync(
+                              command, [done](absl::StatusOr<IntentRecord> result) {
+                                done(AuthorizeResponse(result));
+                              });
+                        });
+        });
+  });
+
+  router.Add("GET", "/api/v1/payment-intents/{id}", [shared](Request& request, Responder respond) {
+    const std::string id = request.PathParam("id");
+    if (!ValidId(id)) return respond(Error(400, "invalid_param", "bad payment intent id", "id"));
+    Offload(shared, respond, [shared, id, respond] {
+      absl::StatusOr<IntentRecord> intent = shared->service.GetIntent(id);
+      if (!intent.ok() && absl::IsNotFound(intent.status())) {
+        return respond(Error(404, "payment_intent_not_found", "no such payment intent", "id"));
+      }
+      respond(IntentResponse(intent));
+    });
+  });
+
+  router.Add("POST", "/api/v1/payments/psp-notifications",
+             [shared](Request& request, Responder respond) {
+               std::string signature(request.Header(kSignatureHeader).value_or(""));
+               Offload(shared, respond, [shared, signature, &request, respond] {
+                 absl::Status handled = shared->service.HandleNotification(signature, request.body);
+                 if (!handled.ok()) return respond(http::ErrorResponse(handled));
+                 respond(Response::Json(200, Json{{"received", true}}));
+               });
+             });
+}
+
+// Runs `handler` only for staff; everyone else gets the 401.
+template <typename F>
+http::Handler Staff(const std::shared_ptr<Shared>& shared, F handler) {
+  return [shared, handler](Request& request, Responder respond) {
+    Response denied;
+    if (!AuthorizeAdmin(request, shared->options.admin_api_key, denied)) {
+      return respond(std::move(denied));
+    }
+    handler(request, std::move(respond));
+  };
+}
+
+void AddIntentCommandRoute(http::Router& router, const std::shared_ptr<Shared>& shared,
+                           PspOperation operation) {
+  const std::string pattern =
+      fmt::format("/api/v1/payment-intents/{{id}}/{}", PspOperationName(operation));
+  router.Add(
+      "POST", pattern, Staff(shared, [shared, operation](Request& request, Responder respond) {
+        const std::string id = request.PathParam("id");
+        if (!ValidId(id)) {
+          return respond(Error(400, "invalid_param", "bad payment intent id", "id"));
+        }
+        Response error;
+        std::optional<std::string> key = IdempotencyKey(request, error);
+        if (!key.has_value()) return respond(std::move(error));
+        absl::StatusOr<Json> body = request.body.empty() ? absl::StatusOr<Json>(Json::object())
+                                                         : ParseJsonObject(request.body);
+        if (!body.ok()) return respond(http::ErrorResponse(body.status()));
+        IntentCommand command;
+        command.command_id = "http:" + *key;
+        command.intent_id = id;
+        command.operation = operation;
+        switch (operation) {
+          case PspOperation::kCapture: {
+            absl::StatusOr<std::optional<int64_t>> amount =
+                OptionalInt(*body, "amount_minor", 1, kAmountMinorMax);
+            if (!amount.ok()) return respond(http::ErrorResponse(amount.status()));
+            command.amount_minor = amount->value_or(0);
+            break;
+          }
+          case PspOperation::kRefund: {
+            absl::StatusOr<int64_t> amount = RequireInt(*body, "amount_minor", 1, kAmountMinorMax);
+            if (!amount.ok()) return respond(http::ErrorResponse(amount.status()));
+            command.amount_minor = *amount;
+            break;
+          }
+          case PspOperation::kVoid:
+          case PspOperation::kAuthorize:
+            break;
+        }
+        Offload(shared, respond,
+                [shared, key = *key, hash = RequestHash(request), respond, command] {
+                  RunIdempotent(shared, key, hash, respond,
+                                [shared, command](std::function<void(Response)> done) {
+                                  shared->service.ExecuteAsync(
+                                      command, [done](absl::StatusOr<IntentRecord> result) {
+                                        done(IntentResponse(result));
+                                      });
+                                });
+                });
+      }));
+}
+
+void AddStaffRoutes(http::Router& router, const std::shared_ptr<Shared>& shared) {
+  for (PspOperation operation :
+       {PspOperation::kCapture, PspOperation::kVoid, PspOperation::kRefund}) {
+    AddIntentCommandRoute(router, shared, operation);
+  }
+
+  router.Add(
+      "GET", "/api/v1/admin/payments/reviews",
+      Staff(shared, [shared](Request& request, Responder respond) {
+        int64_t count = kReviewsLimitDefault;
+        if (std::optional<std::string> text = request.QueryParam("limit")) {
+          auto [end, error] = std::from_chars(text->data(), text->data() + text->size(), count);
+          if (error != std::errc() || end != text->data() + text->size() || count < 1 ||
+              count > kReviewsLimitMax) {
+            return respond(Error(400, "invalid_param",
+                                 fmt::format("limit must be 1..{}", kReviewsLimitMax), "limit"));
+          }
+        }
+        Offload(shared, respond, [shared, count, respond] {
+          absl::StatusOr<std::vector<IntentRecord>> reviews = shared->service.ListReviews(count);
+          if (!reviews.ok()) return respond(http::ErrorResponse(reviews.status()));
+          Json items = Json::array();
+          for (const IntentRecord& intent : *reviews) items.push_back(IntentJson(intent));
+          respond(Response::Json(200, Json{{"items", items}}));
+        });
+      }));
+
+  for (ReviewDecision decision : {ReviewDecision::kApprove, ReviewDecision::kReject}) {
+    const std::string pattern =
+        fmt::format("/api/v1/admin/payments/reviews/{{id}}/{}",
+                    decision == ReviewDecision::kApprove ? "approve" : "reject");
+    router.Add("POST", pattern,
+               Staff(shared, [shared, decision](Request& request, Responder respond) {
+                 const std::string id = request.PathParam("id");
+                 if (!ValidId(id)) {
+                   return respond(Error(400, "invalid_param", "bad payment intent id", "id"));
+                 }
+                 Offload(shared, respond, [shared, id, decision, respond] {
+                   absl::StatusOr<IntentRecord> intent = shared->service.DecideReview(id, decision);
+                   if (!intent.ok() && absl::IsNotFound(intent.status())) {
+                     return respond(
+                         Error(404, "payment_intent_not_found", "no such payment intent", "id"));
+                   }
+                   respond(IntentResponse(intent));
+                 });
+               }));
+  }
+}
+
+}  // namespace
+
+void AddPaymentsRoutes(http::Router& router, PaymentsService& service, ApiOptions options) {
+  auto shared = std::make_shared<Shared>(Shared{service, std::move(options)});
+  AddPublicRoutes(router, shared);
+  AddStaffRoutes(router, shared);
+}
 
 }  // namespace emporium::payments

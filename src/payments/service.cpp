@@ -164,6 +164,50 @@ absl::Status PaymentsService::RunAsync(std::function<void()> task) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<HttpKeyState> PaymentsService::ClaimHttpKey(const std::string& key,
+                                                           const std::string& request_hash) {
+  HttpKeyState state;
+  absl::Status status = db_.Write([&](sql::Transaction& tx) -> absl::Status {
+    absl::StatusOr<std::optional<StoredHttpResponse>> stored = LoadHttpIdempotency(tx, key);
+    if (!stored.ok()) return stored.status();
+    const int64_t now_ms = clock_.NowMs();
+    if (stored->has_value()) {
+      const StoredHttpResponse& row = **stored;
+      if (row.request_hash != request_hash) {
+        state.claim = HttpKeyClaim::kMismatch;
+        return absl::OkStatus();
+      }
+      if (row.status != 0) {
+        state.claim = HttpKeyClaim::kReplay;
+        state.stored = row;
+        return absl::OkStatus();
+      }
+      if (now_ms - row.created_at_ms < absl::ToInt64Milliseconds(options_.http_claim_stale)) {
+        state.claim = HttpKeyClaim::kInProgress;
+        return absl::OkStatus();
+      }
+    }
+    state.claim = HttpKeyClaim::kClaimed;
+    return SaveHttpIdempotency(tx, key, StoredHttpResponse{request_hash, 0, "", now_ms}, now_ms);
+  });
+  if (!status.ok()) return status;
+  return state;
+}
+
+absl::Status PaymentsService::CompleteHttpKey(const std::string& key,
+                                              const std::string& request_hash, int http_status,
+                                              const std::string& body) {
+  return db_.Write([&](sql::Transaction& tx) -> absl::Status {
+    const int64_t now_ms = clock_.NowMs();
+    return SaveHttpIdempotency(tx, key, StoredHttpResponse{request_hash, http_status, body, now_ms},
+                               now_ms);
+  });
+}
+
+absl::Status PaymentsService::ReleaseHttpKey(const std::string& key) {
+  return db_.Write([&](sql::Transaction& tx) { return DeleteHttpIdempotency(tx, key); });
+}
+
 absl::StatusOr<PaymentMethod> PaymentsService::AddPaymentMethod(const std::string& customer_id,
                                                                 const CardInput& card) {
   if (customer_id.empty() || customer_id.size() > kIdCharsMax) {
@@ -179,6 +223,16 @@ absl::StatusOr<PaymentMethod> PaymentsService::AddPaymentMethod(const std::strin
     return method.status();
   });
   sodium_memzero(details->number.data(), details->number.size());
+  if (!status.ok()) return status;
+  return method;
+}
+
+absl::StatusOr<PaymentMethod> PaymentsService::GetPaymentMethod(const std::string& token) {
+  absl::StatusOr<PaymentMethod> method = absl::NotFoundError("payment method not found");
+  absl::Status status = db_.Read([&](sql::Transaction& tx) -> absl::Status {
+    method = vault_.Find(tx, token);
+    return absl::OkStatus();
+  });
   if (!status.ok()) return status;
   return method;
 }

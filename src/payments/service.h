@@ -58,6 +58,7 @@ struct PaymentsOptions {
   absl::Duration sweep_interval = absl::Milliseconds(50);
   absl::Duration unknown_retry_after = absl::Seconds(1);  // an unknown attempt is re-driven then
   int64_t sweep_batch_max = 256;
+  absl::Duration http_claim_stale = absl::Minutes(2);  // > command_timeout
   FraudRules fraud;
   absl::Duration fraud_window = absl::Hours(1);
   // PSP notifications: HMAC secret and the accepted clock skew.
@@ -88,6 +89,18 @@ struct IntentCommand {
 
 enum class ReviewDecision { kApprove, kReject };
 
+// The Idempotency-Key of an HTTP command, claimed before the command runs.
+enum class HttpKeyClaim {
+  kClaimed,     // new (or abandoned): run the command, then Complete or Release the key
+  kReplay,      // finished before with the same request: answer `stored`
+  kMismatch,    // used before with another request: 422
+  kInProgress,  // the same request is running now: 409
+};
+struct HttpKeyState {
+  HttpKeyClaim claim = HttpKeyClaim::kClaimed;
+  StoredHttpResponse stored;  // for kReplay
+};
+
 using IntentCallback = std::function<void(absl::StatusOr<IntentRecord>)>;
 
 class PaymentsService {
@@ -105,6 +118,9 @@ class PaymentsService {
   // Stores a validated card in the vault. InvalidParam for a bad card (never echoing it).
   absl::StatusOr<PaymentMethod> AddPaymentMethod(const std::string& customer_id,
                                                  const CardInput& card);
+
+  // The public view of a stored card; NotFound when unknown.
+  absl::StatusOr<PaymentMethod> GetPaymentMethod(const std::string& token);
 
   // Blocking commands: return the intent after the PSP outcome is stored. Errors:
   // InvalidArgument / NotFound / FailedPrecondition (illegal transition, code names it),
@@ -128,6 +144,14 @@ class PaymentsService {
   // A PSP notification: verifies the signature header and timestamp, de-duplicates by event id
   // and settles a pending/unknown authorization it proves. Unauthenticated for a bad signature.
   absl::Status HandleNotification(const std::string& signature_header, const std::string& body);
+
+  // HTTP idempotency (the http_idempotency table). A claim older than `http_claim_stale` is
+  // taken as abandoned (a crash between claim and completion) and may be claimed again.
+  absl::StatusOr<HttpKeyState> ClaimHttpKey(const std::string& key,
+                                            const std::string& request_hash);
+  absl::Status CompleteHttpKey(const std::string& key, const std::string& request_hash,
+                               int http_status, const std::string& body);
+  absl::Status ReleaseHttpKey(const std::string& key);
 
   // Runs `task` on the service's API executor (HTTP handlers must not block io threads).
   // ResourceExhausted when the executor's queue is full.

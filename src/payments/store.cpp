@@ -304,12 +304,14 @@ absl::StatusOr<bool> RecordNotification(sql::Transaction& tx, const std::string&
 absl::StatusOr<std::optional<StoredHttpResponse>> LoadHttpIdempotency(sql::Transaction& tx,
                                                                       const std::string& key) {
   absl::StatusOr<sql::ResultSet> rows = tx.Query(
-      "SELECT request_hash, status, body FROM http_idempotency WHERE idempotency_key = ?", {key});
+      "SELECT request_hash, status, body, created_at_ms FROM http_idempotency WHERE "
+      "idempotency_key = ?",
+      {key});
   if (!rows.ok()) return rows.status();
   if (rows->empty()) return std::optional<StoredHttpResponse>();
   const sql::Row& row = rows->rows.front();
   return std::optional<StoredHttpResponse>(
-      StoredHttpResponse{row.Text(0), static_cast<int>(row.Int(1)), row.Text(2)});
+      StoredHttpResponse{row.Text(0), static_cast<int>(row.Int(1)), row.Text(2), row.Int(3)});
 }
 
 absl::Status SaveHttpIdempotency(sql::Transaction& tx, const std::string& key,
@@ -318,9 +320,14 @@ absl::Status SaveHttpIdempotency(sql::Transaction& tx, const std::string& key,
       .Execute(
           "INSERT INTO http_idempotency (idempotency_key, request_hash, status, body, "
           "created_at_ms) VALUES (?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO UPDATE SET "
-          "status = excluded.status, body = excluded.body",
+          "request_hash = excluded.request_hash, status = excluded.status, body = excluded.body, "
+          "created_at_ms = excluded.created_at_ms",
           {key, response.request_hash, int64_t{response.status}, response.body, now_ms})
       .status();
+}
+
+absl::Status DeleteHttpIdempotency(sql::Transaction& tx, const std::string& key) {
+  return tx.Execute("DELETE FROM http_idempotency WHERE idempotency_key = ?", {key}).status();
 }
 
 absl::StatusOr<FraudInput> LoadFraudHistory(sql::Transaction& tx, const IntentRecord& intent,

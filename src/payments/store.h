@@ -101,11 +101,14 @@ struct StoredHttpResponse {
   std::string request_hash;
   int status = 0;  // 0 while the request is in progress
   std::string body;
+  int64_t created_at_ms = 0;  // when the row was last written
 };
 absl::StatusOr<std::optional<StoredHttpResponse>> LoadHttpIdempotency(sql::Transaction& tx,
                                                                       const std::string& key);
 absl::Status SaveHttpIdempotency(sql::Transaction& tx, const std::string& key,
                                  const StoredHttpResponse& response, int64_t now_ms);
+// Forgets `key` (a request that ended without an answer worth replaying).
+absl::Status DeleteHttpIdempotency(sql::Transaction& tx, const std::string& key);
 
 // Facts the fraud rules need, from this database only.
 absl::StatusOr<FraudInput> LoadFraudHistory(sql::Transaction& tx, const IntentRecord& intent,
