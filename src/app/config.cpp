@@ -62,6 +62,19 @@ Binding ServerIntSetting(std::string key, std::string description, int64_t min, 
                  }};
 }
 
+template <typename Field>
+Binding GatewayIntSetting(std::string key, std::string description, int64_t min, int64_t max,
+                          Field GatewayConfig::*field) {
+  GatewayConfig defaults;
+  return Binding{SettingInfo{key, "int", std::to_string(defaults.*field), std::move(description)},
+                 [key, min, max, field](Config& config, const std::string& text) -> absl::Status {
+                   absl::StatusOr<int64_t> value = ParseInt(key, text, min, max);
+                   if (!value.ok()) return value.status();
+                   config.gateway.*field = static_cast<Field>(*value);
+                   return absl::OkStatus();
+                 }};
+}
+
 Binding StringSetting(std::string key, std::string description,
                       std::function<std::string&(Config&)> field,
                       std::function<absl::Status(const std::string&)> validate = nullptr) {
@@ -119,6 +132,32 @@ const std::vector<Binding>& Bindings() {
                     [](Config& c) -> std::string& { return c.log_path; }),
       StringSetting("admin.api_key", "bearer key for /api/v1/admin routes (empty disables them)",
                     [](Config& c) -> std::string& { return c.admin_api_key; }),
+      StringSetting("gateway.cors_origin", "storefront origin allowed by CORS (empty: none)",
+                    [](Config& c) -> std::string& { return c.gateway.cors_origin; }),
+      StringSetting("gateway.content_security_policy",
+                    "Content-Security-Policy header (empty: the built-in storefront policy)",
+                    [](Config& c) -> std::string& { return c.gateway.content_security_policy; }),
+      GatewayIntSetting("gateway.read_per_minute", "reads per minute per caller (0: unlimited)", 0,
+                        100'000'000, &GatewayConfig::read_per_minute),
+      GatewayIntSetting("gateway.read_burst", "read burst per caller", 1, 100'000'000,
+                        &GatewayConfig::read_burst),
+      GatewayIntSetting("gateway.write_per_minute", "writes per minute per caller (0: unlimited)",
+                        0, 100'000'000, &GatewayConfig::write_per_minute),
+      GatewayIntSetting("gateway.write_burst", "write burst per caller", 1, 100'000'000,
+                        &GatewayConfig::write_burst),
+      GatewayIntSetting("gateway.checkout_per_minute",
+                        "checkouts per minute per caller (0: unlimited)", 0, 100'000'000,
+                        &GatewayConfig::checkout_per_minute),
+      GatewayIntSetting("gateway.checkout_burst", "checkout burst per caller", 1, 100'000'000,
+                        &GatewayConfig::checkout_burst),
+      GatewayIntSetting("gateway.login_per_minute",
+                        "logins/sign-ups per minute per address (0: unlimited)", 0, 100'000'000,
+                        &GatewayConfig::login_per_minute),
+      GatewayIntSetting("gateway.login_burst", "login burst per caller", 1, 100'000'000,
+                        &GatewayConfig::login_burst),
+      GatewayIntSetting("gateway.address_factor",
+                        "a client address may use this many callers' worth of each limit", 1,
+                        10'000, &GatewayConfig::address_factor),
       StringSetting(
           "payments.psp_url", "base URL of the payment service provider (http://host:port)",
           [](Config& c) -> std::string& { return c.payments.psp_url; },

@@ -37,6 +37,23 @@ struct PaymentsConfig {
   std::string vault_key_file;
 };
 
+// The gateway in front of every route (src/gateway/gateway.h): rate limits per route class,
+// each a token bucket per principal (requests per minute, burst); the bucket per client address
+// is address_factor times larger. A per_minute of 0 disables that class's limits.
+struct GatewayConfig {
+  std::string cors_origin;              // the storefront origin allowed by CORS; empty: none
+  std::string content_security_policy;  // empty: the gateway's default
+  int64_t read_per_minute = 6000;
+  int64_t read_burst = 600;
+  int64_t write_per_minute = 1200;
+  int64_t write_burst = 120;
+  int64_t checkout_per_minute = 30;
+  int64_t checkout_burst = 10;
+  int64_t login_per_minute = 12;
+  int64_t login_burst = 10;
+  int64_t address_factor = 4;
+};
+
 struct Config {
   ServerConfig server;
   std::string data_dir = "./data";
@@ -48,6 +65,7 @@ struct Config {
   // Staff routes (/api/v1/admin/...) accept `Authorization: Bearer <admin_api_key>` until
   // accounts with roles exist. Empty disables them (401).
   std::string admin_api_key;
+  GatewayConfig gateway;
   PaymentsConfig payments;
 };
 

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "CLI/CLI.hpp"
+#include "accounts/cli.h"
 #include "app/config.h"
 #include "app/server_app.h"
 #include "catalog/cli.h"
@@ -159,6 +160,32 @@ int CatalogReindex(const Config& config) {
   return 0;
 }
 
+// `emporium admin create-key --role R [--label L]`: a staff API key, printed once (only its
+// hash is stored). Works with the server running.
+int AdminCreateKey(const Config& config, const std::string& role_name, const std::string& label) {
+  std::optional<Role> role = ParseRole(role_name);
+  if (!role.has_value()) {
+    return Fail(
+        absl::InvalidArgumentError("--role must be admin, catalog_manager, support or ops"));
+  }
+  absl::StatusOr<accounts::CreatedStaffKey> created =
+      accounts::CreateStaffKeyInDataDir(config.data_dir, *role, label);
+  if (!created.ok()) return Fail(created.status());
+  std::printf("key id: %s\nrole:   %s\nkey:    %s\n(shown once; store it now)\n",
+              created->record.id.c_str(), created->record.role.c_str(), created->key.c_str());
+  return 0;
+}
+
+// `emporium admin revoke-key --id ID`: the key stops working on its next use.
+int AdminRevokeKey(const Config& config, const std::string& key_id) {
+  if (absl::Status status = accounts::RevokeStaffKeyInDataDir(config.data_dir, key_id);
+      !status.ok()) {
+    return Fail(status);
+  }
+  std::printf("revoked %s\n", key_id.c_str());
+  return 0;
+}
+
 int PrintConfig(const Config&) {
   for (const SettingInfo& setting : Settings()) {
     std::printf("%-30s %-7s default %-12s %s\n", setting.key.c_str(), setting.type.c_str(),
@@ -216,6 +243,21 @@ int Main(int argc, char** argv) {
                "idle); exit 1 on any violation");
   flags.AddTo(*audit_command);
 
+  CLI::App* admin = cli.add_subcommand("admin", "staff API keys");
+  admin->require_subcommand(1);
+  CLI::App* admin_create_key =
+      admin->add_subcommand("create-key", "create a staff API key (printed once)");
+  flags.AddTo(*admin_create_key);
+  std::string admin_role;
+  std::string admin_label;
+  admin_create_key->add_option("--role", admin_role, "admin, catalog_manager, support or ops")
+      ->required();
+  admin_create_key->add_option("--label", admin_label, "who or what the key is for");
+  CLI::App* admin_revoke_key = admin->add_subcommand("revoke-key", "revoke a staff API key");
+  flags.AddTo(*admin_revoke_key);
+  std::string admin_key_id;
+  admin_revoke_key->add_option("--id", admin_key_id, "the key id create-key printed")->required();
+
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -232,6 +274,10 @@ int Main(int argc, char** argv) {
   if (cli.got_subcommand(audit_command)) return audit::RunAuditCommand(loaded->data_dir);
   if (cli.got_subcommand(serve)) return Serve(*loaded, port_file);
   if (cli.got_subcommand(migrate)) return Migrate(*loaded);
+  if (admin->got_subcommand(admin_create_key)) {
+    return AdminCreateKey(*loaded, admin_role, admin_label);
+  }
+  if (admin->got_subcommand(admin_revoke_key)) return AdminRevokeKey(*loaded, admin_key_id);
   if (cli.got_subcommand(config)) return PrintConfig(*loaded);
   if (cli.got_subcommand(seed)) return Seed(*loaded, seed_products, seed_value, seed_if_empty);
   if (catalog_command->got_subcommand(catalog_reindex)) return CatalogReindex(*loaded);

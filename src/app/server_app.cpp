@@ -2,10 +2,12 @@
 
 #include <filesystem>
 
+#include "accounts/module.h"
 #include "app/platform_routes.h"
 #include "common/format.h"
 #include "catalog/module.h"
 #include "fmt/format.h"
+#include "gateway/gateway.h"
 #include "inventory/module.h"
 #include "ordering/module.h"
 #include "payments/module.h"
@@ -23,6 +25,8 @@ namespace {
 // the one place that knows which contexts exist.
 std::vector<ContextRuntime> BuildContexts(const Config& config) {
   std::vector<ContextRuntime> contexts;
+  contexts.push_back(ContextRuntime{
+      std::make_unique<accounts::AccountsModule>(accounts::AccountsModuleOptions{}), nullptr});
   catalog::CatalogOptions catalog_options;
   catalog_options.search_directory = fmt::format("{}/catalog_search", config.data_dir);
   catalog_options.static_directory = fmt::format("{}/static", config.data_dir);
@@ -40,6 +44,41 @@ std::vector<ContextRuntime> BuildContexts(const Config& config) {
       std::make_unique<payments::PaymentsModule>(std::move(payments_options)), nullptr});
   contexts.push_back(ContextRuntime{std::make_unique<ordering::OrderingModule>(), nullptr});
   return contexts;
+}
+
+// The gateway's settings; authentication goes to the accounts context (sessions, staff keys,
+// the legacy admin key).
+gateway::GatewayOptions GatewayOptionsFrom(const Config& config,
+                                           std::vector<ContextRuntime>& contexts) {
+  gateway::GatewayOptions options;
+  options.cors_origin = config.gateway.cors_origin;
+  if (!config.gateway.content_security_policy.empty()) {
+    options.content_security_policy = config.gateway.content_security_policy;
+  }
+  const GatewayConfig& g = config.gateway;
+  const std::pair<int64_t, int64_t> limits[] = {{g.read_per_minute, g.read_burst},
+                                                {g.write_per_minute, g.write_burst},
+                                                {g.checkout_per_minute, g.checkout_burst},
+                                                {g.login_per_minute, g.login_burst}};
+  for (size_t i = 0; i < gateway::kRouteClassCount; ++i) {
+    const auto [per_minute, burst] = limits[i];
+    const double factor = static_cast<double>(g.address_factor);
+    options.limits[i].enabled = per_minute > 0;
+    options.limits[i].per_principal = {static_cast<double>(burst), per_minute / 60.0};
+    options.limits[i].per_address = {static_cast<double>(burst) * factor,
+                                     per_minute / 60.0 * factor};
+  }
+  accounts::AccountsService* service = nullptr;
+  for (ContextRuntime& context : contexts) {
+    if (auto* module = dynamic_cast<accounts::AccountsModule*>(context.module.get())) {
+      service = module->service();
+    }
+  }
+  options.authenticate = [service](std::string_view credential) -> absl::StatusOr<Principal> {
+    if (service == nullptr) return absl::UnauthenticatedError("accounts are not running");
+    return service->Authenticate(credential);
+  };
+  return options;
 }
 
 }  // namespace
@@ -169,7 +208,9 @@ absl::Status ServerApp::Start() {
                           {"bytes", entry.bytes},
                           {"remote", entry.remote_address}});
   };
-  server_ = std::make_unique<http::HttpServer>(options, router_);
+  gateway_ = std::make_unique<gateway::Gateway>(router_, GatewayOptionsFrom(config_, contexts_));
+  gateway_router_ = gateway_->ServingRouter();
+  server_ = std::make_unique<http::HttpServer>(options, gateway_router_);
   if (absl::Status status = server_->Start(); !status.ok()) return status;
   logger_->Info("listening", {{"host", config_.server.host},
                               {"port", static_cast<int64_t>(server_->port())},

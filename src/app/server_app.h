@@ -30,6 +30,9 @@ class Logger;
 namespace emporium::sql {
 class Database;
 }
+namespace emporium::gateway {
+class Gateway;
+}
 
 namespace emporium::app {
 
@@ -73,6 +76,8 @@ class ServerApp {
   std::vector<ContextRuntime> contexts_;
   std::unique_ptr<bus::BusRuntime> bus_;
   http::Router router_;
+  std::unique_ptr<gateway::Gateway> gateway_;  // in front of router_; the only listener's entry
+  http::Router gateway_router_;
   std::unique_ptr<http::HttpServer> server_;
   std::atomic<bool> bus_running_{false};
   std::atomic<bool> shut_down_{false};

@@ -7,7 +7,8 @@
 //    missing one (OwnedOrNotFound), so ids leak nothing.
 //  - a staff route calls AuthorizeStaff()/RequireRole() with the roles it allows; admin is
 //    always allowed. Anonymous callers get 401, others 403.
-// The principal lives in Request::attributes under the "principal." keys; only the gateway
+// The principal lives in Request::attributes ("principal", "customer_id", "role",
+// "staff_key_id"); only the gateway
 // writes them (clients cannot: attributes are not headers). A request dispatched in process
 // without the gateway carries no principal at all; AuthorizeStaff then falls back to the
 // admin bearer key so in-process tests and tools keep working.
@@ -47,10 +48,10 @@ struct Principal {
 std::string_view PrincipalKindName(PrincipalKind kind);
 
 // Attribute keys (stable: logs and other layers read them).
-inline constexpr std::string_view kPrincipalKindAttribute = "principal.kind";
-inline constexpr std::string_view kPrincipalCustomerAttribute = "principal.customer_id";
-inline constexpr std::string_view kPrincipalRoleAttribute = "principal.role";
-inline constexpr std::string_view kPrincipalKeyAttribute = "principal.key_id";
+inline constexpr std::string_view kPrincipalKindAttribute = "principal";
+inline constexpr std::string_view kPrincipalCustomerAttribute = "customer_id";
+inline constexpr std::string_view kPrincipalRoleAttribute = "role";
+inline constexpr std::string_view kPrincipalKeyAttribute = "staff_key_id";
 
 // Writes `principal` into request.attributes, replacing any earlier one.
 void AttachPrincipal(http::Request& request, const Principal& principal);
