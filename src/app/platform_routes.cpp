@@ -7,6 +7,7 @@
 #include "common/errors.h"
 #include "platform/bus/bus_runtime.h"
 #include "platform/bus/consumer.h"
+#include "platform/context/principal.h"
 #include "platform/context/staff_auth.h"
 #include "platform/obs/metrics.h"
 
@@ -70,7 +71,7 @@ void AddPlatformRoutes(http::Router& router, PlatformRouteDeps deps) {
   // Each database lists its own dead letters; the admin view merges them, per consumer.
   router.AddSync("GET", "/api/v1/admin/dead-letters", [shared](const http::Request& request) {
     http::Response denied;
-    if (!AuthorizeAdmin(request, shared->admin_api_key, denied)) return denied;
+    if (!AuthorizeStaff(request, shared->admin_api_key, {Role::kOps}, denied)) return denied;
     int64_t limit = 50;
     if (std::optional<std::string> text = request.QueryParam("limit"); text.has_value()) {
       char* end = nullptr;
@@ -101,7 +102,7 @@ void AddPlatformRoutes(http::Router& router, PlatformRouteDeps deps) {
       "POST", "/api/v1/admin/dead-letters/{consumer}/{id}/replay",
       [shared](const http::Request& request) {
         http::Response denied;
-        if (!AuthorizeAdmin(request, shared->admin_api_key, denied)) return denied;
+        if (!AuthorizeStaff(request, shared->admin_api_key, {Role::kOps}, denied)) return denied;
         const std::string consumer = request.PathParam("consumer");
         const std::string id_text = request.PathParam("id");
         char* end = nullptr;

@@ -8,6 +8,7 @@
 #include "common/errors.h"
 #include "common/format.h"
 #include "fmt/format.h"
+#include "platform/context/principal.h"
 #include "platform/context/staff_auth.h"
 
 namespace emporium::catalog {
@@ -172,7 +173,8 @@ class Api {
 
   void AdminWrite(Request& request, Responder respond, UpdateKind kind) {
     Response denied;
-    if (!AuthorizeAdmin(request, deps_.admin_api_key, denied)) return respond(denied);
+    if (!AuthorizeStaff(request, deps_.admin_api_key, {Role::kCatalogManager}, denied))
+      return respond(denied);
     absl::StatusOr<IdempotencyRequest> idempotency = Idempotency(request);
     if (!idempotency.ok()) return respond(http::ErrorResponse(idempotency.status()));
     WriteCommand command;
@@ -200,7 +202,8 @@ class Api {
 
   void AdminBatch(Request& request, Responder respond) {
     Response denied;
-    if (!AuthorizeAdmin(request, deps_.admin_api_key, denied)) return respond(denied);
+    if (!AuthorizeStaff(request, deps_.admin_api_key, {Role::kCatalogManager}, denied))
+      return respond(denied);
     absl::StatusOr<IdempotencyRequest> idempotency = Idempotency(request);
     if (!idempotency.ok()) return respond(http::ErrorResponse(idempotency.status()));
     absl::StatusOr<Json> body = ParseJsonObject(request.body);
@@ -234,7 +237,8 @@ class Api {
 
   Response AdminGetProduct(const Request& request) {
     Response denied;
-    if (!AuthorizeAdmin(request, deps_.admin_api_key, denied)) return denied;
+    if (!AuthorizeStaff(request, deps_.admin_api_key, {Role::kCatalogManager}, denied))
+      return denied;
     absl::StatusOr<std::optional<StoredProduct>> stored =
         deps_.service->GetStoredProduct(request.PathParam("id"));
     if (!stored.ok()) return http::ErrorResponse(stored.status());
@@ -250,7 +254,8 @@ class Api {
 
   Response AdminGetUpdate(const Request& request) {
     Response denied;
-    if (!AuthorizeAdmin(request, deps_.admin_api_key, denied)) return denied;
+    if (!AuthorizeStaff(request, deps_.admin_api_key, {Role::kCatalogManager}, denied))
+      return denied;
     absl::StatusOr<std::optional<UpdateRecord>> record =
         deps_.service->GetUpdate(request.PathParam("id"));
     if (!record.ok()) return http::ErrorResponse(record.status());
@@ -265,7 +270,8 @@ class Api {
 
   Response AdminReindex(const Request& request) {
     Response denied;
-    if (!AuthorizeAdmin(request, deps_.admin_api_key, denied)) return denied;
+    if (!AuthorizeStaff(request, deps_.admin_api_key, {Role::kCatalogManager}, denied))
+      return denied;
     if (deps_.processor == nullptr) {
       return http::ErrorResponse(absl::UnavailableError("no processor"));
     }

@@ -10,6 +10,7 @@
 #include "common/status_macros.h"
 #include "fmt/format.h"
 #include "inventory/messages.h"
+#include "platform/context/principal.h"
 #include "platform/context/staff_auth.h"
 
 namespace emporium::inventory {
@@ -299,12 +300,12 @@ void AddPublicRoutes(http::Router& router, std::shared_ptr<Shared> shared) {
              });
 }
 
-// Runs `handler` only for staff; everyone else gets the 401.
+// Runs `handler` only for staff with role ops (or admin); everyone else gets 401/403.
 template <typename F>
 http::Handler Staff(std::shared_ptr<Shared> shared, F handler) {
   return [shared, handler](Request& request, Responder respond) {
     Response denied;
-    if (!AuthorizeAdmin(request, shared->options.admin_api_key, denied)) {
+    if (!AuthorizeStaff(request, shared->options.admin_api_key, {Role::kOps}, denied)) {
       return respond(std::move(denied));
     }
     handler(request, std::move(respond));
