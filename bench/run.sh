@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 build_dir="${1:-build/release}"
 shift || true
 scenarios=("$@")
-[ "${#scenarios[@]}" -gt 0 ] || scenarios=(http group_commit inventory payments)
+[ "${#scenarios[@]}" -gt 0 ] || scenarios=(http group_commit inventory payments catalog)
 results=bench/results
 mkdir -p "$results"
 work=$(mktemp -d /tmp/emporium-bench.XXXXXX)
@@ -45,10 +45,12 @@ wait_http() {  # wait_http URL: polls until the URL answers, bounded to 10 s
   return 1
 }
 
-# wrk_run NAME URL -> prints "req/s p50 p99" from a 2-thread, 64-connection, 15 s run.
+# wrk_run NAME URL [wrk args, e.g. -s script.lua] -> prints "req/s p50 p99" from a 2-thread,
+# ${WRK_CONNECTIONS:-64}-connection, ${WRK_SECONDS:-15} s run (output kept in $work/wrk-NAME.txt).
 wrk_run() {
-  local out="$work/wrk-$1.txt"
-  wrk -t2 -c64 -d"${WRK_SECONDS:-15}"s --latency "$2" >"$out"
+  local out="$work/wrk-$1.txt" url="$2"
+  shift 2
+  wrk -t2 -c"${WRK_CONNECTIONS:-64}" -d"${WRK_SECONDS:-15}"s --latency "$@" "$url" >"$out"
   local rps p50 p99
   rps=$(awk '/Requests\/sec/{print $2}' "$out")
   p50=$(awk '$1=="50%"{print $2}' "$out")
@@ -136,6 +138,139 @@ bench_payments() {
   local binary="$build_dir/src/tools/psp_sandbox/payments_bench"
   [ -x "$binary" ] || { echo "bench: payments_bench not built yet"; return 0; }
   "$binary" "$results/payments.md" --seconds "${PAYMENTS_SECONDS:-10}" --concurrency 64
+}
+
+# Catalog (issue 3). catalog_bench: ingestion through the durable queue, start-up and RSS
+# (writes catalog.md); then `emporium serve` on the data directory it seeded: start-up to ready
+# and RSS of the whole server, GET product by id (cached) beside nginx serving the same product
+# JSON as static files (both picking from the same CATALOG_IDS ids), and /search with 1-3 word
+# queries and facets at 16 connections. CATALOG_PRODUCTS (default 100000).
+bench_catalog() {
+  local binary="$build_dir/src/catalog/catalog_bench" emporium="$build_dir/src/app/emporium"
+  [ -x "$binary" ] || { echo "bench: catalog_bench not built yet"; return 0; }
+  [ -x "$emporium" ] || { echo "bench: $emporium missing"; return 0; }
+  local products="${CATALOG_PRODUCTS:-100000}" id_count="${CATALOG_IDS:-1000}"
+  local data="$work/catalog-data" report="$results/catalog.md"
+  "$binary" "$report" --products "$products" --data-dir "$data"
+
+  local port server_pid start_ns ready_ms=""
+  port=$(free_port)
+  start_ns=$(date +%s%N)
+  "$emporium" serve --data-dir "$data" --set server.port="$port" --set log.level=warn \
+    --set gateway.read_per_minute=0 >"$work/catalog-server.log" 2>&1 &
+  server_pid=$!
+  pids+=("$server_pid")
+  for _ in $(seq 1 2400); do  # bounded: 120 s
+    if curl -fs -o /dev/null "http://127.0.0.1:$port/readyz"; then
+      ready_ms=$((($(date +%s%N) - start_ns) / 1000000))
+      break
+    fi
+    sleep 0.05
+  done
+  [ -n "$ready_ms" ] || { echo "bench: emporium serve not ready" >&2; cat "$work/catalog-server.log" >&2; return 1; }
+  local rss_ready_kb
+  rss_ready_kb=$(awk '/VmRSS/{print $2}' "/proc/$server_pid/status")
+
+  # The ids, the product JSON files for nginx and one wrk script per server.
+  mkdir -p "$work/catalog-www/p"
+  python3 - "$port" "$id_count" "$work" <<'PY'
+import json, sys, urllib.request
+port, limit, work = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+base = f"http://127.0.0.1:{port}"
+ids, cursor = [], None
+for _ in range(1000):  # bounded paging
+    url = f"{base}/api/v1/products?limit=100" + (f"&cursor={cursor}" if cursor else "")
+    page = json.load(urllib.request.urlopen(url))
+    ids += [item["id"] for item in page["items"]]
+    cursor = page.get("next_cursor")
+    if not cursor or len(ids) >= limit:
+        break
+ids = ids[:limit]
+for product_id in ids:  # also warms the server's read cache
+    body = urllib.request.urlopen(f"{base}/api/v1/products/{product_id}").read()
+    with open(f"{work}/catalog-www/p/{product_id}.json", "wb") as out:
+        out.write(body)
+lua_ids = ",".join(f'"{i}"' for i in ids)
+for name, prefix, suffix in (("emporium", "/api/v1/products/", ""), ("nginx", "/p/", ".json")):
+    with open(f"{work}/catalog-{name}.lua", "w") as out:
+        out.write(f"local ids = {{{lua_ids}}}\nlocal n = #ids\n"
+                  f"request = function() return wrk.format(\"GET\", \"{prefix}\" .. "
+                  f"ids[math.random(n)] .. \"{suffix}\") end\n")
+PY
+  cat >"$work/catalog-search.lua" <<'LUA'
+local words = {"running", "shoe", "hiking", "boot", "waterproof", "t-shirt", "organic", "hoodie",
+  "fleece", "rain", "jacket", "headphones", "wireless", "speaker", "portable", "keyboard",
+  "mechanical", "monitor", "ultrawide", "frying", "pan", "cast-iron", "coffee", "grinder", "burr",
+  "desk", "chair", "ergonomic", "duvet", "linen", "tent", "ultralight", "sleeping", "bag", "down",
+  "bike", "light", "rechargeable", "northwind", "acme", "summit", "fjord", "alpine", "trail",
+  "studio", "compact", "steel", "merino", "cotton", "bamboo", "warranty", "everyday", "lumen"}
+local brands = {"Northwind", "Acme", "Larkspur", "Halcyon", "Kestrel", "Bramble", "Orbit",
+  "Tidewater", "Summit", "Ironbark", "Lumen", "Fjord"}
+local categories = {"apparel", "apparel/shoes", "electronics", "electronics/audio",
+  "home/kitchen", "outdoors", "outdoors/camping"}
+request = function()
+  local q = {}
+  for i = 1, math.random(3) do q[i] = words[math.random(#words)] end
+  local path = "/api/v1/search?q=" .. table.concat(q, "+")
+  local facet = math.random(4)
+  if facet == 1 then
+    path = path .. "&brand=" .. brands[math.random(#brands)]
+  elseif facet == 2 then
+    path = path .. "&category=" .. categories[math.random(#categories)]
+  end
+  return wrk.format("GET", path)
+end
+LUA
+  chmod -R a+rX "$work/catalog-www"
+  local nginx_port nginx_pid
+  nginx_port=$(free_port)
+  start_nginx "$nginx_port" "$work/catalog-www"
+  nginx_pid="${pids[-1]}"
+  local sample
+  sample=$(find "$work/catalog-www/p" -name '*.json' -printf '%f\n' -quit)
+  wait_http "http://127.0.0.1:$nginx_port/p/$sample"
+  local bytes
+  bytes=$(du -cb "$work"/catalog-www/p/*.json | tail -1 | awk -v n="$(ls "$work/catalog-www/p" | wc -l)" '{printf "%d", $1 / n}')
+
+  non2xx() { awk '/Non-2xx/{n=$NF} END{print n+0}' "$work/wrk-$1.txt"; }
+  echo "catalog: GET product by id (cached), emporium vs nginx; /search at 16 connections"
+  read -r e_rps e_p50 e_p99 < <(wrk_run catalog-emporium "http://127.0.0.1:$port" -s "$work/catalog-emporium.lua")
+  read -r n_rps n_p50 n_p99 < <(wrk_run catalog-nginx "http://127.0.0.1:$nginx_port" -s "$work/catalog-nginx.lua")
+  read -r s_rps s_p50 s_p99 < <(WRK_CONNECTIONS=16 wrk_run catalog-search "http://127.0.0.1:$port" -s "$work/catalog-search.lua")
+  local rss_after_kb ratio
+  rss_after_kb=$(awk '/VmRSS/{print $2}' "/proc/$server_pid/status")
+  ratio=$(awk -v e="$e_rps" -v n="$n_rps" 'BEGIN{printf "%.2f", e/n}')
+  kill "$server_pid" "$nginx_pid" 2>/dev/null || true
+  {
+    echo "## (c) GET product by id (cached): Emporium vs nginx"
+    echo
+    echo "- load average (1/5/15 min) at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "- \`emporium serve\` on the data directory above (gateway read limit off, log level warn); nginx $(nginx -v 2>&1 | sed 's/.*: //') serving the same product JSON as static files"
+    echo "- wrk 2 threads x 64 connections, ${WRK_SECONDS:-15} s each; a Lua script picks one of the same $id_count product ids per request for both servers (average body ${bytes} bytes)"
+    echo
+    echo "| server | req/s | p50 | p99 | non-2xx |"
+    echo "|---|---:|---:|---:|---:|"
+    echo "| emporium GET /api/v1/products/{id} | $e_rps | $e_p50 | $e_p99 | $(non2xx catalog-emporium) |"
+    echo "| nginx GET /p/{id}.json | $n_rps | $n_p50 | $n_p99 | $(non2xx catalog-nginx) |"
+    echo
+    echo "Ratio Emporium/nginx: **$ratio** (target >= 0.7)."
+    echo
+    echo "## (d) Search"
+    echo
+    echo "GET /api/v1/search with 1-3 words from the catalog's vocabulary (prefix match on the last), half of them with a brand or category facet filter; facet counts computed on every query. wrk 2 threads x 16 connections, ${WRK_SECONDS:-15} s."
+    echo
+    echo "| req/s | p50 | p99 | non-2xx |"
+    echo "|---:|---:|---:|---:|"
+    echo "| $s_rps | $s_p50 | $s_p99 | $(non2xx catalog-search) |"
+    echo
+    echo "Target: p99 < 20 ms."
+    echo
+    echo "## The whole server"
+    echo
+    echo "| \`emporium serve\` start-up to ready (/readyz) | RSS ready | RSS after the runs |"
+    echo "|---:|---:|---:|"
+    echo "| ${ready_ms} ms | $((rss_ready_kb / 1024)) MiB | $((rss_after_kb / 1024)) MiB |"
+  } | tee -a "$report"
 }
 
 for scenario in "${scenarios[@]}"; do
