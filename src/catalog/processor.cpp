@@ -204,6 +204,16 @@ absl::StatusOr<int64_t> Processor::RunOnce() {
                                current->has_value() ? (*current)->product.handle : std::string()});
       ++applied;
     }
+    // Also before the commit makes the update visible as applied: a reader who then reads the
+    // product must not get the previous version from the cache while this thread is still on
+    // its way to the invalidation below (that one drops whatever a reader concurrent with the
+    // commit cached from the old snapshot). On a rollback this costs only cache misses.
+    for (const Change& change : changes) {
+      service_.InvalidateProduct(change.product.product.id, change.product.product.handle);
+      if (!change.old_handle.empty()) {
+        service_.InvalidateProduct(change.product.product.id, change.old_handle);
+      }
+    }
     return absl::OkStatus();
   });
   if (!written.ok()) return written;
