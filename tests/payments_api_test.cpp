@@ -19,6 +19,7 @@
 #include "fmt/format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "payments/cli.h"
 #include "platform/http/client.h"
 #include "platform/obs/log.h"
 #include "test_support.h"
@@ -39,6 +40,7 @@ constexpr char kCardHead[] = "400005665566";  // the digits no view may show
 struct Fixture {
   absl::Duration psp_latency = absl::ZeroDuration();
   bool psp_down = false;
+  std::string vault_key;  // empty: the development key file
 };
 
 class PaymentsApiTest : public ::testing::Test {
@@ -47,15 +49,15 @@ class PaymentsApiTest : public ::testing::Test {
     log_path_ = dir_.path() + "/logs/emporium.log";
     ASSERT_TRUE(obs::InitLogging({obs::LogLevel::kDebug, log_path_}).ok());
     uint16_t psp_port = 1;  // nothing listens there: the PSP is down
-    if (!fixture.psp_down) {
+    if (!fixture.psp_down && !sandbox_) {
       psp_sandbox::SandboxOptions options;
       options.db_path = dir_.path() + "/psp/sandbox.db";
       std::filesystem::create_directories(dir_.path() + "/psp");
       options.latency_fixed = fixture.psp_latency;
       sandbox_ = std::make_unique<psp_sandbox::PspSandbox>(options);
       ASSERT_TRUE(sandbox_->Start().ok());
-      psp_port = sandbox_->port();
     }
+    if (!fixture.psp_down) psp_port = sandbox_->port();
     app::Config config;
     config.server.port = 0;
     config.server.io_threads = 2;
@@ -64,6 +66,7 @@ class PaymentsApiTest : public ::testing::Test {
     config.log_level = "debug";
     config.payments.psp_url = fmt::format("http://127.0.0.1:{}", psp_port);
     config.payments.webhook_secret = kWebhookSecret;
+    config.payments.vault_key = fixture.vault_key;
     absl::StatusOr<std::unique_ptr<app::ServerApp>> app = app::ServerApp::Open(config);
     ASSERT_TRUE(app.ok()) << app.status();
     app_ = *std::move(app);
@@ -72,6 +75,12 @@ class PaymentsApiTest : public ::testing::Test {
     options.port = app_->port();
     options.request_timeout = absl::Seconds(30);
     client_ = std::make_unique<http::HttpClient>(options);
+  }
+
+  void CloseApp() {
+    client_.reset();
+    if (app_) app_->Shutdown();
+    app_.reset();
   }
 
   void TearDown() override {
@@ -245,7 +254,9 @@ TEST_F(PaymentsApiTest, IdempotencyKeyReplaysTheSameRequestAndRefusesAnother) {
 }
 
 TEST_F(PaymentsApiTest, AConcurrentDuplicateIsAConflict) {
-  Open({.psp_latency = absl::Milliseconds(600)});
+  Fixture slow;
+  slow.psp_latency = absl::Milliseconds(600);
+  Open(slow);
   const std::string token = AddCard();
   // While the first request waits on the slow PSP, the same key again is a 409 (whichever of
   // the two claimed the key first, the other one conflicts).
@@ -369,7 +380,9 @@ TEST_F(PaymentsApiTest, NotificationsNeedAValidSignature) {
 }
 
 TEST_F(PaymentsApiTest, ServesWithThePspDownAndNeverStoresA503) {
-  Open({.psp_down = true});
+  Fixture down_fixture;
+  down_fixture.psp_down = true;
+  Open(down_fixture);
   http::ClientResponse ready = Call("GET", "/readyz");
   EXPECT_EQ(ready.status, 200) << ready.body;
   const std::string token = AddCard();
@@ -383,6 +396,60 @@ TEST_F(PaymentsApiTest, ServesWithThePspDownAndNeverStoresA503) {
   EXPECT_EQ(Call("GET", "/api/v1/admin/payments/reviews", "", "", kAdminKey).status, 200);
   EXPECT_EQ(Call("GET", "/api/v1/admin/payments/reviews").status, 401);
   EXPECT_EQ(Call("GET", "/api/v1/admin/payments/reviews?limit=0", "", "", kAdminKey).status, 400);
+}
+
+TEST_F(PaymentsApiTest, AuditAgreesWithThePspAndRotationKeepsCardsUsable) {
+  Open();
+  const std::string token = AddCard();
+  http::ClientResponse authorized =
+      Call("POST", "/api/v1/payment-intents", IntentBody("order-a", token, 5000), "auth-a");
+  ASSERT_EQ(authorized.status, 201) << authorized.body;
+  const std::string base = "/api/v1/payment-intents/" + Body(authorized).value("id", "");
+  ASSERT_EQ(Call("POST", base + "/capture", "{}", "cap-a", kAdminKey).status, 200);
+  ASSERT_EQ(Call("POST", base + "/refund", R"({"amount_minor": 1500})", "ref-a", kAdminKey).status,
+            200);
+  CloseApp();
+
+  const std::string data_dir = dir_.path() + "/data";
+  const std::string psp_url = fmt::format("http://127.0.0.1:{}", sandbox_->port());
+  absl::StatusOr<payments::LedgerAudit> audit = payments::AuditDataDir(data_dir, psp_url);
+  ASSERT_TRUE(audit.ok()) << audit.status();
+  EXPECT_TRUE(audit->violations.empty()) << audit->violations.front();
+  EXPECT_EQ(audit->transaction_count, 2);
+  EXPECT_EQ(audit->ledger_clearing_minor["USD"], 3500);
+
+  // Against a PSP whose books do not hold these payments, the audit reports the difference.
+  psp_sandbox::SandboxOptions other_options;
+  other_options.db_path = dir_.path() + "/psp/other.db";
+  psp_sandbox::PspSandbox other(other_options);
+  ASSERT_TRUE(other.Start().ok());
+  absl::StatusOr<payments::LedgerAudit> disagreeing =
+      payments::AuditDataDir(data_dir, fmt::format("http://127.0.0.1:{}", other.port()));
+  ASSERT_TRUE(disagreeing.ok()) << disagreeing.status();
+  ASSERT_EQ(disagreeing->violations.size(), 1u);
+  EXPECT_THAT(disagreeing->violations[0], HasSubstr("USD"));
+  other.Shutdown();
+  EXPECT_FALSE(payments::AuditDataDir(data_dir, "http://127.0.0.1:1").ok());
+
+  // Rotation: a new key first, the development key kept for reading; every card re-encrypted.
+  std::ifstream dev_key(data_dir + "/" + payments::kDevKeyFileName);
+  std::stringstream dev_text;
+  dev_text << dev_key.rdbuf();
+  const std::string keyring = payments::VaultKeyring::GenerateEntry("k2") + "\n" + dev_text.str();
+  absl::StatusOr<payments::VaultKeyring> parsed = payments::VaultKeyring::Parse(keyring);
+  ASSERT_TRUE(parsed.ok());
+  absl::StatusOr<int64_t> rotated = payments::RotateDataDir(data_dir, *parsed);
+  ASSERT_TRUE(rotated.ok()) << rotated.status();
+  EXPECT_EQ(*rotated, 1);
+  EXPECT_EQ(*payments::RotateDataDir(data_dir, *parsed), 0);  // nothing left to move
+
+  // Only the new key is needed now: a server with k2 alone authorizes with the old token.
+  Fixture rotated_fixture;
+  rotated_fixture.vault_key = keyring.substr(0, keyring.find('\n'));
+  Open(rotated_fixture);
+  http::ClientResponse with_k2 =
+      Call("POST", "/api/v1/payment-intents", IntentBody("order-c", token, 800), "auth-c");
+  EXPECT_EQ(with_k2.status, 201) << with_k2.body;
 }
 
 }  // namespace

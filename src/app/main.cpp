@@ -15,10 +15,12 @@
 #include "common/format.h"
 #include "fmt/format.h"
 #include "inventory/store.h"
+#include "payments/cli.h"
 #include "platform/obs/log.h"
 #include "platform/sql/sqlite_database.h"
 #include "tools/audit/audit.h"
 #include "tools/loadgen/cli.h"
+#include "tools/psp_sandbox/cli.h"
 
 namespace emporium::app {
 namespace {
@@ -258,6 +260,13 @@ int Main(int argc, char** argv) {
   std::string admin_key_id;
   admin_revoke_key->add_option("--id", admin_key_id, "the key id create-key printed")->required();
 
+  payments::PaymentsCliFlags payments_flags;
+  CLI::App* payments_command = payments::AddPaymentsCommand(cli, payments_flags);
+  flags.AddTo(*payments_flags.rotate_key);
+  flags.AddTo(*payments_flags.audit);
+  psp_sandbox::PspSandboxFlags sandbox_flags;
+  CLI::App* sandbox_command = psp_sandbox::AddPspSandboxCommand(cli, sandbox_flags);
+
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -269,8 +278,17 @@ int Main(int argc, char** argv) {
     return 0;
   }
   if (cli.got_subcommand(loadgen_command)) return loadgen::RunLoadgen(loadgen_flags);
+  if (cli.got_subcommand(sandbox_command)) return psp_sandbox::RunPspSandbox(sandbox_flags);
   absl::StatusOr<Config> loaded = flags.Load();
   if (!loaded.ok()) return Fail(loaded.status());
+  if (cli.got_subcommand(payments_command)) {
+    payments::PaymentsModuleOptions payments_options;
+    payments_options.psp_url = loaded->payments.psp_url;
+    payments_options.vault_key = loaded->payments.vault_key;
+    payments_options.vault_key_file = loaded->payments.vault_key_file;
+    payments_options.dev_key_directory = loaded->data_dir;
+    return payments::RunPaymentsCommand(payments_flags, loaded->data_dir, payments_options);
+  }
   if (cli.got_subcommand(audit_command)) return audit::RunAuditCommand(loaded->data_dir);
   if (cli.got_subcommand(serve)) return Serve(*loaded, port_file);
   if (cli.got_subcommand(migrate)) return Migrate(*loaded);
