@@ -345,5 +345,91 @@ TEST_F(OrderingE2eTest, ConcurrentCheckoutsOnScarceStockNeverOversell) {
   })) << Stock("E2E-HOT").dump();
 }
 
+// A signed-in customer's cart and order are theirs alone: another customer, a guest and staff on
+// the customer routes get the 404 a missing id gets; the owner lists the order, the other
+// customer does not. A guest may not name a customer as the payment method's owner.
+TEST_F(OrderingE2eTest, CustomerCartsAndOrdersAreHiddenFromEveryoneElse) {
+  Seed({"AUTHZ-A"}, 10);
+  auto sign_up = [&](const std::string& email) -> std::pair<std::string, std::string> {
+    Reply reply =
+        Call("POST", "/api/v1/accounts/signup",
+             {{"email", email}, {"password", "correct horse battery staple"}, {"name", "Buyer"}});
+    EXPECT_EQ(reply.status, 201) << reply.body.dump();
+    if (reply.status != 201) return {"", ""};
+    return {reply.body["customer"]["id"], reply.body["session"]["token"]};
+  };
+  auto [owner_id, owner_token] = sign_up("owner@example.com");
+  auto [other_id, other_token] = sign_up("other@example.com");
+  ASSERT_FALSE(owner_token.empty());
+  ASSERT_FALSE(other_token.empty());
+  using Headers = std::vector<std::pair<std::string, std::string>>;
+  const Headers owner = {{"Authorization", "Bearer " + owner_token}};
+  const Headers other = {{"Authorization", "Bearer " + other_token}};
+  const Headers admin = {{"Authorization", fmt::format("Bearer {}", kAdminKey)}};
+
+  Reply cart = Call("POST", "/api/v1/carts",
+                    {{"currency", "USD"},
+                     {"region", "us"},
+                     {"email", "owner@example.com"},
+                     {"shipping_address", {{"country", "US"}, {"line1", "1 Main St"}}}},
+                    owner);
+  ASSERT_EQ(cart.status, 201) << cart.body.dump();
+  const std::string cart_path = fmt::format("/api/v1/carts/{}", cart.body["id"].get<std::string>());
+  const Json line = {{"sku", "AUTHZ-A"}, {"quantity", 1}};
+  for (const Headers& stranger : {Headers{}, other, admin}) {
+    EXPECT_EQ(Call("GET", cart_path, nullptr, stranger).status, 404);
+    EXPECT_EQ(Call("POST", cart_path + "/lines", line, stranger).status, 404);
+    EXPECT_EQ(Call("PUT", cart_path + "/lines/AUTHZ-A", Json::object(), stranger).status, 404);
+    EXPECT_EQ(Call("POST", cart_path + "/checkout", {{"payment_method", "pm"}}, stranger).status,
+              404);
+  }
+  ASSERT_EQ(Call("POST", cart_path + "/lines", line, owner).status, 200);
+  EXPECT_EQ(Call("GET", cart_path, nullptr, owner).status, 200);
+
+  Reply method = Call("POST", "/api/v1/payment-methods",
+                      {{"customer_id", owner_id},
+                       {"number", psp_sandbox::kCardSuccess},
+                       {"exp_month", 12},
+                       {"exp_year", 2035},
+                       {"cvc", "123"},
+                       {"holder", "Owner"}});
+  if (method.status != 201) GTEST_SKIP() << "POST /api/v1/payment-methods is not available";
+  const std::string token = method.body.contains("token") ? method.body["token"].get<std::string>()
+                                                          : method.body.value("id", "");
+  Headers checkout = owner;
+  checkout.emplace_back("Prefer", "wait=10");
+  Reply order = Call("POST", cart_path + "/checkout", {{"payment_method", token}}, checkout);
+  ASSERT_EQ(order.status, 200) << order.body.dump();
+  const std::string order_path =
+      fmt::format("/api/v1/orders/{}", order.body["id"].get<std::string>());
+
+  EXPECT_EQ(Call("GET", order_path, nullptr, owner).status, 200);
+  EXPECT_EQ(Call("GET", order_path + "/events", nullptr, owner).status, 200);
+  for (const Headers& stranger : {Headers{}, other, admin}) {
+    Reply hidden = Call("GET", order_path, nullptr, stranger);
+    EXPECT_EQ(hidden.status, 404);
+    EXPECT_EQ(hidden.body["error"]["code"], "order_not_found") << hidden.body.dump();
+    EXPECT_EQ(Call("GET", order_path + "/events", nullptr, stranger).status, 404);
+    EXPECT_EQ(Call("GET", order_path + "/stream?timeout=0", nullptr, stranger).status, 404);
+    EXPECT_EQ(Call("POST", order_path + "/cancel", nullptr, stranger).status, 404);
+  }
+  Reply mine = Call("GET", "/api/v1/orders", nullptr, owner);
+  ASSERT_EQ(mine.status, 200);
+  EXPECT_EQ(mine.body["items"].size(), 1u);
+  Reply theirs = Call("GET", "/api/v1/orders", nullptr, other);
+  ASSERT_EQ(theirs.status, 200);
+  EXPECT_TRUE(theirs.body["items"].empty());
+  EXPECT_EQ(Call("GET", "/api/v1/orders").status, 401);
+  EXPECT_EQ(Call("GET", "/api/v1/orders", nullptr, admin).status, 403);
+  EXPECT_EQ(Call("GET", "/api/v1/admin/orders", nullptr, admin).status, 200);
+
+  // A guest cart stays a capability, but its checkout cannot bill (or list under) a customer.
+  const std::string guest_cart = NewCart();
+  ASSERT_EQ(Call("POST", fmt::format("/api/v1/carts/{}/lines", guest_cart), line).status, 200);
+  Reply billed = Call("POST", fmt::format("/api/v1/carts/{}/checkout", guest_cart),
+                      {{"payment_method", token}, {"customer_id", owner_id}});
+  EXPECT_EQ(billed.status, 400) << billed.body.dump();
+}
+
 }  // namespace
 }  // namespace emporium

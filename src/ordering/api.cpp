@@ -7,8 +7,9 @@
 #include "absl/time/clock.h"
 #include "common/errors.h"
 #include "common/format.h"
+#include "common/status_macros.h"
 #include "fmt/format.h"
-#include "platform/context/staff_auth.h"
+#include "platform/context/principal.h"
 
 namespace emporium::ordering {
 namespace {
@@ -21,6 +22,9 @@ constexpr size_t kIdempotencyKeyLengthMax = 255;
 constexpr int64_t kStreamTimeoutMaxS = 60;
 constexpr int64_t kStuckDefaultS = 30;
 constexpr std::string_view kGuestCustomerId = "guest";
+// A guest may name the payment method's owner, but only a guest one ("guest" or "guest-..."):
+// never a customer's id, which would bill that customer's cards and list the order as theirs.
+constexpr std::string_view kGuestCustomerPrefix = "guest-";
 
 Json MoneyJson(int64_t amount_minor, const std::string& currency) {
   absl::StatusOr<Money> money = Money::FromMinor(amount_minor, currency);
@@ -78,6 +82,43 @@ struct Shared {
   ApiOptions options;
 };
 
+// The signed-in customer's id, or nullopt for anyone else (anonymous, staff, no gateway).
+std::optional<std::string> CustomerOf(const Request& request) {
+  std::optional<Principal> principal = PrincipalOf(request);
+  if (!principal || principal->kind != PrincipalKind::kCustomer) return std::nullopt;
+  return principal->customer_id;
+}
+
+// Who may use a cart: an owned cart only its owner (anyone else, staff included, gets the 404 a
+// missing cart gets); a guest cart (no owner) whoever holds its unguessable id.
+absl::Status AuthorizeCart(const Request& request, const std::string& owner_customer_id) {
+  if (owner_customer_id.empty()) return absl::OkStatus();
+  return OwnedOrNotFound(request, owner_customer_id, "cart");
+}
+
+// Authorizes the caller on the cart in the path before anything else happens (a write, or
+// validating the body), so a stranger learns nothing about the cart from the answer.
+absl::Status CheckCartAccess(const Shared& shared, const Request& request) {
+  ASSIGN_OR_RETURN(std::string owner, shared.service.CartOwner(request.PathParam("id")));
+  return AuthorizeCart(request, owner);
+}
+
+// The order in the path when the caller may see it. An order follows its cart: one placed from
+// an owned cart belongs to that cart's customer (404 to everyone else, staff included: they use
+// the admin routes); one placed from a guest cart is, like the cart, a capability of its id.
+absl::StatusOr<Order> VisibleOrder(const Shared& shared, const Request& request) {
+  ASSIGN_OR_RETURN(Order order, shared.service.GetOrder(request.PathParam("id")));
+  absl::StatusOr<std::string> owner = shared.service.CartOwner(order.cart_id);
+  if (absl::IsNotFound(owner.status())) {
+    // Fail closed: without its cart nobody can tell whose order it is.
+    return WithErrorCode(absl::NotFoundError("order not found"), "order_not_found");
+  }
+  if (!owner.ok()) return owner.status();
+  if (owner->empty()) return order;
+  RETURN_IF_ERROR(OwnedOrNotFound(request, *owner, "order"));
+  return order;
+}
+
 Response CartResponse(int status, const absl::StatusOr<CartView>& view) {
   if (!view.ok()) return Error(view.status());
   return Response::Json(status, CartJson(*view));
@@ -112,15 +153,23 @@ void AddCartRoutes(http::Router& router, const std::shared_ptr<Shared>& shared) 
     if (auto it = body->find("shipping_address"); it != body->end() && !it->is_null()) {
       input.shipping_address = *it;
     }
-    input.customer_id = request.Attribute("customer_id").value_or("");
+    input.customer_id = CustomerOf(request).value_or("");
     shared->service.CreateCart(std::move(input), CartCallback(std::move(respond), 201));
   });
 
   router.AddSync("GET", "/api/v1/carts/{id}", [shared](const Request& request) {
-    return CartResponse(200, shared->service.GetCart(request.PathParam("id")));
+    absl::StatusOr<CartView> view = shared->service.GetCart(request.PathParam("id"));
+    if (!view.ok()) return Error(view.status());
+    if (absl::Status allowed = AuthorizeCart(request, view->cart.customer_id); !allowed.ok()) {
+      return Error(allowed);
+    }
+    return CartResponse(200, view);
   });
 
   router.Add("PATCH", "/api/v1/carts/{id}", [shared](Request& request, Responder respond) {
+    if (absl::Status allowed = CheckCartAccess(*shared, request); !allowed.ok()) {
+      return respond(Error(allowed));
+    }
     absl::StatusOr<Json> body = Body(request);
     if (!body.ok()) return respond(Error(body.status()));
     CartPatch patch;
@@ -141,10 +190,16 @@ void AddCartRoutes(http::Router& router, const std::shared_ptr<Shared>& shared) 
   });
 
   router.Add("DELETE", "/api/v1/carts/{id}", [shared](Request& request, Responder respond) {
+    if (absl::Status allowed = CheckCartAccess(*shared, request); !allowed.ok()) {
+      return respond(Error(allowed));
+    }
     shared->service.AbandonCart(request.PathParam("id"), CartCallback(std::move(respond)));
   });
 
   router.Add("POST", "/api/v1/carts/{id}/lines", [shared](Request& request, Responder respond) {
+    if (absl::Status allowed = CheckCartAccess(*shared, request); !allowed.ok()) {
+      return respond(Error(allowed));
+    }
     absl::StatusOr<Json> body = Body(request);
     if (!body.ok()) return respond(Error(body.status()));
     auto sku = RequireString(*body, "sku", kSkuLengthMax);
@@ -157,6 +212,9 @@ void AddCartRoutes(http::Router& router, const std::shared_ptr<Shared>& shared) 
 
   router.Add("PUT", "/api/v1/carts/{id}/lines/{sku}",
              [shared](Request& request, Responder respond) {
+               if (absl::Status allowed = CheckCartAccess(*shared, request); !allowed.ok()) {
+                 return respond(Error(allowed));
+               }
                absl::StatusOr<Json> body = Body(request);
                if (!body.ok()) return respond(Error(body.status()));
                auto quantity = RequireInt(*body, "quantity", 0, 1'000'000);
@@ -167,11 +225,17 @@ void AddCartRoutes(http::Router& router, const std::shared_ptr<Shared>& shared) 
 
   router.Add("DELETE", "/api/v1/carts/{id}/lines/{sku}",
              [shared](Request& request, Responder respond) {
+               if (absl::Status allowed = CheckCartAccess(*shared, request); !allowed.ok()) {
+                 return respond(Error(allowed));
+               }
                shared->service.SetLine(request.PathParam("id"), request.PathParam("sku"), 0,
                                        CartCallback(std::move(respond)));
              });
 
   router.Add("POST", "/api/v1/carts/{id}/checkout", [shared](Request& request, Responder respond) {
+    if (absl::Status allowed = CheckCartAccess(*shared, request); !allowed.ok()) {
+      return respond(Error(allowed));
+    }
     absl::StatusOr<Json> body = Body(request);
     if (!body.ok()) return respond(Error(body.status()));
     auto method = RequireString(*body, "payment_method", 200);
@@ -179,13 +243,21 @@ void AddCartRoutes(http::Router& router, const std::shared_ptr<Shared>& shared) 
     CheckoutRequest checkout;
     checkout.cart_id = request.PathParam("id");
     checkout.payment_method = *method;
-    // The payment method must belong to the same customer. Until accounts bind carts to
-    // customers, a guest names the owner it created the payment method for (default
-    // "guest"); an authenticated caller's identity always wins.
+    // The payment method must belong to the same customer. A signed-in caller's identity
+    // always wins; a guest names the guest owner it created the payment method for (default
+    // "guest").
     auto guest = OptionalString(*body, "customer_id", 128);
     if (!guest.ok()) return respond(Error(guest.status()));
-    checkout.customer_id =
-        request.Attribute("customer_id").value_or(guest->value_or(std::string(kGuestCustomerId)));
+    if (std::optional<std::string> customer = CustomerOf(request)) {
+      checkout.customer_id = *customer;
+    } else {
+      checkout.customer_id = guest->value_or(std::string(kGuestCustomerId));
+      if (checkout.customer_id != kGuestCustomerId &&
+          !std::string_view(checkout.customer_id).starts_with(kGuestCustomerPrefix)) {
+        return respond(Error(InvalidParam(
+            "customer_id", "a guest checkout names a guest owner: \"guest\" or \"guest-...\"")));
+      }
+    }
     checkout.client_ip = request.remote_address;
     if (std::optional<std::string_view> key = request.Header("Idempotency-Key")) {
       if (key->empty() || key->size() > kIdempotencyKeyLengthMax) {
@@ -218,11 +290,8 @@ void AddCartRoutes(http::Router& router, const std::shared_ptr<Shared>& shared) 
 
 void AddOrderRoutes(http::Router& router, const std::shared_ptr<Shared>& shared) {
   router.AddSync("GET", "/api/v1/orders", [shared](const Request& request) {
-    std::optional<std::string> customer = request.Attribute("customer_id");
-    if (!customer || customer->empty()) {
-      return http::ErrorResponse(401, "authentication_error", "authentication_required",
-                                 "sign in to list your orders");
-    }
+    absl::StatusOr<std::string> customer = RequireCustomer(request);
+    if (!customer.ok()) return Error(customer.status());
     OrderQuery query;
     query.customer_id = *customer;
     query.limit = IntParam(request, "limit").value_or(50);
@@ -239,12 +308,15 @@ void AddOrderRoutes(http::Router& router, const std::shared_ptr<Shared>& shared)
   });
 
   router.AddSync("GET", "/api/v1/orders/{id}", [shared](const Request& request) {
-    absl::StatusOr<Order> order = shared->service.GetOrder(request.PathParam("id"));
+    absl::StatusOr<Order> order = VisibleOrder(*shared, request);
     if (!order.ok()) return Error(order.status());
     return Response::Json(200, OrderJson(*order));
   });
 
   router.Add("POST", "/api/v1/orders/{id}/cancel", [shared](Request& request, Responder respond) {
+    if (absl::StatusOr<Order> visible = VisibleOrder(*shared, request); !visible.ok()) {
+      return respond(Error(visible.status()));
+    }
     shared->service.Cancel(request.PathParam("id"), [respond](absl::StatusOr<Order> order) {
       if (!order.ok()) return respond(Error(order.status()));
       respond(Response::Json(200, OrderJson(*order)));
@@ -252,6 +324,9 @@ void AddOrderRoutes(http::Router& router, const std::shared_ptr<Shared>& shared)
   });
 
   router.AddSync("GET", "/api/v1/orders/{id}/events", [shared](const Request& request) {
+    if (absl::StatusOr<Order> visible = VisibleOrder(*shared, request); !visible.ok()) {
+      return Error(visible.status());
+    }
     absl::StatusOr<std::vector<OrderEvent>> events =
         shared->service.Timeline(request.PathParam("id"), IntParam(request, "after").value_or(0),
                                  IntParam(request, "limit").value_or(1000));
@@ -271,7 +346,7 @@ void AddOrderRoutes(http::Router& router, const std::shared_ptr<Shared>& shared)
   // change and ends when the order settles or the timeout passes; EventSource reconnects.
   router.Add("GET", "/api/v1/orders/{id}/stream", [shared](Request& request, Responder respond) {
     const std::string id = request.PathParam("id");
-    absl::StatusOr<Order> order = shared->service.GetOrder(id);
+    absl::StatusOr<Order> order = VisibleOrder(*shared, request);
     if (!order.ok()) return respond(Error(order.status()));
     const int64_t timeout_s =
         std::clamp<int64_t>(IntParam(request, "timeout").value_or(25), 0, kStreamTimeoutMaxS);
@@ -316,9 +391,12 @@ void AddOrderRoutes(http::Router& router, const std::shared_ptr<Shared>& shared)
 }
 
 void AddStaffRoutes(http::Router& router, const std::shared_ptr<Shared>& shared) {
+  // Support answers customers about their orders; ops unsticks sagas. Admin always passes.
   router.AddSync("GET", "/api/v1/admin/orders", [shared](const Request& request) {
     Response denied;
-    if (!AuthorizeAdmin(request, shared->options.admin_api_key, denied)) return denied;
+    if (!AuthorizeStaff(request, shared->options.admin_api_key, {Role::kSupport, Role::kOps},
+                        denied))
+      return denied;
     OrderQuery query;
     if (std::optional<std::string> state = request.QueryParam("state")) {
       query.state = ParseOrderState(*state);
@@ -339,7 +417,9 @@ void AddStaffRoutes(http::Router& router, const std::shared_ptr<Shared>& shared)
 
   router.AddSync("GET", "/api/v1/admin/orders/stuck", [shared](const Request& request) {
     Response denied;
-    if (!AuthorizeAdmin(request, shared->options.admin_api_key, denied)) return denied;
+    if (!AuthorizeStaff(request, shared->options.admin_api_key, {Role::kSupport, Role::kOps},
+                        denied))
+      return denied;
     const int64_t older_than_s = IntParam(request, "older_than_s").value_or(kStuckDefaultS);
     absl::StatusOr<std::vector<Order>> orders =
         shared->service.Stuck(older_than_s * 1000, IntParam(request, "limit").value_or(100));
@@ -354,7 +434,8 @@ void AddStaffRoutes(http::Router& router, const std::shared_ptr<Shared>& shared)
         std::pair{"/api/v1/admin/orders/{id}/compensate", StaffAction::kCompensate}}) {
     router.Add("POST", path, [shared, action](Request& request, Responder respond) {
       Response denied;
-      if (!AuthorizeAdmin(request, shared->options.admin_api_key, denied)) {
+      if (!AuthorizeStaff(request, shared->options.admin_api_key, {Role::kSupport, Role::kOps},
+                          denied)) {
         return respond(std::move(denied));
       }
       shared->service.Staff(request.PathParam("id"), action,

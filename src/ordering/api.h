@@ -1,8 +1,22 @@
-// Ordering's HTTP routes: parse, call one service function, map the outcome.
+// Ordering's HTTP routes: parse, authorize, call one service function, map the outcome.
 //
-// Public (guest carts: the unguessable UUIDv7 cart/order id is the capability until accounts
-// land; then carts and orders get bound to the authenticated customer and the list route uses
-// that identity):
+// Who may call what (the gateway attaches the caller; see platform/context/principal.h):
+//  - Carts. A cart created by a signed-in customer belongs to that customer: every cart route
+//    answers 404 ("cart_not_found", exactly as for a missing id) to anyone else — another
+//    customer, an anonymous caller, staff. A guest cart (created anonymously) has no owner: its
+//    unguessable UUIDv7 id is the capability, and whoever holds it may use it, so guest
+//    checkout keeps working. The check runs before the body is validated.
+//  - Orders follow their cart. An order placed from a customer's cart belongs to that customer:
+//    GET, /events, /stream and /cancel answer 404 ("order_not_found") to everyone else, staff
+//    included (staff use the admin routes). An order placed from a guest cart is, like the
+//    cart, a capability of its id: whoever holds the order id may read and cancel it.
+//    GET /api/v1/orders lists the signed-in customer's orders: 401 anonymous, 403 staff.
+//  - Checkout bills the signed-in customer; a guest may name the payment method's owner only as
+//    "guest" or "guest-..." (400 otherwise), so a guest cannot bill or list under a customer.
+//  - Staff routes need role support or ops (admin always); without the gateway (in-process
+//    dispatch) they fall back to the admin API key.
+//
+// Public:
 //   POST   /api/v1/carts                        {currency, region?, email?, shipping_address?}
 //   GET    /api/v1/carts/{id}
 //   PATCH  /api/v1/carts/{id}                   {currency?, region?, email?, shipping_address?}
@@ -12,14 +26,13 @@
 //   DELETE /api/v1/carts/{id}/lines/{sku}
 //   POST   /api/v1/carts/{id}/checkout          {payment_method}; Idempotency-Key;
 //                                               Prefer: wait=N (N <= 10 s) -> 200 once settled
-//   GET    /api/v1/orders                       the caller's orders (request attribute
-//                                               customer_id, set by the gateway; else 401)
+//   GET    /api/v1/orders                       the signed-in customer's orders
 //   GET    /api/v1/orders/{id}
 //   POST   /api/v1/orders/{id}/cancel
 //   GET    /api/v1/orders/{id}/events           the saga timeline (?after=&limit=)
 //   GET    /api/v1/orders/{id}/stream           text/event-stream of status changes until the
 //                                               order settles or ?timeout=s passes
-// Staff (Authorization: Bearer <admin api key>):
+// Staff (role support or ops; admin):
 //   GET    /api/v1/admin/orders                 ?state=&limit=&cursor=
 //   GET    /api/v1/admin/orders/stuck           ?older_than_s= (default 30)
 //   POST   /api/v1/admin/orders/{id}/retry      re-send the current step's command

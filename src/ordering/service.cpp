@@ -408,6 +408,16 @@ absl::StatusOr<CartView> OrderingService::GetCart(const std::string& cart_id) {
   return result;
 }
 
+absl::StatusOr<std::string> OrderingService::CartOwner(const std::string& cart_id) {
+  std::optional<Cart> cart;
+  RETURN_IF_ERROR(db_.Read([&](sql::Transaction& tx) -> absl::Status {
+    ASSIGN_OR_RETURN(cart, LoadCart(tx, cart_id));
+    return absl::OkStatus();
+  }));
+  if (!cart) return WithErrorCode(absl::NotFoundError("cart not found"), "cart_not_found");
+  return std::move(cart->customer_id);
+}
+
 absl::Status OrderingService::HandleCartReply(sql::Transaction& tx, const std::string& cart_id,
                                               const Json& reply) {
   if (reply.value("command", std::string()) != "inventory.reserve") return absl::OkStatus();

@@ -129,6 +129,9 @@ class OrderingService {
   // Releases the cart's reservation; the cart can no longer be used.
   void AbandonCart(std::string cart_id, Callback<CartView> done);
   absl::StatusOr<CartView> GetCart(const std::string& cart_id);
+  // The customer the cart belongs to, "" for a guest cart; NotFound ("cart_not_found") when
+  // there is no such cart. A cart's owner never changes, so the API may check it before a write.
+  absl::StatusOr<std::string> CartOwner(const std::string& cart_id);
 
   // ---- Orders ----
   // Creates the order PENDING and starts the saga. Errors: NotFound (cart), FailedPrecondition
