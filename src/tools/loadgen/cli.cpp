@@ -73,11 +73,13 @@ CLI::App* AddLoadgenCommand(CLI::App& parent, LoadgenFlags& flags) {
   CLI::App* command = parent.add_subcommand(
       "loadgen",
       "HTTP load generator. Scenarios: get (one URL, raw throughput), browse (Zipf product "
-      "pages, lists, searches), flash-sale (N buyers racing for one SKU). cart, checkout and "
-      "mixed arrive with the ordering context.");
+      "pages, lists, searches), flash-sale (N buyers racing for one SKU), checkout (cart, 1-3 "
+      "lines, checkout with "
+      "Prefer: wait=10 per loop; needs --admin-key and the PSP sandbox behind the server). cart "
+      "and mixed are not here yet.");
   command->add_option("--url", flags.url, "target base URL, http://host:port")
       ->capture_default_str();
-  command->add_option("--scenario", flags.scenario, "get | browse | flash-sale")
+  command->add_option("--scenario", flags.scenario, "get | browse | flash-sale | checkout")
       ->capture_default_str();
   command->add_option("--path", flags.path, "get: the request target")->capture_default_str();
   command->add_option("--concurrency,-c", flags.concurrency, "connections")
@@ -98,10 +100,19 @@ CLI::App* AddLoadgenCommand(CLI::App& parent, LoadgenFlags& flags) {
   command->add_option("--out", flags.out_dir,
                       "write report.json, report.txt and latency.svg into this directory");
   command->add_option("--admin-key", flags.admin_key,
-                      "staff API key: flash-sale receives --stock units first");
+                      "staff API key: flash-sale receives --stock units first; checkout creates "
+                      "products and stock");
   command->add_option("--sku", flags.sku, "flash-sale: the SKU")->capture_default_str();
   command->add_option("--stock", flags.stock, "flash-sale: units to receive")
       ->check(CLI::Range(int64_t{1}, int64_t{1'000'000'000}))
+      ->capture_default_str();
+  command->add_option("--products", flags.products, "checkout: products created (one SKU each)")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  command
+      ->add_option("--decline-share", flags.decline_share,
+                   "checkout: share of the connections paying with a declined card")
+      ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   command->add_option("--run-id", flags.run_id, "prefix of the Idempotency-Keys (default random)");
   command->add_option("--audit-data-dir", flags.audit_data_dir,
@@ -130,6 +141,11 @@ int RunLoadgen(const LoadgenFlags& flags) {
   scenario_options.sku = flags.sku;
   scenario_options.stock = flags.stock;
   scenario_options.run_id = flags.run_id;
+  scenario_options.connections = flags.concurrency;
+  scenario_options.products = flags.products;
+  scenario_options.decline_share = flags.decline_share;
+  scenario_options.warmup = *warmup;
+  scenario_options.duration = *duration;
   absl::StatusOr<std::unique_ptr<LoadScenario>> scenario =
       MakeScenario(flags.scenario, scenario_options);
   if (!scenario.ok()) return Fail(std::string(scenario.status().message()));

@@ -32,6 +32,8 @@ struct LoadgenFlags {
   std::string sku = "LOADGEN-FLASH-1";
   int64_t stock = 100;
   std::string run_id;
+  int products = 20;         // checkout
+  double decline_share = 0;  // checkout
   std::string audit_data_dir;
   bool progress = true;
 };

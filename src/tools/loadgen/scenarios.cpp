@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
+#include <chrono>
 #include <cmath>
 #include <random>
 #include <set>
 
+#include "absl/time/clock.h"
 #include "common/format.h"
 #include "fmt/format.h"
 #include "platform/http/client.h"
@@ -331,6 +334,376 @@ class FlashSaleScenario final : public LoadScenario {
   FlashCounters counters_;
 };
 
+// ---- checkout ----
+
+constexpr int kCheckoutProductsMax = 1000;
+constexpr int64_t kCheckoutStockPerSku = 100'000'000;  // ample: carts never run short
+constexpr int kCheckoutLinesMax = 3;
+constexpr int kCheckoutWaitSeconds = 10;  // Prefer: wait=N, the API's maximum
+constexpr absl::Duration kPriceModelWait = absl::Seconds(60);
+constexpr absl::Duration kPriceModelPoll = absl::Milliseconds(100);
+constexpr char kCheckoutPrice[] = "9.99";
+
+using SteadyClock = std::chrono::steady_clock;
+
+struct CheckoutShared {
+  std::vector<std::string> skus;
+  std::vector<std::string> payment_methods;  // per connection
+  std::vector<bool> declining;               // per connection: pays with a declined card
+  std::vector<std::unique_ptr<LatencyHistogram>> checkout_us;  // one per script, merged after
+  SteadyClock::time_point measure_start;
+  SteadyClock::time_point measure_end;
+  std::atomic<int64_t> carts{0};
+  std::atomic<int64_t> checkouts{0};  // answered checkout calls, all phases
+  std::atomic<int64_t> confirmed{0};
+  std::atomic<int64_t> confirmed_measured{0};  // confirmed within the measured window
+  std::atomic<int64_t> cancelled{0};           // declined payment -> CANCELLED
+  std::atomic<int64_t> rejected{0};            // REJECTED (e.g. short stock)
+  std::atomic<int64_t> pending{0};             // 202: not settled within the wait
+  std::atomic<int64_t> failed{0};              // other answers to any call
+};
+
+class CheckoutScript final : public ConnectionScript {
+ public:
+  CheckoutScript(CheckoutShared& shared, const std::string& run_id, int index,
+                 const std::string& payment_method, LatencyHistogram& checkout_us, uint64_t seed)
+      : shared_(shared),
+        run_id_(run_id),
+        index_(index),
+        payment_method_(payment_method),
+        checkout_us_(checkout_us),
+        random_(seed) {}
+
+  void Next(RequestSpec& request) override {
+    request.headers.clear();
+    request.headers.emplace_back("Content-Type", "application/json");
+    request.method = "POST";
+    switch (step_) {
+      case Step::kCreateCart:
+        request.target = "/api/v1/carts";
+        request.body = Json{{"currency", "USD"},
+                            {"region", "us"},
+                            {"email", "loadgen@example.com"},
+                            {"shipping_address", {{"country", "US"}, {"line1", "1 Main St"}}}}
+                           .dump();
+        break;
+      case Step::kAddLine: {
+        request.target = fmt::format("/api/v1/carts/{}/lines", cart_id_);
+        std::string sku = "LOADGEN-NO-SKU";  // only without Prepare (tests)
+        if (!shared_.skus.empty()) {
+          std::uniform_int_distribution<size_t> pick(0, shared_.skus.size() - 1);
+          sku = shared_.skus[pick(random_)];
+        }
+        request.body = Json{{"sku", sku}, {"quantity", 1}}.dump();
+        break;
+      }
+      case Step::kCheckout:
+        request.target = fmt::format("/api/v1/carts/{}/checkout", cart_id_);
+        // The key stays the same when a transport error makes this checkout go out again.
+        request.headers.emplace_back("Idempotency-Key",
+                                     fmt::format("lg-co-{}-{}-{}", run_id_, index_, sequence_));
+        request.headers.emplace_back("Prefer", fmt::format("wait={}", kCheckoutWaitSeconds));
+        request.body = Json{{"payment_method", payment_method_}}.dump();
+        checkout_sent_ = SteadyClock::now();
+        break;
+    }
+  }
+
+  ResponseClass OnResponse(int status, std::string_view body) override {
+    switch (step_) {
+      case Step::kCreateCart: {
+        Json parsed = Json::parse(body, nullptr, /*allow_exceptions=*/false);
+        if (status != 201 || !parsed.is_object() || !parsed.contains("id") ||
+            !parsed["id"].is_string()) {
+          return Failed();
+        }
+        cart_id_ = parsed["id"].get<std::string>();
+        shared_.carts.fetch_add(1, std::memory_order_relaxed);
+        lines_left_ = std::uniform_int_distribution<int>(1, kCheckoutLinesMax)(random_);
+        step_ = Step::kAddLine;
+        return ResponseClass::kOk;
+      }
+      case Step::kAddLine:
+        if (status != 200) {
+          step_ = Step::kCreateCart;
+          return Failed();
+        }
+        if (--lines_left_ == 0) step_ = Step::kCheckout;
+        return ResponseClass::kOk;
+      case Step::kCheckout:
+        return OnCheckout(status, body);
+    }
+    return ResponseClass::kError;
+  }
+
+ private:
+  enum class Step { kCreateCart, kAddLine, kCheckout };
+
+  ResponseClass Failed() {
+    shared_.failed.fetch_add(1, std::memory_order_relaxed);
+    return ResponseClass::kError;
+  }
+
+  ResponseClass OnCheckout(int status, std::string_view body) {
+    const SteadyClock::time_point finished = SteadyClock::now();
+    const bool measured =
+        checkout_sent_ >= shared_.measure_start && finished <= shared_.measure_end;
+    if (measured) {
+      checkout_us_.Record(
+          std::chrono::duration_cast<std::chrono::microseconds>(finished - checkout_sent_).count());
+    }
+    shared_.checkouts.fetch_add(1, std::memory_order_relaxed);
+    step_ = Step::kCreateCart;
+    ++sequence_;
+    if (status == 202) {
+      shared_.pending.fetch_add(1, std::memory_order_relaxed);
+      return ResponseClass::kRejected;
+    }
+    Json parsed = Json::parse(body, nullptr, /*allow_exceptions=*/false);
+    if (status != 200 || !parsed.is_object() || !parsed.contains("state") ||
+        !parsed["state"].is_string()) {
+      return Failed();
+    }
+    const std::string state = parsed["state"].get<std::string>();
+    if (state == "CONFIRMED") {
+      shared_.confirmed.fetch_add(1, std::memory_order_relaxed);
+      if (measured) shared_.confirmed_measured.fetch_add(1, std::memory_order_relaxed);
+      return ResponseClass::kOk;
+    }
+    if (state == "CANCELLED") {
+      shared_.cancelled.fetch_add(1, std::memory_order_relaxed);
+      return ResponseClass::kRejected;
+    }
+    if (state == "REJECTED") {
+      shared_.rejected.fetch_add(1, std::memory_order_relaxed);
+      return ResponseClass::kRejected;
+    }
+    // 200 with a non-terminal state should not happen with Prefer: wait; count it as pending.
+    shared_.pending.fetch_add(1, std::memory_order_relaxed);
+    return ResponseClass::kRejected;
+  }
+
+  CheckoutShared& shared_;
+  const std::string& run_id_;
+  const int index_;
+  const std::string& payment_method_;
+  LatencyHistogram& checkout_us_;
+  std::mt19937_64 random_;
+  Step step_ = Step::kCreateCart;
+  std::string cart_id_;
+  int lines_left_ = 0;
+  int64_t sequence_ = 0;
+  SteadyClock::time_point checkout_sent_;
+};
+
+class CheckoutScenario final : public LoadScenario {
+ public:
+  explicit CheckoutScenario(ScenarioOptions options)
+      : options_(std::move(options)),
+        run_id_(options_.run_id.empty() ? RandomRunId() : options_.run_id) {}
+
+  absl::Status Prepare() override {
+    if (options_.admin_key.empty()) {
+      return absl::InvalidArgumentError(
+          "checkout: --admin-key is required (products and stock are set up through the staff "
+          "APIs)");
+    }
+    http::ClientOptions client_options;
+    client_options.host = options_.host;
+    client_options.port = options_.port;
+    client_options.connection_count_max = 1;
+    client_options.response_body_bytes_max = kResponseBodyBytesMax;
+    http::HttpClient client(client_options);
+    auto post = [&](const std::string& target, const Json& body,
+                    bool staff) -> absl::StatusOr<http::ClientResponse> {
+      http::ClientRequest request;
+      request.method = "POST";
+      request.target = target;
+      if (staff) request.headers.Set("Authorization", "Bearer " + options_.admin_key);
+      request.headers.Set("Content-Type", "application/json");
+      request.body = body.dump();
+      return client.Send(request);
+    };
+    auto fail = [](const std::string& what, const http::ClientResponse& response) {
+      return absl::FailedPreconditionError(
+          fmt::format("checkout: {} answered {}: {}", what, response.status, response.body));
+    };
+
+    // Products, one SKU each. The catalog applies them asynchronously (202).
+    std::string run_upper;
+    for (char c : run_id_)
+      run_upper += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    for (int i = 0; i < options_.products; ++i) {
+      const std::string sku = fmt::format("LGCO-{}-{}", run_upper, i);
+      absl::StatusOr<http::ClientResponse> product = post(
+          "/api/v1/admin/products",
+          Json{{"handle", fmt::format("lgco-{}-{}", run_id_, i)},
+               {"title", fmt::format("Loadgen checkout product {}", i)},
+               {"status", "active"},
+               {"variants", Json::array({{{"sku", sku}, {"prices", {{"USD", kCheckoutPrice}}}}})}},
+          true);
+      if (!product.ok()) return product.status();
+      if (product->status >= 300) return fail("creating a product", *product);
+      shared_.skus.push_back(sku);
+    }
+
+    absl::StatusOr<http::ClientResponse> location = post(
+        "/api/v1/admin/inventory/locations", Json{{"id", kFlashLocation}, {"region", "us"}}, true);
+    if (!location.ok()) return location.status();
+    if (location->status != 201 && location->status != 200 && location->status != 409) {
+      return fail("creating the stock location", *location);
+    }
+    for (const std::string& sku : shared_.skus) {
+      absl::StatusOr<http::ClientResponse> received =
+          post("/api/v1/admin/inventory/receive",
+               Json{{"sku", sku},
+                    {"location_id", kFlashLocation},
+                    {"quantity", kCheckoutStockPerSku},
+                    {"reference", fmt::format("loadgen-{}", run_id_)}},
+               true);
+      if (!received.ok()) return received.status();
+      if (received->status != 200) return fail("receiving stock", *received);
+    }
+
+    // Ordering's price read model catches up through the bus. A GBP cart probes it: a SKU it
+    // knows has no GBP price and answers price_unavailable (reserving nothing).
+    absl::StatusOr<http::ClientResponse> probe =
+        post("/api/v1/carts", Json{{"currency", "GBP"}, {"region", "us"}}, false);
+    if (!probe.ok()) return probe.status();
+    if (probe->status == 404 || probe->status == 405) {
+      return absl::FailedPreconditionError(
+          "checkout: the ordering routes (POST /api/v1/carts) are not served; skipping");
+    }
+    Json probe_cart = Json::parse(probe->body, nullptr, /*allow_exceptions=*/false);
+    if (probe->status != 201 || !probe_cart.is_object() || !probe_cart.contains("id")) {
+      return fail("creating the probe cart", *probe);
+    }
+    const std::string probe_target =
+        fmt::format("/api/v1/carts/{}/lines", probe_cart["id"].get<std::string>());
+    const absl::Time deadline = absl::Now() + kPriceModelWait;
+    for (const std::string& sku : shared_.skus) {
+      while (true) {
+        absl::StatusOr<http::ClientResponse> add =
+            post(probe_target, Json{{"sku", sku}, {"quantity", 1}}, false);
+        if (!add.ok()) return add.status();
+        Json answer = Json::parse(add->body, nullptr, /*allow_exceptions=*/false);
+        if (answer.is_object() && answer.contains("error") && answer["error"].is_object() &&
+            answer["error"].value("code", "") == "price_unavailable") {
+          break;
+        }
+        if (absl::Now() > deadline) {
+          return absl::DeadlineExceededError(fmt::format(
+              "checkout: ordering did not learn the price of {} within {}: last answer {} {}", sku,
+              absl::FormatDuration(kPriceModelWait), add->status, add->body));
+        }
+        absl::SleepFor(kPriceModelPoll);
+      }
+    }
+
+    // One payment method per connection; the declining ones spread evenly.
+    for (int i = 0; i < options_.connections; ++i) {
+      const bool declining =
+          std::floor((i + 1) * options_.decline_share) > std::floor(i * options_.decline_share);
+      absl::StatusOr<http::ClientResponse> method =
+          post("/api/v1/payment-methods",
+               Json{{"customer_id", "guest"},
+                    {"number", declining ? kCardDeclined : kCardApproved},
+                    {"exp_month", 12},
+                    {"exp_year", 2035},
+                    {"cvc", "123"},
+                    {"holder", "Loadgen Buyer"}},
+               false);
+      if (!method.ok()) return method.status();
+      Json answer = Json::parse(method->body, nullptr, /*allow_exceptions=*/false);
+      if (method->status != 201 || !answer.is_object() || !answer.contains("token") ||
+          !answer["token"].is_string()) {
+        return fail("creating a payment method", *method);
+      }
+      shared_.payment_methods.push_back(answer["token"].get<std::string>());
+      shared_.declining.push_back(declining);
+    }
+    return absl::OkStatus();
+  }
+
+  std::unique_ptr<ConnectionScript> NewConnection(int index) override {
+    // The engine starts its window right after the last NewConnection.
+    shared_.measure_start = SteadyClock::now() + ToChrono(options_.warmup);
+    shared_.measure_end = shared_.measure_start + ToChrono(options_.duration);
+    // Prepare made one payment method per connection; more connections reuse them.
+    static const std::string kNoMethod;
+    const std::string& method =
+        shared_.payment_methods.empty()
+            ? kNoMethod
+            : shared_.payment_methods[static_cast<size_t>(index) % shared_.payment_methods.size()];
+    shared_.checkout_us.push_back(std::make_unique<LatencyHistogram>());
+    return std::make_unique<CheckoutScript>(
+        shared_, run_id_, index, method, *shared_.checkout_us.back(),
+        options_.seed * 1000003u + static_cast<uint64_t>(index));
+  }
+
+  std::vector<std::string> SummaryLines() const override {
+    const LatencyHistogram latency = CheckoutLatency();
+    return {
+        fmt::format("checkout: {} products, {} connections ({} with a declined card)",
+                    shared_.skus.size(), shared_.payment_methods.size(), DecliningCount()),
+        fmt::format("checkout: {:.1f} confirmed orders/s in the measured window ({} there, {} "
+                    "in all)",
+                    ConfirmedPerSecond(), shared_.confirmed_measured.load(),
+                    shared_.confirmed.load()),
+        fmt::format("checkout: outcomes: {} confirmed, {} cancelled (declined), {} rejected, {} "
+                    "not settled in {} s, {} errors on any call; {} carts created",
+                    shared_.confirmed.load(), shared_.cancelled.load(), shared_.rejected.load(),
+                    shared_.pending.load(), kCheckoutWaitSeconds, shared_.failed.load(),
+                    shared_.carts.load()),
+        fmt::format("checkout call latency: p50 {:.1f} ms, p99 {:.1f} ms, max {:.1f} ms ({} calls "
+                    "measured)",
+                    latency.Percentile(50) / 1000.0, latency.Percentile(99) / 1000.0,
+                    latency.max() / 1000.0, latency.count())};
+  }
+  Json SummaryJson() const override {
+    const LatencyHistogram latency = CheckoutLatency();
+    return Json{{"products", shared_.skus.size()},
+                {"payment_methods", shared_.payment_methods.size()},
+                {"declining_connections", DecliningCount()},
+                {"confirmed_per_second", ConfirmedPerSecond()},
+                {"confirmed_measured", shared_.confirmed_measured.load()},
+                {"confirmed", shared_.confirmed.load()},
+                {"cancelled", shared_.cancelled.load()},
+                {"rejected", shared_.rejected.load()},
+                {"pending", shared_.pending.load()},
+                {"errors", shared_.failed.load()},
+                {"carts", shared_.carts.load()},
+                {"checkout_calls_measured", latency.count()},
+                {"checkout_p50_us", latency.Percentile(50)},
+                {"checkout_p99_us", latency.Percentile(99)},
+                {"checkout_max_us", latency.max()}};
+  }
+
+ private:
+  static constexpr const char* kCardApproved = "4242424242424242";  // sandbox: succeeds
+  static constexpr const char* kCardDeclined = "4000000000009995";  // insufficient_funds
+
+  static SteadyClock::duration ToChrono(absl::Duration duration) {
+    return std::chrono::duration_cast<SteadyClock::duration>(absl::ToChronoNanoseconds(duration));
+  }
+  LatencyHistogram CheckoutLatency() const {
+    LatencyHistogram merged;
+    for (const auto& histogram : shared_.checkout_us) merged.Merge(*histogram);
+    return merged;
+  }
+  double ConfirmedPerSecond() const {
+    const double seconds = absl::ToDoubleSeconds(options_.duration);
+    return seconds > 0 ? static_cast<double>(shared_.confirmed_measured.load()) / seconds : 0;
+  }
+  int64_t DecliningCount() const {
+    return std::count(shared_.declining.begin(), shared_.declining.end(), true);
+  }
+
+  ScenarioOptions options_;
+  std::string run_id_;
+  CheckoutShared shared_;
+};
+
 }  // namespace
 
 ZipfSampler::ZipfSampler(size_t n, double exponent) {
@@ -350,7 +723,7 @@ size_t ZipfSampler::Sample(double uniform) const {
   return static_cast<size_t>(found - cdf_.begin());
 }
 
-std::vector<std::string> ScenarioNames() { return {"get", "browse", "flash-sale"}; }
+std::vector<std::string> ScenarioNames() { return {"get", "browse", "flash-sale", "checkout"}; }
 
 absl::StatusOr<std::unique_ptr<LoadScenario>> MakeScenario(std::string_view name,
                                                            const ScenarioOptions& options) {
@@ -366,7 +739,20 @@ absl::StatusOr<std::unique_ptr<LoadScenario>> MakeScenario(std::string_view name
     if (options.sku.empty()) return absl::InvalidArgumentError("flash-sale: --sku is empty");
     return std::make_unique<FlashSaleScenario>(options);
   }
-  if (name == "cart" || name == "checkout" || name == "mixed") {
+  if (name == "checkout") {
+    if (options.products < 1 || options.products > kCheckoutProductsMax) {
+      return absl::InvalidArgumentError(
+          fmt::format("checkout: --products must be 1..{}", kCheckoutProductsMax));
+    }
+    if (!(options.decline_share >= 0 && options.decline_share <= 1)) {
+      return absl::InvalidArgumentError("checkout: --decline-share must be in [0, 1]");
+    }
+    if (options.connections < 1) {
+      return absl::InvalidArgumentError("checkout: needs at least one connection");
+    }
+    return std::make_unique<CheckoutScenario>(options);
+  }
+  if (name == "cart" || name == "mixed") {
     return absl::UnimplementedError(
         fmt::format("scenario '{}' needs the ordering context (carts, orders, checkout), which "
                     "does not exist yet",

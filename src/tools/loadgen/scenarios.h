@@ -7,7 +7,16 @@
 //    unique Idempotency-Key each). With an admin key, Prepare first receives `stock` units at
 //    location "loadgen" through the staff API. 201 counts as a sale, 409 as sold out (not an
 //    error); the verdict fails if more units were sold than were stocked.
-// cart, checkout and mixed need the ordering context and are not here yet.
+//  - checkout: with --admin-key, Prepare creates `products` products (one SKU each, priced in
+//    USD) through the catalog staff API, waits until ordering's price read model knows every SKU
+//    (a probe GBP cart answers price_unavailable instead of unknown), receives ample stock at
+//    location "loadgen" and creates one payment method per connection (the sandbox's success
+//    card; a `decline_share` of the connections get the insufficient-funds card). Each
+//    connection then loops: create a cart, add 1-3 lines, check out with `Prefer: wait=10` and a
+//    unique Idempotency-Key. CONFIRMED counts as an order; a declined (CANCELLED) or REJECTED
+//    order is an expected outcome (kRejected), not an error. The checkout call has its own
+//    latency histogram (measured window only) and confirmed orders/s is reported.
+// cart and mixed are not here yet.
 //
 // Thread-safety: Prepare, Summary and Verdict from the RunLoad caller's thread; the scripts
 // from their io thread (counters shared between connections are atomic).
@@ -21,6 +30,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "nlohmann/json.hpp"
 #include "tools/loadgen/engine.h"
 
@@ -36,6 +46,12 @@ struct ScenarioOptions {
   std::string run_id;          // makes Idempotency-Keys unique across runs; empty = random
   double zipf_exponent = 1.0;  // browse popularity skew
   uint64_t seed = 1;
+  int connections = 64;      // checkout: one payment method per connection
+  int products = 20;         // checkout: products (one SKU each) created by Prepare
+  double decline_share = 0;  // checkout: share of connections paying with a declined card
+  // checkout: the engine's window, so the checkout histogram records the same span.
+  absl::Duration warmup = absl::Seconds(2);
+  absl::Duration duration = absl::Seconds(10);
 };
 
 class LoadScenario : public Scenario {
@@ -53,7 +69,7 @@ class LoadScenario : public Scenario {
 // The scenario names this build knows, for --help.
 std::vector<std::string> ScenarioNames();
 
-// InvalidArgument for an unknown name or bad options; Unimplemented for cart/checkout/mixed.
+// InvalidArgument for an unknown name or bad options; Unimplemented for cart/mixed.
 absl::StatusOr<std::unique_ptr<LoadScenario>> MakeScenario(std::string_view name,
                                                            const ScenarioOptions& options);
 

@@ -35,13 +35,70 @@ TEST(MakeScenarioTest, KnowsItsNamesAndRejectsTheRest) {
   EXPECT_TRUE(MakeScenario("get", options).ok());
   EXPECT_TRUE(MakeScenario("browse", options).ok());
   EXPECT_TRUE(MakeScenario("flash-sale", options).ok());
-  EXPECT_EQ(MakeScenario("checkout", options).status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_TRUE(MakeScenario("checkout", options).ok());
+  EXPECT_EQ(MakeScenario("cart", options).status().code(), absl::StatusCode::kUnimplemented);
   EXPECT_EQ(MakeScenario("nope", options).status().code(), absl::StatusCode::kInvalidArgument);
   options.path = "no-slash";
   EXPECT_EQ(MakeScenario("get", options).status().code(), absl::StatusCode::kInvalidArgument);
   options.stock = 0;
   EXPECT_EQ(MakeScenario("flash-sale", options).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+TEST(CheckoutScenarioTest, RejectsBadOptionsAndNeedsAnAdminKey) {
+  ScenarioOptions options;
+  options.products = 0;
+  EXPECT_EQ(MakeScenario("checkout", options).status().code(), absl::StatusCode::kInvalidArgument);
+  options.products = 5;
+  options.decline_share = 1.5;
+  EXPECT_EQ(MakeScenario("checkout", options).status().code(), absl::StatusCode::kInvalidArgument);
+  options.decline_share = -0.1;
+  EXPECT_EQ(MakeScenario("checkout", options).status().code(), absl::StatusCode::kInvalidArgument);
+  options.decline_share = 0.25;
+  auto scenario = MakeScenario("checkout", options);
+  ASSERT_TRUE(scenario.ok());
+  EXPECT_EQ((*scenario)->Prepare().code(), absl::StatusCode::kInvalidArgument);  // no admin key
+}
+
+TEST(CheckoutScriptTest, CartLinesCheckoutCycleAndClassification) {
+  ScenarioOptions options;
+  options.run_id = "r1";
+  auto scenario = MakeScenario("checkout", options);
+  ASSERT_TRUE(scenario.ok());
+  auto script = (*scenario)->NewConnection(0);
+  RequestSpec request;
+  script->Next(request);
+  EXPECT_EQ(request.target, "/api/v1/carts");
+  EXPECT_EQ(script->OnResponse(500, "{}"), ResponseClass::kError);  // stays on create
+  script->Next(request);
+  EXPECT_EQ(request.target, "/api/v1/carts");
+  EXPECT_EQ(script->OnResponse(201, "not json"), ResponseClass::kError);
+  EXPECT_EQ(script->OnResponse(201, R"({"id":"c1"})"), ResponseClass::kOk);
+  // Lines until the checkout (1-3 of them); the SKU list is empty without Prepare, so only the
+  // target is checked before the answers move the script on.
+  std::string checkout_key;
+  for (int i = 0; i < 4 && checkout_key.empty(); ++i) {
+    // No SKUs without Prepare: answer the line step without building its request.
+    (void)script->OnResponse(200, "{}");
+    RequestSpec probe;
+    script->Next(probe);
+    if (probe.target == "/api/v1/carts/c1/checkout") {
+      for (const auto& [name, value] : probe.headers) {
+        if (name == "Idempotency-Key") checkout_key = value;
+      }
+      bool prefer = false;
+      for (const auto& [name, value] : probe.headers)
+        prefer |= name == "Prefer" && value == "wait=10";
+      EXPECT_TRUE(prefer);
+    }
+  }
+  ASSERT_FALSE(checkout_key.empty());
+  EXPECT_EQ(script->OnResponse(200, R"({"state":"CANCELLED"})"), ResponseClass::kRejected);
+  script->Next(request);
+  EXPECT_EQ(request.target, "/api/v1/carts");
+  auto lines = (*scenario)->SummaryLines();
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ((*scenario)->SummaryJson()["cancelled"], 1);
 }
 
 TEST(FlashSaleScriptTest, UniqueIdempotencyKeysAndClassification) {
