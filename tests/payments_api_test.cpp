@@ -8,9 +8,11 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/time/clock.h"
@@ -106,6 +108,13 @@ class PaymentsApiTest : public ::testing::Test {
     return response.ok() ? *response : http::ClientResponse{};
   }
 
+  // The same call as support staff would make it (intents over HTTP are staff only).
+  http::ClientResponse StaffCall(const std::string& method, const std::string& target,
+                                 const std::string& body = "",
+                                 const std::string& idempotency_key = "") {
+    return Call(method, target, body, idempotency_key, kAdminKey);
+  }
+
   static Json Body(const http::ClientResponse& response) {
     absl::StatusOr<Json> parsed = ParseJson(response.body);
     return parsed.ok() ? *parsed : Json();
@@ -117,7 +126,7 @@ class PaymentsApiTest : public ::testing::Test {
 
   static std::string CardBody(const std::string& number, int month = 12, int year = NextYear(),
                               const std::string& cvc = "123") {
-    return DumpJson(Json{{"customer_id", "cust-1"},
+    return DumpJson(Json{{"customer_id", "guest-ada"},
                          {"number", number},
                          {"exp_month", month},
                          {"exp_year", year},
@@ -137,7 +146,7 @@ class PaymentsApiTest : public ::testing::Test {
                          {"amount_minor", amount_minor},
                          {"currency", "USD"},
                          {"payment_method", token},
-                         {"customer_id", "cust-1"},
+                         {"customer_id", "guest-ada"},
                          {"billing_country", "US"},
                          {"shipping_country", "US"}});
   }
@@ -220,35 +229,35 @@ TEST_F(PaymentsApiTest, IdempotencyKeyReplaysTheSameRequestAndRefusesAnother) {
   Open();
   const std::string token = AddCard();
   http::ClientResponse missing =
-      Call("POST", "/api/v1/payment-intents", IntentBody("order-1", token));
+      StaffCall("POST", "/api/v1/payment-intents", IntentBody("order-1", token));
   EXPECT_EQ(missing.status, 400);
   EXPECT_EQ(Body(missing)["error"].value("code", std::string()), "missing_idempotency_key");
 
   http::ClientResponse first =
-      Call("POST", "/api/v1/payment-intents", IntentBody("order-1", token), "key-1");
+      StaffCall("POST", "/api/v1/payment-intents", IntentBody("order-1", token), "key-1");
   ASSERT_EQ(first.status, 201) << first.body;
   EXPECT_EQ(Body(first).value("state", std::string()), "authorized");
   EXPECT_EQ(Body(first).value("authorized_minor", int64_t{0}), 2500);
 
   http::ClientResponse again =
-      Call("POST", "/api/v1/payment-intents", IntentBody("order-1", token), "key-1");
+      StaffCall("POST", "/api/v1/payment-intents", IntentBody("order-1", token), "key-1");
   EXPECT_EQ(again.status, 201);
   EXPECT_EQ(again.body, first.body);
   EXPECT_EQ(again.headers.Get("Idempotent-Replayed").value_or(""), "true");
 
   http::ClientResponse other =
-      Call("POST", "/api/v1/payment-intents", IntentBody("order-1", token, 9999), "key-1");
+      StaffCall("POST", "/api/v1/payment-intents", IntentBody("order-1", token, 9999), "key-1");
   EXPECT_EQ(other.status, 422);
   EXPECT_EQ(Body(other)["error"].value("code", std::string()), "idempotency_key_reused");
 
   // Another key for the same order and amount: still one intent per order.
   http::ClientResponse second_key =
-      Call("POST", "/api/v1/payment-intents", IntentBody("order-1", token), "key-2");
+      StaffCall("POST", "/api/v1/payment-intents", IntentBody("order-1", token), "key-2");
   EXPECT_EQ(second_key.status, 201);
   EXPECT_EQ(Body(second_key).value("id", std::string()), Body(first).value("id", std::string()));
 
   http::ClientResponse unknown_method =
-      Call("POST", "/api/v1/payment-intents", IntentBody("order-2", "pm_unknown"), "key-3");
+      StaffCall("POST", "/api/v1/payment-intents", IntentBody("order-2", "pm_unknown"), "key-3");
   EXPECT_EQ(unknown_method.status, 400);
   EXPECT_EQ(Body(unknown_method)["error"].value("param", std::string()), "payment_method");
 }
@@ -263,14 +272,15 @@ TEST_F(PaymentsApiTest, AConcurrentDuplicateIsAConflict) {
   http::ClientResponse first_response;
   std::atomic<bool> first_done{false};
   std::thread first([&] {
-    first_response = Call("POST", "/api/v1/payment-intents", IntentBody("order-c", token), "dup");
+    first_response =
+        StaffCall("POST", "/api/v1/payment-intents", IntentBody("order-c", token), "dup");
     first_done = true;
   });
   int conflicts = 0;
   int created = 0;
   EXPECT_TRUE(testing::WaitFor([&] {
     const int status =
-        Call("POST", "/api/v1/payment-intents", IntentBody("order-c", token), "dup").status;
+        StaffCall("POST", "/api/v1/payment-intents", IntentBody("order-c", token), "dup").status;
     conflicts += status == 409 ? 1 : 0;
     created += status == 201 ? 1 : 0;
     return first_done.load();
@@ -281,7 +291,7 @@ TEST_F(PaymentsApiTest, AConcurrentDuplicateIsAConflict) {
   EXPECT_GE(conflicts, 1);
   EXPECT_GE(created, 1);
   http::ClientResponse replay =
-      Call("POST", "/api/v1/payment-intents", IntentBody("order-c", token), "dup");
+      StaffCall("POST", "/api/v1/payment-intents", IntentBody("order-c", token), "dup");
   EXPECT_EQ(replay.status, 201) << replay.body;
   EXPECT_EQ(replay.headers.Get("Idempotent-Replayed").value_or(""), "true");
 }
@@ -290,7 +300,7 @@ TEST_F(PaymentsApiTest, AuthorizeCaptureRefundWithStaffAuthAndNoCardNumberAnywhe
   Open();
   const std::string token = AddCard();
   http::ClientResponse authorized =
-      Call("POST", "/api/v1/payment-intents", IntentBody("order-9", token, 5000), "auth-9");
+      StaffCall("POST", "/api/v1/payment-intents", IntentBody("order-9", token, 5000), "auth-9");
   ASSERT_EQ(authorized.status, 201) << authorized.body;
   const std::string id = Body(authorized).value("id", std::string());
   const std::string base = "/api/v1/payment-intents/" + id;
@@ -323,10 +333,10 @@ TEST_F(PaymentsApiTest, AuthorizeCaptureRefundWithStaffAuthAndNoCardNumberAnywhe
   http::ClientResponse voided = Call("POST", base + "/void", "", "void-9", kAdminKey);
   EXPECT_EQ(voided.status, 409);
 
-  http::ClientResponse fetched = Call("GET", base);
+  http::ClientResponse fetched = StaffCall("GET", base);
   ASSERT_EQ(fetched.status, 200);
   EXPECT_EQ(Body(fetched).value("refunded_minor", int64_t{0}), 5000);
-  EXPECT_EQ(Call("GET", "/api/v1/payment-intents/pi_missing").status, 404);
+  EXPECT_EQ(StaffCall("GET", "/api/v1/payment-intents/pi_missing").status, 404);
 
   // Nothing a person or a backup could read holds the number: every file the server wrote
   // (the databases with their WAL and the vault key) and every log line.
@@ -347,13 +357,13 @@ TEST_F(PaymentsApiTest, DeclinesAnswer402WithTheReason) {
   Open();
   const std::string token = AddCard(psp_sandbox::kCardInsufficientFunds);
   http::ClientResponse declined =
-      Call("POST", "/api/v1/payment-intents", IntentBody("order-d", token), "decl-1");
+      StaffCall("POST", "/api/v1/payment-intents", IntentBody("order-d", token), "decl-1");
   EXPECT_EQ(declined.status, 402) << declined.body;
   Json error = Body(declined)["error"];
   EXPECT_EQ(error.value("code", std::string()), "insufficient_funds");
   const std::string id = error.value("payment_intent", std::string());
   ASSERT_FALSE(id.empty());
-  EXPECT_EQ(Body(Call("GET", "/api/v1/payment-intents/" + id)).value("state", std::string()),
+  EXPECT_EQ(Body(StaffCall("GET", "/api/v1/payment-intents/" + id)).value("state", std::string()),
             "failed");
 }
 
@@ -387,10 +397,10 @@ TEST_F(PaymentsApiTest, ServesWithThePspDownAndNeverStoresA503) {
   EXPECT_EQ(ready.status, 200) << ready.body;
   const std::string token = AddCard();
   http::ClientResponse down =
-      Call("POST", "/api/v1/payment-intents", IntentBody("order-x", token), "down-1");
+      StaffCall("POST", "/api/v1/payment-intents", IntentBody("order-x", token), "down-1");
   EXPECT_EQ(down.status, 503) << down.body;
   http::ClientResponse retried =
-      Call("POST", "/api/v1/payment-intents", IntentBody("order-x", token), "down-1");
+      StaffCall("POST", "/api/v1/payment-intents", IntentBody("order-x", token), "down-1");
   EXPECT_EQ(retried.status, 503);
   EXPECT_FALSE(retried.headers.Get("Idempotent-Replayed").has_value());
   EXPECT_EQ(Call("GET", "/api/v1/admin/payments/reviews", "", "", kAdminKey).status, 200);
@@ -402,7 +412,7 @@ TEST_F(PaymentsApiTest, AuditAgreesWithThePspAndRotationKeepsCardsUsable) {
   Open();
   const std::string token = AddCard();
   http::ClientResponse authorized =
-      Call("POST", "/api/v1/payment-intents", IntentBody("order-a", token, 5000), "auth-a");
+      StaffCall("POST", "/api/v1/payment-intents", IntentBody("order-a", token, 5000), "auth-a");
   ASSERT_EQ(authorized.status, 201) << authorized.body;
   const std::string base = "/api/v1/payment-intents/" + Body(authorized).value("id", "");
   ASSERT_EQ(Call("POST", base + "/capture", "{}", "cap-a", kAdminKey).status, 200);
@@ -448,8 +458,90 @@ TEST_F(PaymentsApiTest, AuditAgreesWithThePspAndRotationKeepsCardsUsable) {
   rotated_fixture.vault_key = keyring.substr(0, keyring.find('\n'));
   Open(rotated_fixture);
   http::ClientResponse with_k2 =
-      Call("POST", "/api/v1/payment-intents", IntentBody("order-c", token, 800), "auth-c");
+      StaffCall("POST", "/api/v1/payment-intents", IntentBody("order-c", token, 800), "auth-c");
   EXPECT_EQ(with_k2.status, 201) << with_k2.body;
+}
+
+TEST_F(PaymentsApiTest, CardsBelongToTheirCustomerAndIntentsToSupportStaff) {
+  Open();
+  auto sign_up = [this](const std::string& email) {
+    http::ClientResponse response = Call(
+        "POST", "/api/v1/accounts/signup",
+        DumpJson(Json{{"email", email}, {"password", "correct horse battery"}, {"name", "A"}}));
+    EXPECT_EQ(response.status, 201) << response.body;
+    Json body = Body(response);
+    return std::pair{body["customer"].value("id", std::string()),
+                     body["session"].value("token", std::string())};
+  };
+  auto [ada_id, ada] = sign_up("ada@example.com");
+  auto [bob_id, bob] = sign_up("bob@example.com");
+  ASSERT_FALSE(ada.empty());
+  ASSERT_FALSE(bob.empty());
+  auto card = [](std::optional<std::string> customer_id) {
+    Json body = Json{{"number", kCard},
+                     {"exp_month", 12},
+                     {"exp_year", NextYear()},
+                     {"cvc", "123"},
+                     {"holder", "Ada Lovelace"}};
+    if (customer_id) body["customer_id"] = *customer_id;
+    return DumpJson(body);
+  };
+
+  // A signed-in customer's card is theirs, whatever the body says.
+  http::ClientResponse own = Call("POST", "/api/v1/payment-methods", card(std::nullopt), "", ada);
+  ASSERT_EQ(own.status, 201) << own.body;
+  EXPECT_EQ(Body(own).value("customer_id", std::string()), ada_id);
+  const std::string ada_token = Body(own).value("token", std::string());
+  EXPECT_EQ(Call("POST", "/api/v1/payment-methods", card(ada_id), "", ada).status, 201);
+  for (const auto& [body, bearer] :
+       {std::pair{card(bob_id), ada}, std::pair{card(ada_id), std::string()},
+        std::pair{card("cust-1"), std::string()},
+        std::pair{card(ada_id), std::string(kAdminKey)}}) {
+    http::ClientResponse planted = Call("POST", "/api/v1/payment-methods", body, "", bearer);
+    EXPECT_EQ(planted.status, 400) << planted.body;
+    EXPECT_EQ(Body(planted)["error"].value("param", std::string()), "customer_id");
+    EXPECT_THAT(planted.body, Not(HasSubstr(kCardHead)));
+  }
+
+  // Only the owner reads a customer's card; everyone else gets the 404 of a missing token.
+  EXPECT_EQ(Call("GET", "/api/v1/payment-methods/" + ada_token, "", "", ada).status, 200);
+  for (const std::string& stranger : {bob, std::string(), std::string(kAdminKey)}) {
+    http::ClientResponse hidden =
+        Call("GET", "/api/v1/payment-methods/" + ada_token, "", "", stranger);
+    EXPECT_EQ(hidden.status, 404);
+    EXPECT_EQ(hidden.body, Call("GET", "/api/v1/payment-methods/pm_nope", "", "", stranger).body);
+  }
+
+  // A guest's card (no body customer_id means "guest") is readable by whoever holds the token.
+  http::ClientResponse guest = Call("POST", "/api/v1/payment-methods", card(std::nullopt));
+  ASSERT_EQ(guest.status, 201) << guest.body;
+  EXPECT_EQ(Body(guest).value("customer_id", std::string()), "guest");
+  const std::string guest_token = Body(guest).value("token", std::string());
+  EXPECT_EQ(Call("GET", "/api/v1/payment-methods/" + guest_token).status, 200);
+  EXPECT_EQ(Call("GET", "/api/v1/payment-methods/" + guest_token, "", "", bob).status, 200);
+
+  // Intents over HTTP: support staff and admin only.
+  const std::string intent = IntentBody("order-auth", AddCard());  // owned by "guest-ada"
+  EXPECT_EQ(Call("POST", "/api/v1/payment-intents", intent, "k-auth").status, 401);
+  EXPECT_EQ(Call("POST", "/api/v1/payment-intents", intent, "k-auth", ada).status, 403);
+  EXPECT_EQ(Call("GET", "/api/v1/payment-intents/pi_missing", "", "", ada).status, 403);
+  EXPECT_EQ(Call("GET", "/api/v1/admin/payments/reviews", "", "", ada).status, 403);
+  auto staff_key = [this](const std::string& role) {
+    http::ClientResponse response =
+        Call("POST", "/api/v1/admin/staff-keys", DumpJson(Json{{"role", role}, {"label", "t"}}), "",
+             kAdminKey);
+    EXPECT_EQ(response.status, 201) << response.body;
+    return Body(response).value("key", std::string());
+  };
+  const std::string support = staff_key("support");
+  const std::string ops = staff_key("ops");
+  EXPECT_EQ(Call("POST", "/api/v1/payment-intents", intent, "k-auth", ops).status, 403);
+  EXPECT_EQ(Call("POST", "/api/v1/payment-intents/pi_missing/void", "", "k-v", ops).status, 403);
+  http::ClientResponse authorized =
+      Call("POST", "/api/v1/payment-intents", intent, "k-auth", support);
+  EXPECT_EQ(authorized.status, 201) << authorized.body;
+  EXPECT_EQ(Call("GET", "/api/v1/payment-intents/pi_missing", "", "", support).status, 404);
+  EXPECT_EQ(Call("GET", "/api/v1/admin/payments/reviews", "", "", support).status, 200);
 }
 
 }  // namespace

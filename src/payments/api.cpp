@@ -12,7 +12,8 @@
 #include "common/format.h"
 #include "common/json.h"
 #include "fmt/format.h"
-#include "platform/context/staff_auth.h"
+#include "platform/context/principal.h"
+#include "platform/context/role.h"
 
 namespace emporium::payments {
 namespace {
@@ -32,6 +33,10 @@ constexpr size_t kCountryCharsMax = 2;
 constexpr int64_t kReviewsLimitDefault = 50;
 constexpr int64_t kReviewsLimitMax = 100;
 constexpr int64_t kAmountMinorMax = int64_t{1} << 50;
+// The owner a guest (a caller with no customer account) vaults a card for, shared with ordering's
+// guest checkout: "guest" or "guest-<anything>". Customer ids never take this form.
+constexpr std::string_view kGuestCustomerId = "guest";
+constexpr std::string_view kGuestCustomerPrefix = "guest-";
 
 Response Error(int status, std::string_view code, std::string_view message,
                std::string_view param = "") {
@@ -281,16 +286,82 @@ absl::StatusOr<AuthorizeCommand> ParseAuthorize(const Request& request, const st
   return c;
 }
 
+bool IsGuestOwner(std::string_view customer_id) {
+  return customer_id == kGuestCustomerId || customer_id.starts_with(kGuestCustomerPrefix);
+}
+
+// Who owns a payment method being created, from the caller and the body's customer_id.
+//  - a signed-in customer: always that customer; a body naming anyone else is a 400.
+//  - anonymous callers and staff: a guest owner only ("guest" by default, or "guest-..."), so
+//    nobody can plant a card on a customer's account.
+//  - no principal (dispatched in process, no gateway): the body's customer_id, required, as
+//    trusted in-process callers (tools, tests) always named it.
+absl::StatusOr<std::string> NewMethodOwner(const std::optional<Principal>& principal,
+                                           const std::optional<std::string>& named) {
+  if (!principal.has_value()) {
+    if (!named.has_value() || named->empty()) {
+      return InvalidParam("customer_id", "customer_id is required", "missing_param");
+    }
+    return *named;
+  }
+  switch (principal->kind) {
+    case PrincipalKind::kCustomer:
+      if (named.has_value() && *named != principal->customer_id) {
+        return InvalidParam("customer_id",
+                            "a signed-in customer vaults cards for themselves only; omit "
+                            "customer_id");
+      }
+      return principal->customer_id;
+    case PrincipalKind::kAnonymous:
+    case PrincipalKind::kStaff:
+      if (!named.has_value()) return std::string(kGuestCustomerId);
+      if (!IsGuestOwner(*named)) {
+        return InvalidParam("customer_id",
+                            "without a customer session a card is vaulted for a guest owner: "
+                            "\"guest\" or \"guest-...\"");
+      }
+      return *named;
+  }
+  return absl::InternalError("unknown principal kind");
+}
+
+// Whether the caller may read a vaulted card's public view. A customer's card: its owner only
+// (staff and everyone else get the 404 a missing token gets). A guest's card: whoever holds its
+// unguessable token, since a guest has no identity to check (the same rule as guest carts);
+// the view never holds more than brand, last4 and expiry. Without a principal (in-process
+// dispatch, no gateway) the caller is trusted.
+bool MayReadMethod(const Request& request, const std::string& owner_customer_id) {
+  if (IsGuestOwner(owner_customer_id)) return true;
+  if (!PrincipalOf(request).has_value()) return true;
+  return OwnedOrNotFound(request, owner_customer_id, "payment_method").ok();
+}
+
+// Runs `handler` only for support staff (admin always passes): anonymous callers get 401, others
+// 403. Without a gateway (in-process dispatch) the admin bearer key is required instead.
+template <typename F>
+http::Handler SupportStaff(const std::shared_ptr<Shared>& shared, F handler) {
+  return [shared, handler](Request& request, Responder respond) {
+    Response denied;
+    if (!AuthorizeStaff(request, shared->options.admin_api_key, {Role::kSupport}, denied)) {
+      return respond(std::move(denied));
+    }
+    handler(request, std::move(respond));
+  };
+}
+
 void AddPublicRoutes(http::Router& router, const std::shared_ptr<Shared>& shared) {
   router.Add("POST", "/api/v1/payment-methods", [shared](Request& request, Responder respond) {
     Offload(shared, respond, [shared, &request, respond] {
       absl::StatusOr<Json> body = ParseJsonObject(request.body);
       if (!body.ok()) return respond(http::ErrorResponse(body.status()));
-      absl::StatusOr<std::string> customer = RequireString(*body, "customer_id", kIdCharsMax);
-      if (!customer.ok()) return respond(http::ErrorResponse(customer.status()));
+      absl::StatusOr<std::optional<std::string>> named =
+          OptionalString(*body, "customer_id", kIdCharsMax);
+      if (!named.ok()) return respond(http::ErrorResponse(named.status()));
+      absl::StatusOr<std::string> owner = NewMethodOwner(PrincipalOf(request), *named);
+      if (!owner.ok()) return respond(http::ErrorResponse(owner.status()));
       absl::StatusOr<CardInput> card = ParseCard(*body);
       if (!card.ok()) return respond(http::ErrorResponse(card.status()));
-      absl::StatusOr<PaymentMethod> method = shared->service.AddPaymentMethod(*customer, *card);
+      absl::StatusOr<PaymentMethod> method = shared->service.AddPaymentMethod(*owner, *card);
       sodium_memzero(card->number.data(), card->number.size());
       sodium_memzero(card->cvc.data(), card->cvc.size());
       if (!method.ok()) return respond(http::ErrorResponse(ApiCardParam(method.status())));
@@ -303,49 +374,55 @@ void AddPublicRoutes(http::Router& router, const std::shared_ptr<Shared>& shared
                const std::string token = request.PathParam("token");
                if (!ValidId(token))
                  return respond(Error(400, "invalid_param", "bad token", "token"));
-               Offload(shared, respond, [shared, token, respond] {
+               Offload(shared, respond, [shared, &request, token, respond] {
                  absl::StatusOr<PaymentMethod> method = shared->service.GetPaymentMethod(token);
-                 if (!method.ok()) {
-                   if (absl::IsNotFound(method.status())) {
-                     return respond(
-                         Error(404, "payment_method_not_found", "no such payment method", "token"));
-                   }
+                 if (!method.ok() && !absl::IsNotFound(method.status())) {
                    return respond(http::ErrorResponse(method.status()));
+                 }
+                 // Someone else's method answers exactly like a missing one.
+                 if (!method.ok() || !MayReadMethod(request, method->customer_id)) {
+                   return respond(
+                       Error(404, "payment_method_not_found", "no such payment method", "token"));
                  }
                  respond(Response::Json(200, MethodJson(*method)));
                });
              });
 
-  router.Add("POST", "/api/v1/payment-intents", [shared](Request& request, Responder respond) {
-    Response error;
-    std::optional<std::string> key = IdempotencyKey(request, error);
-    if (!key.has_value()) return respond(std::move(error));
-    absl::StatusOr<AuthorizeCommand> command = ParseAuthorize(request, *key);
-    if (!command.ok()) return respond(http::ErrorResponse(command.status()));
-    Offload(
-        shared, respond,
-        [shared, key = *key, hash = RequestHash(request), respond, command = *std::move(command)] {
-          RunIdempotent(shared, key, hash, respond,
-                        [shared, command](std::function<void(Response)> done) {
-                          shared->service.AuthorizeAsync(
-                              command, [done](absl::StatusOr<IntentRecord> result) {
-                                done(AuthorizeResponse(result));
-                              });
-                        });
-        });
-  });
+  // Intents are moved by ordering over the bus; over HTTP only support staff create or read one.
+  router.Add("POST", "/api/v1/payment-intents",
+             SupportStaff(shared, [shared](Request& request, Responder respond) {
+               Response error;
+               std::optional<std::string> key = IdempotencyKey(request, error);
+               if (!key.has_value()) return respond(std::move(error));
+               absl::StatusOr<AuthorizeCommand> command = ParseAuthorize(request, *key);
+               if (!command.ok()) return respond(http::ErrorResponse(command.status()));
+               Offload(shared, respond,
+                       [shared, key = *key, hash = RequestHash(request), respond,
+                        command = *std::move(command)] {
+                         RunIdempotent(shared, key, hash, respond,
+                                       [shared, command](std::function<void(Response)> done) {
+                                         shared->service.AuthorizeAsync(
+                                             command, [done](absl::StatusOr<IntentRecord> result) {
+                                               done(AuthorizeResponse(result));
+                                             });
+                                       });
+                       });
+             }));
 
-  router.Add("GET", "/api/v1/payment-intents/{id}", [shared](Request& request, Responder respond) {
-    const std::string id = request.PathParam("id");
-    if (!ValidId(id)) return respond(Error(400, "invalid_param", "bad payment intent id", "id"));
-    Offload(shared, respond, [shared, id, respond] {
-      absl::StatusOr<IntentRecord> intent = shared->service.GetIntent(id);
-      if (!intent.ok() && absl::IsNotFound(intent.status())) {
-        return respond(Error(404, "payment_intent_not_found", "no such payment intent", "id"));
-      }
-      respond(IntentResponse(intent));
-    });
-  });
+  router.Add(
+      "GET", "/api/v1/payment-intents/{id}",
+      SupportStaff(shared, [shared](Request& request, Responder respond) {
+        const std::string id = request.PathParam("id");
+        if (!ValidId(id))
+          return respond(Error(400, "invalid_param", "bad payment intent id", "id"));
+        Offload(shared, respond, [shared, id, respond] {
+          absl::StatusOr<IntentRecord> intent = shared->service.GetIntent(id);
+          if (!intent.ok() && absl::IsNotFound(intent.status())) {
+            return respond(Error(404, "payment_intent_not_found", "no such payment intent", "id"));
+          }
+          respond(IntentResponse(intent));
+        });
+      }));
 
   router.Add("POST", "/api/v1/payments/psp-notifications",
              [shared](Request& request, Responder respond) {
@@ -358,24 +435,13 @@ void AddPublicRoutes(http::Router& router, const std::shared_ptr<Shared>& shared
              });
 }
 
-// Runs `handler` only for staff; everyone else gets the 401.
-template <typename F>
-http::Handler Staff(const std::shared_ptr<Shared>& shared, F handler) {
-  return [shared, handler](Request& request, Responder respond) {
-    Response denied;
-    if (!AuthorizeAdmin(request, shared->options.admin_api_key, denied)) {
-      return respond(std::move(denied));
-    }
-    handler(request, std::move(respond));
-  };
-}
-
 void AddIntentCommandRoute(http::Router& router, const std::shared_ptr<Shared>& shared,
                            PspOperation operation) {
   const std::string pattern =
       fmt::format("/api/v1/payment-intents/{{id}}/{}", PspOperationName(operation));
   router.Add(
-      "POST", pattern, Staff(shared, [shared, operation](Request& request, Responder respond) {
+      "POST", pattern,
+      SupportStaff(shared, [shared, operation](Request& request, Responder respond) {
         const std::string id = request.PathParam("id");
         if (!ValidId(id)) {
           return respond(Error(400, "invalid_param", "bad payment intent id", "id"));
@@ -429,7 +495,7 @@ void AddStaffRoutes(http::Router& router, const std::shared_ptr<Shared>& shared)
 
   router.Add(
       "GET", "/api/v1/admin/payments/reviews",
-      Staff(shared, [shared](Request& request, Responder respond) {
+      SupportStaff(shared, [shared](Request& request, Responder respond) {
         int64_t count = kReviewsLimitDefault;
         if (std::optional<std::string> text = request.QueryParam("limit")) {
           auto [end, error] = std::from_chars(text->data(), text->data() + text->size(), count);
@@ -453,7 +519,7 @@ void AddStaffRoutes(http::Router& router, const std::shared_ptr<Shared>& shared)
         fmt::format("/api/v1/admin/payments/reviews/{{id}}/{}",
                     decision == ReviewDecision::kApprove ? "approve" : "reject");
     router.Add("POST", pattern,
-               Staff(shared, [shared, decision](Request& request, Responder respond) {
+               SupportStaff(shared, [shared, decision](Request& request, Responder respond) {
                  const std::string id = request.PathParam("id");
                  if (!ValidId(id)) {
                    return respond(Error(400, "invalid_param", "bad payment intent id", "id"));
