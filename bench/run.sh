@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 build_dir="${1:-build/release}"
 shift || true
 scenarios=("$@")
-[ "${#scenarios[@]}" -gt 0 ] || scenarios=(http group_commit inventory payments catalog)
+[ "${#scenarios[@]}" -gt 0 ] || scenarios=(http group_commit inventory payments catalog checkout)
 results=bench/results
 mkdir -p "$results"
 work=$(mktemp -d /tmp/emporium-bench.XXXXXX)
@@ -271,6 +271,76 @@ LUA
     echo "|---:|---:|---:|"
     echo "| ${ready_ms} ms | $((rss_ready_kb / 1024)) MiB | $((rss_after_kb / 1024)) MiB |"
   } | tee -a "$report"
+}
+
+# Checkout (issues 6 and 8): `emporium psp-sandbox` plus `emporium serve` on a fresh data
+# directory (payments.psp_url at the sandbox, rate limits off), then `emporium loadgen
+# --scenario checkout` (cart, 1-3 lines, checkout with Prefer: wait=10 per loop) once with the
+# default group commit and once with storage.batch_jobs_max=1 (batching off), each on its own
+# server and data directory. CHECKOUT_SECONDS (default 20), CHECKOUT_CONCURRENCY (default 32).
+bench_checkout() {
+  local emporium="$build_dir/src/app/emporium"
+  [ -x "$emporium" ] || { echo "bench: $emporium missing"; return 0; }
+  local seconds="${CHECKOUT_SECONDS:-20}" concurrency="${CHECKOUT_CONCURRENCY:-32}"
+  local admin_key="bench-admin-key" report="$results/checkout.md" rows=()
+  local sandbox_port sandbox_pid
+  sandbox_port=$(free_port)
+  mkdir -p "$work/checkout-psp"
+  "$emporium" psp-sandbox --port "$sandbox_port" --data-dir "$work/checkout-psp" \
+    >"$work/checkout-psp.log" 2>&1 &
+  sandbox_pid=$!
+  pids+=("$sandbox_pid")
+  for _ in $(seq 1 100); do  # bounded: 10 s; any HTTP answer means it listens
+    curl -s -o /dev/null "http://127.0.0.1:$sandbox_port/" && break
+    sleep 0.1
+  done
+
+  local variant
+  for variant in batched unbatched; do
+    local port server_pid data="$work/checkout-data-$variant" extra=() ready=""
+    [ "$variant" = unbatched ] && extra=(--set storage.batch_jobs_max=1)
+    port=$(free_port)
+    "$emporium" serve --data-dir "$data" --set server.port="$port" --set log.level=warn \
+      --set admin.api_key="$admin_key" --set payments.psp_url="http://127.0.0.1:$sandbox_port" \
+      --set gateway.read_per_minute=0 --set gateway.write_per_minute=0 \
+      --set gateway.checkout_per_minute=0 "${extra[@]}" >"$work/checkout-server-$variant.log" 2>&1 &
+    server_pid=$!
+    pids+=("$server_pid")
+    for _ in $(seq 1 1200); do  # bounded: 60 s
+      if curl -fs -o /dev/null "http://127.0.0.1:$port/readyz"; then ready=1; break; fi
+      sleep 0.05
+    done
+    [ -n "$ready" ] || { echo "bench: emporium serve not ready" >&2; cat "$work/checkout-server-$variant.log" >&2; return 1; }
+    local out="$work/checkout-$variant"
+    "$emporium" loadgen --url "http://127.0.0.1:$port" --scenario checkout --admin-key "$admin_key" \
+      --concurrency "$concurrency" --duration "${seconds}s" --warmup 3s --timeout 15s \
+      --no-progress --out "$out" | tee "$work/checkout-$variant.txt"
+    rows+=("$(python3 - "$out/report.json" "$variant" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+s = report["scenario_summary"]
+label = {"batched": "group commit on (default)", "unbatched": "batching off (storage.batch_jobs_max=1)"}[sys.argv[2]]
+print(f"| {label} | {s['confirmed_per_second']:.1f} | {s['checkout_p50_us'] / 1000:.1f} ms | "
+      f"{s['checkout_p99_us'] / 1000:.1f} ms | {s['confirmed_measured']} | {s['cancelled'] + s['rejected'] + s['pending']} | {s['errors']} |")
+PY
+)")
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  done
+  kill "$sandbox_pid" 2>/dev/null || true
+  {
+    echo "# Checkout: confirmed orders per second"
+    echo
+    machine_header
+    echo "- load average (1/5/15 min) at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "- \`emporium serve\` (fresh data directory, rate limits off, log level warn) with payments.psp_url at \`emporium psp-sandbox\` on the same host"
+    echo "- \`emporium loadgen --scenario checkout\`: $concurrency connections, closed loop, 3 s warm-up, ${seconds} s measured; each loop creates a cart, adds 1-3 lines (20 products, ample stock) and checks out with \`Prefer: wait=10\` and a unique Idempotency-Key; every card approves"
+    echo "- latency is of the checkout call alone (answered once the order is CONFIRMED or terminal)"
+    echo
+    echo "| server | confirmed/s | checkout p50 | checkout p99 | confirmed (measured) | not confirmed | errors |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    printf '%s\n' "${rows[@]}"
+  } | tee "$report"
 }
 
 for scenario in "${scenarios[@]}"; do

@@ -366,11 +366,13 @@ struct CheckoutShared {
 class CheckoutScript final : public ConnectionScript {
  public:
   CheckoutScript(CheckoutShared& shared, const std::string& run_id, int index,
-                 const std::string& payment_method, LatencyHistogram& checkout_us, uint64_t seed)
+                 const std::string& payment_method, bool declining, LatencyHistogram& checkout_us,
+                 uint64_t seed)
       : shared_(shared),
         run_id_(run_id),
         index_(index),
         payment_method_(payment_method),
+        declining_(declining),
         checkout_us_(checkout_us),
         random_(seed) {}
 
@@ -397,13 +399,28 @@ class CheckoutScript final : public ConnectionScript {
         request.body = Json{{"sku", sku}, {"quantity", 1}}.dump();
         break;
       }
+      case Step::kPaymentMethod:
+        // A new shopper per order: the fraud velocity rules (attempts per card and per customer
+        // per hour) would park a reused card or customer in review after a handful of orders.
+        // The sandbox approves any valid card number but its declining test cards.
+        request.target = "/api/v1/payment-methods";
+        request.body = Json{{"customer_id", fmt::format("lg-{}-{}-{}", run_id_, index_, sequence_)},
+                            {"number", RandomCardNumber()},
+                            {"exp_month", 12},
+                            {"exp_year", 2035},
+                            {"cvc", "123"},
+                            {"holder", "Loadgen Buyer"}}
+                           .dump();
+        break;
       case Step::kCheckout:
         request.target = fmt::format("/api/v1/carts/{}/checkout", cart_id_);
         // The key stays the same when a transport error makes this checkout go out again.
         request.headers.emplace_back("Idempotency-Key",
                                      fmt::format("lg-co-{}-{}-{}", run_id_, index_, sequence_));
         request.headers.emplace_back("Prefer", fmt::format("wait={}", kCheckoutWaitSeconds));
-        request.body = Json{{"payment_method", payment_method_}}.dump();
+        request.body =
+            Json{{"payment_method", fresh_method_.empty() ? payment_method_ : fresh_method_}}
+                .dump();
         checkout_sent_ = SteadyClock::now();
         break;
     }
@@ -428,8 +445,18 @@ class CheckoutScript final : public ConnectionScript {
           step_ = Step::kCreateCart;
           return Failed();
         }
-        if (--lines_left_ == 0) step_ = Step::kCheckout;
+        if (--lines_left_ == 0) step_ = declining_ ? Step::kCheckout : Step::kPaymentMethod;
         return ResponseClass::kOk;
+      case Step::kPaymentMethod: {
+        Json parsed = Json::parse(body, nullptr, /*allow_exceptions=*/false);
+        if (status != 201 || !parsed.is_object() || !parsed.contains("token") ||
+            !parsed["token"].is_string()) {
+          return Failed();  // retried
+        }
+        fresh_method_ = parsed["token"].get<std::string>();
+        step_ = Step::kCheckout;
+        return ResponseClass::kOk;
+      }
       case Step::kCheckout:
         return OnCheckout(status, body);
     }
@@ -437,7 +464,22 @@ class CheckoutScript final : public ConnectionScript {
   }
 
  private:
-  enum class Step { kCreateCart, kAddLine, kCheckout };
+  enum class Step { kCreateCart, kAddLine, kPaymentMethod, kCheckout };
+
+  // 16 digits starting 4242 with a valid Luhn check digit.
+  std::string RandomCardNumber() {
+    std::string number = "4242";
+    std::uniform_int_distribution<int> digit(0, 9);
+    while (number.size() < 15) number += static_cast<char>('0' + digit(random_));
+    int sum = 0;
+    for (size_t i = 0; i < number.size(); ++i) {
+      int value = number[number.size() - 1 - i] - '0';
+      if (i % 2 == 0) value = value * 2 > 9 ? value * 2 - 9 : value * 2;
+      sum += value;
+    }
+    number += static_cast<char>('0' + (10 - sum % 10) % 10);
+    return number;
+  }
 
   ResponseClass Failed() {
     shared_.failed.fetch_add(1, std::memory_order_relaxed);
@@ -486,7 +528,9 @@ class CheckoutScript final : public ConnectionScript {
   CheckoutShared& shared_;
   const std::string& run_id_;
   const int index_;
-  const std::string& payment_method_;
+  const std::string& payment_method_;  // from Prepare; declining connections use it
+  const bool declining_;
+  std::string fresh_method_;
   LatencyHistogram& checkout_us_;
   std::mt19937_64 random_;
   Step step_ = Step::kCreateCart;
@@ -636,8 +680,10 @@ class CheckoutScenario final : public LoadScenario {
             ? kNoMethod
             : shared_.payment_methods[static_cast<size_t>(index) % shared_.payment_methods.size()];
     shared_.checkout_us.push_back(std::make_unique<LatencyHistogram>());
+    const bool declining = !shared_.declining.empty() &&
+                           shared_.declining[static_cast<size_t>(index) % shared_.declining.size()];
     return std::make_unique<CheckoutScript>(
-        shared_, run_id_, index, method, *shared_.checkout_us.back(),
+        shared_, run_id_, index, method, declining, *shared_.checkout_us.back(),
         options_.seed * 1000003u + static_cast<uint64_t>(index));
   }
 

@@ -77,21 +77,26 @@ TEST(CheckoutScriptTest, CartLinesCheckoutCycleAndClassification) {
   // Lines until the checkout (1-3 of them); the SKU list is empty without Prepare, so only the
   // target is checked before the answers move the script on.
   std::string checkout_key;
-  for (int i = 0; i < 4 && checkout_key.empty(); ++i) {
-    // No SKUs without Prepare: answer the line step without building its request.
-    (void)script->OnResponse(200, "{}");
+  std::string checkout_body;
+  for (int i = 0; i < 8 && checkout_key.empty(); ++i) {
     RequestSpec probe;
     script->Next(probe);
-    if (probe.target == "/api/v1/carts/c1/checkout") {
+    if (probe.target == "/api/v1/carts/c1/lines") {
+      EXPECT_EQ(script->OnResponse(200, "{}"), ResponseClass::kOk);
+    } else if (probe.target == "/api/v1/payment-methods") {  // a fresh shopper per order
+      EXPECT_EQ(script->OnResponse(201, R"({"token":"pm_fresh"})"), ResponseClass::kOk);
+    } else {
+      ASSERT_EQ(probe.target, "/api/v1/carts/c1/checkout");
+      checkout_body = probe.body;
+      bool prefer = false;
       for (const auto& [name, value] : probe.headers) {
         if (name == "Idempotency-Key") checkout_key = value;
-      }
-      bool prefer = false;
-      for (const auto& [name, value] : probe.headers)
         prefer |= name == "Prefer" && value == "wait=10";
+      }
       EXPECT_TRUE(prefer);
     }
   }
+  EXPECT_NE(checkout_body.find("pm_fresh"), std::string::npos);
   ASSERT_FALSE(checkout_key.empty());
   EXPECT_EQ(script->OnResponse(200, R"({"state":"CANCELLED"})"), ResponseClass::kRejected);
   script->Next(request);
