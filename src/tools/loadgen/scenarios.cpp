@@ -404,7 +404,10 @@ class CheckoutScript final : public ConnectionScript {
         // per hour) would park a reused card or customer in review after a handful of orders.
         // The sandbox approves any valid card number but its declining test cards.
         request.target = "/api/v1/payment-methods";
-        request.body = Json{{"customer_id", fmt::format("lg-{}-{}-{}", run_id_, index_, sequence_)},
+        // Guest shoppers: payments lets an anonymous caller vault cards only for "guest-..."
+        // owners, and ordering's guest checkout must name that same owner as the payer.
+        shopper_ = fmt::format("guest-lg-{}-{}-{}", run_id_, index_, sequence_);
+        request.body = Json{{"customer_id", shopper_},
                             {"number", RandomCardNumber()},
                             {"exp_month", 12},
                             {"exp_year", 2035},
@@ -418,9 +421,10 @@ class CheckoutScript final : public ConnectionScript {
         request.headers.emplace_back("Idempotency-Key",
                                      fmt::format("lg-co-{}-{}-{}", run_id_, index_, sequence_));
         request.headers.emplace_back("Prefer", fmt::format("wait={}", kCheckoutWaitSeconds));
-        request.body =
-            Json{{"payment_method", fresh_method_.empty() ? payment_method_ : fresh_method_}}
-                .dump();
+        request.body = (fresh_method_.empty()
+                            ? Json{{"payment_method", payment_method_}}
+                            : Json{{"payment_method", fresh_method_}, {"customer_id", shopper_}})
+                           .dump();
         checkout_sent_ = SteadyClock::now();
         break;
     }
@@ -531,6 +535,7 @@ class CheckoutScript final : public ConnectionScript {
   const std::string& payment_method_;  // from Prepare; declining connections use it
   const bool declining_;
   std::string fresh_method_;
+  std::string shopper_;  // the guest owner of fresh_method_
   LatencyHistogram& checkout_us_;
   std::mt19937_64 random_;
   Step step_ = Step::kCreateCart;
