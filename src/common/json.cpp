@@ -1,5 +1,7 @@
 #include "common/json.h"
 
+#include <algorithm>
+
 #include "common/errors.h"
 #include "fmt/format.h"
 
@@ -8,6 +10,33 @@ namespace emporium {
 std::string ParamPath(std::string_view prefix, std::string_view field) {
   if (prefix.empty()) return std::string(field);
   return fmt::format("{}.{}", prefix, field);
+}
+
+int JsonNestingDepth(std::string_view text) {
+  int depth = 0;
+  int depth_max = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      depth_max = std::max(depth_max, ++depth);
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return depth_max;
 }
 
 absl::StatusOr<Json> ParseJson(std::string_view text) {

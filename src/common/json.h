@@ -37,6 +37,11 @@ absl::StatusOr<std::optional<int64_t>> OptionalInt(const Json& object, std::stri
 absl::StatusOr<bool> OptionalBool(const Json& object, std::string_view field, bool fallback,
                                   std::string_view param = "");
 
+// Deepest nesting of arrays/objects in JSON `text`, ignoring brackets inside strings. Cheap, and
+// meant to run before parsing hostile input: nlohmann's parser is iterative, but destroying and
+// dumping deeply nested values recurse.
+int JsonNestingDepth(std::string_view text);
+
 // "prefix.field" or "field" when prefix is empty.
 std::string ParamPath(std::string_view prefix, std::string_view field);
 

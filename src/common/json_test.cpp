@@ -37,6 +37,13 @@ TEST(JsonTest, IntegerBounds) {
   EXPECT_FALSE(OptionalInt(body, "absent", 0, 1)->has_value());
 }
 
+TEST(JsonTest, NestingDepthIgnoresBracketsInStrings) {
+  EXPECT_EQ(JsonNestingDepth("1"), 0);
+  EXPECT_EQ(JsonNestingDepth(R"({"a":[1,{"b":2}]})"), 3);
+  EXPECT_EQ(JsonNestingDepth(R"({"a":"[[[{{{\"]]]"})"), 1);
+  EXPECT_EQ(JsonNestingDepth(std::string(10000, '[')), 10000);
+}
+
 TEST(JsonTest, DumpNeverThrowsOnBadUtf8) {
   Json value = std::string("\xff ok");
   EXPECT_NO_THROW(DumpJson(value));

@@ -6,6 +6,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "common/errors.h"
 #include "common/format.h"
+#include "common/json.h"
 #include "common/status_macros.h"
 #include "fmt/format.h"
 
@@ -18,35 +19,6 @@ struct Overloaded : Ts... {
 };
 template <class... Ts>
 Overloaded(Ts...) -> Overloaded<Ts...>;
-
-// Deepest nesting of arrays/objects in `text`, ignoring brackets inside strings. Cheap, and
-// run before the parser so hostile nesting costs nothing.
-int NestingDepth(std::string_view text) {
-  int depth = 0;
-  int depth_max = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      depth_max = std::max(depth_max, ++depth);
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return depth_max;
-}
 
 std::string_view ExtendName(ExtendOutcome outcome) {
   switch (outcome) {
@@ -215,7 +187,7 @@ absl::StatusOr<Json> ParseBoundedObject(std::string_view text) {
                              fmt::format("payload is larger than {} bytes", kPayloadBytesMax)),
                          "payload_too_large");
   }
-  if (NestingDepth(text) > kPayloadDepthMax) {
+  if (JsonNestingDepth(text) > kPayloadDepthMax) {
     return WithErrorCode(absl::InvalidArgumentError(
                              fmt::format("payload nests deeper than {} levels", kPayloadDepthMax)),
                          "invalid_json");

@@ -4,6 +4,7 @@
 #include <limits>
 #include <utility>
 
+#include "common/json.h"
 #include "fmt/format.h"
 #include "nlohmann/json.hpp"
 
@@ -11,34 +12,6 @@ namespace emporium::bus {
 namespace {
 
 using Json = nlohmann::json;
-
-// nlohmann's parser is iterative, but destroying and dumping nested values recurse; a cheap
-// scan rejects absurd nesting before anything is built.
-bool NestingWithinLimit(std::string_view text, int depth_max) {
-  int depth = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > depth_max) return false;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return true;
-}
 
 bool IsTypeChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
@@ -135,7 +108,7 @@ absl::StatusOr<Envelope> Deserialize(std::string_view bytes) {
     return absl::InvalidArgumentError(
         fmt::format("envelope: {} bytes, more than {}", bytes.size(), kEnvelopeBytesMax));
   }
-  if (!NestingWithinLimit(bytes, kEnvelopeJsonDepthMax)) {
+  if (JsonNestingDepth(bytes) > kEnvelopeJsonDepthMax) {
     return absl::InvalidArgumentError("envelope: JSON nested too deeply");
   }
   Json object = Json::parse(bytes, /*cb=*/nullptr, /*allow_exceptions=*/false);
