@@ -241,8 +241,9 @@ int Main(int argc, char** argv) {
   loadgen::LoadgenFlags loadgen_flags;
   CLI::App* loadgen_command = loadgen::AddLoadgenCommand(cli, loadgen_flags);
   CLI::App* audit_command = cli.add_subcommand(
-      "audit", "check the global invariants over every context's database (server stopped or "
-               "idle); exit 1 on any violation");
+      "audit",
+      "check the global invariants over every context's database (server stopped or "
+      "idle); exit 1 on any violation");
   flags.AddTo(*audit_command);
 
   CLI::App* admin = cli.add_subcommand("admin", "staff API keys");

@@ -4,8 +4,8 @@
 
 #include "accounts/module.h"
 #include "app/platform_routes.h"
-#include "common/format.h"
 #include "catalog/module.h"
+#include "common/format.h"
 #include "fmt/format.h"
 #include "gateway/gateway.h"
 #include "inventory/module.h"
