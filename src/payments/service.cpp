@@ -499,18 +499,8 @@ void PaymentsService::Enqueue(const std::string& attempt_key, IntentCallback don
     if (done) done(Coded(absl::UnavailableError("payments is not running"), "outcome_unknown"));
     return;
   }
-  if (claimed_.count(attempt_key) != 0) {
-    // Already queued or running (a sweep retrying an unreachable PSP can take long): a second
-    // caller is told to retry rather than parked for an unbounded time.
-    lock.unlock();
-    if (done) {
-      done(Coded(absl::UnavailableError("a previous attempt of this payment is still in "
-                                        "progress; retry later"),
-                 "outcome_unknown"));
-    }
-    return;
-  }
   if (done) waiters_[attempt_key].push_back(std::move(done));
+  if (claimed_.count(attempt_key) != 0) return;  // already queued or running: wait for it
   if (queue_.size() >= static_cast<size_t>(options_.worker_queue_max)) {
     std::vector<IntentCallback> callbacks = std::move(waiters_[attempt_key]);
     waiters_.erase(attempt_key);
