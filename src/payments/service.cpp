@@ -513,7 +513,9 @@ void PaymentsService::Enqueue(const std::string& attempt_key, IntentCallback don
   }
   claimed_.insert(attempt_key);
   queue_.push_back({attempt_key});
-  wake_.notify_one();
+  // notify_all: the sweep thread waits on the same condition variable, and a notify_one that
+  // woke it instead of a worker would leave this job queued until some later wake-up.
+  wake_.notify_all();
 }
 
 void PaymentsService::WorkerLoop() {
