@@ -148,8 +148,8 @@ const std::map<RouteKey, Expectation>& Matrix() {
       {{"GET", "/api/v1/products"}, kPublic},
       {{"GET", "/api/v1/products/{key}"}, kPublic},
       {{"GET", "/api/v1/products/{key}/reviews"}, kPublic},
-      // Reviews are still anonymous in the catalog (see the report: should need a customer).
-      {{"POST", "/api/v1/products/{key}/reviews"}, kPublic},
+      // A review's author is the signed-in customer; staff are not customers.
+      {{"POST", "/api/v1/products/{key}/reviews"}, Expectation{{U, P, P, F, F, F, F}}},
       {{"GET", "/api/v1/search"}, kPublic},
       {{"GET", "/api/v1/categories"}, kPublic},
       {{"GET", "/static/{path}"}, kPublic},

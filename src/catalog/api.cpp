@@ -121,6 +121,35 @@ absl::StatusOr<std::optional<int64_t>> IfMatchVersion(const Request& request) {
   return std::optional<int64_t>(version);
 }
 
+// One item of a batch: a product document without "id" is a create; with "id" (an existing
+// product) it is a merge patch of that product, optionally guarded by "expected_version" (the
+// batch's per-item If-Match). "id" and "expected_version" are stripped from the payload.
+absl::StatusOr<WriteCommand> BatchItem(Json item, const std::string& prefix) {
+  if (!item.is_object()) return InvalidParam(prefix, "must be a JSON object");
+  WriteCommand command;
+  absl::StatusOr<std::optional<std::string>> id =
+      OptionalString(item, "id", kProductIdBytesMax, prefix);
+  if (!id.ok()) return id.status();
+  absl::StatusOr<std::optional<int64_t>> expected_version =
+      OptionalInt(item, "expected_version", 0, kVersionMax, prefix);
+  if (!expected_version.ok()) return expected_version.status();
+  if (id->has_value()) {
+    if ((*id)->empty()) return InvalidParam(prefix + ".id", "must not be empty");
+    command.kind = UpdateKind::kPatch;
+    command.product_id = std::move(**id);
+    command.if_match = *expected_version;
+  } else {
+    if (expected_version->has_value()) {
+      return InvalidParam(prefix + ".expected_version", "is only allowed with an id (an update)");
+    }
+    command.kind = UpdateKind::kCreate;
+  }
+  item.erase("id");
+  item.erase("expected_version");
+  command.payload = std::move(item);
+  return command;
+}
+
 absl::StatusOr<IdempotencyRequest> Idempotency(const Request& request) {
   IdempotencyRequest idempotency;
   if (std::optional<std::string_view> key = request.Header("Idempotency-Key")) {
@@ -217,18 +246,18 @@ class Api {
     std::vector<WriteCommand> commands;
     std::set<std::string> handles;
     for (size_t i = 0; i < products->size(); ++i) {
-      WriteCommand command;
-      command.kind = UpdateKind::kCreate;
-      command.payload = std::move((*products)[i]);
       const std::string prefix = fmt::format("products[{}]", i);
-      if (absl::Status status = CatalogService::Validate(command, prefix); !status.ok()) {
+      absl::StatusOr<WriteCommand> command = BatchItem(std::move((*products)[i]), prefix);
+      if (!command.ok()) return respond(http::ErrorResponse(command.status()));
+      if (absl::Status status = CatalogService::Validate(*command, prefix); !status.ok()) {
         return respond(http::ErrorResponse(status));
       }
-      if (!handles.insert(command.payload.at("handle").get<std::string>()).second) {
+      if (command->payload.contains("handle") &&
+          !handles.insert(command->payload.at("handle").get<std::string>()).second) {
         return respond(http::ErrorResponse(
             InvalidParam(prefix + ".handle", "is used twice in this batch", "duplicate_handle")));
       }
-      commands.push_back(std::move(command));
+      commands.push_back(std::move(*command));
     }
     deps_.service->Enqueue(
         std::move(commands), CatalogService::Shape::kBatch, std::move(*idempotency),
@@ -439,13 +468,25 @@ class Api {
     return response;
   }
 
+  // Customers only: the review's author is the signed-in customer, never a body field, so one
+  // customer cannot post as another or flood a product's rating.
   void AddReview(Request& request, Responder respond) {
+    absl::StatusOr<std::string> customer_id = RequireCustomer(request);
+    if (!customer_id.ok()) {
+      Response denied = http::ErrorResponse(customer_id.status());
+      if (denied.status == 401) denied.headers.Set("WWW-Authenticate", "Bearer");
+      return respond(denied);
+    }
     absl::StatusOr<IdempotencyRequest> idempotency = Idempotency(request);
     if (!idempotency.ok()) return respond(http::ErrorResponse(idempotency.status()));
+    // Keys are scoped to the customer: another customer's key never replays this one's review.
+    if (!idempotency->key.empty()) {
+      idempotency->key = fmt::format("review:{}:{}", *customer_id, idempotency->key);
+    }
     absl::StatusOr<Json> body = ParseJsonObject(request.body);
     if (!body.ok()) return respond(http::ErrorResponse(body.status()));
     deps_.service->AddReview(
-        request.PathParam("key"), *body, std::move(*idempotency),
+        request.PathParam("key"), *customer_id, *body, std::move(*idempotency),
         [respond](absl::StatusOr<StoredResponse> result) { respond(FromStored(result)); });
   }
 

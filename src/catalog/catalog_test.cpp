@@ -13,6 +13,7 @@
 #include "platform/bus/bus_runtime.h"
 #include "platform/bus/outbox.h"
 #include "platform/bus/schema.h"
+#include "platform/context/principal.h"
 #include "platform/sql/sqlite_database.h"
 #include "platform/sql/sqlite_test_util.h"
 
@@ -79,8 +80,10 @@ class CatalogTest : public ::testing::Test {
   }
 
   http::Response Call(const std::string& method, const std::string& target, const Json& body = {},
-                      std::vector<std::pair<std::string, std::string>> headers = {}) {
+                      std::vector<std::pair<std::string, std::string>> headers = {},
+                      std::optional<Principal> principal = std::nullopt) {
     http::Request request;
+    if (principal) AttachPrincipal(request, *principal);
     request.method = method;
     request.target = target;
     const size_t question = target.find('?');
@@ -443,27 +446,68 @@ TEST_F(CatalogTest, SearchRanksExactTitleFirstAndFacetsAgree) {
 
 TEST_F(CatalogTest, ReviewsUpdateRatingAndEtag) {
   const std::string id = Create(Product("lamp", "Lamp", "L-1"));
+  const std::string path = "/api/v1/products/" + id + "/reviews";
+  const Principal ann = Principal::Customer("cust-ann");
+  const Principal bob = Principal::Customer("cust-bob");
   http::Response before = Call("GET", "/api/v1/products/" + id);
-  Json review = {{"author", "ann"}, {"rating", 4}, {"title", "Nice"}, {"body", "Bright."}};
-  http::Response created = Call("POST", "/api/v1/products/" + id + "/reviews", review);
+  Json review = {{"author", "Ann"}, {"rating", 4}, {"title", "Nice"}, {"body", "Bright."}};
+  http::Response created = Call("POST", path, review, {}, ann);
   ASSERT_EQ(created.status, 201) << created.body;
-  EXPECT_EQ(Call("POST", "/api/v1/products/" + id + "/reviews", review).status, 409);
-  review["author"] = "bob";
+  EXPECT_EQ(Body(created)["author"], "Ann");
+  EXPECT_FALSE(Body(created).contains("customer_id"));
+  // One review per customer per product, whatever display name the second one claims.
+  review["author"] = "Someone else";
+  http::Response again = Call("POST", path, review, {}, ann);
+  EXPECT_EQ(again.status, 409);
+  EXPECT_EQ(Body(again)["error"]["code"], "review_exists");
+  // Another customer may use the same display name; without one it gets the default.
+  review.erase("author");
   review["rating"] = 2;
-  EXPECT_EQ(Call("POST", "/api/v1/products/" + id + "/reviews", review).status, 201);
+  http::Response by_bob = Call("POST", path, review, {}, bob);
+  EXPECT_EQ(by_bob.status, 201) << by_bob.body;
+  EXPECT_EQ(Body(by_bob)["author"], std::string(kReviewDefaultAuthor));
   review["rating"] = 9;
-  EXPECT_EQ(Body(Call("POST", "/api/v1/products/" + id + "/reviews", review))["error"]["param"],
+  EXPECT_EQ(Body(Call("POST", path, review, {}, Principal::Customer("cust-cy")))["error"]["param"],
             "rating");
   http::Response after = Call("GET", "/api/v1/products/" + id);
   EXPECT_NE(*after.headers.Get("ETag"), *before.headers.Get("ETag"));
   EXPECT_EQ(Body(after)["rating"]["count"], 2);
   EXPECT_EQ(Body(after)["rating"]["average"], 3.0);
-  Json page = Body(Call("GET", "/api/v1/products/" + id + "/reviews?limit=1"));
+  Json page = Body(Call("GET", path + "?limit=1"));
   EXPECT_EQ(page["items"].size(), 1u);
-  page = Body(Call("GET", "/api/v1/products/" + id +
-                              "/reviews?limit=1&cursor=" + page["next_cursor"].get<std::string>()));
+  page = Body(Call("GET", path + "?limit=1&cursor=" + page["next_cursor"].get<std::string>()));
   EXPECT_EQ(page["items"].size(), 1u);
   EXPECT_TRUE(page["next_cursor"].is_null());
+}
+
+TEST_F(CatalogTest, ReviewsNeedASignedInCustomer) {
+  const std::string id = Create(Product("desk", "Desk", "D-1"));
+  const std::string path = "/api/v1/products/" + id + "/reviews";
+  const Json review = {{"rating", 5}};
+  // No principal at all (in-process dispatch) and an anonymous one: 401, nothing written.
+  http::Response none = Call("POST", path, review);
+  EXPECT_EQ(none.status, 401);
+  EXPECT_EQ(Body(none)["error"]["code"], "authentication_required");
+  EXPECT_EQ(Call("POST", path, review, {}, Principal::Anonymous()).status, 401);
+  // Staff are not customers.
+  EXPECT_EQ(Call("POST", path, review, {}, Principal::Staff(Role::kAdmin, "admin-config")).status,
+            403);
+  EXPECT_EQ(Body(Call("GET", "/api/v1/products/" + id))["rating"]["count"], 0);
+  // A body "customer_id" cannot pick the author.
+  Json forged = review;
+  forged["customer_id"] = "cust-victim";
+  EXPECT_EQ(Call("POST", path, forged, {}, Principal::Customer("cust-eve")).status, 400);
+  // Idempotency-Key is per customer: the same key from another customer is its own request.
+  const std::vector<std::pair<std::string, std::string>> key = {{"Idempotency-Key", "k-1"}};
+  http::Response first = Call("POST", path, review, key, Principal::Customer("cust-1"));
+  ASSERT_EQ(first.status, 201) << first.body;
+  http::Response replay = Call("POST", path, review, key, Principal::Customer("cust-1"));
+  EXPECT_EQ(replay.status, 201);
+  EXPECT_EQ(replay.body, first.body);
+  http::Response other = Call("POST", path, review, key, Principal::Customer("cust-2"));
+  EXPECT_EQ(other.status, 201);
+  EXPECT_NE(Body(other)["id"], Body(first)["id"]);
+  EXPECT_EQ(Body(Call("GET", "/api/v1/products/" + id))["rating"]["count"], 2);
 }
 
 TEST_F(CatalogTest, StaticFilesAreImmutableAndConfined) {
@@ -482,6 +526,202 @@ TEST_F(CatalogTest, StaticFilesAreImmutableAndConfined) {
   }
   std::filesystem::create_symlink(dir_.File("secret.txt"), dir_.File("static/link.txt"));
   EXPECT_EQ(Call("GET", "/static/link.txt").status, 404);
+}
+
+TEST_F(CatalogTest, BatchCreatesAndUpdatesAnsweredPerItem) {
+  const std::string shelf = Create(Product("shelf", "Shelf", "S-1"));
+  Json batch = {{"products",
+                 {Json{{"id", shelf}, {"expected_version", 1}, {"title", "Shelf v2"}},
+                  Json{{"id", shelf}, {"expected_version", 1}, {"title", "Lost the race"}},
+                  Json{{"id", "no-such-product"}, {"title", "Ghost"}},
+                  Product("stool", "Stool", "ST-1"), Product("shelf", "Another shelf", "S-2")}}};
+  const std::vector<std::pair<std::string, std::string>> key = {{"Idempotency-Key", "batch-1"}};
+  http::Response response = Call("POST", "/api/v1/admin/products/batch", batch, key);
+  ASSERT_EQ(response.status, 202) << response.body;
+  const Json updates = Body(response)["updates"];
+  ASSERT_EQ(updates.size(), 5u);
+  for (size_t i = 0; i < updates.size(); ++i) EXPECT_EQ(updates[i]["index"], i);
+  EXPECT_EQ(updates[0]["status"], "queued");
+  EXPECT_EQ(updates[0]["kind"], "patch");
+  EXPECT_EQ(updates[0]["target_version"], 2);
+  // The second update's expected version was consumed by the first one in the same batch.
+  EXPECT_EQ(updates[1]["status"], "rejected");
+  EXPECT_EQ(updates[1]["http_status"], 412);
+  EXPECT_EQ(updates[1]["error"]["code"], "version_mismatch");
+  EXPECT_EQ(updates[1]["error"]["param"], "products[1].expected_version");
+  EXPECT_EQ(updates[2]["http_status"], 404);
+  EXPECT_EQ(updates[2]["error"]["code"], "product_not_found");
+  EXPECT_EQ(updates[3]["status"], "queued");
+  EXPECT_EQ(updates[3]["kind"], "create");
+  EXPECT_EQ(updates[4]["http_status"], 409);
+  EXPECT_EQ(updates[4]["error"]["code"], "handle_taken");
+  EXPECT_TRUE(updates[4]["product_id"].is_null());
+  EXPECT_EQ(WaitForUpdate(updates[0]["update_id"])["status"], "applied");
+  EXPECT_EQ(WaitForUpdate(updates[3]["update_id"])["status"], "applied");
+  Json product = Body(Call("GET", "/api/v1/products/" + shelf));
+  EXPECT_EQ(product["title"], "Shelf v2");
+  EXPECT_EQ(product["version"], 2);
+  EXPECT_EQ(Call("GET", "/api/v1/products/stool").status, 200);
+  // The same key and body replays the per-item answer; nothing is queued twice.
+  http::Response replay = Call("POST", "/api/v1/admin/products/batch", batch, key);
+  EXPECT_EQ(replay.body, response.body);
+  // An update without expected_version applies to whatever version is current.
+  http::Response blind = Call("POST", "/api/v1/admin/products/batch",
+                              Json{{"products", {Json{{"id", shelf}, {"brand", "Oak & Co"}}}}});
+  ASSERT_EQ(blind.status, 202) << blind.body;
+  EXPECT_EQ(Body(blind)["updates"][0]["target_version"], 3);
+}
+
+TEST_F(CatalogTest, BatchRejectsMalformedItemsWhole) {
+  const std::string shelf = Create(Product("rack", "Rack", "R-1"));
+  const std::vector<std::pair<Json, std::string>> cases = {
+      {Json{{"products", {Json{{"expected_version", 1}, {"title", "x"}}}}},
+       "products[0].expected_version"},
+      {Json{{"products", {Json{{"id", 5}}}}}, "products[0].id"},
+      {Json{{"products", {Json{{"id", ""}}}}}, "products[0].id"},
+      {Json{{"products", {Json{{"id", shelf}, {"expected_version", -1}}}}},
+       "products[0].expected_version"},
+      {Json{{"products", {Json{{"id", shelf}, {"colour", "red"}}}}}, "products[0].colour"},
+      {Json{{"products", {Json{{"id", shelf}, {"handle", "Not A Slug"}}}}}, "products[0].handle"},
+      {Json{{"products", {Json("not an object")}}}, "products[0]"},
+  };
+  for (const auto& [batch, param] : cases) {
+    http::Response response = Call("POST", "/api/v1/admin/products/batch", batch);
+    EXPECT_EQ(response.status, 400) << batch.dump() << " " << response.body;
+    EXPECT_EQ(Body(response)["error"]["param"], param) << batch.dump();
+  }
+  Json too_many = {{"products", Json::array()}};
+  for (size_t i = 0; i <= kBatchProductsMax; ++i) too_many["products"].push_back(Json::object());
+  EXPECT_EQ(Call("POST", "/api/v1/admin/products/batch", too_many).status, 400);
+  EXPECT_EQ(Body(Call("GET", "/api/v1/admin/products/" + shelf))["version"], 1);
+}
+
+// A sql::Database that fails the next `failures` writes with `error` and otherwise forwards to
+// the real one (LevelDB's EnvWrapper pattern): the database's own transient failures.
+class FailingWrites final : public sql::Database {
+ public:
+  explicit FailingWrites(sql::Database& base) : base_(base) {}
+  void FailNext(int64_t failures, absl::Status error) {
+    failures_ = failures;
+    error_ = std::move(error);
+  }
+  absl::Status Write(sql::WriteJob job) override {
+    if (failures_ > 0) {
+      --failures_;
+      return error_;
+    }
+    return base_.Write(std::move(job));
+  }
+  void SubmitWrite(sql::WriteJob job, sql::WriteDone done) override {
+    base_.SubmitWrite(std::move(job), std::move(done));
+  }
+  absl::Status Read(sql::ReadJob job) override { return base_.Read(std::move(job)); }
+  void AddCommitListener(std::function<void()> listener) override {
+    base_.AddCommitListener(std::move(listener));
+  }
+  sql::WriteStats stats() const override { return base_.stats(); }
+  std::string_view dialect() const override { return base_.dialect(); }
+  void Close() override {}
+
+ private:
+  sql::Database& base_;
+  int64_t failures_ = 0;
+  absl::Status error_;
+};
+
+TEST(ProcessorFailures, TransientOnlyExceptUnavailableAndFriends) {
+  EXPECT_TRUE(IsTransientFailure(absl::UnavailableError("busy")));
+  EXPECT_TRUE(IsTransientFailure(absl::ResourceExhaustedError("queue full")));
+  EXPECT_TRUE(IsTransientFailure(absl::AbortedError("lost race")));
+  EXPECT_FALSE(IsTransientFailure(absl::FailedPreconditionError("constraint")));
+  EXPECT_FALSE(IsTransientFailure(absl::DataLossError("bad payload")));
+  EXPECT_FALSE(IsTransientFailure(absl::InternalError("bug")));
+}
+
+TEST(ProcessorFailures, BackoffDoublesUpToItsCap) {
+  ProcessorOptions options;
+  options.failure_backoff = absl::Milliseconds(100);
+  options.failure_backoff_max = absl::Seconds(1);
+  EXPECT_EQ(FailureBackoff(options, 1), absl::Milliseconds(100));
+  EXPECT_EQ(FailureBackoff(options, 2), absl::Milliseconds(200));
+  EXPECT_EQ(FailureBackoff(options, 4), absl::Milliseconds(800));
+  EXPECT_EQ(FailureBackoff(options, 5), absl::Seconds(1));
+  EXPECT_EQ(FailureBackoff(options, 1'000'000), absl::Seconds(1));
+}
+
+TEST_F(CatalogTest, PoisonUpdateIsRejectedAfterBoundedAttemptsAndTheQueueMovesOn) {
+  Close();
+  Open(/*start_processor=*/false);
+  // The injected failure: the store refuses to save the product with handle "poison" (a
+  // permanent constraint error, FailedPrecondition), every time.
+  ASSERT_TRUE(db_->Write([](sql::Transaction& tx) {
+                   return tx
+                       .Execute(
+                           "CREATE TRIGGER inject_poison BEFORE INSERT ON catalog_products "
+                           "WHEN NEW.handle = 'poison' BEGIN SELECT RAISE(ABORT, 'injected'); END")
+                       .status();
+                 })
+                  .ok());
+  Json batch = {{"products",
+                 {Product("good-a", "A", "GA-1"), Product("poison", "P", "PO-1"),
+                  Product("good-b", "B", "GB-1")}}};
+  http::Response accepted = Call("POST", "/api/v1/admin/products/batch", batch);
+  ASSERT_EQ(accepted.status, 202) << accepted.body;
+  Processor& processor = module_->processor();
+  int64_t failures = 0;
+  int64_t settled_total = 0;
+  // Bounded: one failed batch, one attempt per good update, kUpdateAttemptsMax at the poison.
+  for (int round = 0; round < 3 * static_cast<int>(kUpdateAttemptsMax) + 10; ++round) {
+    absl::StatusOr<int64_t> settled = processor.RunOnce();
+    if (!settled.ok()) {
+      EXPECT_FALSE(IsTransientFailure(settled.status())) << settled.status();
+      ++failures;
+      continue;
+    }
+    if (*settled == 0) break;
+    settled_total += *settled;
+  }
+  EXPECT_EQ(settled_total, 3);
+  EXPECT_EQ(failures, 1 + (kUpdateAttemptsMax - 1));
+  EXPECT_EQ(processor.poisoned_count(), 1);
+  const Json updates = Body(accepted)["updates"];
+  EXPECT_EQ(WaitForUpdate(updates[0]["update_id"])["status"], "applied");
+  Json poison = WaitForUpdate(updates[1]["update_id"]);
+  EXPECT_EQ(poison["status"], "rejected");
+  EXPECT_EQ(poison["reason"], "processing_failed");
+  EXPECT_NE(poison["message"].get<std::string>().find("injected"), std::string::npos);
+  EXPECT_EQ(WaitForUpdate(updates[2]["update_id"])["status"], "applied");
+  EXPECT_EQ(Call("GET", "/api/v1/products/good-b").status, 200);
+  EXPECT_EQ(Call("GET", "/api/v1/products/poison").status, 404);
+  // The queue is open again: the poison product's handle can be used once the fault is gone.
+  ASSERT_TRUE(db_->Write([](sql::Transaction& tx) {
+                   return tx.Execute("DROP TRIGGER inject_poison").status();
+                 })
+                  .ok());
+  http::Response retry = Call("POST", "/api/v1/admin/products", Product("poison", "P", "PO-1"));
+  ASSERT_EQ(retry.status, 202) << retry.body;
+  ASSERT_TRUE(processor.Drain(10).ok());
+  EXPECT_EQ(WaitForUpdate(Body(retry)["update_id"])["status"], "applied");
+}
+
+TEST_F(CatalogTest, TransientFailuresRetryAndNeverPoison) {
+  Close();
+  Open(/*start_processor=*/false);
+  http::Response accepted = Call("POST", "/api/v1/admin/products", Product("mug", "Mug", "M-1"));
+  ASSERT_EQ(accepted.status, 202) << accepted.body;
+  FailingWrites failing(*db_);
+  UuidV7Generator ids(SystemClock::Instance());
+  Processor processor(failing, SystemClock::Instance(), ids, module_->service(), nullptr);
+  const int64_t transient_failures = 3 * kUpdateAttemptsMax;
+  failing.FailNext(transient_failures, absl::UnavailableError("sqlite: database is locked"));
+  for (int64_t attempt = 0; attempt < transient_failures; ++attempt) {
+    EXPECT_TRUE(absl::IsUnavailable(processor.RunOnce().status()));
+  }
+  absl::StatusOr<int64_t> settled = processor.RunOnce();
+  ASSERT_TRUE(settled.ok()) << settled.status();
+  EXPECT_EQ(*settled, 1);
+  EXPECT_EQ(processor.poisoned_count(), 0);
+  EXPECT_EQ(WaitForUpdate(Body(accepted)["update_id"])["status"], "applied");
 }
 
 TEST_F(CatalogTest, SeedAndReindexAndRestartCatchUp) {

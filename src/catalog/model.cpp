@@ -259,6 +259,8 @@ std::string_view RejectReasonName(RejectReason reason) {
       return "sku_taken";
     case RejectReason::kInvalidProduct:
       return "invalid_product";
+    case RejectReason::kProcessingFailed:
+      return "processing_failed";
   }
   return "none";
 }
@@ -515,7 +517,7 @@ UpdateOutcome ApplyUpdate(const std::optional<Product>& current, UpdateKind kind
 }
 
 absl::StatusOr<Review> ReviewFromInput(const Json& input, std::string id, std::string product_id,
-                                       int64_t created_at_ms) {
+                                       std::string customer_id, int64_t created_at_ms) {
   if (!input.is_object()) return InvalidParam("body", "must be a JSON object");
   for (const auto& [key, unused] : input.items()) {
     if (key != "author" && key != "rating" && key != "title" && key != "body") {
@@ -525,10 +527,15 @@ absl::StatusOr<Review> ReviewFromInput(const Json& input, std::string id, std::s
   Review review;
   review.id = std::move(id);
   review.product_id = std::move(product_id);
+  review.customer_id = std::move(customer_id);
   review.created_at_ms = created_at_ms;
-  absl::StatusOr<std::string> author = RequireString(input, "author", kReviewAuthorBytesMax);
+  absl::StatusOr<std::optional<std::string>> author =
+      OptionalString(input, "author", kReviewAuthorBytesMax);
   if (!author.ok()) return author.status();
-  review.author = std::move(*author);
+  if (author->has_value() && (*author)->empty()) {
+    return InvalidParam("author", "must not be empty");
+  }
+  review.author = author->value_or(std::string(kReviewDefaultAuthor));
   absl::StatusOr<int64_t> rating = RequireInt(input, "rating", 1, 5);
   if (!rating.ok()) return rating.status();
   review.rating = *rating;

@@ -115,12 +115,13 @@ std::optional<UpdateKind> ParseUpdateKind(std::string_view name);
 // Why the processor refused an update.
 enum class RejectReason {
   kNone,
-  kStaleVersion,    // the update's base version is not the product's current version
-  kNotFound,        // replace / patch / archive of a product that does not exist
-  kAlreadyExists,   // create of an id that exists
-  kHandleTaken,     // another product has this handle
-  kSkuTaken,        // another product has one of these SKUs
-  kInvalidProduct,  // the patched document is not a valid product
+  kStaleVersion,      // the update's base version is not the product's current version
+  kNotFound,          // replace / patch / archive of a product that does not exist
+  kAlreadyExists,     // create of an id that exists
+  kHandleTaken,       // another product has this handle
+  kSkuTaken,          // another product has one of these SKUs
+  kInvalidProduct,    // the patched document is not a valid product
+  kProcessingFailed,  // applying it failed permanently kUpdateAttemptsMax times (poison)
 };
 std::string_view RejectReasonName(RejectReason reason);
 
@@ -149,16 +150,22 @@ absl::StatusOr<Product> ProductFromJson(const Json& json);
 struct Review {
   std::string id;
   std::string product_id;
-  std::string author;
-  int64_t rating = 0;  // 1..5
+  std::string customer_id;  // the signed-in author; one review per (product, customer)
+  std::string author;       // display name, not unique
+  int64_t rating = 0;       // 1..5
   std::string title;
   std::string body;
   int64_t created_at_ms = 0;
 };
 
-// Validates a review request {"author","rating","title","body"} and builds the review.
+// The display name of a review whose request names no "author".
+inline constexpr std::string_view kReviewDefaultAuthor = "Verified customer";
+
+// Validates a review request {"rating", optional "author" (display name), "title","body"} and
+// builds the review written by `customer_id` (the caller's principal, never the body).
 absl::StatusOr<Review> ReviewFromInput(const Json& input, std::string id, std::string product_id,
-                                       int64_t created_at_ms);
+                                       std::string customer_id, int64_t created_at_ms);
+// The public form: the customer id is not shown.
 Json ReviewToJson(const Review& review);
 
 struct RatingSummary {

@@ -149,7 +149,7 @@ TEST(ApplyUpdate, VersionRules) {
 
 TEST(Review, Validation) {
   Json good = {{"author", "ann"}, {"rating", 5}, {"title", "Great"}, {"body", "Loved it"}};
-  EXPECT_TRUE(ReviewFromInput(good, "r1", "p1", 1).ok());
+  EXPECT_TRUE(ReviewFromInput(good, "r1", "p1", "c1", 1).ok());
   for (const auto& [field, value] :
        std::vector<std::pair<std::string, Json>>{{"rating", 0},
                                                  {"rating", 6},
@@ -159,7 +159,7 @@ TEST(Review, Validation) {
                                                  {"extra", 1}}) {
     Json bad = good;
     bad[field] = value;
-    absl::StatusOr<Review> review = ReviewFromInput(bad, "r1", "p1", 1);
+    absl::StatusOr<Review> review = ReviewFromInput(bad, "r1", "p1", "c1", 1);
     EXPECT_EQ(ErrorParam(review.status()), field) << field;
   }
 }

@@ -121,8 +121,10 @@ absl::StatusOr<int64_t> SeedCatalog(sql::Database& database, CatalogService& ser
     for (const Json& review : SeedReviews(seed, static_cast<int64_t>(index))) {
       auto done = std::make_shared<std::promise<absl::Status>>();
       pending.push_back(done->get_future());
+      // Seeded reviewers are synthetic customers named after their display name.
       service.AddReview(
-          product_ids[index], review, IdempotencyRequest{},
+          product_ids[index], fmt::format("seed-{}", review.value("author", "")), review,
+          IdempotencyRequest{},
           [done](absl::StatusOr<StoredResponse> result) { done->set_value(result.status()); });
     }
     if (pending.size() >= static_cast<size_t>(kSeedBatchProducts)) {

@@ -17,7 +17,65 @@ struct Change {
   std::string old_handle;
 };
 
+// Marks `update` rejected and steps its product's head back: later queued updates were
+// promised versions counting this one. False when an earlier run already settled it.
+absl::StatusOr<bool> RejectInTx(sql::Transaction& tx, const QueuedUpdate& update,
+                                int64_t current_version, RejectReason reason,
+                                const std::string& message, int64_t now_ms) {
+  absl::StatusOr<bool> marked = MarkUpdateRejected(tx, update.seq, reason, message, now_ms);
+  if (!marked.ok()) return marked.status();
+  if (!*marked) return false;
+  absl::StatusOr<std::optional<int64_t>> head = LoadHead(tx, update.product_id);
+  if (!head.ok()) return head.status();
+  if (head->has_value()) {
+    if (absl::Status status =
+            SaveHead(tx, update.product_id, std::max(current_version, **head - 1));
+        !status.ok()) {
+      return status;
+    }
+  }
+  return true;
+}
+
+// Stored rejection messages are bounded: an error's text can be long.
+constexpr size_t kPoisonMessageBytesMax = 500;
+
 }  // namespace
+
+bool IsTransientFailure(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kResourceExhausted:
+      return true;
+    case absl::StatusCode::kOk:
+    case absl::StatusCode::kCancelled:
+    case absl::StatusCode::kUnknown:
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kAlreadyExists:
+    case absl::StatusCode::kPermissionDenied:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kOutOfRange:
+    case absl::StatusCode::kUnimplemented:
+    case absl::StatusCode::kInternal:
+    case absl::StatusCode::kDataLoss:
+    case absl::StatusCode::kUnauthenticated:
+      return false;
+    case absl::StatusCode::kDoNotUseReservedForFutureExpansionUseDefaultInSwitchInstead_:
+      return false;
+  }
+  return false;
+}
+
+absl::Duration FailureBackoff(const ProcessorOptions& options, int64_t consecutive_failures) {
+  absl::Duration wait = options.failure_backoff;
+  for (int64_t i = 1; i < consecutive_failures && wait < options.failure_backoff_max; ++i) {
+    wait *= 2;
+  }
+  return std::min(wait, options.failure_backoff_max);
+}
 
 Processor::Processor(sql::Database& database, const Clock& clock, IdGenerator& ids,
                      CatalogService& service, SearchIndex* search, ProcessorOptions options)
@@ -71,6 +129,7 @@ std::string Processor::last_error() const {
 
 void Processor::Loop() {
   obs::Logger logger("catalog.processor");
+  int64_t consecutive_failures = 0;
   if (absl::Status status = CatchUpSearch(); !status.ok()) {
     logger.Warn("search catch-up failed", {{"error", std::string(status.message())}});
   }
@@ -90,14 +149,20 @@ void Processor::Loop() {
     absl::StatusOr<int64_t> settled = RunOnce();
     absl::Duration wait = options_.idle_poll;
     if (!settled.ok()) {
+      ++consecutive_failures;
       {
         std::lock_guard lock(mutex_);
         last_error_ = std::string(settled.status().message());
       }
-      logger.Warn("update batch failed", {{"error", std::string(settled.status().message())}});
-      wait = options_.failure_backoff;
+      logger.Warn("update batch failed",
+                  {{"error", std::string(settled.status().message())},
+                   {"consecutive_failures", std::to_string(consecutive_failures)}});
+      wait = FailureBackoff(options_, consecutive_failures);
     } else if (*settled > 0) {
+      consecutive_failures = 0;
       continue;  // more may be queued: go again without waiting
+    } else {
+      consecutive_failures = 0;
     }
     std::unique_lock lock(mutex_);
     wake_.wait_for(lock, absl::ToChronoMilliseconds(wait),
@@ -109,14 +174,72 @@ absl::StatusOr<int64_t> Processor::RunOnce() {
   std::vector<QueuedUpdate> updates;
   absl::Status read = database_.Read([&](sql::Transaction& tx) {
     absl::StatusOr<std::vector<QueuedUpdate>> loaded =
-        LoadQueuedUpdates(tx, 0, options_.batch_updates_max);
+        LoadQueuedUpdates(tx, 0, isolate_through_seq_ > 0 ? 1 : options_.batch_updates_max);
     if (!loaded.ok()) return loaded.status();
     updates = std::move(*loaded);
     return absl::OkStatus();
   });
   if (!read.ok()) return read;
-  if (updates.empty()) return 0;
+  if (updates.empty()) {
+    isolate_through_seq_ = 0;
+    return 0;
+  }
+  if (updates.front().seq > isolate_through_seq_) isolate_through_seq_ = 0;
 
+  absl::StatusOr<int64_t> settled = ApplyBatch(updates);
+  if (settled.ok()) {
+    if (failing_seq_ != 0 && failing_seq_ <= updates.back().seq) {
+      failing_seq_ = 0;
+      failing_attempts_ = 0;
+    }
+    return settled;
+  }
+  if (IsTransientFailure(settled.status())) return settled.status();
+  if (updates.size() > 1) {
+    // Which update is the poison is unknown: retry this batch's updates one at a time.
+    isolate_through_seq_ = updates.back().seq;
+    return settled.status();
+  }
+  const QueuedUpdate& update = updates.front();
+  if (failing_seq_ != update.seq) {
+    failing_seq_ = update.seq;
+    failing_attempts_ = 0;
+  }
+  if (++failing_attempts_ < options_.update_attempts_max) return settled.status();
+  if (absl::Status status = RejectPoison(update, settled.status()); !status.ok()) return status;
+  failing_seq_ = 0;
+  failing_attempts_ = 0;
+  return 1;
+}
+
+absl::Status Processor::RejectPoison(const QueuedUpdate& update, const absl::Status& error) {
+  std::string message =
+      fmt::format("gave up after {} attempts: {}", failing_attempts_, error.message());
+  if (message.size() > kPoisonMessageBytesMax) message.resize(kPoisonMessageBytesMax);
+  const int64_t now_ms = clock_.NowMs();
+  bool rejected = false;
+  absl::Status written = database_.Write([&](sql::Transaction& tx) -> absl::Status {
+    // The stored product may itself be what fails to load; its version is then only a floor.
+    absl::StatusOr<std::optional<StoredProduct>> current = LoadProduct(tx, update.product_id);
+    const int64_t version = current.ok() && current->has_value() ? (*current)->product.version : 0;
+    absl::StatusOr<bool> marked =
+        RejectInTx(tx, update, version, RejectReason::kProcessingFailed, message, now_ms);
+    if (!marked.ok()) return marked.status();
+    rejected = *marked;
+    return absl::OkStatus();
+  });
+  if (!written.ok()) return written;
+  if (rejected) {
+    rejected_.fetch_add(1);
+    poisoned_.fetch_add(1);
+    obs::Logger("catalog.processor")
+        .Warn("update rejected as poison",
+              {{"update_id", update.id}, {"product_id", update.product_id}, {"error", message}});
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> Processor::ApplyBatch(const std::vector<QueuedUpdate>& updates) {
   const int64_t now_ms = clock_.NowMs();
   std::vector<Change> changes;
   int64_t applied = 0;
@@ -163,19 +286,10 @@ absl::StatusOr<int64_t> Processor::RunOnce() {
       }
       if (outcome.reject != RejectReason::kNone) {
         absl::StatusOr<bool> marked =
-            MarkUpdateRejected(tx, update.seq, outcome.reject, outcome.message, now_ms);
+            RejectInTx(tx, update, current_product ? current_product->version : 0, outcome.reject,
+                       outcome.message, now_ms);
         if (!marked.ok()) return marked.status();
         if (!*marked) continue;  // settled by an earlier run: a redelivery
-        // Later queued updates were promised versions counting this one; the head steps back.
-        absl::StatusOr<std::optional<int64_t>> head = LoadHead(tx, update.product_id);
-        if (!head.ok()) return head.status();
-        if (head->has_value()) {
-          const int64_t floor = current_product ? current_product->version : 0;
-          if (absl::Status status = SaveHead(tx, update.product_id, std::max(floor, **head - 1));
-              !status.ok()) {
-            return status;
-          }
-        }
         ++rejected;
         continue;
       }

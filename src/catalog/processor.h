@@ -9,6 +9,13 @@
 // search index is updated and the cache entries are invalidated. On start it catches the
 // search index up with whatever committed before a crash.
 //
+// Failures: a transient error (IsTransientFailure: the database busy, closing or out of
+// room) retries the same batch with exponential backoff (FailureBackoff), forever. A permanent
+// error (a constraint or internal error, a corrupt payload) must not block the queue behind
+// it: the failed batch is retried one update at a time, and an update that fails permanently
+// update_attempts_max times in a row is rejected with reason "processing_failed" and the
+// error as its message; the processor then moves on.
+//
 // Thread-safety: Start/Stop from the owner thread; Notify, RequestReindex and the counters
 // from any thread; RunOnce only when the thread is not running (tests, seeding).
 #pragma once
@@ -33,14 +40,27 @@ namespace emporium::catalog {
 
 inline constexpr std::string_view kProductChangedType = "catalog.product_changed";
 
+// Attempts at one update that fails permanently before it is rejected as poison.
+inline constexpr int64_t kUpdateAttemptsMax = 5;
+
 struct ProcessorOptions {
   int64_t batch_updates_max = 1000;
   // How long the thread sleeps when the queue looks empty and nobody notified it.
   absl::Duration idle_poll = absl::Milliseconds(200);
-  // Pause after a failed batch before retrying it.
+  // Pause after the first failed batch; doubled after each further consecutive failure, up to
+  // failure_backoff_max.
   absl::Duration failure_backoff = absl::Milliseconds(100);
+  absl::Duration failure_backoff_max = absl::Seconds(5);
+  int64_t update_attempts_max = kUpdateAttemptsMax;
   int64_t search_page_size = 2000;
 };
+
+// True for errors worth retrying as they are (Unavailable, Aborted, DeadlineExceeded,
+// ResourceExhausted); anything else is permanent for the update that caused it.
+bool IsTransientFailure(const absl::Status& status);
+
+// The pause after `consecutive_failures` (>= 1) failed batches in a row.
+absl::Duration FailureBackoff(const ProcessorOptions& options, int64_t consecutive_failures);
 
 class Processor {
  public:
@@ -59,7 +79,8 @@ class Processor {
   // Asks the thread to rebuild the search index from the store.
   void RequestReindex();
 
-  // Applies one batch on the calling thread; returns how many updates it settled.
+  // Applies one batch on the calling thread; returns how many updates it settled (a poison
+  // update rejected counts as settled). A failed batch returns its error; call again to retry.
   absl::StatusOr<int64_t> RunOnce();
   // Applies batches until the queue is empty (bounded by `batches_max`).
   absl::Status Drain(int64_t batches_max = 1'000'000);
@@ -69,10 +90,16 @@ class Processor {
 
   int64_t applied_count() const { return applied_.load(); }
   int64_t rejected_count() const { return rejected_.load(); }
+  // Updates rejected as poison (also counted in rejected_count).
+  int64_t poisoned_count() const { return poisoned_.load(); }
   std::string last_error() const;
 
  private:
   void Loop();
+  // Applies `updates` in one write transaction; the error of the batch otherwise.
+  absl::StatusOr<int64_t> ApplyBatch(const std::vector<QueuedUpdate>& updates);
+  // Rejects `update` (processing_failed, `error` as the message) in its own transaction.
+  absl::Status RejectPoison(const QueuedUpdate& update, const absl::Status& error);
 
   sql::Database& database_;
   const Clock& clock_;
@@ -82,6 +109,13 @@ class Processor {
   const ProcessorOptions options_;
   std::atomic<int64_t> applied_{0};
   std::atomic<int64_t> rejected_{0};
+  std::atomic<int64_t> poisoned_{0};
+  // Poison isolation, touched only by the one caller of RunOnce: after a batch failed
+  // permanently, updates up to isolate_through_seq_ are applied one at a time, and
+  // failing_seq_ is the single update that failed failing_attempts_ times in a row.
+  int64_t isolate_through_seq_ = 0;
+  int64_t failing_seq_ = 0;
+  int64_t failing_attempts_ = 0;
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   bool notified_ = false;

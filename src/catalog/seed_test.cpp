@@ -20,7 +20,7 @@ TEST(Seed, DeterministicAndValid) {
       EXPECT_TRUE(skus.insert(variant["sku"].get<std::string>()).second);
     }
     for (const Json& review : SeedReviews(42, i)) {
-      EXPECT_TRUE(ReviewFromInput(review, "r", "p", 0).ok()) << review.dump();
+      EXPECT_TRUE(ReviewFromInput(review, "r", "p", "c", 0).ok()) << review.dump();
     }
   }
   EXPECT_NE(SeedProduct(1, 0), SeedProduct(2, 0));

@@ -28,6 +28,21 @@ Json AcceptedJson(const QueuedUpdate& update) {
               {"status", "queued"}};
 }
 
+// A batch item refused at enqueue time: its index, the product it named and the error in the
+// API's error shape plus the HTTP status a single write would have answered.
+Json RefusedJson(size_t index, const WriteCommand& command, const absl::Status& refused) {
+  const http::Response error = http::ErrorResponse(refused);
+  absl::StatusOr<Json> body = ParseJson(error.body);
+  Json json = {{"index", index},
+               {"kind", UpdateKindName(command.kind)},
+               {"status", "rejected"},
+               {"http_status", error.status},
+               {"error", body.ok() ? body->value("error", Json::object()) : Json::object()}};
+  json["product_id"] =
+      command.kind == UpdateKind::kCreate ? Json(nullptr) : Json(command.product_id);
+  return json;
+}
+
 std::string EtagFor(const StoredProduct& stored) {
   return fmt::format("\"{}.{}\"", stored.product.version, stored.rating.count);
 }
@@ -169,35 +184,46 @@ void CatalogService::Enqueue(std::vector<WriteCommand> commands, Shape shape,
       update.kind = command.kind;
       update.base_version = command.if_match;
       int64_t head = 0;
+      absl::Status refused;  // a business refusal of this command; nothing written for it yet
       if (auto it = heads.find(command.product_id); it != heads.end()) {
         head = it->second;
       } else {
         absl::StatusOr<std::optional<int64_t>> stored = LoadHead(tx, command.product_id);
         if (!stored.ok()) return stored.status();
         if (command.kind != UpdateKind::kCreate && !stored->has_value()) {
-          return WithErrorCode(
+          refused = WithErrorCode(
               absl::NotFoundError(fmt::format("product {} not found", command.product_id)),
               "product_not_found");
+          if (shape == Shape::kBatch) refused = WithErrorParam(refused, ParamPath(prefix, "id"));
         }
         head = stored->value_or(0);
       }
-      if (command.if_match && *command.if_match != head) {
-        return PreconditionFailed(fmt::format(
-            "If-Match version {} is stale: the product is at version {}", *command.if_match, head));
+      if (refused.ok() && command.if_match && *command.if_match != head) {
+        refused = WithErrorParam(
+            PreconditionFailed(fmt::format("expected version {} is stale: the product is at "
+                                           "version {}",
+                                           *command.if_match, head)),
+            shape == Shape::kBatch ? ParamPath(prefix, "expected_version") : "If-Match");
       }
-      if (command.payload.is_object() && command.payload.contains("handle") &&
+      if (refused.ok() && command.payload.is_object() && command.payload.contains("handle") &&
           command.payload.at("handle").is_string()) {
         absl::StatusOr<std::optional<std::string>> owner =
             HandleOwner(tx, command.payload.at("handle").get<std::string>());
         if (!owner.ok()) return owner.status();
         if (owner->has_value() && **owner != command.product_id) {
-          return http::WithHttpStatus(
+          refused = http::WithHttpStatus(
               WithErrorParam(
                   WithErrorCode(absl::AlreadyExistsError("another product already has this handle"),
                                 "handle_taken"),
                   ParamPath(prefix, "handle")),
               409);
         }
+      }
+      if (!refused.ok()) {
+        // A single write fails whole; a batch answers per item and queues the others.
+        if (shape == Shape::kSingle) return refused;
+        accepted.push_back(RefusedJson(i, command, refused));
+        continue;
       }
       update.target_version = head + 1;
       update.payload = command.kind == UpdateKind::kArchive ? "null" : DumpJson(command.payload);
@@ -209,6 +235,10 @@ void CatalogService::Enqueue(std::vector<WriteCommand> commands, Shape shape,
       }
       heads[update.product_id] = update.target_version;
       accepted.push_back(AcceptedJson(update));
+      if (shape == Shape::kBatch) {
+        accepted.back()["index"] = i;
+        accepted.back()["kind"] = UpdateKindName(command.kind);
+      }
     }
     Json body_json =
         shape == Shape::kBatch ? Json{{"updates", std::move(accepted)}} : std::move(accepted.at(0));
@@ -334,9 +364,10 @@ absl::StatusOr<Json> CatalogService::CategoryTree() {
   return Json{{"categories", build("")}};
 }
 
-void CatalogService::AddReview(const std::string& product_id, const Json& input,
-                               IdempotencyRequest idempotency, Done done) {
-  absl::StatusOr<Review> review = ReviewFromInput(input, ids_.Next(), product_id, clock_.NowMs());
+void CatalogService::AddReview(const std::string& product_id, const std::string& customer_id,
+                               const Json& input, IdempotencyRequest idempotency, Done done) {
+  absl::StatusOr<Review> review =
+      ReviewFromInput(input, ids_.Next(), product_id, customer_id, clock_.NowMs());
   if (!review.ok()) {
     done(review.status());
     return;
@@ -351,10 +382,8 @@ void CatalogService::AddReview(const std::string& product_id, const Json& input,
     *handle = (*product)->product.handle;
     absl::Status status = InsertReview(tx, review);
     if (absl::IsAlreadyExists(status)) {
-      return WithErrorParam(
-          WithErrorCode(absl::AlreadyExistsError("this author already reviewed this product"),
-                        "review_exists"),
-          "author");
+      return WithErrorCode(absl::AlreadyExistsError("you already reviewed this product"),
+                           "review_exists");
     }
     if (!status.ok()) return status;
     return StoredResponse{kCreated, DumpJson(ReviewToJson(review))};

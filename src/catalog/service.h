@@ -27,6 +27,9 @@ namespace emporium::catalog {
 inline constexpr size_t kBatchProductsMax = 1000;
 inline constexpr int64_t kListLimitMax = 100;
 inline constexpr size_t kIdempotencyKeyBytesMax = 255;
+// A batch item's "id" and "expected_version" bounds.
+inline constexpr size_t kProductIdBytesMax = 128;
+inline constexpr int64_t kVersionMax = 999'999'999'999'999;
 
 // The availability read model's consumer and the event it keeps (inventory's wire contract,
 // src/inventory/messages.h: [key sku] {sku, available, on_hand}, optionally "version").
@@ -77,10 +80,13 @@ class CatalogService {
   static absl::Status Validate(const WriteCommand& command, std::string_view prefix = "");
 
   // Appends `commands` (already validated) to the queue in one transaction. The response is
-  // 202 with {"update_id","product_id","target_version","status"} for one command, or
-  // {"updates":[...]} when `batch`. NotFound for a product never written, 412 when if_match
-  // is not the product's latest queued version, 409 for a handle already taken, 422 for an
-  // Idempotency-Key reused with another request.
+  // 202 with {"update_id","product_id","target_version","status"} for one command: NotFound
+  // for a product never written, 412 when if_match is not the product's latest queued
+  // version, 409 for a handle already taken. For kBatch it is 202 with {"updates":[...]}, one
+  // entry per command in order, each with "index" and "kind": the queued ones as above, the
+  // refused ones (those same three cases) {"status":"rejected","http_status",
+  // "error":{...}} while the others are still queued. 422 for an Idempotency-Key reused with
+  // another request.
   enum class Shape { kSingle, kBatch };
   void Enqueue(std::vector<WriteCommand> commands, Shape shape, IdempotencyRequest idempotency,
                Done done);
@@ -102,10 +108,10 @@ class CatalogService {
   // {"categories":[{"path","name","count"(subtree),"children":[...]}]}
   absl::StatusOr<Json> CategoryTree();
 
-  // Adds a review (validated here) to an active product; 409 when the author already reviewed
-  // it. Responds 201 with the review.
-  void AddReview(const std::string& product_id, const Json& input, IdempotencyRequest idempotency,
-                 Done done);
+  // Adds a review (validated here) by the signed-in `customer_id` to an active product; 409
+  // ("review_exists") when that customer already reviewed it. Responds 201 with the review.
+  void AddReview(const std::string& product_id, const std::string& customer_id, const Json& input,
+                 IdempotencyRequest idempotency, Done done);
   absl::StatusOr<std::vector<Review>> ListReviews(
       const std::string& product_id, std::optional<std::pair<int64_t, std::string>> after,
       int64_t limit);

@@ -91,16 +91,18 @@ constexpr std::string_view kSelectChangedAfter =
 constexpr std::string_view kMaxSeq = "SELECT COALESCE(MAX(update_seq), 0) FROM catalog_products";
 
 constexpr std::string_view kInsertReview =
-    "INSERT INTO catalog_reviews (id, product_id, author, rating, title, body, created_at_ms) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)";
+    "INSERT INTO catalog_reviews (id, product_id, customer_id, author, rating, title, body, "
+    "created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
 constexpr std::string_view kAddRating =
     "UPDATE catalog_products SET rating_count = rating_count + 1, rating_sum = rating_sum + ?, "
     "rating_average = CAST(rating_sum + ? AS DOUBLE PRECISION) / (rating_count + 1) WHERE id = ?";
 constexpr std::string_view kSelectReviews =
-    "SELECT id, product_id, author, rating, title, body, created_at_ms FROM catalog_reviews "
+    "SELECT id, product_id, customer_id, author, rating, title, body, created_at_ms "
+    "FROM catalog_reviews "
     "WHERE product_id = ? ORDER BY created_at_ms DESC, id DESC LIMIT ?";
 constexpr std::string_view kSelectReviewsAfter =
-    "SELECT id, product_id, author, rating, title, body, created_at_ms FROM catalog_reviews "
+    "SELECT id, product_id, customer_id, author, rating, title, body, created_at_ms "
+    "FROM catalog_reviews "
     "WHERE product_id = ? AND (created_at_ms < ? OR (created_at_ms = ? AND id < ?)) "
     "ORDER BY created_at_ms DESC, id DESC LIMIT ?";
 
@@ -481,8 +483,8 @@ absl::StatusOr<int64_t> MaxProductSeq(sql::Transaction& tx) { return LoadCount(t
 
 absl::Status InsertReview(sql::Transaction& tx, const Review& review) {
   absl::StatusOr<int64_t> inserted =
-      tx.Execute(kInsertReview, {review.id, review.product_id, review.author, review.rating,
-                                 review.title, review.body, review.created_at_ms});
+      tx.Execute(kInsertReview, {review.id, review.product_id, review.customer_id, review.author,
+                                 review.rating, review.title, review.body, review.created_at_ms});
   if (!inserted.ok()) return inserted.status();
   return tx.Execute(kAddRating, {review.rating, review.rating, review.product_id}).status();
 }
@@ -497,8 +499,8 @@ absl::StatusOr<std::vector<Review>> ListReviews(
   if (!result.ok()) return result.status();
   std::vector<Review> reviews;
   for (const sql::Row& row : result->rows) {
-    reviews.push_back(Review{row.Text(0), row.Text(1), row.Text(2), row.Int(3), row.Text(4),
-                             row.Text(5), row.Int(6)});
+    reviews.push_back(Review{row.Text(0), row.Text(1), row.Text(2), row.Text(3), row.Int(4),
+                             row.Text(5), row.Text(6), row.Int(7)});
   }
   return reviews;
 }
