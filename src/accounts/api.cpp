@@ -76,6 +76,17 @@ http::Handler CustomerRoute(F handler) {
 
 absl::StatusOr<Json> Body(const Request& request) { return ParseJsonObject(request.body); }
 
+// The request's Idempotency-Key ("" when absent); InvalidArgument when empty or too long.
+absl::StatusOr<std::string> IdempotencyKeyOf(const Request& request) {
+  std::optional<std::string_view> key = request.Header("Idempotency-Key");
+  if (!key.has_value()) return std::string();
+  if (key->empty() || key->size() > kIdempotencyKeyBytesMax) {
+    return InvalidParam("Idempotency-Key",
+                        fmt::format("must be 1 to {} bytes", kIdempotencyKeyBytesMax));
+  }
+  return std::string(*key);
+}
+
 }  // namespace
 
 std::optional<std::string> BearerCredential(const http::Request& request) {
@@ -111,9 +122,11 @@ void AddAccountsRoutes(http::Router& router, ApiDeps deps) {
     if (!password.ok()) return respond(AccountsErrorResponse(password.status()));
     absl::StatusOr<std::optional<std::string>> name = OptionalString(*body, "name", kNameBytesMax);
     if (!name.ok()) return respond(AccountsErrorResponse(name.status()));
+    absl::StatusOr<std::string> key = IdempotencyKeyOf(request);
+    if (!key.ok()) return respond(AccountsErrorResponse(key.status()));
     Offload(*d, std::move(respond),
-            [d, email = *email, password = *password, name = name->value_or("")] {
-              absl::StatusOr<SignUpResult> result = d->service->SignUp(email, password, name);
+            [d, email = *email, password = *password, name = name->value_or(""), key = *key] {
+              absl::StatusOr<SignUpResult> result = d->service->SignUp(email, password, name, key);
               if (!result.ok()) return AccountsErrorResponse(result.status());
               return NoStore(Response::Json(201, {{"customer", CustomerJson(result->customer)},
                                                   {"session", SessionJson(result->session)}}));
@@ -221,8 +234,11 @@ void AddAccountsRoutes(http::Router& router, ApiDeps deps) {
         if (!body.ok()) return respond(AccountsErrorResponse(body.status()));
         absl::StatusOr<AddressFields> fields = ParseAddress(*body, AddressInput::kFull);
         if (!fields.ok()) return respond(AccountsErrorResponse(fields.status()));
-        Offload(*d, std::move(respond), [d, customer_id, fields = *fields] {
-          absl::StatusOr<AddressRecord> address = d->service->CreateAddress(customer_id, fields);
+        absl::StatusOr<std::string> key = IdempotencyKeyOf(request);
+        if (!key.ok()) return respond(AccountsErrorResponse(key.status()));
+        Offload(*d, std::move(respond), [d, customer_id, fields = *fields, key = *key] {
+          absl::StatusOr<AddressRecord> address =
+              d->service->CreateAddress(customer_id, fields, key);
           if (!address.ok()) return AccountsErrorResponse(address.status());
           return Response::Json(201, AddressJson(*address));
         });

@@ -12,6 +12,7 @@
 #include "platform/bus/envelope.h"
 #include "platform/bus/outbox.h"
 #include "platform/context/staff_auth.h"
+#include "platform/http/message.h"
 
 namespace emporium::accounts {
 namespace {
@@ -50,6 +51,56 @@ absl::Status Publish(sql::Transaction& tx, IdGenerator& ids, std::string_view ty
   envelope.occurred_at_ms = now_ms;
   envelope.payload = DumpJson(payload);
   return bus::Publish(tx, envelope);
+}
+
+absl::Status IdempotencyKeyReused() {
+  return http::WithHttpStatus(
+      WithErrorCode(absl::FailedPreconditionError(
+                        "Idempotency-Key was already used with a different request"),
+                    "idempotency_key_reused"),
+      422);
+}
+
+absl::Status IdempotencyKeyInFlight() {
+  return WithErrorCode(
+      absl::AbortedError("a request with this Idempotency-Key is being processed; retry"),
+      "idempotency_key_in_use");
+}
+
+absl::Status CheckIdempotencyKey(std::string_view key) {
+  if (key.size() > kIdempotencyKeyBytesMax) {
+    return InvalidParam("Idempotency-Key",
+                        fmt::format("must be 1 to {} bytes", kIdempotencyKeyBytesMax));
+  }
+  return absl::OkStatus();
+}
+
+// Hex SHA-256 of a request's secret-free fields, for idempotency fingerprints.
+std::string Fingerprint(std::string_view text) {
+  const std::string digest = Sha256(text);
+  std::string hex;
+  for (unsigned char c : digest) hex += fmt::format("{:02x}", c);
+  return hex;
+}
+
+Json AddressRecordJson(const AddressRecord& address) {
+  return Json{{"id", address.id},
+              {"fields", AddressFieldsJson(address.fields)},
+              {"created_at_ms", address.created_at_ms},
+              {"updated_at_ms", address.updated_at_ms}};
+}
+
+absl::StatusOr<AddressRecord> AddressRecordFromJson(const std::string& customer_id,
+                                                    const std::string& text) {
+  absl::StatusOr<Json> json = ParseJson(text);
+  if (!json.ok() || !json->is_object() || !json->contains("fields")) {
+    return absl::DataLossError("stored idempotent address response is malformed");
+  }
+  absl::StatusOr<AddressFields> fields = ParseAddress(json->at("fields"), AddressInput::kFull);
+  if (!fields.ok()) return absl::DataLossError("stored idempotent address fields are malformed");
+  return AddressRecord{json->value("id", ""), customer_id, std::move(*fields),
+                       json->value("created_at_ms", int64_t{0}),
+                       json->value("updated_at_ms", int64_t{0})};
 }
 
 }  // namespace
@@ -98,7 +149,11 @@ std::optional<int64_t> RetryAfterMs(const absl::Status& status) {
 
 AccountsService::AccountsService(sql::Database& database, const Clock& clock, IdGenerator& ids,
                                  AccountsOptions options)
-    : database_(database), clock_(clock), ids_(ids), options_(std::move(options)) {
+    : database_(database),
+      clock_(clock),
+      ids_(ids),
+      options_(std::move(options)),
+      sessions_(options_.session_cache_entries_max, options_.session_cache_ttl_ms) {
   absl::StatusOr<std::string> dummy = HashPassword(RandomBytes(16), options_.hashing);
   dummy_hash_ = dummy.ok() ? *dummy : "";
 }
@@ -117,11 +172,28 @@ absl::StatusOr<Session> AccountsService::NewSession(sql::Transaction& tx,
 
 absl::StatusOr<SignUpResult> AccountsService::SignUp(std::string_view email,
                                                      std::string_view password,
-                                                     std::string_view name) {
+                                                     std::string_view name,
+                                                     std::string_view idempotency_key) {
+  if (absl::Status status = CheckIdempotencyKey(idempotency_key); !status.ok()) return status;
   absl::StatusOr<std::string> normalized = NormalizeEmail(email);
   if (!normalized.ok()) return normalized.status();
   if (absl::Status status = ValidatePassword(password, *normalized); !status.ok()) return status;
   if (absl::Status status = ValidateName(name); !status.ok()) return status;
+  const std::string scoped_key =
+      idempotency_key.empty() ? "" : fmt::format("signup:{}", idempotency_key);
+  // No secret in the fingerprint: a replay proves the password against the stored hash.
+  const std::string request_hash = Fingerprint(fmt::format("signup\n{}\n{}", *normalized, name));
+  if (!scoped_key.empty()) {
+    std::optional<IdempotencyRecord> stored;
+    absl::Status read = database_.Read([&](sql::Transaction& tx) -> absl::Status {
+      absl::StatusOr<std::optional<IdempotencyRecord>> found = FindIdempotency(tx, scoped_key);
+      if (!found.ok()) return found.status();
+      stored = std::move(*found);
+      return absl::OkStatus();
+    });
+    if (!read.ok()) return read;
+    if (stored.has_value()) return ReplaySignUp(*stored, request_hash, *normalized, password);
+  }
   absl::StatusOr<std::string> hash = HashPassword(password, options_.hashing);
   if (!hash.ok()) return hash.status();
 
@@ -143,6 +215,14 @@ absl::StatusOr<SignUpResult> AccountsService::SignUp(std::string_view email,
     absl::StatusOr<Session> session = NewSession(tx, result.customer.id);
     if (!session.ok()) return session.status();
     result.session = *session;
+    if (!scoped_key.empty()) {
+      absl::Status recorded = InsertIdempotency(
+          tx, scoped_key,
+          IdempotencyRecord{request_hash, 201, DumpJson(Json{{"customer_id", result.customer.id}})},
+          now_ms);
+      if (absl::IsAlreadyExists(recorded)) return IdempotencyKeyInFlight();
+      if (!recorded.ok()) return recorded;
+    }
     VerificationRecord verification{result.customer.id, result.customer.email,
                                     now_ms + options_.verification_ttl_ms, false};
     if (absl::Status s = InsertVerification(tx, Sha256(result.verification_token), verification);
@@ -155,6 +235,35 @@ absl::StatusOr<SignUpResult> AccountsService::SignUp(std::string_view email,
                         {"token", result.verification_token},
                         {"expires_at_ms", verification.expires_at_ms}},
                    now_ms);
+  });
+  if (!status.ok()) return status;
+  return result;
+}
+
+absl::StatusOr<SignUpResult> AccountsService::ReplaySignUp(const IdempotencyRecord& record,
+                                                           const std::string& request_hash,
+                                                           const std::string& email,
+                                                           std::string_view password) {
+  if (record.request_hash != request_hash) return IdempotencyKeyReused();
+  absl::StatusOr<Json> body = ParseJson(record.body);
+  if (!body.ok() || !body->is_object() || !body->contains("customer_id")) {
+    return absl::DataLossError("stored sign-up response is malformed");
+  }
+  absl::StatusOr<CustomerRecord> customer = GetCustomer(body->value("customer_id", ""));
+  if (!customer.ok()) return customer.status();
+  // The replay proves the password like a login does, and is throttled like one.
+  if (absl::Status allowed = CheckLoginAllowed(email); !allowed.ok()) return allowed;
+  if (!VerifyPassword(customer->password_hash, password)) {
+    RecordLoginFailure(email);
+    return IdempotencyKeyReused();
+  }
+  SignUpResult result;
+  result.customer = *customer;
+  absl::Status status = database_.Write([&](sql::Transaction& tx) -> absl::Status {
+    absl::StatusOr<Session> session = NewSession(tx, customer->id);
+    if (!session.ok()) return session.status();
+    result.session = *session;
+    return absl::OkStatus();
   });
   if (!status.ok()) return status;
   return result;
@@ -218,9 +327,13 @@ absl::StatusOr<LoginResult> AccountsService::Login(std::string_view email,
 absl::Status AccountsService::Logout(std::string_view token) {
   const std::string token_hash = Sha256(token);
   const int64_t now_ms = clock_.NowMs();
-  return database_.Write([&](sql::Transaction& tx) -> absl::Status {
+  absl::Status status = database_.Write([&](sql::Transaction& tx) -> absl::Status {
     return RevokeSession(tx, token_hash, now_ms).status();
   });
+  // After the commit: a lookup that read the live row before it cannot cache it again (the
+  // eviction bumps the cache's generation).
+  sessions_.Evict(token_hash);
+  return status;
 }
 
 absl::StatusOr<Principal> AccountsService::Authenticate(std::string_view credential) const {
@@ -234,6 +347,12 @@ absl::StatusOr<Principal> AccountsService::Authenticate(std::string_view credent
   // timing.
   const std::string hash = Sha256(credential);
   const int64_t now_ms = clock_.NowMs();
+  if (session) {
+    if (std::optional<std::string> customer_id = sessions_.Get(hash, now_ms)) {
+      return Principal::Customer(std::move(*customer_id));
+    }
+  }
+  const uint64_t cache_generation = sessions_.generation();
   std::optional<Principal> principal;
   absl::Status read = database_.Read([&](sql::Transaction& tx) -> absl::Status {
     if (session) {
@@ -241,6 +360,8 @@ absl::StatusOr<Principal> AccountsService::Authenticate(std::string_view credent
       if (!found.ok()) return found.status();
       if (found->has_value() && !(*found)->revoked && (*found)->expires_at_ms > now_ms) {
         principal = Principal::Customer((*found)->customer_id);
+        sessions_.Put(hash, (*found)->customer_id, (*found)->expires_at_ms, now_ms,
+                      cache_generation);
       }
       return absl::OkStatus();
     }
@@ -304,12 +425,15 @@ absl::Status AccountsService::ChangePassword(const std::string& customer_id,
   if (!hash.ok()) return hash.status();
   const std::string keep = Sha256(current_token);
   const int64_t now_ms = clock_.NowMs();
-  return database_.Write([&](sql::Transaction& tx) -> absl::Status {
+  absl::Status written = database_.Write([&](sql::Transaction& tx) -> absl::Status {
     if (absl::Status status = UpdatePasswordHash(tx, customer_id, *hash, now_ms); !status.ok()) {
       return status;
     }
     return RevokeOtherSessions(tx, customer_id, keep, now_ms).status();
   });
+  // After the commit: see Logout.
+  sessions_.EvictCustomer(customer_id, keep);
+  return written;
 }
 
 absl::StatusOr<CustomerRecord> AccountsService::VerifyEmail(std::string_view token) {
@@ -350,10 +474,33 @@ absl::StatusOr<std::vector<AddressRecord>> AccountsService::ListAddresses(
 }
 
 absl::StatusOr<AddressRecord> AccountsService::CreateAddress(const std::string& customer_id,
-                                                             const AddressFields& fields) {
+                                                             const AddressFields& fields,
+                                                             std::string_view idempotency_key) {
+  if (absl::Status status = CheckIdempotencyKey(idempotency_key); !status.ok()) return status;
   const int64_t now_ms = clock_.NowMs();
   AddressRecord address{ids_.Next(), customer_id, fields, now_ms, now_ms};
+  const std::string scoped_key =
+      idempotency_key.empty() ? "" : fmt::format("address:{}:{}", customer_id, idempotency_key);
+  const std::string request_hash = Fingerprint(DumpJson(AddressFieldsJson(fields)));
   absl::Status status = database_.Write([&](sql::Transaction& tx) -> absl::Status {
+    if (!scoped_key.empty()) {
+      absl::StatusOr<std::optional<IdempotencyRecord>> stored = FindIdempotency(tx, scoped_key);
+      if (!stored.ok()) return stored.status();
+      if (stored->has_value()) {
+        if ((*stored)->request_hash != request_hash) return IdempotencyKeyReused();
+        absl::StatusOr<AddressRecord> replayed =
+            AddressRecordFromJson(customer_id, (*stored)->body);
+        if (!replayed.ok()) return replayed.status();
+        address = std::move(*replayed);
+        return absl::OkStatus();
+      }
+      if (absl::Status recorded = InsertIdempotency(
+              tx, scoped_key,
+              IdempotencyRecord{request_hash, 201, DumpJson(AddressRecordJson(address))}, now_ms);
+          !recorded.ok()) {
+        return recorded;
+      }
+    }
     absl::StatusOr<int64_t> count = CountAddresses(tx, customer_id);
     if (!count.ok()) return count.status();
     if (*count >= kAddressListLimit) {

@@ -26,6 +26,18 @@
 // {customer_id, email} in the same transaction — ordering attaches that e-mail's guest orders
 // to the customer when it consumes it.
 //
+// Session cache: Authenticate keeps verified sessions in a bounded in-process LRU
+// (SessionCache) for session_cache_ttl_ms, so most requests do not read SQLite. Logout and
+// ChangePassword evict this process's entries at once; another process (distributed mode)
+// sees a revocation within the TTL.
+//
+// Idempotency: SignUp and CreateAddress take the client's Idempotency-Key. The record (key
+// scoped to the operation and customer, a fingerprint of the request, the stored response) is
+// written in the effect's transaction. The same key with the same request answers the stored
+// outcome; with another request, 422 ("idempotency_key_reused"). Session tokens are never
+// stored, so a sign-up replay re-checks the password (the fingerprint holds no secret) and
+// answers the stored customer with a fresh session.
+//
 // Thread-safety: all methods are thread-safe. SignUp, Login, ChangePassword hash passwords
 // (tens of milliseconds of CPU) and Write* methods wait for a durable commit: call them off the
 // I/O threads. Authenticate is one indexed read.
@@ -40,6 +52,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "accounts/model.h"
+#include "accounts/session_cache.h"
 #include "accounts/store.h"
 #include "common/clock.h"
 #include "common/ids.h"
@@ -55,6 +68,7 @@ inline constexpr int64_t kAddressListLimit = static_cast<int64_t>(kAddressesPerC
 inline constexpr int64_t kStaffKeyListLimit = 1000;
 // The key id the legacy admin.api_key authenticates as.
 inline constexpr std::string_view kConfigAdminKeyId = "admin-config";
+inline constexpr size_t kIdempotencyKeyBytesMax = 255;
 
 struct PasswordHashing {
   // OWASP's argon2id baseline: 19 MiB, 2 passes, 1 lane.
@@ -72,6 +86,9 @@ struct AccountsOptions {
   // `Authorization: Bearer <admin_api_key>` authenticates as role admin (the pre-accounts
   // key, kept so operators and existing tooling keep working). Empty disables it.
   std::string admin_api_key;
+  // Verified sessions cached in process (0 disables the cache).
+  int64_t session_cache_ttl_ms = kSessionCacheTtlMs;
+  size_t session_cache_entries_max = kSessionCacheEntriesMax;
 };
 
 // SHA-256 of `text` as 32 raw bytes.
@@ -112,9 +129,10 @@ class AccountsService {
   AccountsService(sql::Database& database, const Clock& clock, IdGenerator& ids,
                   AccountsOptions options);
 
-  // InvalidArgument for a bad e-mail/password/name; AlreadyExists ("email_taken").
+  // InvalidArgument for a bad e-mail/password/name; AlreadyExists ("email_taken"). With an
+  // `idempotency_key` (<= kIdempotencyKeyBytesMax bytes, "" for none) see the header comment.
   absl::StatusOr<SignUpResult> SignUp(std::string_view email, std::string_view password,
-                                      std::string_view name);
+                                      std::string_view name, std::string_view idempotency_key = "");
   // Unauthenticated ("invalid_credentials") for any wrong e-mail/password combination;
   // ResourceExhausted ("login_throttled", with RetryAfterMs) while the account's bucket is
   // empty.
@@ -139,8 +157,11 @@ class AccountsService {
 
   // Address book. Another customer's address id is NotFound ("address_not_found").
   absl::StatusOr<std::vector<AddressRecord>> ListAddresses(const std::string& customer_id) const;
+  // FailedPrecondition ("address_book_full"); with an `idempotency_key` (scoped to the
+  // customer) the same request answers the same address, another one 422.
   absl::StatusOr<AddressRecord> CreateAddress(const std::string& customer_id,
-                                              const AddressFields& fields);
+                                              const AddressFields& fields,
+                                              std::string_view idempotency_key = "");
   absl::StatusOr<AddressRecord> GetAddress(const std::string& customer_id,
                                            const std::string& address_id) const;
   absl::StatusOr<AddressRecord> UpdateAddress(const std::string& customer_id,
@@ -157,6 +178,11 @@ class AccountsService {
   // Takes one failure token for `email_key`; the status to answer when the bucket is empty.
   absl::Status CheckLoginAllowed(const std::string& email_key) const;
   void RecordLoginFailure(const std::string& email_key);
+  // The sign-up replay for a stored `record`: same fingerprint and password -> the stored
+  // customer with a new session; otherwise 422.
+  absl::StatusOr<SignUpResult> ReplaySignUp(const IdempotencyRecord& record,
+                                            const std::string& request_hash,
+                                            const std::string& email, std::string_view password);
 
   sql::Database& database_;
   const Clock& clock_;
@@ -164,6 +190,7 @@ class AccountsService {
   const AccountsOptions options_;
   std::string dummy_hash_;  // verified against for unknown e-mails, to equalize timing
   mutable RateLimiter login_failures_;
+  mutable SessionCache sessions_;
 };
 
 }  // namespace emporium::accounts

@@ -5,6 +5,7 @@
 
 #include "gtest/gtest.h"
 #include "platform/bus/schema.h"
+#include "platform/http/message.h"
 #include "platform/sql/sqlite_database.h"
 #include "platform/sql/sqlite_test_util.h"
 
@@ -115,6 +116,9 @@ TEST_F(AccountsServiceTest, PasswordChangeRevokesOtherSessions) {
   SignUpResult signed_up = MustSignUp("ada@example.com");
   absl::StatusOr<LoginResult> other = service_->Login("ada@example.com", kPassword);
   ASSERT_TRUE(other.ok());
+  // Both sessions are now in the session cache; the change must evict the other one.
+  EXPECT_TRUE(service_->Authenticate(signed_up.session.token).ok());
+  EXPECT_TRUE(service_->Authenticate(other->session.token).ok());
   EXPECT_TRUE(absl::IsUnauthenticated(service_->ChangePassword(
       signed_up.customer.id, signed_up.session.token, "not the password", "a brand new password")));
   ASSERT_TRUE(service_
@@ -189,8 +193,104 @@ TEST_F(AccountsServiceTest, StaffKeysAuthenticateUntilRevoked) {
   EXPECT_FALSE(service_->Authenticate(std::string(10'000, 'x')).ok());
 }
 
+TEST_F(AccountsServiceTest, CachedSessionsSkipTheStoreForTheTtlAndLogoutEvictsAtOnce) {
+  SignUpResult ada = MustSignUp("ada@example.com");
+  ASSERT_TRUE(service_->Authenticate(ada.session.token).ok());  // now cached
+  // Another process revokes the session (a direct store write): this process keeps serving it
+  // from the cache for at most the TTL, then reads the store again.
+  ASSERT_TRUE(database_
+                  ->Write([](sql::Transaction& tx) {
+                    return tx.Execute("UPDATE sessions SET revoked = 1").status();
+                  })
+                  .ok());
+  EXPECT_TRUE(service_->Authenticate(ada.session.token).ok());
+  clock_.Advance(absl::Milliseconds(kSessionCacheTtlMs));
+  EXPECT_TRUE(absl::IsUnauthenticated(service_->Authenticate(ada.session.token).status()));
+
+  // A logout in this process is seen by the very next lookup.
+  absl::StatusOr<LoginResult> login = service_->Login("ada@example.com", kPassword);
+  ASSERT_TRUE(login.ok()) << login.status();
+  ASSERT_TRUE(service_->Authenticate(login->session.token).ok());
+  ASSERT_TRUE(service_->Authenticate(login->session.token).ok());  // served from the cache
+  ASSERT_TRUE(service_->Logout(login->session.token).ok());
+  EXPECT_TRUE(absl::IsUnauthenticated(service_->Authenticate(login->session.token).status()));
+}
+
+TEST(SessionCache, BoundedLruWithTtlAndEvictionGeneration) {
+  SessionCache cache(/*entries_max=*/2, /*ttl_ms=*/100);
+  cache.Put("a", "c1", 1'000, 0, cache.generation());
+  cache.Put("b", "c1", 1'000, 0, cache.generation());
+  EXPECT_EQ(cache.Get("a", 1), "c1");                  // "a" is now the most recent
+  cache.Put("c", "c2", 1'000, 1, cache.generation());  // evicts "b", the least recent
+  EXPECT_EQ(cache.size(), 2u);
+  EXPECT_FALSE(cache.Get("b", 1).has_value());
+  EXPECT_EQ(cache.Get("c", 1), "c2");
+  EXPECT_FALSE(cache.Get("a", 100).has_value());  // past the TTL
+  // Never past the session's own expiry.
+  cache.Put("d", "c3", 50, 10, cache.generation());
+  EXPECT_TRUE(cache.Get("d", 49).has_value());
+  EXPECT_FALSE(cache.Get("d", 50).has_value());
+  // A lookup that read the store before an eviction cannot put the session back.
+  const uint64_t before = cache.generation();
+  cache.Evict("e");
+  cache.Put("e", "c4", 1'000, 10, before);
+  EXPECT_FALSE(cache.Get("e", 11).has_value());
+  // A password change drops every session of the customer but the one kept.
+  cache.Put("f1", "c5", 1'000, 10, cache.generation());
+  cache.Put("f2", "c5", 1'000, 10, cache.generation());
+  cache.EvictCustomer("c5", "f2");
+  EXPECT_FALSE(cache.Get("f1", 11).has_value());
+  EXPECT_TRUE(cache.Get("f2", 11).has_value());
+}
+
+TEST_F(AccountsServiceTest, SignUpIdempotencyReplaysWithoutStoringTheToken) {
+  absl::StatusOr<SignUpResult> first = service_->SignUp("ada@example.com", kPassword, "Ada", "k1");
+  ASSERT_TRUE(first.ok()) << first.status();
+  absl::StatusOr<SignUpResult> replay = service_->SignUp("ada@example.com", kPassword, "Ada", "k1");
+  ASSERT_TRUE(replay.ok()) << replay.status();
+  EXPECT_EQ(replay->customer.id, first->customer.id);
+  EXPECT_NE(replay->session.token, first->session.token);  // tokens are never stored
+  EXPECT_TRUE(service_->Authenticate(replay->session.token).ok());
+  // Same key, another request: 422, whether the change is visible or is the password.
+  for (absl::Status status :
+       {service_->SignUp("ada@example.com", kPassword, "Someone", "k1").status(),
+        service_->SignUp("bob@example.com", kPassword, "Ada", "k1").status(),
+        service_->SignUp("ada@example.com", "another long password", "Ada", "k1").status()}) {
+    EXPECT_EQ(http::HttpStatusFor(status), 422) << status;
+  }
+  // Without the key a repeat is the usual conflict; a key too long is refused.
+  EXPECT_TRUE(
+      absl::IsAlreadyExists(service_->SignUp("ada@example.com", kPassword, "Ada").status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      service_->SignUp("cy@example.com", kPassword, "", std::string(300, 'k')).status()));
+}
+
+TEST_F(AccountsServiceTest, AddressIdempotencyIsPerCustomer) {
+  SignUpResult ada = MustSignUp("ada@example.com");
+  SignUpResult bob = MustSignUp("bob@example.com");
+  AddressFields fields{"home", "Ada", "1 Main St", "", "London", "", "N1", "GB", ""};
+  absl::StatusOr<AddressRecord> first = service_->CreateAddress(ada.customer.id, fields, "a1");
+  ASSERT_TRUE(first.ok()) << first.status();
+  absl::StatusOr<AddressRecord> replay = service_->CreateAddress(ada.customer.id, fields, "a1");
+  ASSERT_TRUE(replay.ok()) << replay.status();
+  EXPECT_EQ(replay->id, first->id);
+  EXPECT_EQ(replay->fields.line1, fields.line1);
+  EXPECT_EQ(service_->ListAddresses(ada.customer.id)->size(), 1u);
+  AddressFields other = fields;
+  other.line1 = "2 Main St";
+  EXPECT_EQ(http::HttpStatusFor(service_->CreateAddress(ada.customer.id, other, "a1").status()),
+            422);
+  // Bob's "a1" is his own key.
+  absl::StatusOr<AddressRecord> bobs = service_->CreateAddress(bob.customer.id, fields, "a1");
+  ASSERT_TRUE(bobs.ok()) << bobs.status();
+  EXPECT_NE(bobs->id, first->id);
+}
+
 TEST_F(AccountsServiceTest, NoPasswordOrTokenInTheDatabaseFiles) {
   SignUpResult ada = MustSignUp("ada@example.com");
+  absl::StatusOr<SignUpResult> keyed =
+      service_->SignUp("kay@example.com", kPassword, "Kay", "signup-key");
+  ASSERT_TRUE(keyed.ok()) << keyed.status();
   absl::StatusOr<CreatedStaffKey> key = service_->CreateStaffKey(Role::kAdmin, "");
   ASSERT_TRUE(key.ok());
   database_->Close();
@@ -204,6 +304,7 @@ TEST_F(AccountsServiceTest, NoPasswordOrTokenInTheDatabaseFiles) {
   ASSERT_FALSE(bytes.empty());
   EXPECT_EQ(bytes.find(kPassword), std::string::npos);
   EXPECT_EQ(bytes.find(ada.session.token), std::string::npos);
+  EXPECT_EQ(bytes.find(keyed->session.token), std::string::npos);
   EXPECT_EQ(bytes.find(key->key), std::string::npos);
 }
 

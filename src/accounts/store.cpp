@@ -29,6 +29,11 @@ constexpr std::string_view kMarkEmailVerified =
 constexpr std::string_view kInsertSession =
     "INSERT INTO sessions (token_hash, customer_id, created_at_ms, expires_at_ms) "
     "VALUES (?, ?, ?, ?)";
+constexpr std::string_view kFindIdempotency =
+    "SELECT request_hash, status, body FROM accounts_idempotency WHERE key = ?";
+constexpr std::string_view kInsertIdempotency =
+    "INSERT INTO accounts_idempotency (key, request_hash, status, body, created_at_ms) "
+    "VALUES (?, ?, ?, ?, ?)";
 constexpr std::string_view kFindSession =
     "SELECT customer_id, expires_at_ms, revoked FROM sessions WHERE token_hash = ?";
 constexpr std::string_view kRevokeSession =
@@ -258,6 +263,23 @@ absl::StatusOr<std::vector<StaffKeyRecord>> ListStaffKeys(sql::Transaction& tx, 
 absl::StatusOr<int64_t> RevokeStaffKey(sql::Transaction& tx, const std::string& id,
                                        int64_t now_ms) {
   return tx.Execute(kRevokeStaffKey, {now_ms, id});
+}
+
+absl::StatusOr<std::optional<IdempotencyRecord>> FindIdempotency(sql::Transaction& tx,
+                                                                 const std::string& key) {
+  absl::StatusOr<sql::ResultSet> rows = tx.Query(kFindIdempotency, {key});
+  if (!rows.ok()) return rows.status();
+  if (rows->empty()) return std::nullopt;
+  const Row& row = rows->rows[0];
+  return IdempotencyRecord{row.Text(0), static_cast<int>(row.Int(1)), row.Text(2)};
+}
+
+absl::Status InsertIdempotency(sql::Transaction& tx, const std::string& key,
+                               const IdempotencyRecord& record, int64_t now_ms) {
+  return tx
+      .Execute(kInsertIdempotency,
+               {key, record.request_hash, static_cast<int64_t>(record.status), record.body, now_ms})
+      .status();
 }
 
 }  // namespace emporium::accounts

@@ -111,4 +111,16 @@ absl::StatusOr<std::optional<StaffKeyRecord>> FindStaffKeyByHash(sql::Transactio
 absl::StatusOr<std::vector<StaffKeyRecord>> ListStaffKeys(sql::Transaction& tx, int64_t limit);
 absl::StatusOr<int64_t> RevokeStaffKey(sql::Transaction& tx, const std::string& id, int64_t now_ms);
 
+// A stored Idempotency-Key outcome (see migrations/0002_idempotency.sql).
+struct IdempotencyRecord {
+  std::string request_hash;
+  int status = 0;
+  std::string body;
+};
+absl::StatusOr<std::optional<IdempotencyRecord>> FindIdempotency(sql::Transaction& tx,
+                                                                 const std::string& key);
+// AlreadyExists when `key` is already recorded.
+absl::Status InsertIdempotency(sql::Transaction& tx, const std::string& key,
+                               const IdempotencyRecord& record, int64_t now_ms);
+
 }  // namespace emporium::accounts
