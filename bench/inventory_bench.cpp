@@ -4,6 +4,8 @@
 // SKUs; p50/p99 latency of each reserve. Writes a markdown report.
 //
 // Usage: inventory_bench [report.md]   (default bench/results/inventory.md)
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -11,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -38,7 +41,40 @@ struct Result {
   double p50_ms = 0;
   double p99_ms = 0;
   int64_t batches = 0;
+  double cpu_seconds = 0;     // user + system time of the whole process during the run
+  int64_t written_bytes = 0;  // bytes the process handed to write(2)/pwrite(2) in the run
+  int64_t write_calls = 0;    // write-like system calls in the run
 };
+
+// Process CPU time (user + system), seconds.
+double CpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
+// wchar and syscw of /proc/self/io (0 where unavailable).
+struct IoCounters {
+  int64_t written_bytes = 0;
+  int64_t write_calls = 0;
+};
+IoCounters ReadIo() {
+  IoCounters counters;
+  std::ifstream in("/proc/self/io");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string name;
+    int64_t value = 0;
+    fields >> name >> value;
+    if (name == "wchar:") counters.written_bytes = value;
+    if (name == "syscw:") counters.write_calls = value;
+  }
+  return counters;
+}
 
 double Percentile(std::vector<double>& values, double fraction) {
   if (values.empty()) return 0;
@@ -91,6 +127,8 @@ absl::StatusOr<Result> RunScenario(const std::string& name, int sku_count, Mode 
     if (!received.status.ok()) return received.status;
   }
   const EngineStats before = engine.stats();
+  const double cpu_before = CpuSeconds();
+  const IoCounters io_before = ReadIo();
 
   std::atomic<bool> stop{false};
   std::atomic<int64_t> reservations{0};
@@ -131,6 +169,8 @@ absl::StatusOr<Result> RunScenario(const std::string& name, int sku_count, Mode 
   for (std::thread& t : requesters) t.join();
   const auto end = std::chrono::steady_clock::now();
   const EngineStats after = engine.stats();
+  const double cpu_after = CpuSeconds();
+  const IoCounters io_after = ReadIo();
   if (service) service->Stop();
   engine.Stop();
   (*db)->Close();
@@ -147,11 +187,16 @@ absl::StatusOr<Result> RunScenario(const std::string& name, int sku_count, Mode 
   result.p50_ms = Percentile(all, 0.50);
   result.p99_ms = Percentile(all, 0.99);
   result.batches = after.batches_committed - before.batches_committed;
+  result.cpu_seconds = cpu_after - cpu_before;
+  result.written_bytes = io_after.written_bytes - io_before.written_bytes;
+  result.write_calls = io_after.write_calls - io_before.write_calls;
   return result;
 }
 
 int Main(int argc, char** argv) {
   const std::string report = argc > 1 ? argv[1] : "bench/results/inventory.md";
+  // Optional: run only the scenario of this name (for profiling).
+  const std::string only = argc > 2 ? argv[2] : "";
   std::vector<Result> results;
   struct Scenario {
     std::string name;
@@ -164,15 +209,22 @@ int Main(int argc, char** argv) {
            {"hot SKU, engine only (no events)", 1, Mode::kEngineOnly},
        }) {
     const std::string& name = scenario.name;
+    if (!only.empty() && name != only) continue;
     absl::StatusOr<Result> result = RunScenario(name, scenario.skus, scenario.mode);
     if (!result.ok()) {
       std::fprintf(stderr, "inventory_bench: %s: %s\n", name.c_str(),
                    std::string(result.status().message()).c_str());
       return 1;
     }
-    std::printf("%s: %.0f reservations/s, reserve p50 %.2f ms p99 %.2f ms\n", name.c_str(),
-                static_cast<double>(result->reservations) / result->seconds, result->p50_ms,
-                result->p99_ms);
+    const double batches = static_cast<double>(std::max<int64_t>(result->batches, 1));
+    std::printf(
+        "%s: %.0f reservations/s, reserve p50 %.2f ms p99 %.2f ms; %.1f commands/batch, "
+        "%.2f ms CPU/batch, %.0f KiB and %.0f write calls/batch\n",
+        name.c_str(), static_cast<double>(result->reservations) / result->seconds, result->p50_ms,
+        result->p99_ms, 2.0 * static_cast<double>(result->reservations) / batches,
+        1000.0 * result->cpu_seconds / batches,
+        static_cast<double>(result->written_bytes) / 1024.0 / batches,
+        static_cast<double>(result->write_calls) / batches);
     results.push_back(*result);
   }
   double load[3] = {0, 0, 0};
@@ -185,15 +237,21 @@ int Main(int argc, char** argv) {
       "allocating it (a second durable commit). A reservation counts once both are acknowledged. "
       "Latency is per reserve call, enqueue to acknowledgement.\n\n"
       "| scenario | SKUs | requesters | reservations | seconds | reservations/s | reserve p50 ms "
-      "| reserve p99 ms | batches | commands/batch | failures |\n"
-      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+      "| reserve p99 ms | batches | commands/batch | CPU ms/batch | KiB written/batch | failures "
+      "|\n"
+      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const Result& r : results) {
     text += fmt::format(
-        "| {} | {} | {} | {} | {:.1f} | {:.0f} | {:.2f} | {:.2f} | {} | {:.1f} | {} |\n", r.name,
-        r.sku_count, kRequesters, r.reservations, r.seconds,
+        "| {} | {} | {} | {} | {:.1f} | {:.0f} | {:.2f} | {:.2f} | {} | {:.1f} | {:.2f} | {:.0f} "
+        "| {} |\n",
+        r.name, r.sku_count, kRequesters, r.reservations, r.seconds,
         static_cast<double>(r.reservations) / r.seconds, r.p50_ms, r.p99_ms, r.batches,
         r.batches > 0 ? 2.0 * static_cast<double>(r.reservations) / static_cast<double>(r.batches)
                       : 0.0,
+        r.batches > 0 ? 1000.0 * r.cpu_seconds / static_cast<double>(r.batches) : 0.0,
+        r.batches > 0
+            ? static_cast<double>(r.written_bytes) / 1024.0 / static_cast<double>(r.batches)
+            : 0.0,
         r.failures);
   }
   text += fmt::format(

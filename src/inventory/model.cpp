@@ -285,6 +285,11 @@ void InventoryState::AssertRowsValid(
 
 void InventoryState::MarkReservation(const ReservationId& id) { changed_reservations_.insert(id); }
 
+void InventoryState::MarkReservationLines(const ReservationId& id) {
+  changed_reservations_.insert(id);
+  changed_reservation_lines_.insert(id);
+}
+
 void InventoryState::SetState(Reservation& reservation, ReservationState state) {
   if (reservation.state == ReservationState::kActive && state != ReservationState::kActive) {
     active_by_expiry_.erase({reservation.expires_at_ms, reservation.id});
@@ -410,7 +415,7 @@ ReserveResult InventoryState::Reserve(const ReserveRequest& request, int64_t now
     }
   }
   active_by_expiry_.insert({reservation.expires_at_ms, reservation.id});
-  MarkReservation(reservation.id);
+  MarkReservationLines(reservation.id);
   result.outcome = ReserveOutcome::kReserved;
   result.reservation = reservation;
   reservations_.emplace(request.id, std::move(reservation));
@@ -678,7 +683,7 @@ ShipResult InventoryState::Ship(const OrderId& order_id, std::string_view shipme
     for (const Split& split : line.splits)
       all_shipped = all_shipped && split.shipped == split.quantity;
   }
-  MarkReservation(reservation.id);
+  MarkReservationLines(reservation.id);
   if (all_shipped) SetState(reservation, ReservationState::kShipped);
   AssertRowsValid(result.entries);
   return result;
@@ -774,7 +779,7 @@ ReturnResult InventoryState::Return(const OrderId& order_id, std::string_view re
     }
   }
   reservation.return_ids.emplace_back(return_id);
-  MarkReservation(reservation.id);
+  MarkReservationLines(reservation.id);
   AssertRowsValid(result.entries);
   return result;
 }
@@ -887,10 +892,14 @@ InventoryState::Changes InventoryState::TakeChanges() {
   Changes changes;
   changes.stock.assign(changed_stock_.begin(), changed_stock_.end());
   changes.reservations.assign(changed_reservations_.begin(), changed_reservations_.end());
+  changes.reservation_lines.assign(changed_reservation_lines_.begin(),
+                                   changed_reservation_lines_.end());
   std::sort(changes.stock.begin(), changes.stock.end());
   std::sort(changes.reservations.begin(), changes.reservations.end());
+  std::sort(changes.reservation_lines.begin(), changes.reservation_lines.end());
   changed_stock_.clear();
   changed_reservations_.clear();
+  changed_reservation_lines_.clear();
   return changes;
 }
 

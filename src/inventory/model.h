@@ -256,6 +256,9 @@ class InventoryState {
   struct Changes {
     std::vector<StockKey> stock;
     std::vector<ReservationId> reservations;
+    // The subset of `reservations` whose lines (or their splits' shipped/returned counts)
+    // changed; the others changed only their header (state, expiry, order, ids).
+    std::vector<ReservationId> reservation_lines;
   };
 
   void UpsertLocation(Location location);
@@ -316,6 +319,7 @@ class InventoryState {
                            std::vector<LedgerEntry>& entries);
   void SetState(Reservation& reservation, ReservationState state);
   void MarkReservation(const ReservationId& id);
+  void MarkReservationLines(const ReservationId& id);  // marks the header too
   void AssertRowsValid(const std::vector<LedgerEntry>& entries) const;
 
   absl::flat_hash_map<LocationId, Location> locations_;
@@ -326,6 +330,7 @@ class InventoryState {
   std::set<std::pair<int64_t, ReservationId>> active_by_expiry_;
   absl::flat_hash_set<StockKey> changed_stock_;
   absl::flat_hash_set<ReservationId> changed_reservations_;
+  absl::flat_hash_set<ReservationId> changed_reservation_lines_;
 };
 
 // Applies one entry's effect to `level` (the same deltas the operations use).

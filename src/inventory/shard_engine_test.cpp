@@ -322,6 +322,54 @@ TEST_F(ShardEngineTest, StateSurvivesRestart) {
   ExpectLedgerMatchesStock();
 }
 
+// A batch rewrites a reservation's lines only when they changed (reserve, ship, return); a
+// header-only change (allocate) must still leave the durable reservation equal to memory's.
+TEST_F(ShardEngineTest, DurableReservationFollowsHeaderAndLineChanges) {
+  StartEngine();
+  ASSERT_TRUE(engine_->AddLocation({LocationId("eu1"), "eu", "Berlin"}).ok());
+  Receive("a", "eu1", 10);
+  CommandResult reserved = Reserve("r1", "a", 4);
+  ASSERT_EQ(std::get<ReserveOutcome>(reserved.outcome), ReserveOutcome::kReserved);
+  auto durable = store_->LoadReservation(ReservationId("r1"));
+  ASSERT_TRUE(durable.ok()) << durable.status();
+  ASSERT_TRUE(durable->has_value());
+  EXPECT_EQ(**durable, *reserved.reservation);
+
+  CommandResult allocated = engine_->Execute(cmd::Allocate{ReservationId("r1"), OrderId("o1")});
+  ASSERT_EQ(std::get<AllocateOutcome>(allocated.outcome), AllocateOutcome::kAllocated);
+  durable = store_->LoadReservation(ReservationId("r1"));
+  ASSERT_TRUE(durable.ok() && durable->has_value());
+  EXPECT_EQ(**durable, *allocated.reservation);
+  EXPECT_EQ((*durable)->state, ReservationState::kAllocated);
+  EXPECT_EQ((*durable)->order_id, OrderId("o1"));
+  ASSERT_EQ((*durable)->lines.size(), 1u);
+
+  ASSERT_EQ(std::get<ShipOutcome>(
+                engine_->Execute(cmd::Ship{OrderId("o1"), "s1", {{Sku("a"), 3}}}).outcome),
+            ShipOutcome::kShipped);
+  ASSERT_EQ(std::get<ReturnOutcome>(
+                engine_->Execute(cmd::Return{OrderId("o1"), "ret1", {{Sku("a"), 1}}}).outcome),
+            ReturnOutcome::kReturned);
+  durable = store_->LoadReservation(ReservationId("r1"));
+  ASSERT_TRUE(durable.ok() && durable->has_value());
+  ASSERT_EQ((*durable)->lines.size(), 1u);
+  ASSERT_EQ((*durable)->lines[0].splits.size(), 1u);
+  EXPECT_EQ((*durable)->lines[0].splits[0].shipped, 3);
+  EXPECT_EQ((*durable)->lines[0].splits[0].returned, 1);
+  EXPECT_EQ((*durable)->shipment_ids, std::vector<std::string>{"s1"});
+  EXPECT_EQ((*durable)->return_ids, std::vector<std::string>{"ret1"});
+
+  // What a restart loads is what memory held.
+  Restart();
+  EXPECT_EQ(std::get<ShipOutcome>(
+                engine_->Execute(cmd::Ship{OrderId("o1"), "s2", {{Sku("a"), 1}}}).outcome),
+            ShipOutcome::kShipped);
+  EXPECT_EQ(std::get<ShipOutcome>(
+                engine_->Execute(cmd::Ship{OrderId("o1"), "s3", {{Sku("a"), 1}}}).outcome),
+            ShipOutcome::kExceedsAllocation);
+  ExpectLedgerMatchesStock();
+}
+
 TEST_F(ShardEngineTest, CrossShardReserveIsRefused) {
   StartEngine(64);
   ASSERT_TRUE(engine_->AddLocation({LocationId("eu1"), "eu", "Berlin"}).ok());

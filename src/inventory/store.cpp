@@ -168,6 +168,10 @@ absl::Status InventoryStore::WriteBatch(Transaction& transaction, const BatchRec
                                   reservation.order_id.value(), IdsToJson(reservation.shipment_ids),
                                   IdsToJson(reservation.return_ids)})
                         .status());
+    if (std::binary_search(batch.lines_unchanged.begin(), batch.lines_unchanged.end(),
+                           reservation.id)) {
+      continue;  // the common Allocate/Release/Extend/expiry case: the lines stand as stored
+    }
     RETURN_IF_ERROR(
         transaction.Execute(kDeleteReservationLines, {reservation.id.value()}).status());
     for (size_t line_no = 0; line_no < reservation.lines.size(); ++line_no) {

@@ -33,6 +33,9 @@ struct BatchRecord {
   std::vector<LedgerEntry> entries;
   std::vector<StockLevel> stock;          // final state of every row the batch changed
   std::vector<Reservation> reservations;  // final state of every reservation it changed
+  // Sorted ids among `reservations` whose lines did not change (only the header row is
+  // rewritten for them). Empty (the safe default): every reservation's lines are rewritten.
+  std::vector<ReservationId> lines_unchanged;
   bool empty() const { return entries.empty() && stock.empty() && reservations.empty(); }
 };
 

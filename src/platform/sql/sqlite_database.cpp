@@ -90,6 +90,14 @@ class Connection {
     // FULL: the WAL is fsynced at every commit, so an acknowledged write survives power loss.
     RETURN_IF_ERROR(connection->ExecOnce("PRAGMA synchronous=FULL"));
     RETURN_IF_ERROR(connection->ExecOnce("PRAGMA foreign_keys=ON"));
+    if (role == ConnectionRole::kWriter) {
+      // Statement and savepoint journals in memory: each write job runs in a savepoint, so
+      // SQLite journals the first change of every page in it; on a temp file that is a pwrite
+      // per page (more than the WAL frames themselves). They only serve rollback inside a
+      // transaction, never recovery, so memory loses nothing; they are bounded by the pages one
+      // batch changes.
+      RETURN_IF_ERROR(connection->ExecOnce("PRAGMA temp_store=MEMORY"));
+    }
     if (role == ConnectionRole::kReader) {
       // Writes through a read transaction are a bug; make them fail instead of racing the writer.
       RETURN_IF_ERROR(connection->ExecOnce("PRAGMA query_only=ON"));
