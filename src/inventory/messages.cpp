@@ -160,6 +160,103 @@ Event MakeEvent(std::string_view type, const std::string& key, const Json& paylo
   return Event{std::string(type), key, DumpJson(payload)};
 }
 
+// Appends `text` as a JSON string, byte for byte as DumpJson escapes it. The hot events
+// (reserved, allocated: one per command on a flash sale) are formatted directly instead of
+// through a JSON DOM; their keys are written in the DOM's (sorted) order.
+void AppendJsonString(std::string& out, std::string_view text) {
+  const bool ascii = std::all_of(text.begin(), text.end(),
+                                 [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+  if (!ascii) {
+    out += DumpJson(Json(std::string(text)));  // UTF-8 validation and replacement
+    return;
+  }
+  out += '"';
+  for (char c : text) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out += fmt::format("\\u{:04x}", static_cast<int>(c));
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+}
+
+// {"created_at_ms","expires_at_ms","id","lines","order_id","region","reservation_id","state"}:
+// ReservationJson plus reservation_id, as DumpJson would write it.
+std::string ReservedPayload(const Reservation& reservation, const ReservationId& id) {
+  std::string out;
+  out.reserve(256);
+  out +=
+      fmt::format("{{\"created_at_ms\":{},\"expires_at_ms\":{},\"id\":", reservation.created_at_ms,
+                  reservation.expires_at_ms);
+  AppendJsonString(out, reservation.id.value());
+  out += ",\"lines\":[";
+  for (size_t l = 0; l < reservation.lines.size(); ++l) {
+    const ReservationLine& line = reservation.lines[l];
+    if (l > 0) out += ',';
+    out += "{\"locations\":[";
+    for (size_t s = 0; s < line.splits.size(); ++s) {
+      const Split& split = line.splits[s];
+      if (s > 0) out += ',';
+      out += "{\"location_id\":";
+      AppendJsonString(out, split.location.value());
+      out += fmt::format(",\"quantity\":{},\"returned\":{},\"shipped\":{}}}", split.quantity,
+                         split.returned, split.shipped);
+    }
+    out += fmt::format("],\"quantity\":{},\"sku\":", line.quantity);
+    AppendJsonString(out, line.sku.value());
+    out += '}';
+  }
+  out += "],\"order_id\":";
+  if (reservation.order_id.empty()) {
+    out += "null";
+  } else {
+    AppendJsonString(out, reservation.order_id.value());
+  }
+  out += ",\"region\":";
+  AppendJsonString(out, reservation.region);
+  out += ",\"reservation_id\":";
+  AppendJsonString(out, id.value());
+  out += ",\"state\":";
+  AppendJsonString(out, ReservationStateName(reservation.state));
+  out += '}';
+  return out;
+}
+
+// {"order_id","reservation_id"}, as DumpJson would write it.
+std::string AllocatedPayload(const cmd::Allocate& command) {
+  std::string out = "{\"order_id\":";
+  AppendJsonString(out, command.order_id.value());
+  out += ",\"reservation_id\":";
+  AppendJsonString(out, command.id.value());
+  out += '}';
+  return out;
+}
+
 absl::StatusOr<int64_t> TtlMs(const Json& object, std::optional<int64_t> default_ttl_ms) {
   ASSIGN_OR_RETURN(std::optional<int64_t> ttl_seconds,
                    OptionalInt(object, "ttl_seconds", 1, kTtlSecondsMax));
@@ -471,9 +568,8 @@ std::vector<Event> EventsFor(const Command* command, const CommandResult& result
             const ReserveOutcome outcome = std::get<ReserveOutcome>(result.outcome);
             switch (outcome) {
               case ReserveOutcome::kReserved: {
-                Json payload = ReservationJson(*result.reservation);
-                payload["reservation_id"] = c.id.value();
-                events.push_back(MakeEvent(kReserved, c.id.value(), payload));
+                events.push_back(Event{std::string(kReserved), c.id.value(),
+                                       ReservedPayload(*result.reservation, c.id)});
                 return;
               }
               case ReserveOutcome::kAlreadyReserved:
@@ -500,9 +596,7 @@ std::vector<Event> EventsFor(const Command* command, const CommandResult& result
           [&](const cmd::Allocate& c) {
             const AllocateOutcome outcome = std::get<AllocateOutcome>(result.outcome);
             if (outcome == AllocateOutcome::kAllocated) {
-              events.push_back(
-                  MakeEvent(kAllocated, c.id.value(),
-                            {{"reservation_id", c.id.value()}, {"order_id", c.order_id.value()}}));
+              events.push_back(Event{std::string(kAllocated), c.id.value(), AllocatedPayload(c)});
             } else if (outcome == AllocateOutcome::kExpired && !result.entries.empty()) {
               // The allocation found the reservation past its expiry and expired it itself.
               events.push_back(

@@ -143,5 +143,51 @@ TEST(MessagesTest, ReplyAndAvailabilityParse) {
   EXPECT_EQ(parsed->on_hand, 10);
 }
 
+// The reserved and allocated payloads are formatted directly (the hot path); they must be the
+// bytes the JSON DOM would produce, for hostile strings too.
+TEST(MessagesTest, HotEventPayloadsEqualTheDomRendering) {
+  const std::vector<std::string> texts = {
+      "r1", "q\"uo\\te", std::string("c\x01\x1f\b\f\n\r\t", 9), "caf\xc3\xa9", "bad\xff utf8",
+      "",   "del\x7f"};
+  for (const std::string& text : texts) {
+    Reservation reservation{
+        .id = ReservationId(text),
+        .lines = {ReservationLine{.sku = Sku(text),
+                                  .quantity = 5,
+                                  .splits = {Split{.location = LocationId(text), .quantity = 2},
+                                             Split{.location = LocationId("w2"),
+                                                   .quantity = 3,
+                                                   .shipped = 1,
+                                                   .returned = 1}}},
+                  ReservationLine{.sku = Sku("b"), .quantity = 1, .splits = {}}},
+        .region = text,
+        .created_at_ms = 17,
+        .expires_at_ms = 1'700'000'000'000,
+        .state = ReservationState::kActive,
+        .order_id = OrderId(text),
+    };
+    cmd::Reserve reserve{reservation.id, {{Sku(text), 5}}, text, 60'000};
+    CommandResult reserved;
+    reserved.outcome = ReserveOutcome::kReserved;
+    reserved.reservation = reservation;
+    const Command reserve_command = reserve;
+    std::vector<Event> events = EventsFor(&reserve_command, reserved);
+    ASSERT_EQ(events.size(), 1u);
+    Json expected = ReservationJson(reservation);
+    expected["reservation_id"] = text;
+    EXPECT_EQ(events[0].payload, DumpJson(expected)) << text;
+    EXPECT_EQ(events[0].type, kReserved);
+
+    const Command allocate = cmd::Allocate{ReservationId(text), OrderId(text + "-o")};
+    CommandResult allocated;
+    allocated.outcome = AllocateOutcome::kAllocated;
+    events = EventsFor(&allocate, allocated);
+    ASSERT_EQ(events.size(), 1u);
+    EXPECT_EQ(events[0].payload,
+              DumpJson(Json{{"reservation_id", text}, {"order_id", text + "-o"}}))
+        << text;
+  }
+}
+
 }  // namespace
 }  // namespace emporium::inventory::messages
