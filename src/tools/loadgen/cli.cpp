@@ -14,12 +14,14 @@
 #include "tools/loadgen/engine.h"
 #include "tools/loadgen/report.h"
 #include "tools/loadgen/scenarios.h"
+#include "tools/loadgen/target_audit.h"
 
 namespace emporium::loadgen {
 namespace {
 
 constexpr int kExitSetup = 1;
 constexpr int kExitVerdict = 3;
+constexpr int kExitAuditUnavailable = 4;
 
 struct Target {
   std::string host;
@@ -74,12 +76,15 @@ CLI::App* AddLoadgenCommand(CLI::App& parent, LoadgenFlags& flags) {
       "loadgen",
       "HTTP load generator. Scenarios: get (one URL, raw throughput), browse (Zipf product "
       "pages, lists, searches), flash-sale (N buyers racing for one SKU), checkout (cart, 1-3 "
-      "lines, checkout with "
-      "Prefer: wait=10 per loop; needs --admin-key and the PSP sandbox behind the server). cart "
-      "and mixed are not here yet.");
+      "lines, checkout with Prefer: wait=10 per loop; needs --admin-key and the PSP sandbox "
+      "behind the server), cart (create, add 1-3 lines, update, remove, read, abandon; needs "
+      "--admin-key), mixed (browse/cart/checkout loops by --mix weight). With --admin-key the "
+      "run ends with the target's invariant audit (POST /api/v1/admin/audit) unless --no-audit.");
   command->add_option("--url", flags.url, "target base URL, http://host:port")
       ->capture_default_str();
-  command->add_option("--scenario", flags.scenario, "get | browse | flash-sale | checkout")
+  command
+      ->add_option("--scenario", flags.scenario,
+                   "get | browse | flash-sale | checkout | cart | mixed")
       ->capture_default_str();
   command->add_option("--path", flags.path, "get: the request target")->capture_default_str();
   command->add_option("--concurrency,-c", flags.concurrency, "connections")
@@ -100,13 +105,16 @@ CLI::App* AddLoadgenCommand(CLI::App& parent, LoadgenFlags& flags) {
   command->add_option("--out", flags.out_dir,
                       "write report.json, report.txt and latency.svg into this directory");
   command->add_option("--admin-key", flags.admin_key,
-                      "staff API key: flash-sale receives --stock units first; checkout creates "
-                      "products and stock");
+                      "staff API key: flash-sale receives --stock units first; checkout, cart "
+                      "and mixed create products and stock; every scenario ends with the "
+                      "target's audit");
   command->add_option("--sku", flags.sku, "flash-sale: the SKU")->capture_default_str();
   command->add_option("--stock", flags.stock, "flash-sale: units to receive")
       ->check(CLI::Range(int64_t{1}, int64_t{1'000'000'000}))
       ->capture_default_str();
-  command->add_option("--products", flags.products, "checkout: products created (one SKU each)")
+  command
+      ->add_option("--products", flags.products,
+                   "checkout, cart, mixed: products created (one SKU each)")
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
   command
@@ -114,6 +122,12 @@ CLI::App* AddLoadgenCommand(CLI::App& parent, LoadgenFlags& flags) {
                    "checkout: share of the connections paying with a declined card")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
+  command
+      ->add_option("--mix", flags.mix,
+                   "mixed: loop kinds by weight, e.g. browse=90,cart=8,checkout=2 (unnamed = 0)")
+      ->capture_default_str();
+  command->add_flag("!--no-audit", flags.audit,
+                    "skip the target's invariant audit (POST /api/v1/admin/audit) after the run");
   command->add_option("--run-id", flags.run_id, "prefix of the Idempotency-Keys (default random)");
   command->add_option("--audit-data-dir", flags.audit_data_dir,
                       "after the run, audit the server's databases in this directory (run it "
@@ -144,6 +158,7 @@ int RunLoadgen(const LoadgenFlags& flags) {
   scenario_options.connections = flags.concurrency;
   scenario_options.products = flags.products;
   scenario_options.decline_share = flags.decline_share;
+  scenario_options.mix = flags.mix;
   scenario_options.warmup = *warmup;
   scenario_options.duration = *duration;
   absl::StatusOr<std::unique_ptr<LoadScenario>> scenario =
@@ -188,6 +203,40 @@ int RunLoadgen(const LoadgenFlags& flags) {
   run.duration_seconds = absl::ToDoubleSeconds(*duration);
   run.scenario_lines = (*scenario)->SummaryLines();
   run.scenario_json = (*scenario)->SummaryJson();
+
+  // The target's audit, after the engine has let the in-flight requests finish.
+  int exit_code = 0;
+  if (!flags.audit) {
+    run.audit_lines.push_back("audit: skipped (--no-audit)");
+  } else if (flags.admin_key.empty()) {
+    run.audit_lines.push_back("audit: skipped (no --admin-key)");
+  } else {
+    TargetAuditOptions audit_options;
+    audit_options.host = target->host;
+    audit_options.port = target->port;
+    audit_options.admin_key = flags.admin_key;
+    audit_options.settle_wait =
+        (*scenario)->CreatesOrders() ? SettleWait::kOrders : SettleWait::kNone;
+    if (live) {
+      std::printf("auditing the target%s...\n",
+                  (*scenario)->CreatesOrders() ? " (after its orders settle)" : "");
+      std::fflush(stdout);
+    }
+    const TargetAudit audit = RunTargetAudit(audit_options);
+    run.audit_lines = AuditReportLines(audit);
+    run.audit_json = AuditReportJson(audit);
+    switch (audit.verdict) {
+      case AuditVerdict::kClean:
+      case AuditVerdict::kNotAvailable:
+        break;
+      case AuditVerdict::kViolations:
+        exit_code = kExitVerdict;
+        break;
+      case AuditVerdict::kFailed:
+        exit_code = kExitAuditUnavailable;
+        break;
+    }
+  }
   std::fputs(TextReport(run, *result).c_str(), stdout);
   if (!flags.out_dir.empty()) {
     if (absl::Status written = WriteReportFiles(flags.out_dir, run, *result); !written.ok()) {
@@ -197,7 +246,6 @@ int RunLoadgen(const LoadgenFlags& flags) {
                 flags.out_dir.c_str());
   }
 
-  int exit_code = 0;
   if (absl::Status verdict = (*scenario)->Verdict(); !verdict.ok()) {
     std::printf("VERDICT FAILED: %s\n", std::string(verdict.message()).c_str());
     exit_code = kExitVerdict;

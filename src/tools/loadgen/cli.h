@@ -3,7 +3,10 @@
 //
 // Exit codes of loadgen: 0 done (or the scenario skipped itself, e.g. browse without a
 // catalog), 1 bad flags or set-up failure, 3 the scenario's verdict failed (a flash sale sold
-// more than it stocked) or the closing audit found violations.
+// more than it stocked) or an audit found violations (the target's, see target_audit.h, or the
+// offline one of --audit-data-dir), 4 the target's audit could not be obtained (transport error,
+// refused key, server error). A target without the audit route (404) is reported as "not
+// available" and does not fail the run; neither does running without --admin-key.
 //
 // Thread-safety: call from the main thread.
 #pragma once
@@ -32,8 +35,10 @@ struct LoadgenFlags {
   std::string sku = "LOADGEN-FLASH-1";
   int64_t stock = 100;
   std::string run_id;
-  int products = 20;         // checkout
-  double decline_share = 0;  // checkout
+  int products = 20;                                // checkout
+  double decline_share = 0;                         // checkout
+  std::string mix = "browse=90,cart=8,checkout=2";  // mixed
+  bool audit = true;  // the target's audit after the run (needs admin_key)
   std::string audit_data_dir;
   bool progress = true;
 };

@@ -118,6 +118,7 @@ std::string TextReport(const RunDescription& run, const EngineResult& result) {
     out += fmt::format("transport error  {}: {}\n", what, count);
   }
   for (const std::string& line : run.scenario_lines) out += line + "\n";
+  for (const std::string& line : run.audit_lines) out += line + "\n";
   return out;
 }
 
@@ -159,7 +160,8 @@ Json JsonReport(const RunDescription& run, const EngineResult& result) {
               {"transport_errors", transport},
               {"connects", result.connects},
               {"timeline", timeline},
-              {"scenario_summary", run.scenario_json}};
+              {"scenario_summary", run.scenario_json},
+              {"audit", run.audit_json}};
 }
 
 std::string SvgChart(const RunDescription& run, const EngineResult& result) {

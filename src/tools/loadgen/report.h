@@ -25,6 +25,8 @@ struct RunDescription {
   double duration_seconds = 0;
   std::vector<std::string> scenario_lines;  // LoadScenario::SummaryLines
   nlohmann::json scenario_json = nlohmann::json::object();
+  std::vector<std::string> audit_lines;  // AuditReportLines, or why the audit did not run
+  nlohmann::json audit_json = nullptr;   // AuditReportJson; null when it did not run
 };
 
 // "[  3s] 51234 req/s  errors 0  p50 0.84 ms  p99 2.10 ms" (warm-up seconds say "warm-up").

@@ -7,16 +7,27 @@
 //    unique Idempotency-Key each). With an admin key, Prepare first receives `stock` units at
 //    location "loadgen" through the staff API. 201 counts as a sale, 409 as sold out (not an
 //    error); the verdict fails if more units were sold than were stocked.
-//  - checkout: with --admin-key, Prepare creates `products` products (one SKU each, priced in
-//    USD) through the catalog staff API, waits until ordering's price read model knows every SKU
-//    (a probe GBP cart answers price_unavailable instead of unknown), receives ample stock at
-//    location "loadgen" and creates one payment method per connection (the sandbox's success
+//  The shopping scenarios (checkout, cart, mixed) need --admin-key: Prepare sets up one shop
+//  (shared code): `products` products (one SKU each, priced in USD) through the catalog staff
+//  API, ample stock of each received at location "loadgen", then a wait until ordering's price
+//  read model knows every SKU (a probe GBP cart answers price_unavailable instead of unknown).
+//  Prepare fails with FailedPrecondition (skip) when the target has no ordering routes.
+//  - checkout: Prepare also creates one payment method per connection (the sandbox's success
 //    card; a `decline_share` of the connections get the insufficient-funds card). Each
 //    connection then loops: create a cart, add 1-3 lines, check out with `Prefer: wait=10` and a
 //    unique Idempotency-Key. CONFIRMED counts as an order; a declined (CANCELLED) or REJECTED
 //    order is an expected outcome (kRejected), not an error. The checkout call has its own
 //    latency histogram (measured window only) and confirmed orders/s is reported.
-// cart and mixed are not here yet.
+//  - cart: each connection loops through a cart's life: create (POST /api/v1/carts), add 1-3
+//    distinct SKUs, set the first line's quantity to 2 (PUT), remove the last line (DELETE),
+//    read the cart (its reservation status is counted) and abandon it (DELETE /carts/{id},
+//    which releases the reservation). 409/422 are expected refusals (kRejected), not errors; a
+//    failed step abandons the cart and starts a new one. Reports carts/s (abandons answered in
+//    the measured window) and a latency summary per step.
+//  - mixed: each loop of a connection is one browse request, one cart life or one checkout,
+//    picked by weight (`mix`, default browse=90,cart=8,checkout=2; a weight 0 kind is not set
+//    up). Reports loops and requests per kind, then each part's own summary.
+// After any scenario, the CLI runs the target's invariant audit (see target_audit.h).
 //
 // Thread-safety: Prepare, Summary and Verdict from the RunLoad caller's thread; the scripts
 // from their io thread (counters shared between connections are atomic).
@@ -49,6 +60,7 @@ struct ScenarioOptions {
   int connections = 64;      // checkout: one payment method per connection
   int products = 20;         // checkout: products (one SKU each) created by Prepare
   double decline_share = 0;  // checkout: share of connections paying with a declined card
+  std::string mix = "browse=90,cart=8,checkout=2";  // mixed: kind=weight,...
   // checkout: the engine's window, so the checkout histogram records the same span.
   absl::Duration warmup = absl::Seconds(2);
   absl::Duration duration = absl::Seconds(10);
@@ -64,12 +76,27 @@ class LoadScenario : public Scenario {
   // Non-OK when the run broke an invariant the scenario can see (a flash sale that sold more
   // than it stocked).
   virtual absl::Status Verdict() const { return absl::OkStatus(); }
+  // True when the run places orders, so the closing audit first waits for them to settle.
+  virtual bool CreatesOrders() const { return false; }
 };
+
+// The mixed scenario's weights per loop kind (relative, not necessarily percentages).
+struct Mix {
+  int browse = 90;
+  int cart = 8;
+  int checkout = 2;
+};
+inline constexpr int kMixWeightMax = 1'000'000;
+
+// "browse=90,cart=8,checkout=2": kinds browse, cart, checkout, each at most once, integer
+// weights 0..kMixWeightMax; an unnamed kind weighs 0; the sum must be > 0. InvalidArgument
+// otherwise.
+absl::StatusOr<Mix> ParseMix(std::string_view text);
 
 // The scenario names this build knows, for --help.
 std::vector<std::string> ScenarioNames();
 
-// InvalidArgument for an unknown name or bad options; Unimplemented for cart/mixed.
+// InvalidArgument for an unknown name or bad options.
 absl::StatusOr<std::unique_ptr<LoadScenario>> MakeScenario(std::string_view name,
                                                            const ScenarioOptions& options);
 

@@ -36,7 +36,9 @@ TEST(MakeScenarioTest, KnowsItsNamesAndRejectsTheRest) {
   EXPECT_TRUE(MakeScenario("browse", options).ok());
   EXPECT_TRUE(MakeScenario("flash-sale", options).ok());
   EXPECT_TRUE(MakeScenario("checkout", options).ok());
-  EXPECT_EQ(MakeScenario("cart", options).status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_TRUE(MakeScenario("cart", options).ok());
+  EXPECT_TRUE(MakeScenario("mixed", options).ok());
+  EXPECT_EQ(ScenarioNames().size(), 6u);
   EXPECT_EQ(MakeScenario("nope", options).status().code(), absl::StatusCode::kInvalidArgument);
   options.path = "no-slash";
   EXPECT_EQ(MakeScenario("get", options).status().code(), absl::StatusCode::kInvalidArgument);
@@ -132,6 +134,175 @@ TEST(FlashSaleScriptTest, UniqueIdempotencyKeysAndClassification) {
   EXPECT_EQ(first->OnResponse(409, ""), ResponseClass::kRejected);
   EXPECT_EQ(first->OnResponse(500, ""), ResponseClass::kError);
   EXPECT_TRUE((*scenario)->Verdict().ok());  // no stock set up: nothing to compare
+}
+
+TEST(ParseMixTest, ReadsWeightsAndRejectsHostileText) {
+  absl::StatusOr<Mix> mix = ParseMix("browse=90,cart=8,checkout=2");
+  ASSERT_TRUE(mix.ok()) << mix.status();
+  EXPECT_EQ(mix->browse, 90);
+  EXPECT_EQ(mix->cart, 8);
+  EXPECT_EQ(mix->checkout, 2);
+  mix = ParseMix("cart=1");  // unnamed kinds weigh 0
+  ASSERT_TRUE(mix.ok());
+  EXPECT_EQ(mix->browse, 0);
+  EXPECT_EQ(mix->cart, 1);
+  EXPECT_EQ(mix->checkout, 0);
+  for (const char* bad : {"", "browse", "browse=", "browse=-1", "browse=1.5", "browse=x", "shop=5",
+                          "browse=1,browse=2", "browse=0,cart=0", "browse=99999999", "browse=1,",
+                          ",browse=1", "browse=1;cart=2", "=5"}) {
+    EXPECT_EQ(ParseMix(bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+  ScenarioOptions options;
+  options.mix = "browse=1,nope=2";
+  EXPECT_EQ(MakeScenario("mixed", options).status().code(), absl::StatusCode::kInvalidArgument);
+  options.mix = "cart=1";
+  options.products = 0;
+  EXPECT_EQ(MakeScenario("mixed", options).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(MakeScenario("cart", options).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(CartScenarioTest, NeedsAnAdminKey) {
+  ScenarioOptions options;
+  auto cart = MakeScenario("cart", options);
+  ASSERT_TRUE(cart.ok());
+  EXPECT_EQ((*cart)->Prepare().code(), absl::StatusCode::kInvalidArgument);
+  options.mix = "checkout=1";
+  auto mixed = MakeScenario("mixed", options);
+  ASSERT_TRUE(mixed.ok());
+  EXPECT_EQ((*mixed)->Prepare().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE((*mixed)->CreatesOrders());
+  options.mix = "cart=1";
+  EXPECT_FALSE((*MakeScenario("mixed", options))->CreatesOrders());
+  EXPECT_TRUE((*MakeScenario("checkout", options))->CreatesOrders());
+  EXPECT_FALSE((*cart)->CreatesOrders());
+}
+
+// One cart's life without Prepare (one placeholder SKU, so one line): create, add, update,
+// remove, read, abandon, and around again.
+TEST(CartScriptTest, WalksACartsLifeAndClassifiesAnswers) {
+  ScenarioOptions options;
+  options.warmup = absl::ZeroDuration();
+  auto scenario = MakeScenario("cart", options);
+  ASSERT_TRUE(scenario.ok());
+  auto script = (*scenario)->NewConnection(0);
+  RequestSpec request;
+  auto step = [&](int status, std::string_view body) { return script->OnResponse(status, body); };
+  script->Next(request);
+  EXPECT_EQ(request.method, "POST");
+  EXPECT_EQ(request.target, "/api/v1/carts");
+  EXPECT_EQ(step(503, "{}"), ResponseClass::kError);  // stays on create
+  script->Next(request);
+  EXPECT_EQ(request.target, "/api/v1/carts");
+  EXPECT_EQ(step(201, "not json"), ResponseClass::kError);
+  script->Next(request);
+  EXPECT_EQ(step(201, R"({"id":"c1"})"), ResponseClass::kOk);
+  script->Next(request);
+  EXPECT_EQ(request.method, "POST");
+  EXPECT_EQ(request.target, "/api/v1/carts/c1/lines");
+  EXPECT_NE(request.body.find("LOADGEN-NO-SKU"), std::string::npos);
+  EXPECT_EQ(step(200, "{}"), ResponseClass::kOk);
+  script->Next(request);
+  EXPECT_EQ(request.method, "PUT");
+  EXPECT_EQ(request.target, "/api/v1/carts/c1/lines/LOADGEN-NO-SKU");
+  EXPECT_NE(request.body.find("\"quantity\":2"), std::string::npos);
+  EXPECT_EQ(step(409, R"({"error":{"code":"insufficient_stock"}})"), ResponseClass::kRejected);
+  script->Next(request);
+  EXPECT_EQ(request.method, "DELETE");
+  EXPECT_EQ(request.target, "/api/v1/carts/c1/lines/LOADGEN-NO-SKU");
+  EXPECT_TRUE(request.body.empty());
+  EXPECT_EQ(step(200, "{}"), ResponseClass::kOk);
+  script->Next(request);
+  EXPECT_EQ(request.method, "GET");
+  EXPECT_EQ(request.target, "/api/v1/carts/c1");
+  EXPECT_EQ(step(200, R"({"reservation":{"status":"reserved"}})"), ResponseClass::kOk);
+  script->Next(request);
+  EXPECT_EQ(request.method, "DELETE");
+  EXPECT_EQ(request.target, "/api/v1/carts/c1");
+  EXPECT_EQ(step(200, "{}"), ResponseClass::kOk);
+  // Around again; a server error mid-cart gives the cart up (abandon), then starts over.
+  script->Next(request);
+  EXPECT_EQ(request.target, "/api/v1/carts");
+  EXPECT_EQ(step(201, R"({"id":"c2"})"), ResponseClass::kOk);
+  script->Next(request);
+  EXPECT_EQ(request.target, "/api/v1/carts/c2/lines");
+  EXPECT_EQ(step(500, "{}"), ResponseClass::kError);
+  script->Next(request);
+  EXPECT_EQ(request.method, "DELETE");
+  EXPECT_EQ(request.target, "/api/v1/carts/c2");
+  EXPECT_EQ(step(500, "{}"), ResponseClass::kError);
+  script->Next(request);
+  EXPECT_EQ(request.target, "/api/v1/carts");
+
+  const nlohmann::json summary = (*scenario)->SummaryJson();
+  EXPECT_EQ(summary["carts_created"], 2);
+  EXPECT_EQ(summary["carts_abandoned"], 1);
+  EXPECT_EQ(summary["rejected"], 1);
+  EXPECT_EQ(summary["errors"], 4);
+  EXPECT_EQ(summary["reservations_read"]["reserved"], 1);
+  EXPECT_EQ(summary["steps"].size(), 6u);
+  EXPECT_EQ((*scenario)->SummaryLines().size(), 3u);
+}
+
+// A refused add leaves the cart without lines: it is read and abandoned, never updated.
+TEST(CartScriptTest, ARefusedOnlyLineSkipsUpdateAndRemove) {
+  ScenarioOptions options;
+  auto scenario = MakeScenario("cart", options);
+  ASSERT_TRUE(scenario.ok());
+  auto script = (*scenario)->NewConnection(0);
+  RequestSpec request;
+  script->Next(request);
+  ASSERT_EQ(script->OnResponse(201, R"({"id":"c1"})"), ResponseClass::kOk);
+  script->Next(request);
+  ASSERT_EQ(request.target, "/api/v1/carts/c1/lines");
+  EXPECT_EQ(script->OnResponse(422, "{}"), ResponseClass::kRejected);
+  script->Next(request);
+  EXPECT_EQ(request.method, "GET");
+  EXPECT_EQ(script->OnResponse(200, "garbage"), ResponseClass::kOk);
+  script->Next(request);
+  EXPECT_EQ(request.method, "DELETE");
+  EXPECT_EQ((*scenario)->SummaryJson()["reservations_read"]["unreadable"], 1);
+}
+
+// The mixed script picks a kind only at a loop start: a cart's life is never interrupted.
+TEST(MixedScriptTest, SwitchesKindOnlyBetweenLoops) {
+  ScenarioOptions options;
+  options.mix = "cart=1,checkout=1";
+  auto scenario = MakeScenario("mixed", options);
+  ASSERT_TRUE(scenario.ok());
+  auto script = (*scenario)->NewConnection(0);
+  RequestSpec request;
+  for (int loop = 0; loop < 20; ++loop) {
+    script->Next(request);
+    ASSERT_EQ(request.target, "/api/v1/carts");
+    ASSERT_EQ(script->OnResponse(201, R"({"id":"c"})"), ResponseClass::kOk);
+    // Either a cart life (add, PUT, DELETE line, GET, DELETE cart) or a checkout (add lines,
+    // payment method, checkout); both stay on /api/v1/carts/c... until the loop ends.
+    for (int i = 0; i < 10; ++i) {
+      script->Next(request);
+      ASSERT_NE(request.target, "/api/v1/carts") << loop << " " << i;
+      if (request.target == "/api/v1/payment-methods") {
+        script->OnResponse(201, R"({"token":"pm"})");
+      } else if (request.target == "/api/v1/carts/c/checkout") {
+        script->OnResponse(200, R"({"state":"CONFIRMED"})");
+        break;
+      } else if (request.method == "DELETE" && request.target == "/api/v1/carts/c") {
+        script->OnResponse(200, "{}");
+        break;
+      } else {
+        script->OnResponse(200, "{}");
+      }
+    }
+  }
+  const nlohmann::json summary = (*scenario)->SummaryJson();
+  const int64_t cart_loops = summary["kinds"]["cart"]["loops"];
+  const int64_t checkout_loops = summary["kinds"]["checkout"]["loops"];
+  EXPECT_EQ(cart_loops + checkout_loops, 20);
+  EXPECT_GT(cart_loops, 0);
+  EXPECT_GT(checkout_loops, 0);
+  EXPECT_EQ(summary["kinds"]["browse"]["loops"], 0);
+  EXPECT_EQ(summary["kinds"]["cart"]["errors"], 0);
+  EXPECT_EQ(summary["checkout"]["confirmed"], checkout_loops);
+  EXPECT_EQ(summary["cart"]["carts_abandoned"], cart_loops);
 }
 
 }  // namespace
