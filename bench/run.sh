@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 build_dir="${1:-build/release}"
 shift || true
 scenarios=("$@")
-[ "${#scenarios[@]}" -gt 0 ] || scenarios=(http group_commit inventory payments catalog checkout)
+[ "${#scenarios[@]}" -gt 0 ] || scenarios=(http group_commit inventory payments catalog checkout mixed)
 results=bench/results
 mkdir -p "$results"
 work=$(mktemp -d /tmp/emporium-bench.XXXXXX)
@@ -312,16 +312,19 @@ bench_checkout() {
     done
     [ -n "$ready" ] || { echo "bench: emporium serve not ready" >&2; cat "$work/checkout-server-$variant.log" >&2; return 1; }
     local out="$work/checkout-$variant"
+    # The run ends with the server's invariant audit; a failed audit (exit 3/4) is recorded in
+    # the table, not a reason to stop the other benchmarks.
     "$emporium" loadgen --url "http://127.0.0.1:$port" --scenario checkout --admin-key "$admin_key" \
       --concurrency "$concurrency" --duration "${seconds}s" --warmup 3s --timeout 15s \
-      --no-progress --out "$out" | tee "$work/checkout-$variant.txt"
+      --no-progress --out "$out" | tee "$work/checkout-$variant.txt" || true
     rows+=("$(python3 - "$out/report.json" "$variant" <<'PY'
 import json, sys
 report = json.load(open(sys.argv[1]))
 s = report["scenario_summary"]
+audit = (report.get("audit") or {}).get("verdict", "not run")
 label = {"batched": "group commit on (default)", "unbatched": "batching off (storage.batch_jobs_max=1)"}[sys.argv[2]]
 print(f"| {label} | {s['confirmed_per_second']:.1f} | {s['checkout_p50_us'] / 1000:.1f} ms | "
-      f"{s['checkout_p99_us'] / 1000:.1f} ms | {s['confirmed_measured']} | {s['cancelled'] + s['rejected'] + s['pending']} | {s['errors']} |")
+      f"{s['checkout_p99_us'] / 1000:.1f} ms | {s['confirmed_measured']} | {s['cancelled'] + s['rejected'] + s['pending']} | {s['errors']} | {audit} |")
 PY
 )")
     kill "$server_pid" 2>/dev/null || true
@@ -337,9 +340,81 @@ PY
     echo "- \`emporium loadgen --scenario checkout\`: $concurrency connections, closed loop, 3 s warm-up, ${seconds} s measured; each loop creates a cart, adds 1-3 lines (20 products, ample stock) and checks out with \`Prefer: wait=10\` and a unique Idempotency-Key; every card approves"
     echo "- latency is of the checkout call alone (answered once the order is CONFIRMED or terminal)"
     echo
-    echo "| server | confirmed/s | checkout p50 | checkout p99 | confirmed (measured) | not confirmed | errors |"
-    echo "|---|---:|---:|---:|---:|---:|---:|"
+    echo "- audit: the server's invariant audit (POST /api/v1/admin/audit) after the run, once every order settled"
+    echo
+    echo "| server | confirmed/s | checkout p50 | checkout p99 | confirmed (measured) | not confirmed | errors | audit |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---|"
     printf '%s\n' "${rows[@]}"
+  } | tee "$report"
+}
+
+# Mixed traffic: `emporium psp-sandbox` plus `emporium serve` on a fresh data directory (rate
+# limits off), then `emporium loadgen --scenario mixed`: each loop of a connection is a browse
+# request, a cart's life (create, add 1-3 lines, update, remove, read, abandon) or a checkout,
+# picked by weight, and the run ends with the server's invariant audit. MIXED_SECONDS (default
+# 20), MIXED_CONCURRENCY (default 64), MIXED_MIX (default browse=90,cart=8,checkout=2).
+bench_mixed() {
+  local emporium="$build_dir/src/app/emporium"
+  [ -x "$emporium" ] || { echo "bench: $emporium missing"; return 0; }
+  local seconds="${MIXED_SECONDS:-20}" concurrency="${MIXED_CONCURRENCY:-64}"
+  local mix="${MIXED_MIX:-browse=90,cart=8,checkout=2}"
+  local admin_key="bench-admin-key" report="$results/mixed.md" out="$work/mixed"
+  local sandbox_port sandbox_pid port server_pid ready=""
+  sandbox_port=$(free_port)
+  mkdir -p "$work/mixed-psp"
+  "$emporium" psp-sandbox --port "$sandbox_port" --data-dir "$work/mixed-psp" \
+    >"$work/mixed-psp.log" 2>&1 &
+  sandbox_pid=$!
+  pids+=("$sandbox_pid")
+  for _ in $(seq 1 100); do  # bounded: 10 s; any HTTP answer means it listens
+    curl -s -o /dev/null "http://127.0.0.1:$sandbox_port/" && break
+    sleep 0.1
+  done
+  port=$(free_port)
+  "$emporium" serve --data-dir "$work/mixed-data" --set server.port="$port" --set log.level=warn \
+    --set admin.api_key="$admin_key" --set payments.psp_url="http://127.0.0.1:$sandbox_port" \
+    --set gateway.read_per_minute=0 --set gateway.write_per_minute=0 \
+    --set gateway.checkout_per_minute=0 >"$work/mixed-server.log" 2>&1 &
+  server_pid=$!
+  pids+=("$server_pid")
+  for _ in $(seq 1 1200); do  # bounded: 60 s
+    if curl -fs -o /dev/null "http://127.0.0.1:$port/readyz"; then ready=1; break; fi
+    sleep 0.05
+  done
+  [ -n "$ready" ] || { echo "bench: emporium serve not ready" >&2; cat "$work/mixed-server.log" >&2; return 1; }
+  # A failed audit (exit 3/4) is recorded in the report, not a reason to stop the others.
+  "$emporium" loadgen --url "http://127.0.0.1:$port" --scenario mixed --mix "$mix" \
+    --admin-key "$admin_key" --concurrency "$concurrency" --duration "${seconds}s" --warmup 3s \
+    --timeout 15s --no-progress --out "$out" | tee "$work/mixed.txt" || true
+  kill "$server_pid" "$sandbox_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  {
+    echo "# Mixed traffic: browse, carts and checkouts together"
+    echo
+    machine_header
+    echo "- load average (1/5/15 min) at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "- \`emporium serve\` (fresh data directory, rate limits off, log level warn) with payments.psp_url at \`emporium psp-sandbox\` on the same host"
+    echo "- \`emporium loadgen --scenario mixed --mix $mix\`: $concurrency connections, closed loop, 3 s warm-up, ${seconds} s measured; per loop a browse request (Zipf product pages, lists, searches), a cart's life (create, 1-3 lines, update, remove, read, abandon) or a checkout (\`Prefer: wait=10\`), picked by weight"
+    echo "- audit: the server's invariant audit (POST /api/v1/admin/audit) after the run, once every order settled"
+    echo
+    python3 - "$out/report.json" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+s = report["scenario_summary"]
+lat = report["latency"]
+print("| req/s | p50 | p99 | errors | carts/s | confirmed orders/s | audit |")
+print("|---:|---:|---:|---:|---:|---:|---|")
+cart = s.get("cart") or {}
+checkout = s.get("checkout") or {}
+audit = (report.get("audit") or {}).get("verdict", "not run")
+print(f"| {report['throughput_per_second']:.0f} | {lat['p50_us'] / 1000:.2f} ms | {lat['p99_us'] / 1000:.2f} ms | "
+      f"{report['errors']} | {cart.get('carts_per_second', 0):.1f} | {checkout.get('confirmed_per_second', 0):.1f} | {audit} |")
+print()
+print("| kind | loops | requests | ok | rejected | errors |")
+print("|---|---:|---:|---:|---:|---:|")
+for kind, k in s["kinds"].items():
+    print(f"| {kind} | {k['loops']} | {k['requests']} | {k['ok']} | {k['rejected']} | {k['errors']} |")
+PY
   } | tee "$report"
 }
 
