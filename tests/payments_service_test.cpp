@@ -19,6 +19,7 @@
 #include "payments/store.h"
 #include "platform/bus/schema.h"
 #include "platform/http/client.h"
+#include "platform/obs/metrics.h"
 #include "platform/sql/migrations.h"
 #include "platform/sql/sqlite_database.h"
 #include "platform/sql/sqlite_test_util.h"
@@ -109,7 +110,7 @@ class PaymentsServiceTest : public ::testing::Test {
 
   AuthorizeCommand Command(const std::string& order, const std::string& token,
                            int64_t amount = 10'000, const std::string& customer = "cus_1") {
-    return {"cmd-" + order, order, customer, token, amount, "USD", "US", "US", ""};
+    return {"cmd-" + order, order, customer, token, amount, "USD", "US", "US", "", ""};
   }
 
   Json SandboxBalance() {
@@ -140,6 +141,9 @@ class PaymentsServiceTest : public ::testing::Test {
   }
 
   sql::TempDir dir_;
+  // Declared before service_, which must be destroyed first: its threads use them until then.
+  obs::MetricsRegistry metrics_;
+  ManualClock manual_clock_;
   std::unique_ptr<sandbox::PspSandbox> psp_sandbox_;
   std::unique_ptr<sql::Database> db_;
   std::unique_ptr<SwitchablePsp> psp_;
@@ -364,6 +368,146 @@ TEST_F(PaymentsServiceTest, FraudReviewParksAndStaffDecide) {
   EXPECT_EQ(service_->DecideReview(parked->id, ReviewDecision::kReject).status().code(),
             absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(Count("SELECT COUNT(*) FROM outbox WHERE type = 'payment.review_required'"), 1);
+}
+
+TEST_F(PaymentsServiceTest, GuestVelocityCountsPerEmailOrCardNotOneGuest) {
+  PaymentsOptions options;
+  options.fraud.customer_distinct_cards_max = 1;  // a second card for one payer: +40 -> review
+  StartService(options);
+  auto guest_order = [&](const std::string& order, const std::string& owner,
+                         const std::string& email) {
+    AuthorizeCommand command = Command(order, AddCard(owner, sandbox::kCardSuccess), 1'000, owner);
+    command.payer_email = email;
+    return service_->Authorize(command);
+  };
+  // Two different guests, each with their own card: neither is "the guest's second card".
+  auto ada = guest_order("g1", "guest", "ada@example.com");
+  ASSERT_TRUE(ada.ok()) << ada.status();
+  EXPECT_EQ(ada->state, IntentState::kAuthorized);
+  EXPECT_EQ(ada->fraud_key, "guest-email:ada@example.com");
+  auto bob = guest_order("g2", "guest", "bob@example.com");
+  ASSERT_TRUE(bob.ok()) << bob.status();
+  EXPECT_EQ(bob->state, IntentState::kAuthorized);
+  // Guests without an e-mail are told apart by their card.
+  auto anonymous_one = guest_order("g3", "guest-x1", "");
+  auto anonymous_two = guest_order("g4", "guest-x1", "");
+  ASSERT_TRUE(anonymous_one.ok() && anonymous_two.ok());
+  EXPECT_EQ(anonymous_one->state, IntentState::kAuthorized);
+  EXPECT_EQ(anonymous_two->state, IntentState::kAuthorized);
+  // The same guest e-mail (however spelled) with a new card is one payer with two cards, even
+  // under another guest owner id.
+  auto ada_again = guest_order("g5", "guest-other", "  ADA@Example.com ");
+  ASSERT_TRUE(ada_again.ok()) << ada_again.status();
+  EXPECT_EQ(ada_again->state, IntentState::kInReview);
+  EXPECT_NE(ada_again->fraud_reasons.find("many_cards_per_customer"), std::string::npos);
+}
+
+TEST(FraudKey, CustomersByIdGuestsByEmailThenCard) {
+  EXPECT_EQ(FraudKeyFor("cus_1", "ada@example.com", "pm_1"), "cus_1");
+  EXPECT_EQ(FraudKeyFor("guest", " Ada@Example.COM\t", "pm_1"), "guest-email:ada@example.com");
+  EXPECT_EQ(FraudKeyFor("guest-abc", "", "pm_1"), "guest-card:pm_1");
+  EXPECT_EQ(FraudKeyFor("guest", "   ", "pm_2"), "guest-card:pm_2");
+  EXPECT_FALSE(IsGuestPayer("guesthouse"));
+}
+
+TEST_F(PaymentsServiceTest, StaleAuthorizationsAreVoidedAtThePspAndExpire) {
+  ManualClock& clock = manual_clock_;
+  PaymentsOptions options;
+  options.clock = &clock;
+  options.authorization_ttl = absl::Hours(24 * 7);
+  StartService(options);
+  const std::string token = AddCard("cus_1", sandbox::kCardSuccess);
+  auto stale = service_->Authorize(Command("o-stale", token, 2'000));
+  auto captured = service_->Authorize(Command("o-captured", token, 3'000));
+  ASSERT_TRUE(stale.ok() && captured.ok());
+  ASSERT_TRUE(service_->Execute({"cap", captured->id, "", PspOperation::kCapture, 0}).ok());
+  clock.Advance(absl::Hours(24 * 2));
+  auto fresh = service_->Authorize(Command("o-fresh", token, 1'000));
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  clock.Advance(absl::Hours(24 * 5) - absl::Seconds(1));
+  EXPECT_EQ(*service_->ExpireStaleAuthorizations(), 0);  // nothing is older than 7 days yet
+  clock.Advance(absl::Seconds(2));
+  // The sweep (every 10 ms here) or this call starts the one expiry; never both.
+  ASSERT_TRUE(service_->ExpireStaleAuthorizations().ok());
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (service_->GetIntent(stale->id)->state != IntentState::kExpired &&
+         std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(service_->GetIntent(stale->id)->state, IntentState::kExpired);
+  EXPECT_EQ(service_->GetIntent(fresh->id)->state, IntentState::kAuthorized);
+  EXPECT_EQ(service_->GetIntent(captured->id)->state, IntentState::kCaptured);
+  EXPECT_EQ(*service_->ExpireStaleAuthorizations(), 0);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM psp_attempts WHERE operation = 'void' AND "
+                  "status = 'succeeded'"),
+            1);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM outbox WHERE type = 'payment.expired'"), 1);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM outbox WHERE type = 'payment.voided'"), 0);
+  // The PSP settled only the captured money.
+  EXPECT_EQ(SandboxNet(), 3'000);
+
+  // With the PSP down the void does not reach it: the intent stays authorized, and the expiry
+  // is started again only after expiry_retry_after, not on every sweep round.
+  auto later = service_->Authorize(Command("o-later", token, 500));
+  ASSERT_TRUE(later.ok()) << later.status();
+  psp_->down = true;
+  clock.Advance(absl::Hours(24 * 7) + absl::Seconds(1));
+  ASSERT_TRUE(service_->ExpireStaleAuthorizations().ok());
+  const std::string failed_voids = fmt::format(
+      "SELECT COUNT(*) FROM psp_attempts WHERE operation = 'void' AND status = 'failed' AND "
+      "intent_id = '{}'",
+      later->id);
+  const auto give_up_down = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (Count(failed_voids) < 1 && std::chrono::steady_clock::now() < give_up_down) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(Count(failed_voids), 1);
+  EXPECT_EQ(service_->GetIntent(later->id)->state, IntentState::kAuthorized);
+  psp_->down = false;
+  EXPECT_EQ(Count(failed_voids), 1);  // no new attempt within the retry delay
+  clock.Advance(PaymentsOptions{}.expiry_retry_after + absl::Seconds(1));
+  ASSERT_TRUE(service_->ExpireStaleAuthorizations().ok());
+  const auto give_up_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (service_->GetIntent(later->id)->state != IntentState::kExpired &&
+         std::chrono::steady_clock::now() < give_up_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(service_->GetIntent(later->id)->state, IntentState::kExpired);
+}
+
+TEST_F(PaymentsServiceTest, MetricsCountAuthorizeOutcomesAndTheBreakerState) {
+  obs::MetricsRegistry& metrics = metrics_;
+  PaymentsOptions options;
+  options.metrics = &metrics;
+  options.breaker.request_volume_min = 4;
+  options.psp_retry.attempt_count_max = 1;
+  StartService(options);
+  auto outcome = [&metrics](std::string_view name) {
+    return metrics
+        .GetCounter("emporium_payments_authorizations_total", "", {{"outcome", std::string(name)}})
+        .value();
+  };
+  ASSERT_TRUE(service_->Authorize(Command("m1", AddCard("cus_1", sandbox::kCardSuccess))).ok());
+  ASSERT_TRUE(service_
+                  ->Authorize(Command("m2", AddCard("cus_2", sandbox::kCardInsufficientFunds),
+                                      1'000, "cus_2"))
+                  .ok());
+  EXPECT_EQ(outcome("authorized"), 1);
+  EXPECT_EQ(outcome("declined"), 1);
+  std::string text = metrics.RenderPrometheus();
+  EXPECT_NE(text.find("emporium_payments_psp_breaker_state{upstream=\"psp\"} 0"), std::string::npos)
+      << text;
+  psp_->down = true;
+  const std::string token = AddCard("cus_3", sandbox::kCardSuccess);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_FALSE(
+        service_->Authorize(Command(fmt::format("down-{}", i), token, 1'000, "cus_3")).ok());
+  }
+  EXPECT_EQ(service_->breaker().state(), resilience::BreakerState::kOpen);
+  EXPECT_EQ(outcome("psp_unavailable"), 4);
+  text = metrics.RenderPrometheus();
+  EXPECT_NE(text.find("emporium_payments_psp_breaker_state{upstream=\"psp\"} 2"), std::string::npos)
+      << text;
 }
 
 TEST_F(PaymentsServiceTest, RandomizedRunLedgerBalancesAndAgreesWithThePsp) {

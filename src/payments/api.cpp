@@ -281,6 +281,10 @@ absl::StatusOr<AuthorizeCommand> ParseAuthorize(const Request& request, const st
     if (!country.ok()) return country.status();
     *target = country->value_or("");
   }
+  absl::StatusOr<std::optional<std::string>> payer_email =
+      OptionalString(*body, "payer_email", kPayerEmailBytesMax);
+  if (!payer_email.ok()) return payer_email.status();
+  c.payer_email = payer_email->value_or("");
   // Velocity rules count per client address: the peer's, never one the body claims.
   c.client_ip = ClientIp(request);
   return c;

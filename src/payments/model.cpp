@@ -353,6 +353,29 @@ std::string_view FraudDecisionName(FraudDecision decision) {
   std::abort();
 }
 
+bool IsGuestPayer(std::string_view customer_id) {
+  return customer_id == "guest" || customer_id.starts_with("guest-");
+}
+
+std::string FraudKeyFor(std::string_view customer_id, std::string_view payer_email,
+                        std::string_view payment_method) {
+  if (!IsGuestPayer(customer_id)) return std::string(customer_id);
+  while (!payer_email.empty() && (payer_email.front() == ' ' || payer_email.front() == '\t')) {
+    payer_email.remove_prefix(1);
+  }
+  while (!payer_email.empty() && (payer_email.back() == ' ' || payer_email.back() == '\t')) {
+    payer_email.remove_suffix(1);
+  }
+  if (!payer_email.empty()) {
+    std::string email(payer_email);
+    for (char& c : email) {
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    }
+    return "guest-email:" + email;
+  }
+  return "guest-card:" + std::string(payment_method);
+}
+
 FraudAssessment ScoreFraud(const FraudInput& input, const FraudRules& rules) {
   FraudAssessment assessment;
   auto fire = [&assessment](std::string_view reason, int points) {

@@ -188,6 +188,16 @@ struct FraudAssessment {
 
 FraudAssessment ScoreFraud(const FraudInput& input, const FraudRules& rules = {});
 
+// A guest payer: "guest" or "guest-..." (ordering's guest checkout); customer ids never look
+// like this.
+bool IsGuestPayer(std::string_view customer_id);
+inline constexpr size_t kPayerEmailBytesMax = 254;
+// Who the customer-level velocity rules count an intent against: a signed-in customer's id;
+// for a guest, "guest-email:" + the trimmed, lower-cased payer e-mail when there is one, else
+// "guest-card:" + the payment method, so guests are not all one customer.
+std::string FraudKeyFor(std::string_view customer_id, std::string_view payer_email,
+                        std::string_view payment_method);
+
 // ---------------------------------------------------------------------------------------------
 // Cards.
 enum class CardBrand { kVisa, kMastercard, kAmex, kDiscover };

@@ -134,6 +134,7 @@ absl::Status PaymentsModule::Wire(const ContextDeps& deps, http::Router& router)
   PaymentsOptions service_options = options_.service;
   service_options.clock = options_.clock;
   service_options.notification_secret = options_.webhook_secret;
+  service_options.metrics = deps.metrics;
   service_ = std::make_unique<PaymentsService>(*deps.database, Vault(*std::move(keyring)), *psp,
                                                std::move(service_options));
   PaymentsService* raw = service_.get();

@@ -11,6 +11,8 @@
 #include "common/status_macros.h"
 #include "fmt/format.h"
 #include "platform/bus/outbox.h"
+#include "platform/obs/log.h"
+#include "platform/obs/metrics.h"
 #include "platform/resilience/deadline.h"
 
 namespace emporium::payments {
@@ -69,6 +71,9 @@ IntentEventKind EventFor(PspOperation operation) {
   std::abort();
 }
 
+// The command that marks a void as the authorization expiry's.
+std::string ExpiryCommandId(const std::string& intent_id) { return "expire:" + intent_id; }
+
 std::string_view EventTypeFor(PspOperation operation) {
   switch (operation) {
     case PspOperation::kAuthorize:
@@ -84,6 +89,24 @@ std::string_view EventTypeFor(PspOperation operation) {
 }
 
 }  // namespace
+
+std::string_view AuthorizeOutcomeName(AuthorizeOutcome outcome) {
+  switch (outcome) {
+    case AuthorizeOutcome::kAuthorized:
+      return "authorized";
+    case AuthorizeOutcome::kDeclined:
+      return "declined";
+    case AuthorizeOutcome::kReview:
+      return "review";
+    case AuthorizeOutcome::kFraudRejected:
+      return "fraud_rejected";
+    case AuthorizeOutcome::kOutcomeUnknown:
+      return "outcome_unknown";
+    case AuthorizeOutcome::kPspUnavailable:
+      return "psp_unavailable";
+  }
+  return "unknown";  // unreachable: the switch is exhaustive
+}
 
 // What step 1 produced: the intent, and the attempt to drive (if any).
 struct PaymentsService::Prepared {
@@ -103,9 +126,41 @@ PaymentsService::PaymentsService(sql::Database& db, Vault vault, PspClient& psp,
       bulkhead_("psp", {.concurrent_count_max = std::max(1, options_.worker_count),
                         .queue_count_max = options_.worker_queue_max}),
       retrier_({.policy = options_.psp_retry, .retryable = RetryablePspStatus},
-               resilience::SystemSleeper::Instance()) {}
+               resilience::SystemSleeper::Instance()) {
+  if (options_.metrics != nullptr) {
+    for (size_t i = 0; i < kAuthorizeOutcomeCount; ++i) {
+      authorize_counters_[i] = &options_.metrics->GetCounter(
+          "emporium_payments_authorizations_total", "Payment authorizations settled, by outcome.",
+          {{"outcome", std::string(AuthorizeOutcomeName(static_cast<AuthorizeOutcome>(i)))}});
+    }
+    breaker_gauge_id_ = options_.metrics->AddCallbackGauge(
+        "emporium_payments_psp_breaker_state",
+        "The PSP circuit breaker: 0 closed, 1 half-open, 2 open.", {{"upstream", "psp"}},
+        [this]() -> int64_t {
+          switch (breaker_.state()) {
+            case resilience::BreakerState::kClosed:
+              return 0;
+            case resilience::BreakerState::kHalfOpen:
+              return 1;
+            case resilience::BreakerState::kOpen:
+              return 2;
+          }
+          return -1;
+        });
+  }
+}
 
-PaymentsService::~PaymentsService() { Stop(); }
+PaymentsService::~PaymentsService() {
+  Stop();
+  if (options_.metrics != nullptr && breaker_gauge_id_ >= 0) {
+    options_.metrics->RemoveCallbackGauge(breaker_gauge_id_);
+  }
+}
+
+void PaymentsService::CountAuthorize(AuthorizeOutcome outcome) {
+  obs::Counter* counter = authorize_counters_[static_cast<size_t>(outcome)];
+  if (counter != nullptr) counter->Increment();
+}
 
 void PaymentsService::Start() {
   if (running_.exchange(true)) return;
@@ -314,6 +369,7 @@ absl::StatusOr<PaymentsService::Prepared> PaymentsService::PrepareAuthorize(
   intent.billing_country = c.billing_country;
   intent.shipping_country = c.shipping_country;
   intent.client_ip = c.client_ip;
+  intent.fraud_key = FraudKeyFor(c.customer_id, c.payer_email, c.payment_method);
   intent.created_at_ms = clock_.NowMs();
   intent.updated_at_ms = intent.created_at_ms;
   RETURN_IF_ERROR(InsertIntent(tx, intent));
@@ -345,6 +401,8 @@ absl::StatusOr<PaymentsService::Prepared> PaymentsService::PrepareAuthorize(
       RETURN_IF_ERROR(UpdateIntent(tx, intent));
       RETURN_IF_ERROR(PublishEvent(tx, review ? "payment.review_required" : "payment.declined",
                                    intent, review ? intent.fraud_reasons : "fraud_rejected"));
+      // Counted before the commit: a rolled-back job over-counts by one, never under-counts.
+      CountAuthorize(review ? AuthorizeOutcome::kReview : AuthorizeOutcome::kFraudRejected);
       prepared.intent = intent;
       return prepared;
     }
@@ -438,6 +496,7 @@ void PaymentsService::AuthorizeAsync(const AuthorizeCommand& command, IntentCall
   draft.customer_id = command.customer_id;
   draft.payment_method = command.payment_method;
   draft.client_ip = command.client_ip;
+  draft.fraud_key = FraudKeyFor(command.customer_id, command.payer_email, command.payment_method);
   draft.billing_country = command.billing_country;
   draft.shipping_country = command.shipping_country;
   draft.amounts.amount_minor = command.amount_minor;
@@ -540,8 +599,61 @@ void PaymentsService::WorkerLoop() {
   }
 }
 
+absl::StatusOr<int64_t> PaymentsService::ExpireStaleAuthorizations() {
+  if (options_.authorization_ttl <= absl::ZeroDuration()) return 0;
+  const int64_t now_ms = clock_.NowMs();
+  const int64_t authorized_before_ms =
+      now_ms - absl::ToInt64Milliseconds(options_.authorization_ttl);
+  std::vector<IntentRecord> stale;
+  RETURN_IF_ERROR(db_.Read([&](sql::Transaction& tx) -> absl::Status {
+    absl::StatusOr<std::vector<IntentRecord>> rows = ListIntentsInStateBefore(
+        tx, IntentState::kAuthorized, authorized_before_ms, options_.expiry_batch_max);
+    if (!rows.ok()) return rows.status();
+    stale = std::move(*rows);
+    return absl::OkStatus();
+  }));
+  std::vector<std::string> attempt_keys;
+  for (const IntentRecord& candidate : stale) {
+    absl::Status status = db_.Write([&](sql::Transaction& tx) -> absl::Status {
+      absl::StatusOr<std::optional<IntentRecord>> loaded = LoadIntent(tx, candidate.id);
+      if (!loaded.ok()) return loaded.status();
+      if (!loaded->has_value()) return absl::OkStatus();
+      const IntentRecord& intent = **loaded;
+      if (intent.state != IntentState::kAuthorized ||
+          intent.updated_at_ms >= authorized_before_ms) {
+        return absl::OkStatus();  // captured, voided or touched meanwhile
+      }
+      absl::StatusOr<std::vector<AttemptRecord>> open = ListOpenAttemptsOfIntent(tx, intent.id);
+      if (!open.ok()) return open.status();
+      if (!open->empty()) return absl::OkStatus();  // a capture or void is in flight
+      absl::StatusOr<std::optional<int64_t>> last_void =
+          LatestAttemptUpdateMs(tx, intent.id, PspOperation::kVoid);
+      if (!last_void.ok()) return last_void.status();
+      if (last_void->has_value() &&
+          **last_void > now_ms - absl::ToInt64Milliseconds(options_.expiry_retry_after)) {
+        return absl::OkStatus();  // a void just failed to reach the PSP: retry later
+      }
+      RETURN_IF_ERROR(
+          RecordCommand(tx, ExpiryCommandId(intent.id), intent.id, PspOperation::kVoid, 0, now_ms)
+              .status());
+      absl::StatusOr<AttemptRecord> attempt = NewAttempt(tx, intent, PspOperation::kVoid, 0);
+      if (!attempt.ok()) return attempt.status();
+      attempt_keys.push_back(attempt->idempotency_key);
+      return absl::OkStatus();
+    });
+    if (!status.ok()) return status;
+  }
+  for (const std::string& key : attempt_keys) Enqueue(key, nullptr);
+  return static_cast<int64_t>(attempt_keys.size());
+}
+
 void PaymentsService::SweepLoop() {
   while (running_.load()) {
+    if (absl::StatusOr<int64_t> expired = ExpireStaleAuthorizations(); !expired.ok()) {
+      obs::Logger("payments.sweep")
+          .Warn("authorization expiry failed",
+                {{"error", std::string(expired.status().message())}});
+    }
     const int64_t unknown_before =
         clock_.NowMs() - absl::ToInt64Milliseconds(options_.unknown_retry_after);
     std::vector<AttemptRecord> open;
@@ -647,7 +759,9 @@ absl::StatusOr<IntentRecord> PaymentsService::StoreOutcome(const AttemptRecord& 
                                                            const absl::StatusOr<PspResult>& result,
                                                            bool outcome_unknown) {
   absl::StatusOr<IntentRecord> answer = absl::UnknownError("unset");
+  std::optional<AuthorizeOutcome> settled;  // counted once the outcome is committed
   absl::Status status = db_.Write([&](sql::Transaction& tx) -> absl::Status {
+    settled.reset();
     absl::StatusOr<std::optional<AttemptRecord>> loaded = LoadAttempt(tx, called.idempotency_key);
     if (!loaded.ok()) return loaded.status();
     AttemptRecord attempt = **loaded;
@@ -666,6 +780,9 @@ absl::StatusOr<IntentRecord> PaymentsService::StoreOutcome(const AttemptRecord& 
       if (outcome_unknown) {
         attempt.status = AttemptStatus::kUnknown;
         attempt.result_code = "outcome_unknown";
+        if (attempt.operation == PspOperation::kAuthorize) {
+          settled = AuthorizeOutcome::kOutcomeUnknown;
+        }
         RETURN_IF_ERROR(UpdateAttempt(tx, attempt));
         answer = Coded(absl::UnavailableError("the PSP outcome is unknown; it will be settled"),
                        "outcome_unknown");
@@ -675,6 +792,9 @@ absl::StatusOr<IntentRecord> PaymentsService::StoreOutcome(const AttemptRecord& 
       const std::string code = ErrorCode(result.status()).value_or("psp_unavailable");
       attempt.status = AttemptStatus::kFailed;
       attempt.result_code = code == "circuit_open" ? code : "psp_unavailable";
+      if (attempt.operation == PspOperation::kAuthorize) {
+        settled = AuthorizeOutcome::kPspUnavailable;
+      }
       RETURN_IF_ERROR(UpdateAttempt(tx, attempt));
       answer =
           Coded(absl::UnavailableError("the PSP is unavailable; retry later"), attempt.result_code);
@@ -682,14 +802,22 @@ absl::StatusOr<IntentRecord> PaymentsService::StoreOutcome(const AttemptRecord& 
     }
     attempt.psp_object_id = result->object_id;
     attempt.result_code = result->code;
+    // A void started by the authorization expiry ends the intent expired, not voided.
+    bool expiry = false;
+    if (attempt.operation == PspOperation::kVoid) {
+      absl::StatusOr<bool> recorded = CommandRecorded(tx, ExpiryCommandId(intent.id));
+      if (!recorded.ok()) return recorded.status();
+      expiry = *recorded;
+    }
     switch (result->outcome) {
       case PspOutcome::kSucceeded: {
         std::optional<Money> money;
         if (attempt.operation != PspOperation::kVoid) {
           money = Money::FromMinor(attempt.amount_minor, intent.amounts.currency).value();
         }
-        const Transition t =
-            ApplyIntentEvent(intent.state, intent.amounts, {EventFor(attempt.operation), money});
+        const Transition t = ApplyIntentEvent(
+            intent.state, intent.amounts,
+            {expiry ? IntentEventKind::kExpire : EventFor(attempt.operation), money});
         if (t.outcome != TransitionOutcome::kApplied) {
           // The PSP did it but our state disagrees: keep the PSP's truth visible for audit.
           return Coded(
@@ -702,6 +830,7 @@ absl::StatusOr<IntentRecord> PaymentsService::StoreOutcome(const AttemptRecord& 
         intent.amounts = t.amounts;
         if (attempt.operation == PspOperation::kAuthorize) {
           intent.psp_authorization_id = result->object_id;
+          settled = AuthorizeOutcome::kAuthorized;
         }
         attempt.status = AttemptStatus::kSucceeded;
         if (attempt.operation == PspOperation::kCapture ||
@@ -714,13 +843,29 @@ absl::StatusOr<IntentRecord> PaymentsService::StoreOutcome(const AttemptRecord& 
           RETURN_IF_ERROR(
               InsertLedgerTransaction(tx, attempt.idempotency_key, intent.id, *ledger, now_ms));
         }
-        RETURN_IF_ERROR(PublishEvent(tx, EventTypeFor(attempt.operation), intent, ""));
+        RETURN_IF_ERROR(PublishEvent(tx,
+                                     expiry ? "payment.expired" : EventTypeFor(attempt.operation),
+                                     intent, expiry ? "authorization_expired" : ""));
         break;
       }
       case PspOutcome::kDeclined:
       case PspOutcome::kRejected:
         attempt.status = AttemptStatus::kFailed;
-        if (attempt.operation == PspOperation::kAuthorize) {
+        if (expiry) {
+          // The PSP will not void it (its own authorization lapsed, or it is gone): either way
+          // it can no longer be captured, so it ends expired all the same.
+          const Transition t =
+              ApplyIntentEvent(intent.state, intent.amounts, {IntentEventKind::kExpire, {}});
+          if (t.outcome == TransitionOutcome::kApplied) {
+            intent.state = t.state;
+            intent.amounts = t.amounts;
+            RETURN_IF_ERROR(PublishEvent(tx, "payment.expired", intent,
+                                         result->code.empty()
+                                             ? "authorization_expired"
+                                             : result->code.substr(0, kReasonCharsMax)));
+          }
+        } else if (attempt.operation == PspOperation::kAuthorize) {
+          settled = AuthorizeOutcome::kDeclined;
           const Transition t = ApplyIntentEvent(intent.state, intent.amounts,
                                                 {IntentEventKind::kAuthorizeFailed, {}});
           if (t.outcome == TransitionOutcome::kApplied) {
@@ -737,7 +882,7 @@ absl::StatusOr<IntentRecord> PaymentsService::StoreOutcome(const AttemptRecord& 
     }
     RETURN_IF_ERROR(UpdateAttempt(tx, attempt));
     if (attempt.status == AttemptStatus::kSucceeded ||
-        attempt.operation == PspOperation::kAuthorize) {
+        attempt.operation == PspOperation::kAuthorize || expiry) {
       intent.updated_at_ms = now_ms;
       ++intent.version;
       RETURN_IF_ERROR(UpdateIntent(tx, intent));
@@ -746,6 +891,7 @@ absl::StatusOr<IntentRecord> PaymentsService::StoreOutcome(const AttemptRecord& 
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
+  if (settled.has_value()) CountAuthorize(*settled);
   return answer;
 }
 
@@ -857,6 +1003,7 @@ absl::Status PaymentsService::HandleBusCommand(sql::Transaction& tx,
     c.billing_country = text("billing_country");
     c.shipping_country = text("shipping_country");
     c.client_ip = text("client_ip");
+    c.payer_email = text("payer_email").substr(0, kPayerEmailBytesMax);
     absl::StatusOr<Prepared> prepared = PrepareAuthorize(tx, c, std::nullopt);
     if (prepared.ok()) return absl::OkStatus();
     if (prepared.status().code() == absl::StatusCode::kInvalidArgument ||

@@ -16,6 +16,7 @@
 // Thread-safety: all public methods are thread-safe. Start/Stop from the owner thread.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -44,6 +45,11 @@
 #include "platform/resilience/retry.h"
 #include "platform/sql/database.h"
 
+namespace emporium::obs {
+class Counter;
+class MetricsRegistry;
+}  // namespace emporium::obs
+
 namespace emporium::payments {
 
 struct PaymentsOptions {
@@ -61,11 +67,35 @@ struct PaymentsOptions {
   absl::Duration http_claim_stale = absl::Minutes(2);  // > command_timeout
   FraudRules fraud;
   absl::Duration fraud_window = absl::Hours(1);
+  // Authorized-but-uncaptured intents older than this are voided at the PSP and marked
+  // expired by the sweep (config payments.authorization_ttl). Zero disables expiry.
+  absl::Duration authorization_ttl = absl::Hours(24 * 7);
+  int64_t expiry_batch_max = 100;  // intents expired per sweep round
+  // An expiry whose void did not reach the PSP is started again after this long, not on
+  // every sweep round.
+  absl::Duration expiry_retry_after = absl::Minutes(1);
   // PSP notifications: HMAC secret and the accepted clock skew.
   std::string notification_secret;
   absl::Duration notification_tolerance = absl::Minutes(5);
   const Clock* clock = &SystemClock::Instance();
+  // Where the service reports (null: nowhere; must outlive the service):
+  //   emporium_payments_psp_breaker_state  gauge, 0 closed, 1 half-open, 2 open;
+  //   emporium_payments_authorizations_total{outcome}  counter, one per settled authorize:
+  //     authorized, declined, review, fraud_rejected, outcome_unknown, psp_unavailable.
+  obs::MetricsRegistry* metrics = nullptr;
 };
+
+// The authorize outcomes counted in emporium_payments_authorizations_total.
+enum class AuthorizeOutcome {
+  kAuthorized,
+  kDeclined,
+  kReview,
+  kFraudRejected,
+  kOutcomeUnknown,
+  kPspUnavailable,
+};
+inline constexpr size_t kAuthorizeOutcomeCount = 6;
+std::string_view AuthorizeOutcomeName(AuthorizeOutcome outcome);
 
 struct AuthorizeCommand {
   std::string command_id;  // de-duplication key (bus message id, "http:<Idempotency-Key>")
@@ -77,6 +107,8 @@ struct AuthorizeCommand {
   std::string billing_country;
   std::string shipping_country;
   std::string client_ip;
+  // A guest's e-mail, for fraud velocity (FraudKeyFor); optional, ignored for customers.
+  std::string payer_email;
 };
 
 struct IntentCommand {
@@ -157,6 +189,16 @@ class PaymentsService {
   // ResourceExhausted when the executor's queue is full.
   absl::Status RunAsync(std::function<void()> task);
 
+  // One round of the authorization expiry (the sweep runs it every sweep_interval): each
+  // authorized intent whose authorization is older than authorization_ttl by the Clock gets an
+  // expiry command ("expire:<intent id>") and a void attempt with its own idempotency key, in
+  // one transaction; the workers void it at the PSP, and the outcome marks the intent expired
+  // (payment.expired) instead of voided. A PSP that refuses the void (the authorization lapsed
+  // there already) also ends expired. Returns how many expiries this round started; at most
+  // expiry_batch_max. Safe to run concurrently with the sweep (a started expiry is not
+  // started twice).
+  absl::StatusOr<int64_t> ExpireStaleAuthorizations();
+
   resilience::CircuitBreaker& breaker() { return breaker_; }
   Vault& vault() { return vault_; }
 
@@ -185,6 +227,7 @@ class PaymentsService {
   absl::Status PublishEvent(sql::Transaction& tx, std::string_view type, const IntentRecord& intent,
                             const std::string& reason);
   absl::StatusOr<IntentRecord> Wait(std::function<void(IntentCallback)> start);
+  void CountAuthorize(AuthorizeOutcome outcome);
 
   sql::Database& db_;
   Vault vault_;
@@ -195,6 +238,9 @@ class PaymentsService {
   resilience::CircuitBreaker breaker_;
   resilience::Bulkhead bulkhead_;
   resilience::Retrier retrier_;
+  // Per AuthorizeOutcome; null without a metrics registry.
+  std::array<obs::Counter*, kAuthorizeOutcomeCount> authorize_counters_{};
+  int64_t breaker_gauge_id_ = -1;
 
   std::mutex mutex_;
   std::condition_variable wake_;

@@ -15,7 +15,7 @@ constexpr char kIntentColumns[] =
     "id, order_id, customer_id, payment_method, amount_minor, currency, state, "
     "authorized_minor, captured_minor, refunded_minor, psp_authorization_id, decline_reason, "
     "fraud_score, fraud_reasons, billing_country, shipping_country, client_ip, version, "
-    "created_at_ms, updated_at_ms";
+    "created_at_ms, updated_at_ms, fraud_key";
 constexpr char kAttemptColumns[] =
     "idempotency_key, intent_id, operation, attempt_group, amount_minor, status, psp_object_id, "
     "result_code, try_count, created_at_ms, updated_at_ms";
@@ -44,6 +44,7 @@ absl::StatusOr<IntentRecord> IntentFromRow(const sql::Row& row) {
   intent.version = row.Int(17);
   intent.created_at_ms = row.Int(18);
   intent.updated_at_ms = row.Int(19);
+  intent.fraud_key = row.Text(20);
   return intent;
 }
 
@@ -129,7 +130,7 @@ absl::StatusOr<std::optional<IntentRecord>> LoadIntentByOrder(sql::Transaction& 
 absl::Status InsertIntent(sql::Transaction& tx, const IntentRecord& i) {
   return tx
       .Execute(fmt::format("INSERT INTO payment_intents ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                           "?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            kIntentColumns),
                {i.id,
                 i.order_id,
@@ -150,7 +151,8 @@ absl::Status InsertIntent(sql::Transaction& tx, const IntentRecord& i) {
                 i.client_ip,
                 i.version,
                 i.created_at_ms,
-                i.updated_at_ms})
+                i.updated_at_ms,
+                i.fraud_key.empty() ? i.customer_id : i.fraud_key})
       .status();
 }
 
@@ -176,6 +178,37 @@ absl::StatusOr<std::vector<IntentRecord>> ListIntentsInState(sql::Transaction& t
       {std::string(IntentStateName(state)), limit});
   if (!rows.ok()) return rows.status();
   return MapRows<IntentRecord>(*rows, IntentFromRow);
+}
+
+absl::StatusOr<std::vector<IntentRecord>> ListIntentsInStateBefore(sql::Transaction& tx,
+                                                                   IntentState state,
+                                                                   int64_t before_ms,
+                                                                   int64_t limit) {
+  absl::StatusOr<sql::ResultSet> rows =
+      tx.Query(fmt::format("SELECT {} FROM payment_intents WHERE state = ? AND updated_at_ms < ? "
+                           "ORDER BY updated_at_ms, id LIMIT ?",
+                           kIntentColumns),
+               {std::string(IntentStateName(state)), before_ms, limit});
+  if (!rows.ok()) return rows.status();
+  return MapRows<IntentRecord>(*rows, IntentFromRow);
+}
+
+absl::StatusOr<std::optional<int64_t>> LatestAttemptUpdateMs(sql::Transaction& tx,
+                                                             const std::string& intent_id,
+                                                             PspOperation operation) {
+  absl::StatusOr<sql::ResultSet> rows =
+      tx.Query("SELECT MAX(updated_at_ms) FROM psp_attempts WHERE intent_id = ? AND operation = ?",
+               {intent_id, std::string(PspOperationName(operation))});
+  if (!rows.ok()) return rows.status();
+  if (rows->empty()) return std::nullopt;
+  return rows->rows.front().OptionalInt(0);
+}
+
+absl::StatusOr<bool> CommandRecorded(sql::Transaction& tx, const std::string& command_id) {
+  absl::StatusOr<sql::ResultSet> rows =
+      tx.Query("SELECT 1 FROM payment_commands WHERE command_id = ?", {command_id});
+  if (!rows.ok()) return rows.status();
+  return !rows->empty();
 }
 
 absl::Status InsertAttempt(sql::Transaction& tx, const AttemptRecord& a) {
@@ -342,13 +375,16 @@ absl::StatusOr<FraudInput> LoadFraudHistory(sql::Transaction& tx, const IntentRe
     if (!rows.ok()) return rows.status();
     return rows->rows.front().OptionalInt(0).value_or(0);
   };
+  // Customer-level rules count by the fraud key (the customer id, or a guest's e-mail or card:
+  // see FraudKeyFor), never by the shared guest owner id.
+  const std::string& fraud_key = intent.fraud_key.empty() ? intent.customer_id : intent.fraud_key;
   // The customer's history: the most recent successful authorizations, bounded so the cost
   // does not grow with a loyal customer's lifetime.
   absl::StatusOr<sql::ResultSet> history = tx.Query(
       "SELECT COUNT(*), COALESCE(SUM(authorized_minor), 0) FROM (SELECT authorized_minor FROM "
-      "payment_intents WHERE customer_id = ? AND id <> ? AND authorized_minor > 0 "
+      "payment_intents WHERE fraud_key = ? AND id <> ? AND authorized_minor > 0 "
       "ORDER BY created_at_ms DESC LIMIT ?) AS recent",
-      {intent.customer_id, intent.id, kFraudHistoryPaymentsMax});
+      {fraud_key, intent.id, kFraudHistoryPaymentsMax});
   if (!history.ok()) return history.status();
   input.customer_payment_count = history->rows.front().Int(0);
   if (input.customer_payment_count > 0) {
@@ -362,9 +398,9 @@ absl::StatusOr<FraudInput> LoadFraudHistory(sql::Transaction& tx, const IntentRe
   if (!card.ok()) return card.status();
   input.card_attempts_in_window = *card;
   absl::StatusOr<int64_t> customer = count(
-      "SELECT COUNT(*) FROM payment_intents WHERE customer_id = ? AND created_at_ms >= ? AND "
+      "SELECT COUNT(*) FROM payment_intents WHERE fraud_key = ? AND created_at_ms >= ? AND "
       "id <> ?",
-      {intent.customer_id, window_start_ms, intent.id});
+      {fraud_key, window_start_ms, intent.id});
   if (!customer.ok()) return customer.status();
   input.customer_attempts_in_window = *customer;
   if (!intent.client_ip.empty()) {
@@ -378,8 +414,8 @@ absl::StatusOr<FraudInput> LoadFraudHistory(sql::Transaction& tx, const IntentRe
   // Distinct cards in the window, this one included whether or not its intent is stored yet.
   absl::StatusOr<sql::ResultSet> cards = tx.Query(
       "SELECT COUNT(DISTINCT payment_method), COALESCE(SUM(CASE WHEN payment_method = ? THEN 1 "
-      "ELSE 0 END), 0) FROM payment_intents WHERE customer_id = ? AND created_at_ms >= ?",
-      {intent.payment_method, intent.customer_id, window_start_ms});
+      "ELSE 0 END), 0) FROM payment_intents WHERE fraud_key = ? AND created_at_ms >= ?",
+      {intent.payment_method, fraud_key, window_start_ms});
   if (!cards.ok()) return cards.status();
   const int64_t distinct = cards->rows.front().Int(0);
   const bool this_card_seen = cards->rows.front().Int(1) > 0;

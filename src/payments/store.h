@@ -33,6 +33,9 @@ struct IntentRecord {
   int64_t version = 1;
   int64_t created_at_ms = 0;
   int64_t updated_at_ms = 0;
+  // Who the customer-level fraud velocity rules count this intent against (FraudKeyFor);
+  // empty means customer_id.
+  std::string fraud_key;
 };
 
 enum class AttemptStatus { kPending, kUnknown, kSucceeded, kFailed };
@@ -60,6 +63,18 @@ absl::Status InsertIntent(sql::Transaction& tx, const IntentRecord& intent);
 absl::Status UpdateIntent(sql::Transaction& tx, const IntentRecord& intent);
 absl::StatusOr<std::vector<IntentRecord>> ListIntentsInState(sql::Transaction& tx,
                                                              IntentState state, int64_t limit);
+// Intents in `state` last changed before `before_ms` (for authorized intents: authorized
+// then), oldest first.
+absl::StatusOr<std::vector<IntentRecord>> ListIntentsInStateBefore(sql::Transaction& tx,
+                                                                   IntentState state,
+                                                                   int64_t before_ms,
+                                                                   int64_t limit);
+// When the latest attempt of `operation` on the intent was last touched; nullopt for none.
+absl::StatusOr<std::optional<int64_t>> LatestAttemptUpdateMs(sql::Transaction& tx,
+                                                             const std::string& intent_id,
+                                                             PspOperation operation);
+// True when `command_id` was recorded by RecordCommand.
+absl::StatusOr<bool> CommandRecorded(sql::Transaction& tx, const std::string& command_id);
 
 absl::Status InsertAttempt(sql::Transaction& tx, const AttemptRecord& attempt);
 absl::Status UpdateAttempt(sql::Transaction& tx, const AttemptRecord& attempt);
