@@ -3,7 +3,13 @@
 // through catalog.product_changed), stock is received through the inventory staff API, and
 // carts are checked out with `Prefer: wait`: CONFIRMED; a declined card -> CANCELLED with the
 // stock released; short stock -> REJECTED naming the SKU; a replayed Idempotency-Key -> the same
-// order; many concurrent checkouts on scarce stock -> no oversell, every order settled.
+// order; many concurrent checkouts on scarce stock -> no oversell, every order settled; a
+// guest's order attaches to the account that later signs up and verifies the same e-mail.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <cctype>
 #include <functional>
@@ -20,7 +26,10 @@
 #include "fmt/format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "platform/bus/envelope.h"
 #include "platform/http/client.h"
+#include "platform/http/server.h"
+#include "sqlite3.h"
 #include "test_support.h"
 #include "tools/psp_sandbox/sandbox.h"
 
@@ -164,6 +173,36 @@ class OrderingE2eTest : public ::testing::Test {
     if (wait_s > 0) headers.emplace_back("Prefer", fmt::format("wait={}", wait_s));
     return Call("POST", fmt::format("/api/v1/carts/{}/checkout", cart),
                 {{"payment_method", method}}, headers);
+  }
+
+  // The e-mail verification token accounts mailed to `customer_id` (read from the accounts
+  // database's outbox, where accounts.email_verification_requested carries it).
+  std::string VerificationToken(const std::string& customer_id) {
+    sqlite3* db = nullptr;
+    const std::string path = dir_.path() + "/data/accounts.db";
+    std::string token;
+    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+      sqlite3_busy_timeout(db, 5000);
+      sqlite3_stmt* statement = nullptr;
+      const char* sql =
+          "SELECT envelope FROM outbox WHERE type = 'accounts.email_verification_requested' "
+          "AND key = ? ORDER BY seq DESC LIMIT 1";
+      if (sqlite3_prepare_v2(db, sql, -1, &statement, nullptr) == SQLITE_OK) {
+        sqlite3_bind_text(statement, 1, customer_id.c_str(), -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(statement) == SQLITE_ROW) {
+          std::string bytes(static_cast<const char*>(sqlite3_column_blob(statement, 0)),
+                            static_cast<size_t>(sqlite3_column_bytes(statement, 0)));
+          absl::StatusOr<bus::Envelope> envelope = bus::Deserialize(bytes);
+          if (envelope.ok()) {
+            absl::StatusOr<Json> payload = ParseJsonObject(envelope->payload);
+            if (payload.ok()) token = payload->value("token", "");
+          }
+        }
+      }
+      sqlite3_finalize(statement);
+    }
+    sqlite3_close(db);
+    return token;
   }
 
   Json Stock(const std::string& sku) { return Call("GET", "/api/v1/inventory/" + sku).body; }
@@ -431,6 +470,311 @@ TEST_F(OrderingE2eTest, CustomerCartsAndOrdersAreHiddenFromEveryoneElse) {
   Reply billed = Call("POST", fmt::format("/api/v1/carts/{}/checkout", guest_cart),
                       {{"payment_method", token}, {"customer_id", owner_id}});
   EXPECT_EQ(billed.status, 400) << billed.body.dump();
+}
+
+}  // namespace
+}  // namespace emporium
+
+namespace emporium {
+namespace {
+
+// A guest checks out with an e-mail, then signs up with it (in another case) and verifies it:
+// the order is listed for the customer and readable by them, and the guest's id still works.
+TEST_F(OrderingE2eTest, GuestOrderAttachesToTheCustomerWhoVerifiesItsEmail) {
+  Seed({"ATTACH-A"}, 10);
+  const std::string cart = NewCart();  // guest@example.com
+  ASSERT_EQ(Call("POST", fmt::format("/api/v1/carts/{}/lines", cart),
+                 {{"sku", "ATTACH-A"}, {"quantity", 1}})
+                .status,
+            200);
+  const std::string method = PaymentMethod();
+  if (method.empty()) GTEST_SKIP() << "POST /api/v1/payment-methods is not available";
+  Reply order = Checkout(cart, method, "attach-1");
+  ASSERT_LT(order.status, 300) << order.body.dump();
+  const std::string order_id = order.body["id"];
+  const std::string order_path = fmt::format("/api/v1/orders/{}", order_id);
+
+  Reply signed_up = Call("POST", "/api/v1/accounts/signup",
+                         {{"email", "Guest@Example.com"},
+                          {"password", "correct horse battery staple"},
+                          {"name", "G"}});
+  ASSERT_EQ(signed_up.status, 201) << signed_up.body.dump();
+  const std::string customer_id = signed_up.body["customer"]["id"];
+  const std::vector<std::pair<std::string, std::string>> customer = {
+      {"Authorization", "Bearer " + signed_up.body["session"]["token"].get<std::string>()}};
+  // Not attached before the e-mail is verified.
+  Reply before = Call("GET", "/api/v1/orders", nullptr, customer);
+  ASSERT_EQ(before.status, 200);
+  EXPECT_TRUE(before.body["items"].empty()) << before.body.dump();
+
+  std::string token;
+  ASSERT_TRUE(Eventually([&] {
+    token = VerificationToken(customer_id);
+    return !token.empty();
+  }));
+  Reply verified = Call("POST", "/api/v1/accounts/verify-email", {{"token", token}});
+  ASSERT_LT(verified.status, 300) << verified.body.dump();
+
+  ASSERT_TRUE(Eventually([&] {
+    Reply mine = Call("GET", "/api/v1/orders", nullptr, customer);
+    return mine.status == 200 && mine.body["items"].size() == 1 &&
+           mine.body["items"][0]["id"] == order_id;
+  }));
+  EXPECT_EQ(Call("GET", order_path, nullptr, customer).status, 200);
+  EXPECT_EQ(Call("GET", order_path).status, 200);  // the guest's capability still works
+  Reply events = Call("GET", order_path + "/events", nullptr, customer);
+  ASSERT_EQ(events.status, 200);
+  bool attached = false;
+  for (const Json& event : events.body["items"]) {
+    attached =
+        attached || (event["kind"] == "attached_to_customer" && event["detail"] == customer_id);
+  }
+  EXPECT_TRUE(attached) << events.body.dump();
+}
+
+}  // namespace
+}  // namespace emporium
+
+namespace emporium {
+namespace {
+
+// Cart edits honour Idempotency-Key: a retried add does not add twice and answers the stored
+// body; the same key with another body is 422; keys are per cart.
+TEST_F(OrderingE2eTest, CartEditsReplayTheirIdempotencyKey) {
+  Seed({"IDEM-A", "IDEM-B"}, 10);
+  const std::string cart = NewCart();
+  const std::string lines = fmt::format("/api/v1/carts/{}/lines", cart);
+  const Json add = {{"sku", "IDEM-A"}, {"quantity", 2}};
+  Reply first = Call("POST", lines, add, {{"Idempotency-Key", "add-1"}});
+  ASSERT_EQ(first.status, 200) << first.body.dump();
+  Reply again = Call("POST", lines, add, {{"Idempotency-Key", "add-1"}});
+  ASSERT_EQ(again.status, 200) << again.body.dump();
+  EXPECT_EQ(again.body, first.body);  // the stored response, version included
+  Reply current = Call("GET", fmt::format("/api/v1/carts/{}", cart));
+  ASSERT_EQ(current.body["quantities"].size(), 1u);
+  EXPECT_EQ(current.body["quantities"][0]["quantity"], 2);  // added once
+
+  Reply reused =
+      Call("POST", lines, {{"sku", "IDEM-A"}, {"quantity", 3}}, {{"Idempotency-Key", "add-1"}});
+  EXPECT_EQ(reused.status, 422) << reused.body.dump();
+  EXPECT_EQ(reused.body["error"]["code"], "idempotency_key_reused");
+  // The same key on the PUT route is another request too.
+  EXPECT_EQ(
+      Call("PUT", lines + "/IDEM-A", {{"quantity", 5}}, {{"Idempotency-Key", "add-1"}}).status,
+      422);
+
+  Reply set = Call("PUT", lines + "/IDEM-A", {{"quantity", 5}}, {{"Idempotency-Key", "set-1"}});
+  ASSERT_EQ(set.status, 200) << set.body.dump();
+  ASSERT_EQ(Call("POST", lines, {{"sku", "IDEM-B"}, {"quantity", 1}}).status, 200);
+  // A replayed PUT answers the old body and changes nothing.
+  Reply set_again =
+      Call("PUT", lines + "/IDEM-A", {{"quantity", 5}}, {{"Idempotency-Key", "set-1"}});
+  EXPECT_EQ(set_again.body, set.body);
+
+  Reply removed = Call("DELETE", lines + "/IDEM-B", nullptr, {{"Idempotency-Key", "del-1"}});
+  ASSERT_EQ(removed.status, 200) << removed.body.dump();
+  Reply removed_again = Call("DELETE", lines + "/IDEM-B", nullptr, {{"Idempotency-Key", "del-1"}});
+  EXPECT_EQ(removed_again.status, 200);  // not 404 "not in the cart": the stored answer
+  EXPECT_EQ(removed_again.body, removed.body);
+
+  Reply patched = Call("PATCH", fmt::format("/api/v1/carts/{}", cart),
+                       {{"email", "new@example.com"}}, {{"Idempotency-Key", "patch-1"}});
+  ASSERT_EQ(patched.status, 200) << patched.body.dump();
+  EXPECT_EQ(Call("PATCH", fmt::format("/api/v1/carts/{}", cart), {{"email", "x@example.com"}},
+                 {{"Idempotency-Key", "patch-1"}})
+                .status,
+            422);
+
+  // Keys are per cart: the same key on another cart is a new request.
+  const std::string other = NewCart();
+  Reply other_add = Call("POST", fmt::format("/api/v1/carts/{}/lines", other), add,
+                         {{"Idempotency-Key", "add-1"}});
+  EXPECT_EQ(other_add.status, 200) << other_add.body.dump();
+  EXPECT_EQ(other_add.body["id"], other);
+
+  // A failed edit stores nothing: the same key may be retried once the request can succeed.
+  Reply unknown =
+      Call("POST", lines, {{"sku", "NOPE"}, {"quantity", 1}}, {{"Idempotency-Key", "add-2"}});
+  EXPECT_EQ(unknown.status, 422);
+  EXPECT_EQ(unknown.body["error"]["code"], "unknown_sku");
+  EXPECT_EQ(Call("POST", lines, add, {{"Idempotency-Key", "add-2"}}).status, 200);
+
+  EXPECT_EQ(Call("POST", lines, add, {{"Idempotency-Key", std::string(256, 'k')}}).status, 400);
+}
+
+}  // namespace
+}  // namespace emporium
+
+namespace emporium {
+namespace {
+
+// [ordering] rates are validated when the server opens; the error names the key.
+TEST(OrderingConfigTest, BadRatesFailStartupNamingTheKey) {
+  testing::TempDir dir;
+  auto open = [&](const std::string& shipping, const std::string& tax) {
+    app::Config config;
+    config.server.port = 0;
+    config.data_dir = dir.path() + "/data";
+    config.log_level = "error";
+    config.ordering.shipping = shipping;
+    config.ordering.tax_bp = tax;
+    absl::StatusOr<std::unique_ptr<app::ServerApp>> app = app::ServerApp::Open(config);
+    if (app.ok()) (*app)->Shutdown();
+    return app.status();
+  };
+  absl::Status shipping = open("us:USD=4.99", "");
+  EXPECT_EQ(shipping.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(shipping.message()), HasSubstr("ordering.shipping"));
+  absl::Status tax = open("us:USD=499", "ca=100");
+  EXPECT_EQ(tax.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(tax.message()), HasSubstr("ordering.tax_bp"));
+  EXPECT_TRUE(open("us:USD=499;*:USD=999", "us=800").ok());
+}
+
+}  // namespace
+}  // namespace emporium
+
+namespace emporium {
+namespace {
+
+// The `data:` JSON of every `event: status` frame in an SSE body, in order.
+std::vector<Json> StatusFrames(const std::string& body) {
+  std::vector<Json> frames;
+  size_t at = 0;
+  while ((at = body.find("event: status\ndata: ", at)) != std::string::npos) {
+    at += std::string_view("event: status\ndata: ").size();
+    const size_t end = body.find('\n', at);
+    absl::StatusOr<Json> data = ParseJson(body.substr(at, end - at));
+    if (data.ok()) frames.push_back(*data);
+    if (end == std::string::npos) break;
+    at = end;
+  }
+  return frames;
+}
+
+// GET /orders/{id}/stream is a real event stream: it follows the order from PENDING to its
+// settled state and ends with `event: end`.
+TEST_F(OrderingE2eTest, OrderStreamFollowsTheOrderUntilItSettles) {
+  Seed({"SSE-A"}, 10);
+  const std::string cart = NewCart();
+  ASSERT_EQ(
+      Call("POST", fmt::format("/api/v1/carts/{}/lines", cart), {{"sku", "SSE-A"}, {"quantity", 1}})
+          .status,
+      200);
+  const std::string method = PaymentMethod();
+  if (method.empty()) GTEST_SKIP() << "POST /api/v1/payment-methods is not available";
+  Reply order = Checkout(cart, method, "sse-1", /*wait_s=*/0);
+  ASSERT_LT(order.status, 300) << order.body.dump();
+  const std::string stream_path =
+      fmt::format("/api/v1/orders/{}/stream", order.body["id"].get<std::string>());
+
+  http::ClientRequest request;
+  request.method = "GET";
+  request.target = stream_path;
+  absl::StatusOr<http::ClientResponse> streamed = client_->Send(request);
+  ASSERT_TRUE(streamed.ok()) << streamed.status();
+  EXPECT_EQ(streamed->status, 200);
+  EXPECT_THAT(std::string(streamed->headers.Get("Content-Type").value_or("")),
+              HasSubstr("text/event-stream"));
+  std::vector<Json> frames = StatusFrames(streamed->body);
+  ASSERT_FALSE(frames.empty()) << streamed->body;
+  EXPECT_EQ(frames.back()["state"], "CONFIRMED") << streamed->body;
+  EXPECT_THAT(streamed->body, HasSubstr("retry: "));
+  EXPECT_TRUE(streamed->body.ends_with("event: end\ndata: {}\n\n")) << streamed->body;
+
+  // A settled order's stream answers its state and ends at once.
+  absl::StatusOr<http::ClientResponse> settled = client_->Send(request);
+  ASSERT_TRUE(settled.ok());
+  frames = StatusFrames(settled->body);
+  ASSERT_EQ(frames.size(), 1u) << settled->body;
+  EXPECT_EQ(frames[0]["state"], "CONFIRMED");
+  EXPECT_EQ(Call("GET", "/api/v1/orders/nope/stream").status, 404);
+}
+
+// A tiny blocking socket reader: what arrived within `timeout_ms` until `needle` shows up.
+class SocketReader {
+ public:
+  explicit SocketReader(uint16_t port) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(port);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+    timeval timeout{0, 100'000};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  }
+  ~SocketReader() { close(fd_); }
+  SocketReader(const SocketReader&) = delete;
+  SocketReader& operator=(const SocketReader&) = delete;
+  bool connected() const { return connected_; }
+  bool Send(const std::string& bytes) {
+    return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+           static_cast<ssize_t>(bytes.size());
+  }
+  // Reads until `received()` contains `needle`, the peer closes, or `bound` passes.
+  bool ReadUntil(std::string_view needle, absl::Duration bound = absl::Seconds(10)) {
+    const absl::Time until = absl::Now() + bound;
+    char buffer[4096];
+    while (received_.find(needle) == std::string::npos && absl::Now() < until) {
+      ssize_t got = recv(fd_, buffer, sizeof buffer, 0);
+      if (got == 0) break;
+      if (got > 0) received_.append(buffer, static_cast<size_t>(got));
+    }
+    return received_.find(needle) != std::string::npos;
+  }
+  const std::string& received() const { return received_; }
+
+ private:
+  int fd_ = -1;
+  bool connected_ = false;
+  std::string received_;
+};
+
+// The HTTP layer's streamed responses: headers and the first chunk go out at once, later
+// chunks as they are written, and Close ends the chunked body and the connection.
+TEST(HttpStreamTest, ChunksGoOutAsWrittenAndCloseEndsTheResponse) {
+  http::Router router;
+  std::mutex mutex;
+  std::shared_ptr<http::BodyStream> body;
+  router.Add("GET", "/events", [&](http::Request&, http::Responder respond) {
+    respond(http::Response::Stream(200, "text/event-stream", "data: first\n\n",
+                                   [&](std::shared_ptr<http::BodyStream> stream) {
+                                     std::lock_guard lock(mutex);
+                                     body = std::move(stream);
+                                   }));
+  });
+  http::ServerOptions options;
+  options.host = "127.0.0.1";
+  options.port = 0;
+  options.io_threads = 1;
+  options.request_timeout = absl::Milliseconds(200);  // a stream is not bound by it
+  http::HttpServer server(options, router);
+  ASSERT_TRUE(server.Start().ok());
+  SocketReader reader(server.port());
+  ASSERT_TRUE(reader.connected());
+  ASSERT_TRUE(reader.Send("GET /events HTTP/1.1\r\nHost: test\r\n\r\n"));
+  ASSERT_TRUE(reader.ReadUntil("data: first")) << reader.received();
+  EXPECT_THAT(reader.received(), HasSubstr("Transfer-Encoding: chunked"));
+  EXPECT_THAT(reader.received(), HasSubstr("text/event-stream"));
+  ASSERT_TRUE(testing::WaitFor([&] {
+    std::lock_guard lock(mutex);
+    return body != nullptr;
+  }));
+  std::shared_ptr<http::BodyStream> stream;
+  {
+    std::lock_guard lock(mutex);
+    stream = body;
+  }
+  // Past the request timeout (200 ms): no 504 follows, the stream stays open.
+  EXPECT_FALSE(reader.ReadUntil("HTTP/1.1 504", absl::Milliseconds(500)));
+  EXPECT_TRUE(stream->Write("data: second\n\n"));
+  ASSERT_TRUE(reader.ReadUntil("data: second")) << reader.received();
+  stream->Close();
+  ASSERT_TRUE(reader.ReadUntil("0\r\n\r\n")) << reader.received();
+  EXPECT_TRUE(stream->closed());
+  EXPECT_FALSE(stream->Write("data: late\n\n"));
+  server.Shutdown(absl::Seconds(1));
 }
 
 }  // namespace

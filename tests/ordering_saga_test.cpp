@@ -216,7 +216,7 @@ class OrderingSagaTest : public ::testing::Test {
   absl::StatusOr<ordering::Order> Checkout(const std::string& cart, const std::string& method,
                                            const std::string& key = "") {
     auto result = Await<ordering::CheckoutResult>([&](auto done) {
-      ordering_->Checkout(ordering::CheckoutRequest{cart, method, "", key, "h-" + method, ""},
+      ordering_->Checkout(ordering::CheckoutRequest{cart, method, "", key, "h-" + method, "", ""},
                           done);
     });
     if (!result.ok()) return result.status();

@@ -75,6 +75,19 @@ Binding GatewayIntSetting(std::string key, std::string description, int64_t min,
                  }};
 }
 
+template <typename Field>
+Binding OrderingIntSetting(std::string key, std::string description, int64_t min, int64_t max,
+                           Field OrderingConfig::*field) {
+  OrderingConfig defaults;
+  return Binding{SettingInfo{key, "int", std::to_string(defaults.*field), std::move(description)},
+                 [key, min, max, field](Config& config, const std::string& text) -> absl::Status {
+                   absl::StatusOr<int64_t> value = ParseInt(key, text, min, max);
+                   if (!value.ok()) return value.status();
+                   config.ordering.*field = static_cast<Field>(*value);
+                   return absl::OkStatus();
+                 }};
+}
+
 Binding StringSetting(std::string key, std::string description,
                       std::function<std::string&(Config&)> field,
                       std::function<absl::Status(const std::string&)> validate = nullptr) {
@@ -176,6 +189,22 @@ const std::vector<Binding>& Bindings() {
                     "file holding the vault keyring (empty with no vault_key: a dev key file "
                     "is generated under the data directory)",
                     [](Config& c) -> std::string& { return c.payments.vault_key_file; }),
+      StringSetting("ordering.shipping",
+                    "flat shipping per region and currency, 'us:USD=499,CAD=999;*:USD=999' "
+                    "(minor units; '*' = other regions; empty: the built-in rates)",
+                    [](Config& c) -> std::string& { return c.ordering.shipping; }),
+      StringSetting("ordering.tax_bp",
+                    "tax per region in basis points, 'us=800,eu=2000,*=0' (empty: built-in)",
+                    [](Config& c) -> std::string& { return c.ordering.tax_bp; }),
+      OrderingIntSetting("ordering.line_quantity_max", "most units of one SKU in a cart", 1,
+                         1'000'000, &OrderingConfig::line_quantity_max),
+      OrderingIntSetting("ordering.cart_lines_max", "most distinct SKUs in a cart", 1, 1'000,
+                         &OrderingConfig::cart_lines_max),
+      OrderingIntSetting("ordering.cart_reservation_ttl_seconds", "how long a cart holds its stock",
+                         1, 7 * 24 * 3600, &OrderingConfig::cart_reservation_ttl_seconds),
+      OrderingIntSetting("ordering.order_reservation_ttl_seconds",
+                         "how long a checkout holds its stock until allocation", 1, 7 * 24 * 3600,
+                         &OrderingConfig::order_reservation_ttl_seconds),
   };
   return bindings;
 }

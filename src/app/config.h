@@ -54,6 +54,20 @@ struct GatewayConfig {
   int64_t address_factor = 4;
 };
 
+// The ordering context (src/ordering/module.h). shipping / tax_bp are the compact rate texts
+// ordering::ParsePricingRules (src/ordering/model.h) reads, e.g.
+//   shipping = "us:USD=499,CAD=999;eu:EUR=499;*:USD=999"   tax_bp = "us=800,eu=2000,*=0"
+// Empty: the built-in rates (ordering::kDefaultShippingRates / kDefaultTaxRates). They are
+// validated when the server opens (a bad value fails startup naming ordering.shipping/tax_bp).
+struct OrderingConfig {
+  std::string shipping;
+  std::string tax_bp;
+  int64_t line_quantity_max = 100;  // units per cart line
+  int64_t cart_lines_max = 50;      // distinct SKUs per cart
+  int64_t cart_reservation_ttl_seconds = 15 * 60;
+  int64_t order_reservation_ttl_seconds = 15 * 60;
+};
+
 struct Config {
   ServerConfig server;
   std::string data_dir = "./data";
@@ -67,6 +81,7 @@ struct Config {
   std::string admin_api_key;
   GatewayConfig gateway;
   PaymentsConfig payments;
+  OrderingConfig ordering;
 };
 
 struct SettingInfo {

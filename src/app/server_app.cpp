@@ -5,6 +5,7 @@
 #include "accounts/module.h"
 #include "app/platform_routes.h"
 #include "catalog/module.h"
+#include "common/errors.h"
 #include "common/format.h"
 #include "fmt/format.h"
 #include "gateway/gateway.h"
@@ -21,9 +22,35 @@
 namespace emporium::app {
 namespace {
 
+// Ordering's options from [ordering]; InvalidArgument naming the key for bad rate texts.
+absl::StatusOr<ordering::OrderingOptions> OrderingOptionsFrom(const OrderingConfig& config) {
+  ordering::OrderingOptions options = ordering::OrderingModule::DefaultOrderingOptions();
+  const std::string_view shipping =
+      config.shipping.empty() ? ordering::kDefaultShippingRates : config.shipping;
+  const std::string_view tax = config.tax_bp.empty() ? ordering::kDefaultTaxRates : config.tax_bp;
+  // Each text is checked on its own first, so the error names the key that is wrong.
+  if (absl::Status status = ordering::ParsePricingRules(shipping, "").status(); !status.ok()) {
+    return InvalidParam("ordering.shipping",
+                        fmt::format("ordering.shipping: {}", status.message()));
+  }
+  absl::StatusOr<ordering::PricingRules> rules = ordering::ParsePricingRules(shipping, tax);
+  if (!rules.ok()) {
+    return InvalidParam("ordering.tax_bp",
+                        fmt::format("ordering.tax_bp: {}", rules.status().message()));
+  }
+  options.pricing = *std::move(rules);
+  options.cart_limits.line_quantity_max = config.line_quantity_max;
+  options.cart_limits.lines_max = static_cast<size_t>(config.cart_lines_max);
+  options.cart_reservation_ttl_ms = config.cart_reservation_ttl_seconds * 1000;
+  options.order_reservation_ttl_ms = config.order_reservation_ttl_seconds * 1000;
+  return options;
+}
+
 // The contexts of this build, each built from its typed slice of the configuration. This is
 // the one place that knows which contexts exist.
-std::vector<ContextRuntime> BuildContexts(const Config& config) {
+absl::StatusOr<std::vector<ContextRuntime>> BuildContexts(const Config& config) {
+  absl::StatusOr<ordering::OrderingOptions> ordering_options = OrderingOptionsFrom(config.ordering);
+  if (!ordering_options.ok()) return ordering_options.status();
   std::vector<ContextRuntime> contexts;
   contexts.push_back(ContextRuntime{
       std::make_unique<accounts::AccountsModule>(accounts::AccountsModuleOptions{}), nullptr});
@@ -42,7 +69,8 @@ std::vector<ContextRuntime> BuildContexts(const Config& config) {
   payments_options.dev_key_directory = config.data_dir;
   contexts.push_back(ContextRuntime{
       std::make_unique<payments::PaymentsModule>(std::move(payments_options)), nullptr});
-  contexts.push_back(ContextRuntime{std::make_unique<ordering::OrderingModule>(), nullptr});
+  contexts.push_back(ContextRuntime{
+      std::make_unique<ordering::OrderingModule>(*std::move(ordering_options)), nullptr});
   return contexts;
 }
 
@@ -106,7 +134,9 @@ absl::Status ServerApp::OpenDatabases() {
     return absl::UnavailableError(
         fmt::format("cannot create data directory {}: {}", config_.data_dir, error.message()));
   }
-  contexts_ = BuildContexts(config_);
+  absl::StatusOr<std::vector<ContextRuntime>> contexts = BuildContexts(config_);
+  if (!contexts.ok()) return contexts.status();
+  contexts_ = *std::move(contexts);
   for (ContextRuntime& context : contexts_) {
     const std::string name(context.module->name());
     sql::SqliteOptions options;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <memory>
+#include <mutex>
+#include <string_view>
 #include <utility>
 
 #include "absl/time/clock.h"
@@ -19,7 +21,6 @@ using http::Responder;
 using http::Response;
 
 constexpr size_t kIdempotencyKeyLengthMax = 255;
-constexpr int64_t kStreamTimeoutMaxS = 60;
 constexpr int64_t kStuckDefaultS = 30;
 constexpr std::string_view kGuestCustomerId = "guest";
 // A guest may name the payment method's owner, but only a guest one ("guest" or "guest-..."):
@@ -82,6 +83,72 @@ struct Shared {
   ApiOptions options;
 };
 
+constexpr int64_t kStreamRetryMs = 3'000;            // EventSource reconnect delay we ask for
+constexpr size_t kStreamPendingBytesMax = 64 << 10;  // frames held before the stream starts
+constexpr std::string_view kEndFrame = "event: end\ndata: {}\n\n";
+
+std::string StatusFrame(const Order& order) {
+  return fmt::format("id: {}\nevent: status\ndata: {}\n\n", order.event_seq,
+                     DumpJson(Json{{"order_id", order.id},
+                                   {"state", OrderStateName(order.state())},
+                                   {"reason", order.saga.reason}}));
+}
+
+// One SSE response as the notifier thread sees it. Frames produced before the server started
+// the stream are held (bounded) and written when it starts. Guarded by `mutex`.
+struct SseSink {
+  std::mutex mutex;
+  std::shared_ptr<http::BodyStream> stream;
+  std::string pending;
+  std::string last_state;
+  bool ended = false;    // no more frames: settled, expired, client gone or never started
+  bool closing = false;  // End() before the stream started: close it once it does
+
+  // False once nothing more can be sent.
+  bool Send(std::string frame) {
+    if (ended) return false;
+    if (stream) {
+      if (!stream->Write(std::move(frame))) ended = true;
+      return !ended;
+    }
+    if (pending.size() + frame.size() > kStreamPendingBytesMax) {
+      ended = true;
+      return false;
+    }
+    pending += frame;
+    return true;
+  }
+  void End() {
+    ended = true;
+    if (stream) {
+      stream->Close();
+    } else {
+      closing = true;
+    }
+  }
+  void Attach(std::shared_ptr<http::BodyStream> body) {
+    std::lock_guard lock(mutex);
+    stream = std::move(body);
+    if (!pending.empty()) stream->Write(std::move(pending));
+    pending.clear();
+    if (closing || ended) stream->Close();
+  }
+};
+
+// Marks the sink ended when the server drops the start callback without calling it.
+struct StartGuard {
+  explicit StartGuard(std::shared_ptr<SseSink> s) : sink(std::move(s)) {}
+  ~StartGuard() {
+    if (started) return;
+    std::lock_guard lock(sink->mutex);
+    sink->ended = true;
+  }
+  StartGuard(const StartGuard&) = delete;
+  StartGuard& operator=(const StartGuard&) = delete;
+  std::shared_ptr<SseSink> sink;
+  bool started = false;
+};
+
 // The signed-in customer's id, or nullopt for anyone else (anonymous, staff, no gateway).
 std::optional<std::string> CustomerOf(const Request& request) {
   std::optional<Principal> principal = PrincipalOf(request);
@@ -106,8 +173,11 @@ absl::Status CheckCartAccess(const Shared& shared, const Request& request) {
 // The order in the path when the caller may see it. An order follows its cart: one placed from
 // an owned cart belongs to that cart's customer (404 to everyone else, staff included: they use
 // the admin routes); one placed from a guest cart is, like the cart, a capability of its id.
+// The customer an order is listed under (account_id: a guest order attached on e-mail
+// verification) may always see it.
 absl::StatusOr<Order> VisibleOrder(const Shared& shared, const Request& request) {
   ASSIGN_OR_RETURN(Order order, shared.service.GetOrder(request.PathParam("id")));
+  if (!order.account_id.empty() && CustomerOf(request) == order.account_id) return order;
   absl::StatusOr<std::string> owner = shared.service.CartOwner(order.cart_id);
   if (absl::IsNotFound(owner.status())) {
     // Fail closed: without its cart nobody can tell whose order it is.
@@ -127,6 +197,31 @@ Response CartResponse(int status, const absl::StatusOr<CartView>& view) {
 Callback<CartView> CartCallback(Responder respond, int status = 200) {
   return [respond = std::move(respond), status](absl::StatusOr<CartView> view) {
     respond(CartResponse(status, view));
+  };
+}
+
+// A cart edit's optional Idempotency-Key, with the hash of what it names: the method, the path
+// and the parsed body (so whitespace and key order do not matter).
+absl::StatusOr<IdempotentEdit> EditIdempotency(const Request& request, const Json& body) {
+  IdempotentEdit edit;
+  edit.render = [](const CartView& view) { return DumpJson(CartJson(view)); };
+  if (std::optional<std::string_view> key = request.Header("Idempotency-Key")) {
+    if (key->empty() || key->size() > kIdempotencyKeyLengthMax) {
+      return InvalidParam("Idempotency-Key", "must be 1..255 characters");
+    }
+    edit.key = std::string(*key);
+    edit.request_hash =
+        HashHex(fmt::format("{}\n{}\n{}", request.method, request.path, DumpJson(body)));
+  }
+  return edit;
+}
+
+Callback<CartEditReply> EditCallback(Responder respond) {
+  return [respond = std::move(respond)](absl::StatusOr<CartEditReply> reply) {
+    if (!reply.ok()) return respond(Error(reply.status()));
+    Response response = Response::Text(200, std::move(reply->body), "application/json");
+    if (reply->replayed) response.headers.Set("Idempotent-Replayed", "true");
+    respond(std::move(response));
   };
 }
 
@@ -185,8 +280,10 @@ void AddCartRoutes(http::Router& router, const std::shared_ptr<Shared>& shared) 
     if (auto it = body->find("shipping_address"); it != body->end() && !it->is_null()) {
       patch.shipping_address = *it;
     }
-    shared->service.UpdateCart(request.PathParam("id"), std::move(patch),
-                               CartCallback(std::move(respond)));
+    absl::StatusOr<IdempotentEdit> idempotency = EditIdempotency(request, *body);
+    if (!idempotency.ok()) return respond(Error(idempotency.status()));
+    shared->service.UpdateCart(request.PathParam("id"), std::move(patch), *std::move(idempotency),
+                               EditCallback(std::move(respond)));
   });
 
   router.Add("DELETE", "/api/v1/carts/{id}", [shared](Request& request, Responder respond) {
@@ -206,8 +303,10 @@ void AddCartRoutes(http::Router& router, const std::shared_ptr<Shared>& shared) 
     if (!sku.ok()) return respond(Error(sku.status()));
     auto quantity = RequireInt(*body, "quantity", 1, 1'000'000);
     if (!quantity.ok()) return respond(Error(quantity.status()));
-    shared->service.AddLine(request.PathParam("id"), *sku, *quantity,
-                            CartCallback(std::move(respond)));
+    absl::StatusOr<IdempotentEdit> idempotency = EditIdempotency(request, *body);
+    if (!idempotency.ok()) return respond(Error(idempotency.status()));
+    shared->service.AddLine(request.PathParam("id"), *sku, *quantity, *std::move(idempotency),
+                            EditCallback(std::move(respond)));
   });
 
   router.Add("PUT", "/api/v1/carts/{id}/lines/{sku}",
@@ -219,18 +318,22 @@ void AddCartRoutes(http::Router& router, const std::shared_ptr<Shared>& shared) 
                if (!body.ok()) return respond(Error(body.status()));
                auto quantity = RequireInt(*body, "quantity", 0, 1'000'000);
                if (!quantity.ok()) return respond(Error(quantity.status()));
+               absl::StatusOr<IdempotentEdit> idempotency = EditIdempotency(request, *body);
+               if (!idempotency.ok()) return respond(Error(idempotency.status()));
                shared->service.SetLine(request.PathParam("id"), request.PathParam("sku"), *quantity,
-                                       CartCallback(std::move(respond)));
+                                       *std::move(idempotency), EditCallback(std::move(respond)));
              });
 
-  router.Add("DELETE", "/api/v1/carts/{id}/lines/{sku}",
-             [shared](Request& request, Responder respond) {
-               if (absl::Status allowed = CheckCartAccess(*shared, request); !allowed.ok()) {
-                 return respond(Error(allowed));
-               }
-               shared->service.SetLine(request.PathParam("id"), request.PathParam("sku"), 0,
-                                       CartCallback(std::move(respond)));
-             });
+  router.Add(
+      "DELETE", "/api/v1/carts/{id}/lines/{sku}", [shared](Request& request, Responder respond) {
+        if (absl::Status allowed = CheckCartAccess(*shared, request); !allowed.ok()) {
+          return respond(Error(allowed));
+        }
+        absl::StatusOr<IdempotentEdit> idempotency = EditIdempotency(request, Json::object());
+        if (!idempotency.ok()) return respond(Error(idempotency.status()));
+        shared->service.SetLine(request.PathParam("id"), request.PathParam("sku"), 0,
+                                *std::move(idempotency), EditCallback(std::move(respond)));
+      });
 
   router.Add("POST", "/api/v1/carts/{id}/checkout", [shared](Request& request, Responder respond) {
     if (absl::Status allowed = CheckCartAccess(*shared, request); !allowed.ok()) {
@@ -250,6 +353,7 @@ void AddCartRoutes(http::Router& router, const std::shared_ptr<Shared>& shared) 
     if (!guest.ok()) return respond(Error(guest.status()));
     if (std::optional<std::string> customer = CustomerOf(request)) {
       checkout.customer_id = *customer;
+      checkout.account_id = *customer;
     } else {
       checkout.customer_id = guest->value_or(std::string(kGuestCustomerId));
       if (checkout.customer_id != kGuestCustomerId &&
@@ -293,7 +397,7 @@ void AddOrderRoutes(http::Router& router, const std::shared_ptr<Shared>& shared)
     absl::StatusOr<std::string> customer = RequireCustomer(request);
     if (!customer.ok()) return Error(customer.status());
     OrderQuery query;
-    query.customer_id = *customer;
+    query.account_id = *customer;
     query.limit = IntParam(request, "limit").value_or(50);
     query.after_id = request.QueryParam("cursor").value_or("");
     absl::StatusOr<std::vector<Order>> orders = shared->service.ListOrders(query);
@@ -342,51 +446,66 @@ void AddOrderRoutes(http::Router& router, const std::shared_ptr<Shared>& shared)
     return Response::Json(200, Json{{"order_id", request.PathParam("id")}, {"items", items}});
   });
 
-  // Server-Sent Events: the router answers once, so the stream collects one `status` event per
-  // change and ends when the order settles or the timeout passes; EventSource reconnects.
+  // Server-Sent Events, streamed: `event: status` now and on every state change, a comment
+  // every stream_heartbeat_ms, and `event: end` when the order settles or the duration passes.
   router.Add("GET", "/api/v1/orders/{id}/stream", [shared](Request& request, Responder respond) {
     const std::string id = request.PathParam("id");
     absl::StatusOr<Order> order = VisibleOrder(*shared, request);
     if (!order.ok()) return respond(Error(order.status()));
-    const int64_t timeout_s =
-        std::clamp<int64_t>(IntParam(request, "timeout").value_or(25), 0, kStreamTimeoutMaxS);
-    struct Stream {
-      std::mutex mutex;
-      std::string body;
-      std::string last_state;
-      bool done = false;
-    };
-    auto stream = std::make_shared<Stream>();
-    auto finish = [stream, respond]() {
-      Response response = Response::Text(200, stream->body, "text/event-stream");
+    OrderingService& service = shared->service;
+    const int64_t duration_max_s = service.options().stream_duration_max_ms / 1000;
+    const int64_t duration_s = std::clamp<int64_t>(
+        IntParam(request, "timeout").value_or(duration_max_s), 0, duration_max_s);
+    const std::string first = fmt::format("retry: {}\n\n{}", kStreamRetryMs, StatusFrame(*order));
+    auto stream_response = [&](std::string body, http::StreamStart start) {
+      Response response =
+          Response::Stream(200, "text/event-stream", std::move(body), std::move(start));
       response.headers.Set("Cache-Control", "no-store");
-      respond(std::move(response));
+      response.headers.Set("X-Accel-Buffering", "no");
+      return response;
     };
-    auto append = [stream](const Order& current) {
-      const std::string state(OrderStateName(current.state()));
-      if (state == stream->last_state) return;
-      stream->last_state = state;
-      stream->body += fmt::format(
-          "id: {}\nevent: status\ndata: {}\n\n", current.event_seq,
-          DumpJson(
-              Json{{"order_id", current.id}, {"state", state}, {"reason", current.saga.reason}}));
-    };
-    append(*order);
-    if (IsSettled(order->state()) || timeout_s == 0) return finish();
-    absl::Status watching =
-        shared->service.Watch(id, absl::Now() + absl::Seconds(timeout_s),
-                              [stream, append, finish](absl::StatusOr<Order> current) -> bool {
-                                std::lock_guard lock(stream->mutex);
-                                if (stream->done) return false;
-                                if (current.ok()) append(*current);
-                                if (!current.ok() || IsSettled(current->state())) {
-                                  stream->done = true;
-                                  finish();
-                                  return false;
-                                }
-                                return true;
-                              });
-    if (!watching.ok()) finish();
+    if (IsSettled(order->state()) || duration_s == 0) {
+      return respond(
+          stream_response(first + std::string(kEndFrame),
+                          [](std::shared_ptr<http::BodyStream> body) { body->Close(); }));
+    }
+    auto sink = std::make_shared<SseSink>();
+    sink->last_state = std::string(OrderStateName(order->state()));
+    absl::Status watching = service.Watch(
+        id, absl::Now() + absl::Seconds(duration_s),
+        [sink](absl::StatusOr<Order> current) -> bool {
+          std::lock_guard lock(sink->mutex);
+          if (sink->ended) return false;
+          if (!current.ok()) {  // the duration passed (or the service stops)
+            sink->Send(std::string(kEndFrame));
+            sink->End();
+            return false;
+          }
+          const std::string state(OrderStateName(current->state()));
+          if (state != sink->last_state) {
+            sink->last_state = state;
+            if (!sink->Send(StatusFrame(*current))) return false;
+          }
+          if (IsSettled(current->state())) {
+            sink->Send(std::string(kEndFrame));
+            sink->End();
+            return false;
+          }
+          return true;
+        },
+        absl::Milliseconds(service.options().stream_heartbeat_ms),
+        [sink]() -> bool {
+          std::lock_guard lock(sink->mutex);
+          return !sink->ended && sink->Send(": keep-alive\n\n");
+        });
+    if (!watching.ok()) return respond(Error(watching));
+    // If the server drops the response without starting the stream (HEAD, a failed write),
+    // the watcher ends at its next heartbeat or change.
+    auto started = std::make_shared<StartGuard>(sink);
+    respond(stream_response(first, [sink, started](std::shared_ptr<http::BodyStream> body) {
+      started->started = true;
+      sink->Attach(std::move(body));
+    }));
   });
 }
 

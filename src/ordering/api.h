@@ -10,7 +10,9 @@
 //    GET, /events, /stream and /cancel answer 404 ("order_not_found") to everyone else, staff
 //    included (staff use the admin routes). An order placed from a guest cart is, like the
 //    cart, a capability of its id: whoever holds the order id may read and cancel it.
-//    GET /api/v1/orders lists the signed-in customer's orders: 401 anonymous, 403 staff.
+//    GET /api/v1/orders lists the signed-in customer's orders: 401 anonymous, 403 staff. A guest
+//    order whose e-mail the customer later verifies (accounts.customer_verified) is attached to
+//    them: it is listed for them and readable by them, and stays a capability of its id.
 //  - Checkout bills the signed-in customer; a guest may name the payment method's owner only as
 //    "guest" or "guest-..." (400 otherwise), so a guest cannot bill or list under a customer.
 //  - Staff routes need role support or ops (admin always); without the gateway (in-process
@@ -19,19 +21,27 @@
 // Public:
 //   POST   /api/v1/carts                        {currency, region?, email?, shipping_address?}
 //   GET    /api/v1/carts/{id}
-//   PATCH  /api/v1/carts/{id}                   {currency?, region?, email?, shipping_address?}
+//   PATCH  /api/v1/carts/{id}                   {currency?, region?, email?, shipping_address?};
+//                                               Idempotency-Key (as the line routes)
 //   DELETE /api/v1/carts/{id}                   abandon (releases the reservation)
 //   POST   /api/v1/carts/{id}/lines             {sku, quantity}  (adds; grows an existing line)
 //   PUT    /api/v1/carts/{id}/lines/{sku}       {quantity}       (0 removes)
 //   DELETE /api/v1/carts/{id}/lines/{sku}
+//          The line routes and PATCH take an optional Idempotency-Key (per cart): the same key
+//          and request replay the stored response (header Idempotent-Replayed: true), the same
+//          key with another request is 422 idempotency_key_reused, a concurrent one 409.
 //   POST   /api/v1/carts/{id}/checkout          {payment_method}; Idempotency-Key;
 //                                               Prefer: wait=N (N <= 10 s) -> 200 once settled
 //   GET    /api/v1/orders                       the signed-in customer's orders
 //   GET    /api/v1/orders/{id}
 //   POST   /api/v1/orders/{id}/cancel
 //   GET    /api/v1/orders/{id}/events           the saga timeline (?after=&limit=)
-//   GET    /api/v1/orders/{id}/stream           text/event-stream of status changes until the
-//                                               order settles or ?timeout=s passes
+//   GET    /api/v1/orders/{id}/stream           Server-Sent Events, streamed (chunked):
+//          `event: status` now and on every state change, a ": keep-alive" comment every
+//          stream_heartbeat_ms (15 s), `event: end` and the end of the response once the order
+//          settles or ?timeout=s (default and max stream_duration_max_ms, 5 min) passes.
+//          503 too_many_watchers when the order (watchers_per_order_max) or the service
+//          (waiters_max) has too many.
 // Staff (role support or ops; admin):
 //   GET    /api/v1/admin/orders                 ?state=&limit=&cursor=
 //   GET    /api/v1/admin/orders/stuck           ?older_than_s= (default 30)

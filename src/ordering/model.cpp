@@ -76,6 +76,128 @@ const RegionRates& PricingRules::ForRegion(std::string_view region) const {
   return it == regions.end() ? fallback : it->second;
 }
 
+namespace {
+
+std::string_view Trim(std::string_view text) {
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+  return text;
+}
+
+// Splits on any of `separators`, trimming each piece; an empty text gives no pieces.
+std::vector<std::string_view> SplitTrimmed(std::string_view text, std::string_view separators) {
+  std::vector<std::string_view> out;
+  if (Trim(text).empty()) return out;
+  while (true) {
+    const size_t at = text.find_first_of(separators);
+    out.push_back(Trim(text.substr(0, at)));
+    if (at == std::string_view::npos) return out;
+    text.remove_prefix(at + 1);
+  }
+}
+
+absl::Status CheckRuleRegion(std::string_view region) {
+  if (region == "*") return absl::OkStatus();
+  if (region.empty() || region.size() > 64) {
+    return absl::InvalidArgumentError(fmt::format("bad region '{}'", region));
+  }
+  for (char c : region) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_')) {
+      return absl::InvalidArgumentError(
+          fmt::format("bad region '{}': lower-case letters, digits, '-' and '_', or '*'", region));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> ParseBounded(std::string_view text, int64_t max, std::string_view what) {
+  if (text.empty() || text.size() > 12) {
+    return absl::InvalidArgumentError(fmt::format("bad {} '{}'", what, text));
+  }
+  int64_t value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9')
+      return absl::InvalidArgumentError(fmt::format("bad {} '{}'", what, text));
+    value = value * 10 + (c - '0');
+  }
+  if (value > max) {
+    return absl::InvalidArgumentError(fmt::format("{} '{}' is above {}", what, text, max));
+  }
+  return value;
+}
+
+// "name=value" -> (name, value) trimmed.
+absl::StatusOr<std::pair<std::string_view, std::string_view>> SplitPair(std::string_view item,
+                                                                        char separator) {
+  const size_t at = item.find(separator);
+  if (at == std::string_view::npos) {
+    return absl::InvalidArgumentError(fmt::format("expected '{}' in '{}'", separator, item));
+  }
+  return std::pair{Trim(item.substr(0, at)), Trim(item.substr(at + 1))};
+}
+
+}  // namespace
+
+absl::StatusOr<PricingRules> ParsePricingRules(std::string_view shipping, std::string_view tax_bp) {
+  PricingRules rules;
+  bool has_fallback = false;
+  for (std::string_view group : SplitTrimmed(shipping, ";")) {
+    ASSIGN_OR_RETURN(auto region_rates, SplitPair(group, ':'));
+    const auto [region, rates_text] = region_rates;
+    RETURN_IF_ERROR(CheckRuleRegion(region));
+    if (rules.regions.size() >= kPricingRegionsMax) {
+      return absl::InvalidArgumentError(fmt::format("more than {} regions", kPricingRegionsMax));
+    }
+    const bool fallback = region == "*";
+    if (fallback ? has_fallback : rules.regions.contains(std::string(region))) {
+      return absl::InvalidArgumentError(fmt::format("region '{}' is listed twice", region));
+    }
+    RegionRates rates;
+    for (std::string_view item : SplitTrimmed(rates_text, ",")) {
+      ASSIGN_OR_RETURN(auto currency_amount, SplitPair(item, '='));
+      const auto [currency, amount_text] = currency_amount;
+      if (!FindCurrency(currency).ok()) {
+        return absl::InvalidArgumentError(
+            fmt::format("region '{}': unknown currency '{}'", region, currency));
+      }
+      ASSIGN_OR_RETURN(int64_t amount, ParseBounded(amount_text, kShippingMinorMax, "amount"));
+      if (!rates.shipping_minor.emplace(std::string(currency), amount).second) {
+        return absl::InvalidArgumentError(
+            fmt::format("region '{}': currency '{}' is listed twice", region, currency));
+      }
+    }
+    if (rates.shipping_minor.empty()) {
+      return absl::InvalidArgumentError(fmt::format("region '{}' has no rates", region));
+    }
+    if (fallback) {
+      rules.fallback = std::move(rates);
+      has_fallback = true;
+    } else {
+      rules.regions.emplace(std::string(region), std::move(rates));
+    }
+  }
+  std::map<std::string, int64_t> taxes;
+  for (std::string_view item : SplitTrimmed(tax_bp, ",;")) {
+    ASSIGN_OR_RETURN(auto region_bp, SplitPair(item, '='));
+    const auto [region, bp_text] = region_bp;
+    RETURN_IF_ERROR(CheckRuleRegion(region));
+    ASSIGN_OR_RETURN(int64_t bp, ParseBounded(bp_text, kTaxBasisPointsMax, "tax basis points"));
+    if (region != "*" && !rules.regions.contains(std::string(region))) {
+      return absl::InvalidArgumentError(
+          fmt::format("tax for region '{}', which has no shipping rates", region));
+    }
+    if (!taxes.emplace(std::string(region), bp).second) {
+      return absl::InvalidArgumentError(fmt::format("tax for region '{}' is listed twice", region));
+    }
+  }
+  if (auto it = taxes.find("*"); it != taxes.end()) rules.fallback.tax_basis_points = it->second;
+  for (auto& [region, rates] : rules.regions) {
+    auto it = taxes.find(region);
+    rates.tax_basis_points = it != taxes.end() ? it->second : rules.fallback.tax_basis_points;
+  }
+  return rules;
+}
+
 absl::StatusOr<PricedLine> PriceLine(std::string sku, std::string title, int64_t quantity,
                                      const Money& unit_price) {
   ASSIGN_OR_RETURN(Money total, unit_price.Multiply(quantity));

@@ -61,13 +61,38 @@ absl::StatusOr<std::vector<CartLine>> SetCartLineQuantity(std::vector<CartLine> 
 struct RegionRates {
   std::map<std::string, int64_t> shipping_minor;  // currency -> flat shipping, minor units
   int64_t tax_basis_points = 0;                   // 1 bp = 0.01 %
+  friend bool operator==(const RegionRates&, const RegionRates&) = default;
 };
 
 struct PricingRules {
   std::map<std::string, RegionRates> regions;  // by region code
   RegionRates fallback;                        // regions not listed
   const RegionRates& ForRegion(std::string_view region) const;
+  friend bool operator==(const PricingRules&, const PricingRules&) = default;
 };
+
+// Pricing rules as configuration text ([ordering] shipping / tax_bp), compact and validated:
+//   shipping = "us:USD=499,CAD=999;eu:EUR=499;*:USD=999"
+//     region ':' CUR=minor[,CUR=minor...], regions separated by ';'. A region is lower-case
+//     letters, digits, '-' and '_' (at most 64); '*' is the fallback for unlisted regions (no
+//     '*': unlisted regions are not shipped to). CUR is a known ISO 4217 code; minor is flat
+//     shipping in minor units, 0..kShippingMinorMax.
+//   tax_bp = "us=800,eu=2000;*=0"
+//     region=basis points (0..10000), separated by ',' or ';'; '*' sets the fallback's tax and
+//     the tax of every shipping region not listed here (default 0). A region here must have
+//     shipping rates.
+// Spaces around tokens are ignored. Empty text means "none" (no regions, fallback tax 0).
+// InvalidArgument naming the offending piece; duplicates are errors.
+inline constexpr int64_t kShippingMinorMax = 1'000'000'000;
+inline constexpr int64_t kTaxBasisPointsMax = 10'000;
+inline constexpr size_t kPricingRegionsMax = 1'000;
+absl::StatusOr<PricingRules> ParsePricingRules(std::string_view shipping, std::string_view tax_bp);
+
+// The built-in rules (what an empty [ordering] shipping / tax_bp means).
+inline constexpr std::string_view kDefaultShippingRates =
+    "us:USD=499,CAD=999;eu:EUR=499,USD=599,SEK=4900;uk:GBP=399,EUR=599;jp:JPY=800;"
+    "*:USD=999,EUR=999,GBP=899,JPY=1500,CHF=999,CAD=1299,AUD=1299,SEK=9900";
+inline constexpr std::string_view kDefaultTaxRates = "us=800,eu=2000,uk=2000,jp=1000,*=0";
 
 // A cart line with the price the order context's read model knows for it.
 struct PricedLine {
@@ -147,7 +172,7 @@ struct SagaCommand {
 
 struct TimelineEntry {
   std::string kind;  // "step", "command", "reply", "retry", "compensation", "state", "ignored",
-                     // "manual"
+                     // "manual"; the service adds "attached_to_customer" (detail: customer id)
   std::string detail;
   friend bool operator==(const TimelineEntry&, const TimelineEntry&) = default;
 };

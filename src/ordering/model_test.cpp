@@ -1,5 +1,8 @@
 #include "ordering/model.h"
 
+#include <string>
+#include <utility>
+
 #include "common/errors.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -75,6 +78,81 @@ TEST(CartTest, Totals) {
   std::vector<PricedLine> jpy = {*PriceLine("A", "a", 1, *Money::FromMinor(100, "JPY"))};
   EXPECT_EQ(ErrorCode(ComputeTotals(jpy, "JPY", "eu", rules).status()), "currency_not_shipped");
   EXPECT_FALSE(PriceLine("A", "a", 2, Usd(INT64_MAX / 2 + 1)).ok());
+}
+
+TEST(PricingRulesTest, DefaultsEqualTheFormerBuiltInRules) {
+  PricingRules expected;
+  expected.fallback = RegionRates{{{"USD", 999},
+                                   {"EUR", 999},
+                                   {"GBP", 899},
+                                   {"JPY", 1500},
+                                   {"CHF", 999},
+                                   {"CAD", 1299},
+                                   {"AUD", 1299},
+                                   {"SEK", 9900}},
+                                  0};
+  expected.regions["us"] = RegionRates{{{"USD", 499}, {"CAD", 999}}, 800};
+  expected.regions["eu"] = RegionRates{{{"EUR", 499}, {"USD", 599}, {"SEK", 4900}}, 2000};
+  expected.regions["uk"] = RegionRates{{{"GBP", 399}, {"EUR", 599}}, 2000};
+  expected.regions["jp"] = RegionRates{{{"JPY", 800}}, 1000};
+  absl::StatusOr<PricingRules> parsed = ParsePricingRules(kDefaultShippingRates, kDefaultTaxRates);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(*parsed, expected);
+}
+
+TEST(PricingRulesTest, ParsesTheCompactFormWithSpacesAndFallbackTax) {
+  absl::StatusOr<PricingRules> rules =
+      ParsePricingRules(" us : USD=499 , CAD=999 ; eu:EUR=0 ; *:USD=999 ", "us=800; *=150");
+  ASSERT_TRUE(rules.ok()) << rules.status();
+  EXPECT_EQ(rules->regions.at("us"), (RegionRates{{{"USD", 499}, {"CAD", 999}}, 800}));
+  EXPECT_EQ(rules->regions.at("eu"), (RegionRates{{{"EUR", 0}}, 150}));  // the '*' tax
+  EXPECT_EQ(rules->fallback, (RegionRates{{{"USD", 999}}, 150}));
+  EXPECT_EQ(rules->ForRegion("mars").shipping_minor.at("USD"), 999);
+
+  // No '*': unlisted regions are not shipped to. Empty text: no rules at all.
+  absl::StatusOr<PricingRules> only_us = ParsePricingRules("us:USD=1", "");
+  ASSERT_TRUE(only_us.ok());
+  EXPECT_TRUE(only_us->fallback.shipping_minor.empty());
+  EXPECT_EQ(only_us->regions.at("us").tax_basis_points, 0);
+  absl::StatusOr<PricingRules> none = ParsePricingRules("", "  ");
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(*none, PricingRules{});
+}
+
+TEST(PricingRulesTest, RejectsHostileAndMalformedText) {
+  const std::pair<const char*, const char*> bad[] = {
+      {"us", ""},                 // no ':'
+      {"us:", ""},                // no rates
+      {"us:USD", ""},             // no '='
+      {"us:USD=", ""},            // no amount
+      {"us:USD=-5", ""},          // negative
+      {"us:USD=4.99", ""},        // not minor units
+      {"us:USD=1000000001", ""},  // above kShippingMinorMax
+      {"us:USD=99999999999999999999", ""},
+      {"us:XXX=1", ""},  // unknown currency
+      {"us:usd=1", ""},  // currency codes are upper-case
+      {"US:USD=1", ""},  // regions are lower-case
+      {"u s:USD=1", ""},
+      {"us:USD=1;us:CAD=1", ""},  // region twice
+      {"*:USD=1;*:EUR=1", ""},    // fallback twice
+      {"us:USD=1,USD=2", ""},     // currency twice
+      {"us:USD=1;", ""},          // empty group
+      {"us:USD=1", "us"},         // no '='
+      {"us:USD=1", "us=10001"},   // above 100 %
+      {"us:USD=1", "us=-1"},
+      {"us:USD=1", "ca=100"},     // tax for a region without shipping
+      {"us:USD=1", "us=1,us=2"},  // twice
+      {"us:USD=1", "us=1,"},      // empty item
+  };
+  for (const auto& [shipping, tax] : bad) {
+    absl::StatusOr<PricingRules> rules = ParsePricingRules(shipping, tax);
+    EXPECT_EQ(rules.status().code(), absl::StatusCode::kInvalidArgument)
+        << "shipping='" << shipping << "' tax='" << tax << "'";
+  }
+  std::string many;
+  for (size_t i = 0; i <= kPricingRegionsMax; ++i) many += "r" + std::to_string(i) + ":USD=1;";
+  many.pop_back();
+  EXPECT_FALSE(ParsePricingRules(many, "").ok());
 }
 
 TEST(OrderStateTest, NamesRoundTripAndClassify) {

@@ -1,5 +1,6 @@
 #include "ordering/module.h"
 
+#include <cstdlib>
 #include <utility>
 
 #include "ordering/api.h"
@@ -8,21 +9,9 @@
 namespace emporium::ordering {
 
 PricingRules DefaultPricingRules() {
-  PricingRules rules;
-  rules.fallback = RegionRates{{{"USD", 999},
-                                {"EUR", 999},
-                                {"GBP", 899},
-                                {"JPY", 1500},
-                                {"CHF", 999},
-                                {"CAD", 1299},
-                                {"AUD", 1299},
-                                {"SEK", 9900}},
-                               0};
-  rules.regions["us"] = RegionRates{{{"USD", 499}, {"CAD", 999}}, 800};
-  rules.regions["eu"] = RegionRates{{{"EUR", 499}, {"USD", 599}, {"SEK", 4900}}, 2000};
-  rules.regions["uk"] = RegionRates{{{"GBP", 399}, {"EUR", 599}}, 2000};
-  rules.regions["jp"] = RegionRates{{{"JPY", 800}}, 1000};
-  return rules;
+  absl::StatusOr<PricingRules> rules = ParsePricingRules(kDefaultShippingRates, kDefaultTaxRates);
+  if (!rules.ok()) std::abort();  // the built-in text is checked by ordering_model_test
+  return *std::move(rules);
 }
 
 OrderingOptions OrderingModule::DefaultOrderingOptions() {
@@ -56,6 +45,12 @@ absl::Status OrderingModule::Wire(const ContextDeps& deps, http::Router& router)
                             return raw->HandleProductChanged(tx, envelope);
                           });
   if (!prices.ok()) return prices;
+  absl::Status accounts = deps.bus->Subscribe(
+      std::string(kAccountsConsumer), *deps.database, {std::string(kCustomerVerifiedType)},
+      [raw](sql::Transaction& tx, const bus::Envelope& envelope) {
+        return raw->HandleCustomerVerified(tx, envelope);
+      });
+  if (!accounts.ok()) return accounts;
   AddOrderingRoutes(router, *service_, ApiOptions{deps.admin_api_key});
   return absl::OkStatus();
 }

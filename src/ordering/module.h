@@ -2,7 +2,9 @@
 //
 // Wire() builds the OrderingService on the context's database, subscribes the consumers
 // "ordering.saga" (inventory replies and payment.* events) and "ordering.prices"
-// (catalog.product_changed, the price read model) and adds the HTTP routes. Start() starts the
+// (catalog.product_changed, the price read model) and "ordering.accounts"
+// (accounts.customer_verified: guest orders attach to the verified customer) and adds the HTTP
+// routes. Start() starts the
 // deadline sweeper, which resumes every unfinished saga left by a previous run, and the
 // notifier; Stop() stops them (after the HTTP server drained, before the bus stops).
 //
@@ -18,7 +20,8 @@
 
 namespace emporium::ordering {
 
-// Flat shipping and tax per region used when the app passes no rules of its own.
+// Flat shipping and tax per region used when the app passes no rules of its own
+// (kDefaultShippingRates / kDefaultTaxRates in model.h).
 PricingRules DefaultPricingRules();
 
 class OrderingModule final : public ContextModule {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <tuple>
 #include <utility>
 
 #include "common/errors.h"
@@ -278,6 +279,7 @@ void OrderingService::CreateCart(CartInput input, Callback<CartView> done) {
   Cart cart;
   cart.id = ids_.Next();
   cart.customer_id = std::move(input.customer_id);
+  cart.account_id = cart.customer_id;
   cart.currency = std::move(input.currency);
   cart.region = std::move(input.region);
   cart.email = std::move(input.email);
@@ -295,24 +297,25 @@ void OrderingService::CreateCart(CartInput input, Callback<CartView> done) {
       });
 }
 
-void OrderingService::MutateCart(std::string cart_id,
-                                 std::function<absl::Status(sql::Transaction&, Cart&)> edit,
-                                 Callback<CartView> done) {
+absl::StatusOr<CartView> OrderingService::EditCartInTx(sql::Transaction& tx,
+                                                       const std::string& cart_id,
+                                                       const CartEdit& edit) {
+  ASSIGN_OR_RETURN(std::optional<Cart> cart, LoadCart(tx, cart_id));
+  if (!cart) return WithErrorCode(absl::NotFoundError("cart not found"), "cart_not_found");
+  RETURN_IF_ERROR(CheckCartOpen(*cart));
+  RETURN_IF_ERROR(edit(tx, *cart));
+  ++cart->version;
+  cart->updated_at_ms = clock_.NowMs();
+  RETURN_IF_ERROR(ordering::UpdateCart(tx, *cart));
+  return PriceCart(tx, *std::move(cart));
+}
+
+void OrderingService::MutateCart(std::string cart_id, CartEdit edit, Callback<CartView> done) {
   auto result = std::make_shared<absl::StatusOr<CartView>>(absl::UnknownError("unset"));
   db_.SubmitWrite(
       [this, cart_id = std::move(cart_id), edit = std::move(edit),
        result](sql::Transaction& tx) -> absl::Status {
-        ASSIGN_OR_RETURN(std::optional<Cart> cart, LoadCart(tx, cart_id));
-        if (!cart) {
-          *result = WithErrorCode(absl::NotFoundError("cart not found"), "cart_not_found");
-          return result->status();
-        }
-        RETURN_IF_ERROR(CheckCartOpen(*cart));
-        RETURN_IF_ERROR(edit(tx, *cart));
-        ++cart->version;
-        cart->updated_at_ms = clock_.NowMs();
-        RETURN_IF_ERROR(ordering::UpdateCart(tx, *cart));
-        *result = PriceCart(tx, *std::move(cart));
+        *result = EditCartInTx(tx, cart_id, edit);
         return result->status();
       },
       [result, done = std::move(done)](absl::Status status) {
@@ -320,71 +323,144 @@ void OrderingService::MutateCart(std::string cart_id,
       });
 }
 
+void OrderingService::MutateCartIdempotent(std::string cart_id, CartEdit edit,
+                                           IdempotentEdit idempotency,
+                                           Callback<CartEditReply> done) {
+  if (!idempotency.render) {
+    idempotency.render = [](const CartView& view) { return view.cart.id; };
+  }
+  // Keys are per cart: the same key on another cart is another request.
+  std::string scope = fmt::format("{}:{}", kCartEditScope, cart_id);
+  std::string inflight;
+  if (!idempotency.key.empty()) {
+    inflight = fmt::format("{}\n{}", scope, idempotency.key);
+    std::lock_guard lock(inflight_mutex_);
+    if (!inflight_keys_.insert(inflight).second) {
+      done(WithErrorCode(absl::AbortedError("a request with this Idempotency-Key is in progress"),
+                         "idempotency_key_in_use"));
+      return;
+    }
+  }
+  auto result = std::make_shared<absl::StatusOr<CartEditReply>>(absl::UnknownError("unset"));
+  db_.SubmitWrite(
+      [this, cart_id = std::move(cart_id), scope = std::move(scope), edit = std::move(edit),
+       idempotency = std::move(idempotency), result](sql::Transaction& tx) -> absl::Status {
+        const bool keyed = !idempotency.key.empty();
+        if (keyed) {
+          ASSIGN_OR_RETURN(auto existing, FindIdempotencyKey(tx, scope, idempotency.key));
+          if (existing) {
+            if (existing->request_hash != idempotency.request_hash) {
+              return http::WithHttpStatus(
+                  WithErrorCode(absl::FailedPreconditionError(
+                                    "this Idempotency-Key was used with another request"),
+                                "idempotency_key_reused"),
+                  422);
+            }
+            *result = CartEditReply{existing->response, true};
+            return absl::OkStatus();
+          }
+        }
+        ASSIGN_OR_RETURN(CartView view, EditCartInTx(tx, cart_id, edit));
+        std::string body = idempotency.render(view);
+        if (keyed) {
+          RETURN_IF_ERROR(InsertIdempotencyKey(
+              tx, scope, idempotency.key, {idempotency.request_hash, "", body}, clock_.NowMs()));
+        }
+        *result = CartEditReply{std::move(body), false};
+        return absl::OkStatus();
+      },
+      [this, inflight, result, done = std::move(done)](absl::Status status) {
+        if (!inflight.empty()) {
+          std::lock_guard lock(inflight_mutex_);
+          inflight_keys_.erase(inflight);
+        }
+        done(status.ok() ? std::move(*result) : absl::StatusOr<CartEditReply>(status));
+      });
+}
+
+OrderingService::CartEdit OrderingService::AddLineEdit(std::string sku, int64_t quantity) {
+  return [this, sku = std::move(sku), quantity](sql::Transaction& tx, Cart& cart) -> absl::Status {
+    // The price read model must know the SKU in the cart's currency.
+    ASSIGN_OR_RETURN(auto prices, FindPrices(tx, {sku}));
+    auto it = prices.find(sku);
+    if (it == prices.end() || !it->second.active) {
+      return http::WithHttpStatus(InvalidParam("sku", "no such product for sale", "unknown_sku"),
+                                  422);
+    }
+    if (!it->second.prices_minor.contains(cart.currency)) {
+      return http::WithHttpStatus(
+          InvalidParam("sku", fmt::format("not sold in {}", cart.currency), "price_unavailable"),
+          422);
+    }
+    ASSIGN_OR_RETURN(cart.lines,
+                     AddCartLine(std::move(cart.lines), sku, quantity, options_.cart_limits));
+    return ReplaceCartReservation(tx, cart, clock_.NowMs());
+  };
+}
+
+OrderingService::CartEdit OrderingService::SetLineEdit(std::string sku, int64_t quantity) {
+  return [this, sku = std::move(sku), quantity](sql::Transaction& tx, Cart& cart) -> absl::Status {
+    ASSIGN_OR_RETURN(cart.lines, SetCartLineQuantity(std::move(cart.lines), sku, quantity,
+                                                     options_.cart_limits));
+    return ReplaceCartReservation(tx, cart, clock_.NowMs());
+  };
+}
+
+OrderingService::CartEdit OrderingService::PatchEdit(CartPatch patch) {
+  return [this, patch = std::move(patch)](sql::Transaction& tx, Cart& cart) -> absl::Status {
+    const bool region_changed = patch.region && *patch.region != cart.region;
+    if (patch.currency) cart.currency = *patch.currency;
+    if (patch.region) cart.region = *patch.region;
+    if (patch.email) cart.email = *patch.email;
+    if (patch.shipping_address) cart.shipping_address = *patch.shipping_address;
+    // The reservation's location choice depends on the region.
+    if (region_changed && !cart.lines.empty()) {
+      return ReplaceCartReservation(tx, cart, clock_.NowMs());
+    }
+    return absl::OkStatus();
+  };
+}
+
+absl::Status OrderingService::CheckPatch(const CartPatch& patch) {
+  if (patch.currency) RETURN_IF_ERROR(CheckCurrency(*patch.currency));
+  if (patch.region) RETURN_IF_ERROR(CheckRegion(*patch.region));
+  if (patch.email) RETURN_IF_ERROR(CheckEmail(*patch.email));
+  if (patch.shipping_address) RETURN_IF_ERROR(CheckAddress(*patch.shipping_address));
+  return absl::OkStatus();
+}
+
 void OrderingService::AddLine(std::string cart_id, std::string sku, int64_t quantity,
                               Callback<CartView> done) {
-  MutateCart(
-      std::move(cart_id),
-      [this, sku = std::move(sku), quantity](sql::Transaction& tx, Cart& cart) -> absl::Status {
-        // The price read model must know the SKU in the cart's currency.
-        ASSIGN_OR_RETURN(auto prices, FindPrices(tx, {sku}));
-        auto it = prices.find(sku);
-        if (it == prices.end() || !it->second.active) {
-          return http::WithHttpStatus(
-              InvalidParam("sku", "no such product for sale", "unknown_sku"), 422);
-        }
-        if (!it->second.prices_minor.contains(cart.currency)) {
-          return http::WithHttpStatus(
-              InvalidParam("sku", fmt::format("not sold in {}", cart.currency),
-                           "price_unavailable"),
-              422);
-        }
-        ASSIGN_OR_RETURN(cart.lines,
-                         AddCartLine(std::move(cart.lines), sku, quantity, options_.cart_limits));
-        return ReplaceCartReservation(tx, cart, clock_.NowMs());
-      },
-      std::move(done));
+  MutateCart(std::move(cart_id), AddLineEdit(std::move(sku), quantity), std::move(done));
+}
+
+void OrderingService::AddLine(std::string cart_id, std::string sku, int64_t quantity,
+                              IdempotentEdit idempotency, Callback<CartEditReply> done) {
+  MutateCartIdempotent(std::move(cart_id), AddLineEdit(std::move(sku), quantity),
+                       std::move(idempotency), std::move(done));
 }
 
 void OrderingService::SetLine(std::string cart_id, std::string sku, int64_t quantity,
                               Callback<CartView> done) {
-  MutateCart(
-      std::move(cart_id),
-      [this, sku = std::move(sku), quantity](sql::Transaction& tx, Cart& cart) -> absl::Status {
-        ASSIGN_OR_RETURN(cart.lines, SetCartLineQuantity(std::move(cart.lines), sku, quantity,
-                                                         options_.cart_limits));
-        return ReplaceCartReservation(tx, cart, clock_.NowMs());
-      },
-      std::move(done));
+  MutateCart(std::move(cart_id), SetLineEdit(std::move(sku), quantity), std::move(done));
+}
+
+void OrderingService::SetLine(std::string cart_id, std::string sku, int64_t quantity,
+                              IdempotentEdit idempotency, Callback<CartEditReply> done) {
+  MutateCartIdempotent(std::move(cart_id), SetLineEdit(std::move(sku), quantity),
+                       std::move(idempotency), std::move(done));
 }
 
 void OrderingService::UpdateCart(std::string cart_id, CartPatch patch, Callback<CartView> done) {
-  if (patch.currency) {
-    if (absl::Status s = CheckCurrency(*patch.currency); !s.ok()) return done(s);
-  }
-  if (patch.region) {
-    if (absl::Status s = CheckRegion(*patch.region); !s.ok()) return done(s);
-  }
-  if (patch.email) {
-    if (absl::Status s = CheckEmail(*patch.email); !s.ok()) return done(s);
-  }
-  if (patch.shipping_address) {
-    if (absl::Status s = CheckAddress(*patch.shipping_address); !s.ok()) return done(s);
-  }
-  MutateCart(
-      std::move(cart_id),
-      [this, patch = std::move(patch)](sql::Transaction& tx, Cart& cart) -> absl::Status {
-        const bool region_changed = patch.region && *patch.region != cart.region;
-        if (patch.currency) cart.currency = *patch.currency;
-        if (patch.region) cart.region = *patch.region;
-        if (patch.email) cart.email = *patch.email;
-        if (patch.shipping_address) cart.shipping_address = *patch.shipping_address;
-        // The reservation's location choice depends on the region.
-        if (region_changed && !cart.lines.empty()) {
-          return ReplaceCartReservation(tx, cart, clock_.NowMs());
-        }
-        return absl::OkStatus();
-      },
-      std::move(done));
+  if (absl::Status status = CheckPatch(patch); !status.ok()) return done(status);
+  MutateCart(std::move(cart_id), PatchEdit(std::move(patch)), std::move(done));
+}
+
+void OrderingService::UpdateCart(std::string cart_id, CartPatch patch, IdempotentEdit idempotency,
+                                 Callback<CartEditReply> done) {
+  if (absl::Status status = CheckPatch(patch); !status.ok()) return done(status);
+  MutateCartIdempotent(std::move(cart_id), PatchEdit(std::move(patch)), std::move(idempotency),
+                       std::move(done));
 }
 
 void OrderingService::AbandonCart(std::string cart_id, Callback<CartView> done) {
@@ -578,6 +654,7 @@ void OrderingService::Checkout(CheckoutRequest request, Callback<CheckoutResult>
         order.id = ids_.Next();
         order.cart_id = cart->id;
         order.customer_id = request.customer_id.empty() ? cart->customer_id : request.customer_id;
+        order.account_id = request.account_id.empty() ? cart->account_id : request.account_id;
         order.email = cart->email;
         order.currency = cart->currency;
         order.region = cart->region;
@@ -610,7 +687,7 @@ void OrderingService::Checkout(CheckoutRequest request, Callback<CheckoutResult>
         if (!request.idempotency_key.empty()) {
           RETURN_IF_ERROR(InsertIdempotencyKey(tx, std::string(kCheckoutScope),
                                                request.idempotency_key,
-                                               {request.request_hash, order.id}, now_ms));
+                                               {request.request_hash, order.id, ""}, now_ms));
         }
         Touched(order.id);
         *result = CheckoutResult{std::move(order), false};
@@ -753,6 +830,48 @@ absl::Status OrderingService::HandleProductChanged(sql::Transaction& tx,
   return status.code() == absl::StatusCode::kInvalidArgument ? absl::OkStatus() : status;
 }
 
+absl::Status OrderingService::HandleCustomerVerified(sql::Transaction& tx,
+                                                     const bus::Envelope& envelope) {
+  absl::StatusOr<Json> payload = ParseJsonObject(envelope.payload);
+  if (!payload.ok()) return absl::OkStatus();
+  const auto customer = payload->find("customer_id");
+  const auto email = payload->find("email");
+  if (customer == payload->end() || email == payload->end() || !customer->is_string() ||
+      !email->is_string()) {
+    return absl::OkStatus();
+  }
+  const std::string customer_id = customer->get<std::string>();
+  const std::string address = email->get<std::string>();
+  if (customer_id.empty() || address.empty() || address.size() > kEmailLengthMax) {
+    return absl::OkStatus();
+  }
+  const int64_t now_ms = clock_.NowMs();
+  ASSIGN_OR_RETURN(std::vector<std::string> order_ids,
+                   GuestOrdersByEmail(tx, address, kAttachPerEventMax));
+  for (const std::string& id : order_ids) {
+    ASSIGN_OR_RETURN(std::optional<Order> order, LoadOrder(tx, id, false));
+    if (!order || !order->account_id.empty()) continue;
+    order->account_id = customer_id;
+    RETURN_IF_ERROR(
+        AppendTimeline(tx, *order, {TimelineEntry{"attached_to_customer", customer_id}}, now_ms));
+    ++order->version;
+    order->updated_at_ms = now_ms;
+    RETURN_IF_ERROR(UpdateOrder(tx, *order));
+    Touched(order->id);
+  }
+  ASSIGN_OR_RETURN(std::vector<std::string> cart_ids,
+                   GuestCartsByEmail(tx, address, kAttachPerEventMax));
+  for (const std::string& id : cart_ids) {
+    ASSIGN_OR_RETURN(std::optional<Cart> cart, LoadCart(tx, id));
+    if (!cart || !cart->account_id.empty()) continue;
+    cart->account_id = customer_id;
+    ++cart->version;
+    cart->updated_at_ms = now_ms;
+    RETURN_IF_ERROR(ordering::UpdateCart(tx, *cart));
+  }
+  return absl::OkStatus();
+}
+
 // ---- Sweeper -----------------------------------------------------------------------------
 
 absl::StatusOr<int64_t> OrderingService::SweepOnce() {
@@ -811,7 +930,11 @@ absl::Status OrderingService::WaitSettled(const std::string& order_id, absl::Tim
       return WithErrorCode(absl::ResourceExhaustedError("too many waiting requests"),
                            "too_many_waiters");
     }
-    waiters_.emplace(order_id, Waiter{deadline, std::move(done), nullptr});
+    Waiter waiter;
+    waiter.deadline = deadline;
+    waiter.done = std::move(done);
+    waiter.id = next_waiter_id_++;
+    waiters_.emplace(order_id, std::move(waiter));
     hub_->committed.push_back(order_id);  // check at once: it may already be settled
   }
   hub_->cv.notify_all();
@@ -819,24 +942,49 @@ absl::Status OrderingService::WaitSettled(const std::string& order_id, absl::Tim
 }
 
 absl::Status OrderingService::Watch(const std::string& order_id, absl::Time deadline,
-                                    std::function<bool(absl::StatusOr<Order>)> on_change) {
+                                    std::function<bool(absl::StatusOr<Order>)> on_change,
+                                    absl::Duration heartbeat, std::function<bool()> on_heartbeat) {
   {
     std::lock_guard lock(hub_->mutex);
-    if (waiters_.size() >= options_.waiters_max) {
-      return WithErrorCode(absl::ResourceExhaustedError("too many waiting requests"),
-                           "too_many_waiters");
+    size_t watching_order = 0;
+    auto [begin, end] = waiters_.equal_range(order_id);
+    for (auto it = begin; it != end; ++it) watching_order += it->second.watch ? 1 : 0;
+    if (waiters_.size() >= options_.waiters_max ||
+        watching_order >= options_.watchers_per_order_max) {
+      return WithErrorCode(absl::UnavailableError("too many watchers; retry later"),
+                           "too_many_watchers");
     }
-    waiters_.emplace(order_id, Waiter{deadline, nullptr, std::move(on_change)});
+    Waiter waiter;
+    waiter.deadline = deadline;
+    waiter.watch = std::move(on_change);
+    waiter.id = next_waiter_id_++;
+    if (on_heartbeat && heartbeat > absl::ZeroDuration() && heartbeat != absl::InfiniteDuration()) {
+      waiter.heartbeat = heartbeat;
+      waiter.next_heartbeat = absl::Now() + heartbeat;
+      waiter.on_heartbeat = std::move(on_heartbeat);
+    }
+    waiters_.emplace(order_id, std::move(waiter));
     hub_->committed.push_back(order_id);
   }
   hub_->cv.notify_all();
   return absl::OkStatus();
 }
 
+void OrderingService::EraseWaiter(const std::string& order_id, uint64_t id) {
+  auto [begin, end] = waiters_.equal_range(order_id);
+  for (auto it = begin; it != end; ++it) {
+    if (it->second.id == id) {
+      waiters_.erase(it);
+      return;
+    }
+  }
+}
+
 void OrderingService::Notify(const std::vector<std::string>& ids, absl::Time now, bool stopping) {
   // Orders that someone waits for, read once each.
   std::set<std::string> wanted;
   std::vector<std::pair<std::string, Waiter>> expired;
+  std::vector<std::tuple<std::string, uint64_t, std::function<bool()>>> heartbeats;
   {
     std::lock_guard lock(hub_->mutex);
     for (const std::string& id : ids) {
@@ -846,9 +994,19 @@ void OrderingService::Notify(const std::vector<std::string>& ids, absl::Time now
       if (stopping || it->second.deadline <= now) {
         expired.emplace_back(it->first, std::move(it->second));
         it = waiters_.erase(it);
-      } else {
-        ++it;
+        continue;
       }
+      if (it->second.on_heartbeat && it->second.next_heartbeat <= now) {
+        it->second.next_heartbeat = now + it->second.heartbeat;
+        heartbeats.emplace_back(it->first, it->second.id, it->second.on_heartbeat);
+      }
+      ++it;
+    }
+  }
+  for (auto& [order_id, waiter_id, beat] : heartbeats) {
+    if (!beat()) {
+      std::lock_guard lock(hub_->mutex);
+      EraseWaiter(order_id, waiter_id);
     }
   }
   for (auto& [id, waiter] : expired) {
@@ -883,13 +1041,7 @@ void OrderingService::Notify(const std::vector<std::string>& ids, absl::Time now
       } else if (waiter.watch && !waiter.watch(order)) {
         // The watcher is finished (e.g. the order settled or the client left).
         std::lock_guard lock(hub_->mutex);
-        auto [begin, end] = waiters_.equal_range(id);
-        for (auto it = begin; it != end; ++it) {
-          if (it->second.watch && it->second.deadline == waiter.deadline) {
-            waiters_.erase(it);
-            break;
-          }
-        }
+        EraseWaiter(id, waiter.id);
       }
     }
   }

@@ -1,15 +1,21 @@
 // The ordering application service: carts, checkout and the orchestrated checkout saga.
 //
 // Every command is one write transaction on the ordering database: state + outbox + timeline
-// (+ the idempotency key for checkout). The saga's decisions come from the pure Decide()
-// (model.h); the service loads the saga, applies the decision, and publishes the commands it
-// names through the outbox in the same transaction, so a step is persisted before its command
-// is sent, by construction.
+// (+ the idempotency key for checkout and keyed cart edits). The saga's decisions come from the
+// pure Decide() (model.h); the service loads the saga, applies the decision, and publishes the
+// commands it names through the outbox in the same transaction, so a step is persisted before its
+// command is sent, by construction.
 //
 // Bus: the consumer "ordering.saga" takes inventory's replies (type kInventoryReplyType, sent
 // because every inventory command carries reply_to) and payments' events (payment.*) and runs
 // Decide() inside the consumer's transaction with the inbox row. The consumer
-// "ordering.prices" keeps the price read model from catalog.product_changed.
+// "ordering.prices" keeps the price read model from catalog.product_changed. The consumer
+// "ordering.accounts" takes accounts.customer_verified {customer_id, email} and, in the
+// consumer's transaction, attaches every guest order and open guest cart with that e-mail
+// (ASCII case-insensitive) to the customer: their account_id becomes the customer id (so
+// GET /api/v1/orders lists them) and each order records an "attached_to_customer" timeline
+// entry. Attached rows are no longer guest rows, so a redelivered event changes nothing. Guest
+// access is unchanged: a guest cart's and its order's ids stay capabilities.
 // A sweeper thread feeds Decide() a timeout for every saga whose deadline passed: the step's
 // idempotent command is re-sent with backoff, and when its retry budget is spent the saga
 // compensates. Because deadlines are persisted, a restarted process resumes every unfinished
@@ -48,9 +54,15 @@ namespace emporium::ordering {
 
 inline constexpr std::string_view kSagaConsumer = "ordering.saga";
 inline constexpr std::string_view kPriceConsumer = "ordering.prices";
+inline constexpr std::string_view kAccountsConsumer = "ordering.accounts";
+// The accounts context's event (its wire contract; ordering does not link accounts).
+inline constexpr std::string_view kCustomerVerifiedType = "accounts.customer_verified";
+// Guest orders (and, separately, carts) attached per accounts.customer_verified event.
+inline constexpr int64_t kAttachPerEventMax = 10'000;
 inline constexpr std::string_view kInventoryReplyType = "ordering.inventory_replied";
 inline constexpr std::string_view kSource = "ordering";
 inline constexpr std::string_view kCheckoutScope = "checkout";
+inline constexpr std::string_view kCartEditScope = "cart_edit";  // + ":<cart id>"
 
 struct OrderingOptions {
   CartLimits cart_limits;
@@ -58,10 +70,13 @@ struct OrderingOptions {
   SagaPolicy saga;
   int64_t cart_reservation_ttl_ms = 15 * 60'000;
   int64_t order_reservation_ttl_ms = 15 * 60'000;
-  int64_t sweep_interval_ms = 100;  // real time between deadline sweeps; 0 disables
-  int64_t sweep_batch_max = 512;    // sagas timed out per sweep round
-  int64_t wait_max_ms = 10'000;     // Prefer: wait is clamped to this
-  size_t waiters_max = 65'536;      // parked requests (wait + SSE); beyond: ResourceExhausted
+  int64_t sweep_interval_ms = 100;       // real time between deadline sweeps; 0 disables
+  int64_t sweep_batch_max = 512;         // sagas timed out per sweep round
+  int64_t wait_max_ms = 10'000;          // Prefer: wait is clamped to this
+  size_t waiters_max = 65'536;           // parked requests (wait + SSE); beyond: ResourceExhausted
+  size_t watchers_per_order_max = 64;    // SSE streams of one order; beyond: Unavailable (503)
+  int64_t stream_heartbeat_ms = 15'000;  // an SSE comment this often while nothing changes
+  int64_t stream_duration_max_ms = 300'000;  // an SSE stream ends after this at the latest
   const Clock* clock = &SystemClock::Instance();
 };
 
@@ -88,6 +103,22 @@ struct CartPatch {
   std::optional<Json> shipping_address;
 };
 
+// An optional Idempotency-Key on a cart edit (POST/PUT/DELETE lines, PATCH cart). Keys are
+// per cart. The first request with a key stores render(view) with the key in the edit's
+// transaction; the same key with the same request_hash replays that body; with another
+// request_hash: 422 "idempotency_key_reused"; while the first is being written: Aborted (409)
+// "idempotency_key_in_use". An empty key: no idempotency (render still makes the body).
+struct IdempotentEdit {
+  std::string key;
+  std::string request_hash;
+  std::function<std::string(const CartView&)> render;  // the response body; runs in the write
+};
+
+struct CartEditReply {
+  std::string body;       // render(view), or the stored body on a replay
+  bool replayed = false;  // an earlier request with the same key made it
+};
+
 struct CheckoutRequest {
   std::string cart_id;
   std::string payment_method;
@@ -95,6 +126,8 @@ struct CheckoutRequest {
   std::string idempotency_key;  // may be empty
   std::string request_hash;     // of the request that carried the key
   std::string client_ip;
+  // The signed-in customer placing the order ("" for a guest): the order is listed under them.
+  std::string account_id;
 };
 
 struct CheckoutResult {
@@ -126,6 +159,13 @@ class OrderingService {
   // quantity 0 removes the line.
   void SetLine(std::string cart_id, std::string sku, int64_t quantity, Callback<CartView> done);
   void UpdateCart(std::string cart_id, CartPatch patch, Callback<CartView> done);
+  // The same edits honouring an Idempotency-Key (see IdempotentEdit).
+  void AddLine(std::string cart_id, std::string sku, int64_t quantity, IdempotentEdit idempotency,
+               Callback<CartEditReply> done);
+  void SetLine(std::string cart_id, std::string sku, int64_t quantity, IdempotentEdit idempotency,
+               Callback<CartEditReply> done);
+  void UpdateCart(std::string cart_id, CartPatch patch, IdempotentEdit idempotency,
+                  Callback<CartEditReply> done);
   // Releases the cart's reservation; the cart can no longer be used.
   void AbandonCart(std::string cart_id, Callback<CartView> done);
   absl::StatusOr<CartView> GetCart(const std::string& cart_id);
@@ -149,14 +189,22 @@ class OrderingService {
   // Calls `done` (on the notifier thread) once the order is settled (CONFIRMED or terminal) or
   // at `deadline`, with the order as it then stands. ResourceExhausted when too many wait.
   absl::Status WaitSettled(const std::string& order_id, absl::Time deadline, Callback<Order> done);
-  // Calls `on_change` (notifier thread) with the order after every committed change until it
-  // returns false or `deadline` passes (then once more with DeadlineExceeded). For SSE.
+  // Calls `on_change` (notifier thread) with the order at once and after every committed change,
+  // and `on_heartbeat` (if set) every `heartbeat` of real time, until either returns false or
+  // `deadline` passes (then on_change once more with DeadlineExceeded). For SSE. Unavailable
+  // ("too_many_watchers", 503) when the order already has watchers_per_order_max watchers or
+  // waiters_max requests are parked.
   absl::Status Watch(const std::string& order_id, absl::Time deadline,
-                     std::function<bool(absl::StatusOr<Order>)> on_change);
+                     std::function<bool(absl::StatusOr<Order>)> on_change,
+                     absl::Duration heartbeat = absl::InfiniteDuration(),
+                     std::function<bool()> on_heartbeat = nullptr);
 
   // ---- Bus handlers (run inside the consumer's write transaction) ----
   absl::Status HandleSagaMessage(sql::Transaction& tx, const bus::Envelope& envelope);
   absl::Status HandleProductChanged(sql::Transaction& tx, const bus::Envelope& envelope);
+  // accounts.customer_verified: attaches the e-mail's guest orders and open guest carts to the
+  // customer (see the header comment). A malformed payload is acknowledged and ignored.
+  absl::Status HandleCustomerVerified(sql::Transaction& tx, const bus::Envelope& envelope);
 
   // Runs one sweep now (tests): times out every due saga. Returns how many were handled.
   absl::StatusOr<int64_t> SweepOnce();
@@ -169,13 +217,28 @@ class OrderingService {
     absl::Time deadline;
     Callback<Order> done;                              // one-shot wait
     std::function<bool(absl::StatusOr<Order>)> watch;  // SSE
+    uint64_t id = 0;                                   // unique per waiter
+    absl::Duration heartbeat = absl::InfiniteDuration();
+    absl::Time next_heartbeat = absl::InfiniteFuture();
+    std::function<bool()> on_heartbeat;
   };
+  // Removes the waiter `id` of `order_id` (hub_->mutex held).
+  void EraseWaiter(const std::string& order_id, uint64_t id);
 
   absl::StatusOr<CartView> PriceCart(sql::Transaction& tx, Cart cart);
   // Re-reserves the cart's lines after a change (release the old reservation, reserve anew).
   absl::Status ReplaceCartReservation(sql::Transaction& tx, Cart& cart, int64_t now_ms);
-  void MutateCart(std::string cart_id, std::function<absl::Status(sql::Transaction&, Cart&)> edit,
-                  Callback<CartView> done);
+  using CartEdit = std::function<absl::Status(sql::Transaction&, Cart&)>;
+  // Loads the open cart, applies `edit`, bumps the version, writes and prices it.
+  absl::StatusOr<CartView> EditCartInTx(sql::Transaction& tx, const std::string& cart_id,
+                                        const CartEdit& edit);
+  void MutateCart(std::string cart_id, CartEdit edit, Callback<CartView> done);
+  void MutateCartIdempotent(std::string cart_id, CartEdit edit, IdempotentEdit idempotency,
+                            Callback<CartEditReply> done);
+  CartEdit AddLineEdit(std::string sku, int64_t quantity);
+  CartEdit SetLineEdit(std::string sku, int64_t quantity);
+  CartEdit PatchEdit(CartPatch patch);
+  static absl::Status CheckPatch(const CartPatch& patch);
   absl::Status PublishCommand(sql::Transaction& tx, const Order& order, const SagaCommand& command,
                               int64_t now_ms);
   absl::Status PublishInventory(sql::Transaction& tx, std::string_view type, const Json& payload,
@@ -196,7 +259,7 @@ class OrderingService {
   UuidV7Generator ids_;
 
   std::mutex inflight_mutex_;
-  std::set<std::string> inflight_keys_;  // Idempotency-Keys of checkouts being written
+  std::set<std::string> inflight_keys_;  // Idempotency-Keys of checkouts / cart edits in flight
 
   // Notification plumbing, shared with the database's commit listener (which outlives the
   // service, hence shared_ptr). Write jobs (writer thread) add order ids to `touched`; the
@@ -210,6 +273,7 @@ class OrderingService {
   };
   std::shared_ptr<Hub> hub_;
   std::multimap<std::string, Waiter> waiters_;  // guarded by hub_->mutex
+  uint64_t next_waiter_id_ = 1;                 // guarded by hub_->mutex
   std::thread notifier_;
   std::thread sweeper_;
   std::mutex sweep_mutex_;

@@ -18,17 +18,17 @@ using sql::Value;
 constexpr std::string_view kCartColumns =
     "id, customer_id, currency, region, email, shipping_address, status, lines_version, "
     "reservation_id, reservation_status, reservation_expires_at_ms, reservation_short_skus, "
-    "order_id, version, created_at_ms, updated_at_ms";
+    "order_id, version, created_at_ms, updated_at_ms, account_id";
 constexpr std::string_view kInsertCart =
     "INSERT INTO carts (id, customer_id, currency, region, email, shipping_address, status, "
     "lines_version, reservation_id, reservation_status, reservation_expires_at_ms, "
-    "reservation_short_skus, order_id, version, created_at_ms, updated_at_ms) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    "reservation_short_skus, order_id, version, created_at_ms, updated_at_ms, account_id) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 constexpr std::string_view kUpdateCart =
     "UPDATE carts SET customer_id = ?, currency = ?, region = ?, email = ?, shipping_address = ?, "
     "status = ?, lines_version = ?, reservation_id = ?, reservation_status = ?, "
     "reservation_expires_at_ms = ?, reservation_short_skus = ?, order_id = ?, version = ?, "
-    "created_at_ms = ?, updated_at_ms = ? WHERE id = ?";
+    "created_at_ms = ?, updated_at_ms = ?, account_id = ? WHERE id = ?";
 constexpr std::string_view kDeleteCartLines = "DELETE FROM cart_lines WHERE cart_id = ?";
 constexpr std::string_view kInsertCartLine =
     "INSERT INTO cart_lines (cart_id, position, sku, quantity) VALUES (?, ?, ?, ?)";
@@ -38,15 +38,21 @@ constexpr std::string_view kSelectCartLines =
 constexpr std::string_view kOrderColumns =
     "id, cart_id, customer_id, email, state, reason, currency, region, payment_method, "
     "shipping_address, subtotal_minor, shipping_minor, tax_minor, total_minor, saga, saga_step, "
-    "saga_deadline_ms, event_seq, version, created_at_ms, updated_at_ms";
+    "saga_deadline_ms, event_seq, version, created_at_ms, updated_at_ms, account_id";
 constexpr std::string_view kInsertOrder =
     "INSERT INTO orders (id, cart_id, customer_id, email, state, reason, currency, region, "
     "payment_method, shipping_address, subtotal_minor, shipping_minor, tax_minor, total_minor, "
-    "saga, saga_step, saga_deadline_ms, event_seq, version, created_at_ms, updated_at_ms) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    "saga, saga_step, saga_deadline_ms, event_seq, version, created_at_ms, updated_at_ms, "
+    "account_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 constexpr std::string_view kUpdateOrder =
     "UPDATE orders SET state = ?, reason = ?, saga = ?, saga_step = ?, saga_deadline_ms = ?, "
-    "event_seq = ?, version = ?, updated_at_ms = ? WHERE id = ?";
+    "event_seq = ?, version = ?, updated_at_ms = ?, account_id = ? WHERE id = ?";
+// Guest orders and open guest carts with an e-mail, case-insensitively (partial indexes).
+constexpr std::string_view kSelectGuestOrdersByEmail =
+    "SELECT id FROM orders WHERE account_id = '' AND lower(email) = lower(?) ORDER BY id LIMIT ?";
+constexpr std::string_view kSelectGuestCartsByEmail =
+    "SELECT id FROM carts WHERE account_id = '' AND status = 'open' AND lower(email) = lower(?) "
+    "ORDER BY id LIMIT ?";
 constexpr std::string_view kInsertOrderLine =
     "INSERT INTO order_lines (order_id, position, sku, title, quantity, unit_price_minor, "
     "line_total_minor) VALUES (?, ?, ?, ?, ?, ?, ?)";
@@ -66,10 +72,11 @@ constexpr std::string_view kCountUnfinished =
     "SELECT COUNT(*) FROM orders WHERE saga_step <> 'done'";
 
 constexpr std::string_view kSelectKey =
-    "SELECT request_hash, order_id FROM idempotency_keys WHERE scope = ? AND idempotency_key = ?";
+    "SELECT request_hash, order_id, response FROM idempotency_keys "
+    "WHERE scope = ? AND idempotency_key = ?";
 constexpr std::string_view kInsertKey =
     "INSERT INTO idempotency_keys (scope, idempotency_key, request_hash, order_id, "
-    "created_at_ms) VALUES (?, ?, ?, ?, ?)";
+    "created_at_ms, response) VALUES (?, ?, ?, ?, ?, ?)";
 
 constexpr std::string_view kSelectProductVersion =
     "SELECT version FROM price_products WHERE product_id = ?";
@@ -142,7 +149,8 @@ std::vector<Value> CartValues(const Cart& cart) {
           cart.order_id,
           cart.version,
           cart.created_at_ms,
-          cart.updated_at_ms};
+          cart.updated_at_ms,
+          cart.account_id};
 }
 
 absl::Status WriteCartLines(sql::Transaction& tx, const Cart& cart) {
@@ -175,6 +183,7 @@ absl::StatusOr<Order> OrderFromRow(const Row& row) {
   order.version = row.Int(18);
   order.created_at_ms = row.Int(19);
   order.updated_at_ms = row.Int(20);
+  order.account_id = row.Text(21);
   return order;
 }
 
@@ -310,6 +319,7 @@ absl::StatusOr<std::optional<Cart>> LoadCart(sql::Transaction& tx, const std::st
   cart.version = row.Int(13);
   cart.created_at_ms = row.Int(14);
   cart.updated_at_ms = row.Int(15);
+  cart.account_id = row.Text(16);
   ASSIGN_OR_RETURN(sql::ResultSet lines, tx.Query(kSelectCartLines, {id}));
   for (const Row& line : lines.rows) cart.lines.push_back(CartLine{line.Text(0), line.Int(1)});
   return cart;
@@ -338,7 +348,8 @@ absl::Status InsertOrder(sql::Transaction& tx, const Order& order) {
                                             order.event_seq,
                                             order.version,
                                             order.created_at_ms,
-                                            order.updated_at_ms})
+                                            order.updated_at_ms,
+                                            order.account_id})
                       .status());
   int64_t position = 0;
   for (const PricedLine& line : order.lines) {
@@ -351,12 +362,12 @@ absl::Status InsertOrder(sql::Transaction& tx, const Order& order) {
 }
 
 absl::Status UpdateOrder(sql::Transaction& tx, const Order& order) {
-  ASSIGN_OR_RETURN(
-      int64_t changed,
-      tx.Execute(kUpdateOrder, {std::string(OrderStateName(order.state())), order.saga.reason,
-                                DumpJson(SagaToJson(order.saga)),
-                                std::string(SagaStepName(order.saga.step)), order.saga.deadline_ms,
-                                order.event_seq, order.version, order.updated_at_ms, order.id}));
+  ASSIGN_OR_RETURN(int64_t changed,
+                   tx.Execute(kUpdateOrder, {std::string(OrderStateName(order.state())),
+                                             order.saga.reason, DumpJson(SagaToJson(order.saga)),
+                                             std::string(SagaStepName(order.saga.step)),
+                                             order.saga.deadline_ms, order.event_seq, order.version,
+                                             order.updated_at_ms, order.account_id, order.id}));
   if (changed != 1) return absl::NotFoundError("order not found");
   return absl::OkStatus();
 }
@@ -397,12 +408,34 @@ absl::StatusOr<std::vector<OrderEvent>> LoadTimeline(sql::Transaction& tx,
   return events;
 }
 
+namespace {
+absl::StatusOr<std::vector<std::string>> SelectIds(sql::Transaction& tx, std::string_view sql,
+                                                   const std::string& email, int64_t limit) {
+  ASSIGN_OR_RETURN(sql::ResultSet rows, tx.Query(sql, {email, std::max<int64_t>(limit, 1)}));
+  std::vector<std::string> ids;
+  for (const Row& row : rows.rows) ids.push_back(row.Text(0));
+  return ids;
+}
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> GuestOrdersByEmail(sql::Transaction& tx,
+                                                            const std::string& email,
+                                                            int64_t limit) {
+  return SelectIds(tx, kSelectGuestOrdersByEmail, email, limit);
+}
+
+absl::StatusOr<std::vector<std::string>> GuestCartsByEmail(sql::Transaction& tx,
+                                                           const std::string& email,
+                                                           int64_t limit) {
+  return SelectIds(tx, kSelectGuestCartsByEmail, email, limit);
+}
+
 absl::StatusOr<std::vector<Order>> ListOrders(sql::Transaction& tx, const OrderQuery& query) {
   std::string sql = fmt::format("SELECT {} FROM orders WHERE id > ?", kOrderColumns);
   std::vector<Value> params = {query.after_id};
-  if (query.customer_id) {
-    sql += " AND customer_id = ?";
-    params.push_back(*query.customer_id);
+  if (query.account_id) {
+    sql += " AND account_id = ?";
+    params.push_back(*query.account_id);
   }
   if (query.state) {
     sql += " AND state = ?";
@@ -456,13 +489,16 @@ absl::StatusOr<std::optional<IdempotencyRecord>> FindIdempotencyKey(sql::Transac
                                                                     const std::string& key) {
   ASSIGN_OR_RETURN(sql::ResultSet rows, tx.Query(kSelectKey, {scope, key}));
   if (rows.empty()) return std::nullopt;
-  return IdempotencyRecord{rows.rows.front().Text(0), rows.rows.front().Text(1)};
+  const Row& row = rows.rows.front();
+  return IdempotencyRecord{row.Text(0), row.Text(1), row.Text(2)};
 }
 
 absl::Status InsertIdempotencyKey(sql::Transaction& tx, const std::string& scope,
                                   const std::string& key, const IdempotencyRecord& record,
                                   int64_t now_ms) {
-  return tx.Execute(kInsertKey, {scope, key, record.request_hash, record.order_id, now_ms})
+  return tx
+      .Execute(kInsertKey,
+               {scope, key, record.request_hash, record.order_id, now_ms, record.response})
       .status();
 }
 

@@ -1,6 +1,6 @@
 // Ordering's store: carts, orders (with their price snapshot and saga state), the saga
-// timeline, checkout idempotency keys and the price read model, behind functions that run
-// inside the caller's transaction. SQL lives here as named constants; the schema is in
+// timeline, idempotency keys (checkout, cart edits) and the price read model, behind functions that
+// run inside the caller's transaction. SQL lives here as named constants; the schema is in
 // migrations/ (component "ordering").
 //
 // Thread-safety: the functions use only the Transaction they are given (see sql::Database).
@@ -34,7 +34,10 @@ std::string_view CartReservationName(CartReservation status);
 
 struct Cart {
   std::string id;
-  std::string customer_id;  // "" for a guest cart
+  std::string customer_id;  // "" for a guest cart (its id is the capability)
+  // The customer the cart's order will be listed under: customer_id for an owned cart; "" for a
+  // guest cart until accounts.customer_verified attaches it by e-mail (access stays as it was).
+  std::string account_id;
   std::string currency;
   std::string region;
   std::string email;
@@ -55,7 +58,11 @@ struct Cart {
 struct Order {
   std::string id;
   std::string cart_id;
-  std::string customer_id;
+  std::string customer_id;  // the payer: the customer, or the guest owner ("guest", "guest-...")
+  // The customer the order is listed under (GET /api/v1/orders): the signed-in customer who
+  // placed it, the account of an attached cart, or "" for a guest order until
+  // accounts.customer_verified attaches it by e-mail.
+  std::string account_id;
   std::string email;
   std::string currency;
   std::string region;
@@ -103,7 +110,8 @@ absl::StatusOr<std::optional<Cart>> LoadCart(sql::Transaction& tx, const std::st
 
 // ---- Orders ----
 absl::Status InsertOrder(sql::Transaction& tx, const Order& order);
-// Writes the order's mutable columns (state, reason, saga, event_seq, version, updated_at).
+// Writes the order's mutable columns (state, reason, saga, event_seq, version, updated_at,
+// account_id).
 absl::Status UpdateOrder(sql::Transaction& tx, const Order& order);
 absl::StatusOr<std::optional<Order>> LoadOrder(sql::Transaction& tx, const std::string& id,
                                                bool with_lines = true);
@@ -115,12 +123,19 @@ absl::StatusOr<std::vector<OrderEvent>> LoadTimeline(sql::Transaction& tx,
                                                      int64_t limit);
 
 struct OrderQuery {
-  std::optional<std::string> customer_id;
+  std::optional<std::string> account_id;  // orders listed under this customer
   std::optional<OrderState> state;
   std::string after_id;  // cursor: ids greater than this
   int64_t limit = 50;    // clamped to 1..kListPageMax
 };
 absl::StatusOr<std::vector<Order>> ListOrders(sql::Transaction& tx, const OrderQuery& query);
+// Ids (ascending, at most `limit`) of unattached guest orders / open unattached guest carts whose
+// e-mail equals `email` ignoring ASCII case.
+absl::StatusOr<std::vector<std::string>> GuestOrdersByEmail(sql::Transaction& tx,
+                                                            const std::string& email,
+                                                            int64_t limit);
+absl::StatusOr<std::vector<std::string>> GuestCartsByEmail(sql::Transaction& tx,
+                                                           const std::string& email, int64_t limit);
 // Ids of unfinished sagas whose deadline is <= now_ms, earliest first.
 absl::StatusOr<std::vector<std::string>> DueSagas(sql::Transaction& tx, int64_t now_ms,
                                                   int64_t limit);
@@ -133,7 +148,8 @@ absl::StatusOr<int64_t> CountUnfinishedSagas(sql::Transaction& tx);
 // ---- Idempotency keys ----
 struct IdempotencyRecord {
   std::string request_hash;
-  std::string order_id;
+  std::string order_id;  // checkout: the order it created
+  std::string response;  // cart edits: the response body replayed for the same request
 };
 absl::StatusOr<std::optional<IdempotencyRecord>> FindIdempotencyKey(sql::Transaction& tx,
                                                                     const std::string& scope,

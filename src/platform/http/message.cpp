@@ -160,6 +160,13 @@ Response Response::NoContent() {
   return response;
 }
 
+Response Response::Stream(int status, std::string content_type, std::string first,
+                          StreamStart start) {
+  Response response = Text(status, std::move(first), std::move(content_type));
+  response.stream = std::move(start);
+  return response;
+}
+
 absl::Status WithHttpStatus(absl::Status status, int http_status) {
   if (!status.ok()) {
     status.SetPayload(ToAbsl(kHttpStatusUrl), absl::Cord(fmt::format("{}", http_status)));

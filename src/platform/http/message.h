@@ -7,7 +7,9 @@
 // synchronized. The free functions are thread-safe.
 #pragma once
 
+#include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -81,10 +83,33 @@ struct Request {
   std::optional<std::string> Attribute(std::string_view name) const;
 };
 
+// The writing end of a streamed response body (Server-Sent Events). Thread-safe: any thread
+// may Write or Close, at any time, also after the client left.
+class BodyStream {
+ public:
+  virtual ~BodyStream() = default;
+  // Queues `bytes` to be sent as one chunk. False, queuing nothing, once the stream is closed
+  // (Close(), the client left, a write failed or timed out, the server is stopping) or when
+  // more than the server's bound is already waiting to be sent (the stream is then closed).
+  virtual bool Write(std::string bytes) = 0;
+  // Ends the response after what is queued. Idempotent.
+  virtual void Close() = 0;
+  virtual bool closed() const = 0;
+};
+
+// Called once, on the server's io thread, after the status and headers of a streamed response
+// went out. Keep it short: hand the stream to whoever produces the body.
+using StreamStart = std::function<void(std::shared_ptr<BodyStream>)>;
+
 struct Response {
   int status = 200;
   Headers headers;
   std::string body;
+  // A streamed response: when set and the status is 2xx, the server sends the headers with
+  // chunked transfer encoding (no Content-Length), then `body` as the first chunk if it is not
+  // empty, calls `stream`, and sends every chunk written until the stream is closed; then it
+  // closes the connection. A HEAD request gets the headers only. Unset: an ordinary response.
+  StreamStart stream;
 
   // `status` with a compact JSON body and Content-Type application/json.
   static Response Json(int status, const ::emporium::Json& body);
@@ -93,6 +118,9 @@ struct Response {
                        std::string content_type = "text/plain; charset=utf-8");
   // 204 with no body.
   static Response NoContent();
+  // `status` with Content-Type `content_type`, `first` as the first chunk, then the stream.
+  static Response Stream(int status, std::string content_type, std::string first,
+                         StreamStart start);
 };
 
 // Attaches an explicit HTTP status to `status` (e.g. 412 or 422 for a FailedPrecondition) that

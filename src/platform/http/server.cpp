@@ -6,7 +6,9 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <deque>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string_view>
@@ -44,6 +46,10 @@ using SteadyClock = std::chrono::steady_clock;
 constexpr size_t kRequestIdLengthMax = 128;
 constexpr size_t kReadChunkBytes = 4096;
 constexpr auto kAcceptErrorBackoff = std::chrono::milliseconds(20);
+// A streamed response: bytes written but not yet sent before the stream is cut off (a client
+// that does not read), and how often an idle stream checks whether the server is draining.
+constexpr size_t kStreamQueuedBytesMax = 1 << 20;
+constexpr auto kStreamPollInterval = std::chrono::milliseconds(250);
 
 std::chrono::steady_clock::duration ToChrono(absl::Duration duration) {
   return std::chrono::nanoseconds(absl::ToInt64Nanoseconds(duration));
@@ -102,6 +108,95 @@ struct ExchangeGuard {
   }
 };
 
+// The writing end of a streamed response, shared by the connection's coroutine (which sends)
+// and the producer (any thread). The coroutine's timer is woken by Write/Close through a post
+// to the io thread, so it is only ever touched there.
+class ServerBodyStream final : public BodyStream,
+                               public std::enable_shared_from_this<ServerBodyStream> {
+ public:
+  explicit ServerBodyStream(asio::io_context::executor_type executor) : executor_(executor) {}
+
+  bool Write(std::string bytes) override {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (closed_) return false;
+      if (queued_bytes_ + bytes.size() > kStreamQueuedBytesMax) {
+        closed_ = true;  // the client does not keep up: end the stream rather than buffer
+        cut_off_ = true;
+      } else {
+        queued_bytes_ += bytes.size();
+        queue_.push_back(std::move(bytes));
+      }
+    }
+    Wake();
+    return !cut_off();
+  }
+
+  void Close() override {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (closed_) return;
+      closed_ = true;
+    }
+    Wake();
+  }
+
+  bool closed() const override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return closed_;
+  }
+
+  // io thread: the chunks to send now, and whether the stream ends after them.
+  std::deque<std::string> Take(bool& last) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::deque<std::string> out;
+    out.swap(queue_);
+    queued_bytes_ = 0;
+    last = closed_;
+    return out;
+  }
+  // io thread: the sender is gone (finished, failed or destroyed); writes fail from now on.
+  void Detach() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    closed_ = true;
+    timer_ = nullptr;
+    queue_.clear();
+  }
+  void SetTimer(asio::steady_timer* timer) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    timer_ = timer;
+  }
+
+ private:
+  bool cut_off() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return cut_off_;
+  }
+  void Wake() {
+    std::weak_ptr<ServerBodyStream> weak = weak_from_this();
+    asio::post(executor_, [weak] {
+      std::shared_ptr<ServerBodyStream> self = weak.lock();
+      if (!self) return;
+      std::lock_guard<std::mutex> lock(self->mutex_);
+      if (self->timer_ != nullptr) self->timer_->cancel();
+    });
+  }
+
+  asio::io_context::executor_type executor_;
+  mutable std::mutex mutex_;
+  std::deque<std::string> queue_;
+  size_t queued_bytes_ = 0;
+  bool closed_ = false;
+  bool cut_off_ = false;
+  asio::steady_timer* timer_ = nullptr;  // valid while the sender waits on it
+};
+
+// Detaches the stream when the sending coroutine frame goes away for any reason.
+struct StreamGuard {
+  std::shared_ptr<ServerBodyStream> stream;
+  ~StreamGuard() { stream->Detach(); }
+};
+
 struct Connection {
   explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
   beast::tcp_stream stream;
@@ -145,6 +240,9 @@ struct HttpServer::Impl {
   absl::Status Bind(Worker& worker, const asio::ip::address& address, uint16_t port);
   asio::awaitable<void> Accept(Worker& worker);
   asio::awaitable<void> Serve(Worker& worker, tcp::socket socket);
+  // Sends a streamed response's body (chunked) until the producer closes it, the client leaves,
+  // a write fails or the server drains. Returns the body bytes sent.
+  asio::awaitable<size_t> SendStream(Worker& worker, Connection& connection, Response& response);
   asio::awaitable<Response> Handle(Worker& worker, Exchange& exchange,
                                    std::shared_ptr<Exchange> shared);
   void Record(Worker& worker, std::string_view method, std::string_view route, int status,
@@ -381,6 +479,45 @@ asio::awaitable<Response> HttpServer::Impl::Handle(Worker& worker, Exchange& exc
   co_return std::move(*response);
 }
 
+asio::awaitable<size_t> HttpServer::Impl::SendStream(Worker& worker, Connection& connection,
+                                                     Response& response) {
+  auto stream = std::make_shared<ServerBodyStream>(worker.io.get_executor());
+  StreamGuard guard{stream};
+  asio::steady_timer wake(worker.io);
+  stream->SetTimer(&wake);
+  if (!response.body.empty()) stream->Write(std::move(response.body));
+  StreamStart start = std::move(response.stream);
+  try {
+    start(stream);
+  } catch (...) {
+    std::fprintf(stderr, "HttpServer: stream start threw\n");
+    stream->Close();
+  }
+  size_t sent = 0;
+  beast::error_code ec;
+  while (true) {
+    if (draining.load()) stream->Close();
+    bool last = false;
+    std::deque<std::string> chunks = stream->Take(last);
+    for (const std::string& chunk : chunks) {
+      if (chunk.empty()) continue;  // an empty chunk would end the body
+      connection.stream.expires_after(ToChrono(options.write_timeout));
+      co_await asio::async_write(connection.stream, bhttp::make_chunk(asio::buffer(chunk)),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) co_return sent;
+      sent += chunk.size();
+    }
+    if (last) break;
+    // No co_await between Take and this wait: a Write posted meanwhile cancels the wait.
+    wake.expires_after(kStreamPollInterval);
+    co_await wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  connection.stream.expires_after(ToChrono(options.write_timeout));
+  co_await asio::async_write(connection.stream, bhttp::make_chunk_last(),
+                             asio::redirect_error(asio::use_awaitable, ec));
+  co_return sent;
+}
+
 asio::awaitable<void> HttpServer::Impl::Serve(Worker& worker, tcp::socket socket) {
   Connection connection(std::move(socket));
   worker.connections.insert(&connection);
@@ -525,6 +662,53 @@ asio::awaitable<void> HttpServer::Impl::Serve(Worker& worker, tcp::socket socket
 
     bool head = request.method == "HEAD";
     bool keep_alive = !close_after && !draining.load() && message.keep_alive();
+    const bool streamed =
+        static_cast<bool>(response.stream) && response.status >= 200 && response.status < 300;
+    if (streamed) {
+      // Headers now (chunked, no Content-Length), the body as the producer writes it; the
+      // connection closes afterwards.
+      bhttp::response<bhttp::empty_body> header;
+      header.version(message.version() == 10 ? 10 : 11);
+      header.result(static_cast<unsigned>(response.status));
+      header.reason(Bv(ReasonPhrase(response.status)));
+      for (const Headers::Entry& entry : response.headers.entries()) {
+        header.insert(Bv(entry.first), Bv(entry.second));
+      }
+      header.set(bhttp::field::server, "emporium");
+      header.set("X-Request-Id", Bv(request.request_id));
+      header.set("traceparent", Bv(request.traceparent));
+      header.keep_alive(false);
+      if (!head) header.chunked(true);
+      bhttp::response_serializer<bhttp::empty_body> serializer(header);
+      connection.stream.expires_after(ToChrono(options.write_timeout));
+      co_await bhttp::async_write_header(connection.stream, serializer,
+                                         asio::redirect_error(asio::use_awaitable, ec));
+      size_t streamed_bytes = 0;
+      if (!ec && !head) streamed_bytes = co_await SendStream(worker, connection, response);
+      std::string_view stream_route =
+          request.route.empty() ? std::string_view("unmatched") : std::string_view(request.route);
+      double stream_seconds =
+          std::chrono::duration<double>(SteadyClock::now() - request_started).count();
+      Record(worker, request.method, stream_route, response.status, stream_seconds);
+      if (options.access_log) {
+        AccessLogEntry entry;
+        entry.method = request.method;
+        entry.path = request.path;
+        entry.route = std::string(stream_route);
+        entry.status = response.status;
+        entry.duration = absl::FromChrono(SteadyClock::now() - request_started);
+        entry.bytes = streamed_bytes;
+        entry.request_id = request.request_id;
+        entry.trace_id = trace->TraceIdHex();
+        entry.remote_address = remote_address;
+        try {
+          options.access_log(entry);
+        } catch (...) {
+          std::fprintf(stderr, "HttpServer: access-log hook threw\n");
+        }
+      }
+      break;
+    }
     bhttp::response<bhttp::string_body> reply;
     reply.version(message.version() == 10 ? 10 : 11);
     reply.result(static_cast<unsigned>(response.status));

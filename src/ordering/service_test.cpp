@@ -1,0 +1,232 @@
+// OrderingService against a real SQLite database without the bus running: guest orders and
+// carts attaching to a customer on accounts.customer_verified.
+#include "ordering/service.h"
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/time/clock.h"
+#include "common/errors.h"
+#include "common/json.h"
+#include "gtest/gtest.h"
+#include "ordering/store.h"
+#include "platform/bus/schema.h"
+#include "platform/sql/migrations.h"
+#include "platform/sql/sqlite_database.h"
+#include "platform/sql/sqlite_test_util.h"
+
+namespace emporium::ordering {
+namespace {
+
+constexpr char kSku[] = "SVC-1";
+
+template <typename T>
+absl::StatusOr<T> Await(const std::function<void(Callback<T>)>& start) {
+  auto promise = std::make_shared<std::promise<absl::StatusOr<T>>>();
+  auto future = promise->get_future();
+  start([promise](absl::StatusOr<T> value) { promise->set_value(std::move(value)); });
+  return future.get();
+}
+
+class OrderingServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto db = sql::OpenSqlite({.path = dir_.File("ordering.db"), .name = "ordering"});
+    ASSERT_TRUE(db.ok()) << db.status();
+    db_ = *std::move(db);
+    ASSERT_TRUE(bus::InstallBusSchema(*db_).ok());
+    ASSERT_TRUE(sql::ApplyMigrations(*db_, "ordering", OrderingMigrations()).ok());
+    OrderingOptions options;
+    options.pricing.fallback = RegionRates{{{"USD", 500}}, 0};
+    options.sweep_interval_ms = 0;
+    options.watchers_per_order_max = 2;
+    service_ = std::make_unique<OrderingService>(*db_, options);
+    Json product = {{"id", "prod-svc"},
+                    {"title", "Thing"},
+                    {"status", "active"},
+                    {"version", 1},
+                    {"variants", {{{"sku", kSku}, {"prices", {{"USD", "10.00"}}}}}}};
+    ASSERT_TRUE(
+        db_->Write([&](sql::Transaction& tx) { return ApplyProductChanged(tx, product); }).ok());
+  }
+  void TearDown() override {
+    service_.reset();
+    if (db_) db_->Close();
+  }
+
+  std::string NewCart(const std::string& email, const std::string& customer_id = "",
+                      bool with_line = true) {
+    auto cart = Await<CartView>([&](auto done) {
+      service_->CreateCart(CartInput{customer_id, "USD", "us", email, std::nullopt}, done);
+    });
+    EXPECT_TRUE(cart.ok()) << cart.status();
+    if (!cart.ok()) return "";
+    if (with_line) {
+      auto added =
+          Await<CartView>([&](auto done) { service_->AddLine(cart->cart.id, kSku, 1, done); });
+      EXPECT_TRUE(added.ok()) << added.status();
+    }
+    return cart->cart.id;
+  }
+
+  Order Checkout(const std::string& cart, const std::string& payer,
+                 const std::string& account = "") {
+    auto result = Await<CheckoutResult>([&](auto done) {
+      CheckoutRequest request;
+      request.cart_id = cart;
+      request.payment_method = "pm_1";
+      request.customer_id = payer;
+      request.account_id = account;
+      service_->Checkout(std::move(request), done);
+    });
+    EXPECT_TRUE(result.ok()) << result.status();
+    return result.ok() ? result->order : Order{};
+  }
+
+  absl::Status Verified(const std::string& payload) {
+    bus::Envelope envelope;
+    envelope.id = "evt-1";
+    envelope.type = std::string(kCustomerVerifiedType);
+    envelope.source = "accounts";
+    envelope.payload = payload;
+    return db_->Write(
+        [&](sql::Transaction& tx) { return service_->HandleCustomerVerified(tx, envelope); });
+  }
+
+  Cart LoadCartOrDie(const std::string& id) {
+    std::optional<Cart> cart;
+    EXPECT_TRUE(db_->Read([&](sql::Transaction& tx) -> absl::Status {
+                     absl::StatusOr<std::optional<Cart>> loaded = LoadCart(tx, id);
+                     if (!loaded.ok()) return loaded.status();
+                     cart = *loaded;
+                     return absl::OkStatus();
+                   })
+                    .ok());
+    EXPECT_TRUE(cart.has_value());
+    return cart.value_or(Cart{});
+  }
+
+  std::vector<Order> Listed(const std::string& account) {
+    OrderQuery query;
+    query.account_id = account;
+    absl::StatusOr<std::vector<Order>> orders = service_->ListOrders(query);
+    EXPECT_TRUE(orders.ok()) << orders.status();
+    return orders.value_or(std::vector<Order>{});
+  }
+
+  sql::TempDir dir_;
+  std::unique_ptr<sql::Database> db_;
+  std::unique_ptr<OrderingService> service_;
+};
+
+TEST_F(OrderingServiceTest, VerifiedCustomerGetsTheGuestOrdersAndCartsOfTheirEmail) {
+  const Order guest = Checkout(NewCart("Buyer@Example.com"), "guest");
+  const Order other_guest = Checkout(NewCart("someone@example.com"), "guest-2");
+  const Order customer_order =
+      Checkout(NewCart("buyer@example.com", "cust-other"), "cust-other", "cust-other");
+  const std::string open_cart = NewCart("BUYER@example.COM");
+  ASSERT_TRUE(guest.account_id.empty());
+  ASSERT_EQ(customer_order.account_id, "cust-other");
+  EXPECT_TRUE(Listed("cust-1").empty());
+
+  ASSERT_TRUE(
+      Verified(DumpJson(Json{{"customer_id", "cust-1"}, {"email", "buyer@EXAMPLE.com"}})).ok());
+
+  std::vector<Order> listed = Listed("cust-1");
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].id, guest.id);
+  EXPECT_EQ(listed[0].account_id, "cust-1");
+  EXPECT_EQ(listed[0].customer_id, "guest");  // still the payer the saga authorizes
+  absl::StatusOr<std::vector<OrderEvent>> timeline = service_->Timeline(guest.id, 0, 100);
+  ASSERT_TRUE(timeline.ok());
+  ASSERT_FALSE(timeline->empty());
+  EXPECT_EQ(timeline->back().kind, "attached_to_customer");
+  EXPECT_EQ(timeline->back().detail, "cust-1");
+  const int64_t events_after_attach = static_cast<int64_t>(timeline->size());
+
+  EXPECT_EQ(service_->GetOrder(other_guest.id)->account_id, "");
+  EXPECT_EQ(service_->GetOrder(customer_order.id)->account_id, "cust-other");
+  const Cart attached = LoadCartOrDie(open_cart);
+  EXPECT_EQ(attached.account_id, "cust-1");
+  EXPECT_EQ(attached.customer_id, "");  // the guest's capability still works
+
+  // Redelivery (or a second verification) changes nothing.
+  ASSERT_TRUE(
+      Verified(DumpJson(Json{{"customer_id", "cust-1"}, {"email", "buyer@example.com"}})).ok());
+  EXPECT_EQ(static_cast<int64_t>(service_->Timeline(guest.id, 0, 100)->size()),
+            events_after_attach);
+  EXPECT_EQ(Listed("cust-1").size(), 1u);
+
+  // The attached cart's order is listed under the customer even when a guest checks it out.
+  const Order from_attached = Checkout(open_cart, "guest");
+  EXPECT_EQ(from_attached.account_id, "cust-1");
+  EXPECT_EQ(Listed("cust-1").size(), 2u);
+}
+
+TEST_F(OrderingServiceTest, MalformedVerificationEventsAreIgnored) {
+  const Order guest = Checkout(NewCart("x@example.com"), "guest");
+  for (const char* payload :
+       {"not json", "[]", "{}", R"({"customer_id": "c"})", R"({"email": "x@example.com"})",
+        R"({"customer_id": 7, "email": "x@example.com"})",
+        R"({"customer_id": "", "email": "x@example.com"})",
+        R"({"customer_id": "c", "email": ""})"}) {
+    EXPECT_TRUE(Verified(payload).ok()) << payload;
+  }
+  EXPECT_EQ(service_->GetOrder(guest.id)->account_id, "");
+  // An e-mail that only shares a prefix or a LIKE pattern attaches nothing.
+  ASSERT_TRUE(Verified(R"({"customer_id": "c", "email": "x@example.co"})").ok());
+  ASSERT_TRUE(Verified(R"({"customer_id": "c", "email": "%@example.com"})").ok());
+  EXPECT_EQ(service_->GetOrder(guest.id)->account_id, "");
+}
+
+// Watchers (SSE) are bounded per order, get heartbeats while nothing changes, and go away when a
+// callback says so.
+TEST_F(OrderingServiceTest, WatchersAreBoundedPerOrderAndHeartbeat) {
+  service_->Start();
+  const Order order = Checkout(NewCart("w@example.com"), "guest");
+  std::atomic<int> changes{0};
+  std::atomic<int> beats{0};
+  std::atomic<bool> keep{true};
+  auto on_change = [&](absl::StatusOr<Order> current) {
+    if (current.ok()) ++changes;
+    return keep.load();
+  };
+  auto on_beat = [&] {
+    ++beats;
+    return keep.load();
+  };
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  ASSERT_TRUE(service_->Watch(order.id, deadline, on_change, absl::Milliseconds(10), on_beat).ok());
+  ASSERT_TRUE(service_->Watch(order.id, deadline, on_change).ok());
+  absl::Status full = service_->Watch(order.id, deadline, on_change);
+  EXPECT_EQ(full.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ErrorCode(full), "too_many_watchers");
+
+  // Both watchers hear the order at once; the first one also hears heartbeats.
+  auto wait = [](const std::function<bool()>& condition) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!condition() && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return condition();
+  };
+  EXPECT_TRUE(wait([&] { return changes.load() >= 2 && beats.load() >= 3; }));
+  // A watcher that answers false is removed: after the next heartbeat and change there is room.
+  keep = false;
+  ASSERT_TRUE(wait([&] {
+    // A heartbeat removes the first; a change (any committed touch) removes the second.
+    (void)Verified(R"({"customer_id": "c", "email": "w@example.com"})");
+    absl::Status room =
+        service_->Watch(order.id, deadline, [](absl::StatusOr<Order>) { return false; });
+    return room.ok();
+  }));
+  service_->Stop();
+}
+
+}  // namespace
+}  // namespace emporium::ordering
