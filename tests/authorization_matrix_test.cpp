@@ -119,6 +119,7 @@ const std::map<RouteKey, Expectation>& Matrix() {
       {{"GET", "/api/v1/openapi.json"}, kPublic},
       {{"GET", "/api/v1/admin/dead-letters"}, kOpsStaff},
       {{"POST", "/api/v1/admin/dead-letters/{consumer}/{id}/replay"}, kOpsStaff},
+      {{"POST", "/api/v1/admin/audit"}, kOpsStaff},
       // Accounts.
       {{"POST", "/api/v1/accounts/signup"}, kPublic},
       {{"POST", "/api/v1/accounts/login"}, kPublic},

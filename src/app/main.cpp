@@ -245,6 +245,15 @@ int Main(int argc, char** argv) {
       "check the global invariants over every context's database (server stopped or "
       "idle); exit 1 on any violation");
   flags.AddTo(*audit_command);
+  std::string audit_psp_url;
+  int64_t audit_stuck_grace_seconds = audit::kStuckGraceDefaultMs / 1000;
+  audit_command->add_option("--psp-url", audit_psp_url,
+                            "compare the payments ledger with this PSP's balance (default: "
+                            "payments.psp_url)");
+  audit_command
+      ->add_option("--stuck-grace-seconds", audit_stuck_grace_seconds,
+                   "how long past its saga deadline an unsettled order may be before it is stuck")
+      ->check(CLI::Range(int64_t{0}, int64_t{30} * 24 * 3600));
 
   CLI::App* admin = cli.add_subcommand("admin", "staff API keys");
   admin->require_subcommand(1);
@@ -290,7 +299,13 @@ int Main(int argc, char** argv) {
     payments_options.dev_key_directory = loaded->data_dir;
     return payments::RunPaymentsCommand(payments_flags, loaded->data_dir, payments_options);
   }
-  if (cli.got_subcommand(audit_command)) return audit::RunAuditCommand(loaded->data_dir);
+  if (cli.got_subcommand(audit_command)) {
+    audit::AuditOptions audit_options;
+    audit_options.data_dir = loaded->data_dir;
+    audit_options.psp_url = audit_psp_url.empty() ? loaded->payments.psp_url : audit_psp_url;
+    audit_options.stuck_grace_ms = audit_stuck_grace_seconds * 1000;
+    return audit::RunAuditCommand(audit_options);
+  }
   if (cli.got_subcommand(serve)) return Serve(*loaded, port_file);
   if (cli.got_subcommand(migrate)) return Migrate(*loaded);
   if (admin->got_subcommand(admin_create_key)) {

@@ -2,6 +2,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <thread>
+#include <utility>
 
 #include "app/openapi.h"
 #include "common/errors.h"
@@ -10,6 +13,7 @@
 #include "platform/context/principal.h"
 #include "platform/context/staff_auth.h"
 #include "platform/obs/metrics.h"
+#include "tools/audit/audit.h"
 
 namespace emporium::app {
 namespace {
@@ -41,9 +45,59 @@ Json DeadLetterJson(const bus::DeadLetter& letter) {
   return json;
 }
 
+// Runs POST /api/v1/admin/audit off the io threads: the audit scans whole databases and may call
+// the PSP, so each run gets a thread of its own, and at most one runs at a time (a second
+// request meanwhile is answered 409 audit_in_progress). The destructor waits for a running
+// audit; the audit thread holds only `this`, never the owning shared_ptr, so it is never the
+// one destroying its runner.
+class AuditRunner {
+ public:
+  AuditRunner(std::string data_dir, std::string psp_url)
+      : data_dir_(std::move(data_dir)), psp_url_(std::move(psp_url)) {}
+  ~AuditRunner() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (thread_.joinable()) thread_.join();
+  }
+  AuditRunner(const AuditRunner&) = delete;
+  AuditRunner& operator=(const AuditRunner&) = delete;
+
+  // Starts an audit that answers through `respond`; false (and `respond` untouched) when one
+  // is already running.
+  bool Start(http::Responder respond) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (running_) return false;
+    // A finished run's thread has cleared running_ and at most still returns from respond().
+    if (thread_.joinable()) thread_.join();
+    running_ = true;
+    thread_ = std::thread([this, respond = std::move(respond)] {
+      audit::AuditOptions options;
+      options.data_dir = data_dir_;
+      options.psp_url = psp_url_;
+      absl::StatusOr<audit::AuditReport> report = audit::RunAudit(options);
+      http::Response response = report.ok()
+                                    ? http::Response::Json(200, audit::AuditReportJson(*report))
+                                    : http::ErrorResponse(report.status());
+      {
+        std::lock_guard<std::mutex> finished(mutex_);
+        running_ = false;
+      }
+      respond(std::move(response));
+    });
+    return true;
+  }
+
+ private:
+  const std::string data_dir_;
+  const std::string psp_url_;
+  std::mutex mutex_;
+  bool running_ = false;  // guarded by mutex_
+  std::thread thread_;    // guarded by mutex_
+};
+
 }  // namespace
 
 void AddPlatformRoutes(http::Router& router, PlatformRouteDeps deps) {
+  auto auditor = std::make_shared<AuditRunner>(deps.data_dir, deps.psp_url);
   auto shared = std::make_shared<const PlatformRouteDeps>(std::move(deps));
 
   router.AddSync("GET", "/healthz", [](const http::Request&) {
@@ -118,6 +172,22 @@ void AddPlatformRoutes(http::Router& router, PlatformRouteDeps deps) {
         if (!status.ok()) return http::ErrorResponse(status);
         return http::Response::Json(200, {{"replayed", true}, {"id", id}});
       });
+
+  // The invariant audit of this server's own databases (and its PSP), as the load generator
+  // runs it after every scenario.
+  router.Add("POST", "/api/v1/admin/audit",
+             [shared, auditor](http::Request& request, http::Responder respond) {
+               http::Response denied;
+               if (!AuthorizeStaff(request, shared->admin_api_key, {Role::kOps}, denied)) {
+                 return respond(std::move(denied));
+               }
+               if (!auditor->Start(respond)) {
+                 respond(http::ErrorResponse(
+                     WithErrorCode(absl::AbortedError("an audit is already running; retry when "
+                                                      "it has finished"),
+                                   "audit_in_progress")));
+               }
+             });
 }
 
 }  // namespace emporium::app

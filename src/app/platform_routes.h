@@ -1,5 +1,6 @@
-// The platform's own routes: /healthz, /readyz, /metrics, /api/v1/openapi.json and the
-// dead-letter admin endpoints. Context APIs are added by their own modules.
+// The platform's own routes: /healthz, /readyz, /metrics, /api/v1/openapi.json, the
+// dead-letter admin endpoints and POST /api/v1/admin/audit (the cross-context invariant audit,
+// run on its own thread, one at a time). Context APIs are added by their own modules.
 #pragma once
 
 #include <functional>
@@ -27,6 +28,8 @@ struct PlatformRouteDeps {
   bus::BusRuntime* bus = nullptr;           // required for the dead-letter routes
   std::vector<ReadinessCheck> readiness_checks;
   std::string admin_api_key;  // empty: admin routes answer 401
+  std::string data_dir;       // the audit route audits the databases here
+  std::string psp_url;        // and compares the ledger with this PSP; empty: skipped
 };
 
 void AddPlatformRoutes(http::Router& router, PlatformRouteDeps deps);

@@ -187,6 +187,8 @@ void ServerApp::AddPlatformRoutes() {
   deps.metrics = metrics_.get();
   deps.bus = bus_.get();
   deps.admin_api_key = config_.admin_api_key;
+  deps.data_dir = config_.data_dir;
+  deps.psp_url = config_.payments.psp_url;
   for (ContextRuntime& context : contexts_) {
     sql::Database* database = context.database.get();
     const ContextModule* module = context.module.get();
