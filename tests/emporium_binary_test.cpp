@@ -8,73 +8,17 @@
 #include <sstream>
 
 #include "common/json.h"
+#include "emporium_process.h"
 #include "gtest/gtest.h"
 #include "test_support.h"
 
 namespace emporium {
 namespace {
 
+using testing::EmporiumProcess;
 using testing::RawConnection;
 using testing::TempDir;
 using testing::WaitFor;
-
-std::string EmporiumPath() { return testing::BinaryDir() + "/src/app/emporium"; }
-
-// A child `emporium` process with its output captured to a file.
-class EmporiumProcess {
- public:
-  EmporiumProcess(const TempDir& dir, std::vector<std::string> arguments)
-      : port_file_(dir.path() + "/port"), log_file_(dir.path() + "/emporium.log") {
-    pid_ = fork();
-    if (pid_ == 0) {
-      FILE* log = std::fopen(log_file_.c_str(), "w");
-      dup2(fileno(log), STDOUT_FILENO);
-      dup2(fileno(log), STDERR_FILENO);
-      std::vector<std::string> all = {EmporiumPath()};
-      all.insert(all.end(), arguments.begin(), arguments.end());
-      std::vector<char*> argv;
-      for (std::string& argument : all) argv.push_back(argument.data());
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-  }
-  ~EmporiumProcess() {
-    if (pid_ > 0 && !exited_) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-
-  const std::string& port_file() const { return port_file_; }
-  uint16_t ReadPort() const {
-    std::ifstream file(port_file_);
-    int port = 0;
-    file >> port;
-    return static_cast<uint16_t>(port);
-  }
-  std::string Log() const {
-    std::ifstream file(log_file_);
-    std::stringstream text;
-    text << file.rdbuf();
-    return text.str();
-  }
-  // Waits (bounded) for the process to exit; returns its exit code, or -1 on timeout.
-  int WaitExit(std::chrono::milliseconds timeout) {
-    int status = 0;
-    bool done = WaitFor([&] { return waitpid(pid_, &status, WNOHANG) == pid_; }, timeout);
-    if (!done) return -1;
-    exited_ = true;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-  void Signal(int signal_number) { kill(pid_, signal_number); }
-
- private:
-  std::string port_file_;
-  std::string log_file_;
-  pid_t pid_ = -1;
-  bool exited_ = false;
-};
 
 std::string StatusLine(const std::string& response) {
   return response.substr(0, response.find("\r\n"));
@@ -89,10 +33,10 @@ class EmporiumBinaryTest : public ::testing::Test {
  protected:
   void SetUp() override {
     process_ = std::make_unique<EmporiumProcess>(
-        dir_, std::vector<std::string>{"serve", "--port", "0", "--data-dir", dir_.path() + "/data",
-                                       "--port-file", dir_.path() + "/port", "--set",
-                                       "server.header_timeout_ms=300", "--set",
-                                       "server.body_limit_bytes=4096", "--set", "log.level=warn"});
+        dir_.path(), std::vector<std::string>{
+                         "serve", "--port", "0", "--data-dir", dir_.path() + "/data", "--port-file",
+                         dir_.path() + "/port", "--set", "server.header_timeout_ms=300", "--set",
+                         "server.body_limit_bytes=4096", "--set", "log.level=warn"});
     ASSERT_TRUE(WaitFor([&] { return process_->ReadPort() != 0; })) << process_->Log();
     port_ = process_->ReadPort();
   }
@@ -182,19 +126,20 @@ TEST_F(EmporiumBinaryTest, StopsCleanlyOnSigterm) {
 
 TEST(EmporiumCommandTest, ABadSettingStopsStartUpNamingIt) {
   TempDir dir;
-  EmporiumProcess process(dir, {"serve", "--data-dir", dir.path(), "--set", "server.port=99999"});
+  EmporiumProcess process(dir.path(),
+                          {"serve", "--data-dir", dir.path(), "--set", "server.port=99999"});
   EXPECT_EQ(process.WaitExit(std::chrono::seconds(10)), 1);
   EXPECT_NE(process.Log().find("server.port"), std::string::npos) << process.Log();
 }
 
 TEST(EmporiumCommandTest, VersionAndMigrate) {
   TempDir dir;
-  EmporiumProcess version(dir, {"version"});
+  EmporiumProcess version(dir.path(), {"version"});
   EXPECT_EQ(version.WaitExit(std::chrono::seconds(10)), 0);
   EXPECT_NE(version.Log().find("emporium "), std::string::npos);
 
   TempDir data;
-  EmporiumProcess migrate(data, {"migrate", "--data-dir", data.path() + "/db"});
+  EmporiumProcess migrate(data.path(), {"migrate", "--data-dir", data.path() + "/db"});
   EXPECT_EQ(migrate.WaitExit(std::chrono::seconds(20)), 0) << migrate.Log();
   EXPECT_NE(migrate.Log().find("migrations applied"), std::string::npos) << migrate.Log();
 }
