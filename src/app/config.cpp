@@ -88,6 +88,19 @@ Binding OrderingIntSetting(std::string key, std::string description, int64_t min
                  }};
 }
 
+template <typename Field>
+Binding PaymentsIntSetting(std::string key, std::string description, int64_t min, int64_t max,
+                           Field PaymentsConfig::*field) {
+  PaymentsConfig defaults;
+  return Binding{SettingInfo{key, "int", std::to_string(defaults.*field), std::move(description)},
+                 [key, min, max, field](Config& config, const std::string& text) -> absl::Status {
+                   absl::StatusOr<int64_t> value = ParseInt(key, text, min, max);
+                   if (!value.ok()) return value.status();
+                   config.payments.*field = static_cast<Field>(*value);
+                   return absl::OkStatus();
+                 }};
+}
+
 Binding StringSetting(std::string key, std::string description,
                       std::function<std::string&(Config&)> field,
                       std::function<absl::Status(const std::string&)> validate = nullptr) {
@@ -189,6 +202,10 @@ const std::vector<Binding>& Bindings() {
                     "file holding the vault keyring (empty with no vault_key: a dev key file "
                     "is generated under the data directory)",
                     [](Config& c) -> std::string& { return c.payments.vault_key_file; }),
+      PaymentsIntSetting("payments.authorization_ttl_seconds",
+                         "uncaptured authorizations older than this are voided and expire "
+                         "(0: never)",
+                         0, 365LL * 24 * 3600, &PaymentsConfig::authorization_ttl_seconds),
       StringSetting("ordering.shipping",
                     "flat shipping per region and currency, 'us:USD=499,CAD=999;*:USD=999' "
                     "(minor units; '*' = other regions; empty: the built-in rates)",

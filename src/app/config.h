@@ -35,6 +35,8 @@ struct PaymentsConfig {
   // generated once under the data directory (0600) and the log says so.
   std::string vault_key;
   std::string vault_key_file;
+  // Authorized but uncaptured intents older than this are voided at the PSP and expire.
+  int64_t authorization_ttl_seconds = 7 * 24 * 3600;
 };
 
 // The gateway in front of every route (src/gateway/gateway.h): rate limits per route class,

@@ -67,6 +67,8 @@ absl::StatusOr<std::vector<ContextRuntime>> BuildContexts(const Config& config) 
   payments_options.vault_key = config.payments.vault_key;
   payments_options.vault_key_file = config.payments.vault_key_file;
   payments_options.dev_key_directory = config.data_dir;
+  payments_options.service.authorization_ttl =
+      absl::Seconds(config.payments.authorization_ttl_seconds);
   contexts.push_back(ContextRuntime{
       std::make_unique<payments::PaymentsModule>(std::move(payments_options)), nullptr});
   contexts.push_back(ContextRuntime{

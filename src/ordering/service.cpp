@@ -564,6 +564,8 @@ absl::Status OrderingService::PublishCommand(sql::Transaction& tx, const Order& 
                         {"payment_method", order.payment_method},
                         {"amount_minor", order.total_minor},
                         {"currency", order.currency},
+                        // Guests' fraud velocity is counted per payer e-mail.
+                        {"payer_email", order.email},
                         {"billing_country", country},
                         {"shipping_country", country}});
       } else if (command.kind == CommandKind::kVoid) {
