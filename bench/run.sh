@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 build_dir="${1:-build/release}"
 shift || true
 scenarios=("$@")
-[ "${#scenarios[@]}" -gt 0 ] || scenarios=(http group_commit inventory payments catalog checkout mixed)
+[ "${#scenarios[@]}" -gt 0 ] || scenarios=(http group_commit inventory flash_sale payments catalog checkout mixed)
 results=bench/results
 mkdir -p "$results"
 work=$(mktemp -d /tmp/emporium-bench.XXXXXX)
@@ -414,6 +414,54 @@ print("| kind | loops | requests | ok | rejected | errors |")
 print("|---|---:|---:|---:|---:|---:|")
 for kind, k in s["kinds"].items():
     print(f"| {kind} | {k['loops']} | {k['requests']} | {k['ok']} | {k['rejected']} | {k['errors']} |")
+PY
+  } | tee "$report"
+}
+
+# HTTP flash sale: 256 connections race to reserve 1 unit each of one SKU stocked with
+# FLASH_STOCK units (default 1,000) through POST /api/v1/inventory/reservations on
+# `emporium serve`; successes must equal the stock exactly. FLASH_SECONDS (default 10).
+bench_flash_sale() {
+  local emporium="$build_dir/src/app/emporium"
+  [ -x "$emporium" ] || { echo "bench: $emporium missing"; return 0; }
+  local seconds="${FLASH_SECONDS:-10}" stock="${FLASH_STOCK:-1000}" concurrency=256
+  local admin_key="bench-admin-key" report="$results/flash_sale.md" out="$work/flash"
+  local port server_pid ready=""
+  port=$(free_port)
+  "$emporium" serve --data-dir "$work/flash-data" --set server.port="$port" --set log.level=warn \
+    --set admin.api_key="$admin_key" --set gateway.read_per_minute=0 \
+    --set gateway.write_per_minute=0 >"$work/flash-server.log" 2>&1 &
+  server_pid=$!
+  pids+=("$server_pid")
+  for _ in $(seq 1 1200); do  # bounded: 60 s
+    if curl -fs -o /dev/null "http://127.0.0.1:$port/readyz"; then ready=1; break; fi
+    sleep 0.05
+  done
+  [ -n "$ready" ] || { echo "bench: emporium serve not ready" >&2; cat "$work/flash-server.log" >&2; return 1; }
+  "$emporium" loadgen --url "http://127.0.0.1:$port" --scenario flash-sale --sku FLASH-BENCH-1 \
+    --stock "$stock" --admin-key "$admin_key" --concurrency "$concurrency" \
+    --duration "${seconds}s" --warmup 0s --timeout 15s --no-progress --out "$out" \
+    | tee "$work/flash.txt" || true
+  kill "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  {
+    echo "# Inventory over HTTP: a flash sale at $concurrency connections"
+    echo
+    machine_header
+    echo "- load average (1/5/15 min) at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "- \`emporium serve\` (fresh data directory, rate limits off, log level warn); \`emporium loadgen --scenario flash-sale\`: $concurrency connections, closed loop, ${seconds} s, each request reserves 1 unit of one SKU stocked with $stock units (POST /api/v1/inventory/reservations, ops staff key, unique Idempotency-Key); 201 = sold, 409 = sold out"
+    echo
+    python3 - "$out/report.json" "$stock" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+s = report["scenario_summary"]
+lat = report["latency"]
+stock = int(sys.argv[2])
+print("| requests/s | p50 | p99 | sold | stock | sold == stock | sold out (409) | errors | audit |")
+print("|---:|---:|---:|---:|---:|---|---:|---:|---|")
+audit = (report.get("audit") or {}).get("verdict", "not run")
+print(f"| {report['throughput_per_second']:.0f} | {lat['p50_us'] / 1000:.2f} ms | {lat['p99_us'] / 1000:.2f} ms | "
+      f"{s['sold']} | {stock} | {'yes' if s['sold'] == stock else 'NO'} | {s['sold_out']} | {report['errors']} | {audit} |")
 PY
   } | tee "$report"
 }

@@ -69,7 +69,13 @@ class InventoryApiTest : public ::testing::Test {
     request.body = body;
     if (!body.empty()) request.headers.Set("Content-Type", "application/json");
     if (!idempotency_key.empty()) request.headers.Set("Idempotency-Key", idempotency_key);
-    if (!bearer.empty()) request.headers.Set("Authorization", "Bearer " + bearer);
+    // The reservation routes are ops staff routes: they get the admin key unless the caller
+    // names another bearer ("-" for none).
+    std::string token = bearer;
+    if (token.empty() && target.rfind("/api/v1/inventory/reservations", 0) == 0) {
+      token = kAdminKey;
+    }
+    if (!token.empty() && token != "-") request.headers.Set("Authorization", "Bearer " + token);
     absl::StatusOr<http::ClientResponse> response = client_->Send(request);
     EXPECT_TRUE(response.ok()) << response.status();
     return response.ok() ? *response : http::ClientResponse{};
@@ -133,6 +139,10 @@ TEST_F(InventoryApiTest, ReserveReplayConflictAndShortStock) {
   EXPECT_EQ(Body(stock)["available"], 10);
   EXPECT_EQ(Body(stock)["locations"][0]["location_id"], "w1");
 
+  // Shoppers reserve through carts; the direct reservation API is for ops staff only.
+  EXPECT_EQ(
+      Call("POST", "/api/v1/inventory/reservations", Reserve("sku-1", 3), "anon-1", "-").status,
+      401);
   http::ClientResponse no_key = Call("POST", "/api/v1/inventory/reservations", Reserve("sku-1", 3));
   EXPECT_EQ(no_key.status, 400);
   EXPECT_EQ(Body(no_key)["error"]["param"], "Idempotency-Key");

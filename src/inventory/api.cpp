@@ -188,6 +188,18 @@ struct Shared {
   ApiOptions options;
 };
 
+// Runs `handler` only for staff with role ops (or admin); everyone else gets 401/403.
+template <typename F>
+http::Handler Staff(std::shared_ptr<Shared> shared, F handler) {
+  return [shared, handler](Request& request, Responder respond) {
+    Response denied;
+    if (!AuthorizeStaff(request, shared->options.admin_api_key, {Role::kOps}, denied)) {
+      return respond(std::move(denied));
+    }
+    handler(request, std::move(respond));
+  };
+}
+
 void AddPublicRoutes(http::Router& router, std::shared_ptr<Shared> shared) {
   router.AddSync("GET", "/api/v1/inventory/{sku}", [shared](const Request& request) {
     const std::string sku = request.PathParam("sku");
@@ -236,7 +248,8 @@ void AddPublicRoutes(http::Router& router, std::shared_ptr<Shared> shared) {
   });
 
   router.Add(
-      "POST", "/api/v1/inventory/reservations", [shared](Request& request, Responder respond) {
+      "POST", "/api/v1/inventory/reservations",
+      Staff(shared, [shared](Request& request, Responder respond) {
         Response error;
         std::optional<std::string> key = IdempotencyKey(request, /*required=*/true, error);
         if (!key.has_value()) return respond(std::move(error));
@@ -250,21 +263,24 @@ void AddPublicRoutes(http::Router& router, std::shared_ptr<Shared> shared) {
                                [respond, command = std::move(command)](CommandResult result) {
                                  respond(ReserveResponse(command, result));
                                });
-      });
+      }));
 
-  router.AddSync("GET", "/api/v1/inventory/reservations/{id}", [shared](const Request& request) {
-    Response error;
-    std::optional<ReservationId> id = PathReservation(request, error);
-    if (!id.has_value()) return error;
-    absl::StatusOr<std::optional<Reservation>> found = shared->service.FindReservation(*id);
-    if (!found.ok()) return http::ErrorResponse(found.status());
-    if (!found->has_value())
-      return Error(404, "reservation_not_found", "no such reservation", "id");
-    return Response::Json(200, ReservationBody(**found));
-  });
+  router.Add("GET", "/api/v1/inventory/reservations/{id}",
+             Staff(shared, [shared](Request& request, Responder respond) {
+               Response error;
+               std::optional<ReservationId> id = PathReservation(request, error);
+               if (!id.has_value()) return respond(std::move(error));
+               absl::StatusOr<std::optional<Reservation>> found =
+                   shared->service.FindReservation(*id);
+               if (!found.ok()) return respond(http::ErrorResponse(found.status()));
+               if (!found->has_value()) {
+                 return respond(Error(404, "reservation_not_found", "no such reservation", "id"));
+               }
+               respond(Response::Json(200, ReservationBody(**found)));
+             }));
 
   router.Add("POST", "/api/v1/inventory/reservations/{id}/extend",
-             [shared](Request& request, Responder respond) {
+             Staff(shared, [shared](Request& request, Responder respond) {
                Response error;
                std::optional<ReservationId> id = PathReservation(request, error);
                if (!id.has_value()) return respond(std::move(error));
@@ -283,10 +299,10 @@ void AddPublicRoutes(http::Router& router, std::shared_ptr<Shared> shared) {
                shared->service.Submit(cmd::Extend{*id, ttl_ms}, [respond](CommandResult result) {
                  respond(ReservationOpResponse(result));
                });
-             });
+             }));
 
   router.Add("POST", "/api/v1/inventory/reservations/{id}/release",
-             [shared](Request& request, Responder respond) {
+             Staff(shared, [shared](Request& request, Responder respond) {
                Response error;
                std::optional<ReservationId> id = PathReservation(request, error);
                if (!id.has_value()) return respond(std::move(error));
@@ -297,19 +313,7 @@ void AddPublicRoutes(http::Router& router, std::shared_ptr<Shared> shared) {
                shared->service.Submit(cmd::Release{*id}, [respond](CommandResult result) {
                  respond(ReservationOpResponse(result));
                });
-             });
-}
-
-// Runs `handler` only for staff with role ops (or admin); everyone else gets 401/403.
-template <typename F>
-http::Handler Staff(std::shared_ptr<Shared> shared, F handler) {
-  return [shared, handler](Request& request, Responder respond) {
-    Response denied;
-    if (!AuthorizeStaff(request, shared->options.admin_api_key, {Role::kOps}, denied)) {
-      return respond(std::move(denied));
-    }
-    handler(request, std::move(respond));
-  };
+             }));
 }
 
 void AddStaffRoutes(http::Router& router, std::shared_ptr<Shared> shared) {

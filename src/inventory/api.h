@@ -1,13 +1,16 @@
 // Inventory's HTTP routes: parse, call one service function, map the outcome.
 //
-// Public (carts):
+// Public:
 //   GET  /api/v1/inventory/{sku}                         stock per location and total
 //   GET  /api/v1/inventory?skus=a,b,c                    bulk availability, 1..100 SKUs
+// Staff with role ops (or admin). Shoppers reserve through their carts (ordering, over the
+// bus); a public reserve would let anyone hold stock hostage for days, and reservation ids may
+// be caller-chosen, so extend/release by id must not be open either:
 //   POST /api/v1/inventory/reservations                  reserve (Idempotency-Key required)
 //   GET  /api/v1/inventory/reservations/{id}
 //   POST /api/v1/inventory/reservations/{id}/extend      {ttl_seconds?}
 //   POST /api/v1/inventory/reservations/{id}/release
-// Staff (Authorization: Bearer <admin api key>, else 401):
+// Staff with role ops (Authorization: Bearer <key>, else 401/403):
 //   POST /api/v1/admin/inventory/locations               {id, region, address?}
 //   GET  /api/v1/admin/inventory/locations
 //   POST /api/v1/admin/inventory/receive                 {sku, location_id, quantity, reference?}

@@ -237,6 +237,10 @@ class FlashScript final : public ConnectionScript {
     request.headers.emplace_back("Content-Type", "application/json");
     request.headers.emplace_back("Idempotency-Key",
                                  fmt::format("lg-{}-{}-{}", run_id_, index_, sequence_++));
+    // The direct reservation API is an ops staff route (shoppers reserve through carts).
+    if (!options_.admin_key.empty()) {
+      request.headers.emplace_back("Authorization", "Bearer " + options_.admin_key);
+    }
     request.body = Json{{"lines", Json::array({{{"sku", options_.sku}, {"quantity", 1}}})}}.dump();
   }
 
@@ -385,10 +389,10 @@ struct MeasureWindow {
 };
 
 // The body of POST /api/v1/carts for a guest shopper in the US.
-std::string NewCartBody() {
+std::string NewCartBody(const std::string& email = "loadgen@example.com") {
   return Json{{"currency", "USD"},
               {"region", "us"},
-              {"email", "loadgen@example.com"},
+              {"email", email},
               {"shipping_address", {{"country", "US"}, {"line1", "1 Main St"}}}}
       .dump();
 }
@@ -574,7 +578,9 @@ class CheckoutScript final : public LoopScript {
     switch (step_) {
       case Step::kCreateCart:
         request.target = "/api/v1/carts";
-        request.body = NewCartBody();
+        // A fresh e-mail per order too: payments counts a guest's fraud velocity per e-mail.
+        request.body =
+            NewCartBody(fmt::format("lg-{}-{}-{}@example.com", run_id_, index_, sequence_));
         break;
       case Step::kAddLine: {
         request.target = fmt::format("/api/v1/carts/{}/lines", cart_id_);

@@ -4,8 +4,9 @@
 //    GET /api/v1/products at start, plus list pages and searches (terms from the titles).
 //    Prepare fails with FailedPrecondition when the catalog routes are not there.
 //  - flash-sale: every request reserves 1 unit of one SKU (POST /api/v1/inventory/reservations,
-//    unique Idempotency-Key each). With an admin key, Prepare first receives `stock` units at
-//    location "loadgen" through the staff API. 201 counts as a sale, 409 as sold out (not an
+//    unique Idempotency-Key each; an ops staff route, so it needs --admin-key against Emporium).
+//    With an admin key, Prepare first receives `stock` units at location "loadgen" through the
+//    staff API. 201 counts as a sale, 409 as sold out (not an
 //    error); the verdict fails if more units were sold than were stocked.
 //  The shopping scenarios (checkout, cart, mixed) need --admin-key: Prepare sets up one shop
 //  (shared code): `products` products (one SKU each, priced in USD) through the catalog staff
