@@ -386,6 +386,8 @@ bench_mixed() {
   "$emporium" loadgen --url "http://127.0.0.1:$port" --scenario mixed --mix "$mix" \
     --admin-key "$admin_key" --concurrency "$concurrency" --duration "${seconds}s" --warmup 3s \
     --timeout 15s --no-progress --out "$out" | tee "$work/mixed.txt" || true
+  # The latency-over-time chart, linked from docs/benchmarks.md.
+  [ -f "$out/latency.svg" ] && cp "$out/latency.svg" "$results/mixed-latency.svg"
   kill "$server_pid" "$sandbox_pid" 2>/dev/null || true
   wait "$server_pid" 2>/dev/null || true
   {
@@ -442,6 +444,7 @@ bench_flash_sale() {
     --stock "$stock" --admin-key "$admin_key" --concurrency "$concurrency" \
     --duration "${seconds}s" --warmup 0s --timeout 15s --no-progress --out "$out" \
     | tee "$work/flash.txt" || true
+  [ -f "$out/latency.svg" ] && cp "$out/latency.svg" "$results/flash_sale-latency.svg"
   kill "$server_pid" 2>/dev/null || true
   wait "$server_pid" 2>/dev/null || true
   {
