@@ -18,9 +18,12 @@ using http::Request;
 using http::Responder;
 using http::Response;
 
-std::string CacheControl() {
-  return fmt::format("public, max-age={}, stale-while-revalidate={}", kProductMaxAgeSeconds,
-                     kProductStaleWhileRevalidateSeconds);
+const std::string& CacheControl() {
+  // Formatted once: every product read sends it.
+  static const std::string value =
+      fmt::format("public, max-age={}, stale-while-revalidate={}", kProductMaxAgeSeconds,
+                  kProductStaleWhileRevalidateSeconds);
+  return value;
 }
 
 Response FromStored(const absl::StatusOr<StoredResponse>& result) {
@@ -312,9 +315,9 @@ class Api {
     absl::StatusOr<std::shared_ptr<const CachedProduct>> product =
         deps_.service->GetProduct(request.PathParam("key"));
     if (!product.ok()) return http::ErrorResponse(product.status());
-    Response response;
-    response.headers.Set("ETag", (*product)->etag);
-    response.headers.Set("Cache-Control", CacheControl());
+    Response response;  // no headers yet: Add is Set without the scan
+    response.headers.Add("ETag", (*product)->etag);
+    response.headers.Add("Cache-Control", CacheControl());
     std::optional<std::string_view> if_none_match = request.Header("If-None-Match");
     if (if_none_match && (*if_none_match == "*" ||
                           if_none_match->find((*product)->etag) != std::string_view::npos)) {
@@ -322,7 +325,7 @@ class Api {
       return response;
     }
     response.status = 200;
-    response.headers.Set("Content-Type", "application/json");
+    response.headers.Add("Content-Type", "application/json");
     response.body = (*product)->body;
     return response;
   }

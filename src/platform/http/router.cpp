@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <optional>
 #include <set>
 
 #include "fmt/format.h"
@@ -79,40 +80,54 @@ std::vector<Segment> ParsePattern(std::string_view pattern) {
   return segments;
 }
 
+// A literal segment compares without decoding unless the part holds an escape.
+bool LiteralMatches(std::string_view part, const std::string& text) {
+  if (part.find('%') == std::string_view::npos) return part == text;
+  std::optional<std::string> decoded = PercentDecode(part, PlusSign::kLiteral);
+  return decoded.has_value() && *decoded == text;
+}
+
 // Matches raw path parts against a pattern; fills decoded params. False on mismatch or on a
-// parameter that does not decode.
+// parameter that does not decode. Literals and the segment count are checked first, without
+// allocating, so the many routes that do not match cost little.
 bool MatchSegments(const std::vector<Segment>& segments, const std::vector<std::string_view>& parts,
                    std::map<std::string, std::string>& params) {
   params.clear();
-  for (size_t i = 0; i < segments.size(); ++i) {
-    const Segment& segment = segments[i];
-    if (segment.kind == SegmentKind::kWildcard) {
-      std::string rest;
-      for (size_t j = i; j < parts.size(); ++j) {
-        if (j > i) rest.push_back('/');
-        rest.append(parts[j]);
-      }
-      std::optional<std::string> decoded = PercentDecode(rest, PlusSign::kLiteral);
-      if (!decoded.has_value()) return false;
-      params[segment.text] = std::move(*decoded);
-      return true;
-    }
-    if (i >= parts.size()) return false;
-    std::optional<std::string> decoded = PercentDecode(parts[i], PlusSign::kLiteral);
-    if (!decoded.has_value()) return false;
-    switch (segment.kind) {
-      case SegmentKind::kLiteral:
-        if (*decoded != segment.text) return false;
-        break;
-      case SegmentKind::kParam:
-        if (decoded->empty()) return false;
-        params[segment.text] = std::move(*decoded);
-        break;
-      case SegmentKind::kWildcard:
-        break;  // handled above
+  const bool has_wildcard = !segments.empty() && segments.back().kind == SegmentKind::kWildcard;
+  if (has_wildcard ? parts.size() + 1 < segments.size() : parts.size() != segments.size()) {
+    return false;
+  }
+  // Last to first: routes share their leading literals ("api", "v1"), so they differ late.
+  for (size_t i = segments.size(); i-- > 0;) {
+    if (segments[i].kind == SegmentKind::kLiteral && !LiteralMatches(parts[i], segments[i].text)) {
+      return false;
     }
   }
-  return parts.size() == segments.size();
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const Segment& segment = segments[i];
+    switch (segment.kind) {
+      case SegmentKind::kLiteral:
+        break;  // checked above
+      case SegmentKind::kParam: {
+        std::optional<std::string> decoded = PercentDecode(parts[i], PlusSign::kLiteral);
+        if (!decoded.has_value() || decoded->empty()) return false;
+        params[segment.text] = std::move(*decoded);
+        break;
+      }
+      case SegmentKind::kWildcard: {
+        std::string rest;
+        for (size_t j = i; j < parts.size(); ++j) {
+          if (j > i) rest.push_back('/');
+          rest.append(parts[j]);
+        }
+        std::optional<std::string> decoded = PercentDecode(rest, PlusSign::kLiteral);
+        if (!decoded.has_value()) return false;
+        params[segment.text] = std::move(*decoded);
+        return true;
+      }
+    }
+  }
+  return true;
 }
 
 // Lower is more specific: compares segment kinds position by position.
@@ -216,16 +231,15 @@ void Router::Dispatch(Request& request, Responder respond) const {
   const PathEntry* best_entry = nullptr;
   const Route* best_route = nullptr;
   std::map<std::string, std::string> best_params;
-  std::set<std::string> allowed;
   std::map<std::string, std::string> params;
-  bool is_head = request.method == "HEAD";
+  bool matched_any_path = false;
+  const bool is_head = request.method == "HEAD";
   for (const PathEntry& entry : table_->paths) {
     if (!MatchSegments(entry.segments, parts, params)) continue;
+    matched_any_path = true;
     const Route* exact = nullptr;
     const Route* get = nullptr;
     for (const Route& route : entry.routes) {
-      allowed.insert(route.method);
-      if (route.method == "GET") allowed.insert("HEAD");
       if (route.method == request.method) exact = &route;
       if (route.method == "GET") get = &route;
     }
@@ -234,14 +248,23 @@ void Router::Dispatch(Request& request, Responder respond) const {
     if (best_entry == nullptr || MoreSpecific(entry, *best_entry)) {
       best_entry = &entry;
       best_route = chosen;
-      best_params = params;
+      best_params.swap(params);
     }
   }
 
   if (best_route == nullptr) {
-    if (allowed.empty()) {
+    if (!matched_any_path) {
       once(ErrorResponse(404, "not_found_error", "route_not_found", "No route matches this path."));
       return;
+    }
+    // The rare path: collect the methods of every matching path for the Allow header.
+    std::set<std::string> allowed;
+    for (const PathEntry& entry : table_->paths) {
+      if (!MatchSegments(entry.segments, parts, params)) continue;
+      for (const Route& route : entry.routes) {
+        allowed.insert(route.method);
+        if (route.method == "GET") allowed.insert("HEAD");
+      }
     }
     std::string allow;
     for (const std::string& method : allowed) {
