@@ -676,7 +676,17 @@ void OrderingService::Checkout(CheckoutRequest request, Callback<CheckoutResult>
         SagaDecision start = StartSaga(take_over ? cart->reservation_id : "",
                                        fmt::format("order-{}", order.id), now_ms, options_.saga);
         order.saga = start.state;
-        RETURN_IF_ERROR(AppendTimeline(tx, order, start.timeline, now_ms));
+        std::vector<TimelineEntry> timeline = start.timeline;
+        if (order.account_id.empty() && !order.email.empty()) {
+          // A guest using an e-mail its owner has verified: listed under that customer now.
+          ASSIGN_OR_RETURN(std::optional<std::string> owner,
+                           VerifiedCustomerByEmail(tx, order.email));
+          if (owner.has_value()) {
+            order.account_id = *owner;
+            timeline.push_back(TimelineEntry{"attached_to_customer", *owner});
+          }
+        }
+        RETURN_IF_ERROR(AppendTimeline(tx, order, timeline, now_ms));
         RETURN_IF_ERROR(InsertOrder(tx, order));
         for (const SagaCommand& command : start.commands) {
           RETURN_IF_ERROR(PublishCommand(tx, order, command, now_ms));
@@ -848,6 +858,7 @@ absl::Status OrderingService::HandleCustomerVerified(sql::Transaction& tx,
     return absl::OkStatus();
   }
   const int64_t now_ms = clock_.NowMs();
+  RETURN_IF_ERROR(RecordVerifiedEmail(tx, address, customer_id, now_ms));
   ASSIGN_OR_RETURN(std::vector<std::string> order_ids,
                    GuestOrdersByEmail(tx, address, kAttachPerEventMax));
   for (const std::string& id : order_ids) {

@@ -166,6 +166,14 @@ TEST_F(OrderingServiceTest, VerifiedCustomerGetsTheGuestOrdersAndCartsOfTheirEma
   const Order from_attached = Checkout(open_cart, "guest");
   EXPECT_EQ(from_attached.account_id, "cust-1");
   EXPECT_EQ(Listed("cust-1").size(), 2u);
+
+  // A guest checkout after the verification, with that e-mail in any case, is listed under the
+  // customer at once; another e-mail stays a guest's.
+  const Order later = Checkout(NewCart("BUYER@example.com"), "guest");
+  EXPECT_EQ(later.account_id, "cust-1");
+  EXPECT_EQ(service_->Timeline(later.id, 0, 100)->back().kind, "attached_to_customer");
+  EXPECT_EQ(Listed("cust-1").size(), 3u);
+  EXPECT_EQ(Checkout(NewCart("nobody@example.com"), "guest").account_id, "");
 }
 
 TEST_F(OrderingServiceTest, MalformedVerificationEventsAreIgnored) {

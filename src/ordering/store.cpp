@@ -53,6 +53,12 @@ constexpr std::string_view kSelectGuestOrdersByEmail =
 constexpr std::string_view kSelectGuestCartsByEmail =
     "SELECT id FROM carts WHERE account_id = '' AND status = 'open' AND lower(email) = lower(?) "
     "ORDER BY id LIMIT ?";
+constexpr std::string_view kUpsertVerifiedEmail =
+    "INSERT INTO verified_emails (email, customer_id, verified_at_ms) VALUES (lower(?), ?, ?) "
+    "ON CONFLICT (email) DO UPDATE SET customer_id = excluded.customer_id, "
+    "verified_at_ms = excluded.verified_at_ms";
+constexpr std::string_view kSelectVerifiedEmail =
+    "SELECT customer_id FROM verified_emails WHERE email = lower(?)";
 constexpr std::string_view kInsertOrderLine =
     "INSERT INTO order_lines (order_id, position, sku, title, quantity, unit_price_minor, "
     "line_total_minor) VALUES (?, ?, ?, ?, ?, ?, ?)";
@@ -422,6 +428,18 @@ absl::StatusOr<std::vector<std::string>> GuestOrdersByEmail(sql::Transaction& tx
                                                             const std::string& email,
                                                             int64_t limit) {
   return SelectIds(tx, kSelectGuestOrdersByEmail, email, limit);
+}
+
+absl::Status RecordVerifiedEmail(sql::Transaction& tx, const std::string& email,
+                                 const std::string& customer_id, int64_t now_ms) {
+  return tx.Execute(kUpsertVerifiedEmail, {email, customer_id, now_ms}).status();
+}
+
+absl::StatusOr<std::optional<std::string>> VerifiedCustomerByEmail(sql::Transaction& tx,
+                                                                   const std::string& email) {
+  ASSIGN_OR_RETURN(sql::ResultSet result, tx.Query(kSelectVerifiedEmail, {email}));
+  if (result.rows.empty()) return std::optional<std::string>();
+  return std::optional<std::string>(result.rows.front().Text(0));
 }
 
 absl::StatusOr<std::vector<std::string>> GuestCartsByEmail(sql::Transaction& tx,

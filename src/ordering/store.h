@@ -134,6 +134,11 @@ absl::StatusOr<std::vector<Order>> ListOrders(sql::Transaction& tx, const OrderQ
 absl::StatusOr<std::vector<std::string>> GuestOrdersByEmail(sql::Transaction& tx,
                                                             const std::string& email,
                                                             int64_t limit);
+// The verified e-mails read model (accounts.customer_verified), matched case-insensitively.
+absl::Status RecordVerifiedEmail(sql::Transaction& tx, const std::string& email,
+                                 const std::string& customer_id, int64_t now_ms);
+absl::StatusOr<std::optional<std::string>> VerifiedCustomerByEmail(sql::Transaction& tx,
+                                                                   const std::string& email);
 absl::StatusOr<std::vector<std::string>> GuestCartsByEmail(sql::Transaction& tx,
                                                            const std::string& email, int64_t limit);
 // Ids of unfinished sagas whose deadline is <= now_ms, earliest first.
