@@ -1,6 +1,8 @@
 #include "gateway/gateway.h"
 
 #include <algorithm>
+#include <functional>
+#include <initializer_list>
 
 #include "common/errors.h"
 #include "common/format.h"
@@ -32,12 +34,41 @@ std::string_view RawPath(const Request& request) {
   return target.substr(0, target.find('?'));
 }
 
+// Token buckets split over shards by key hash, so concurrent requests from different callers
+// rarely meet on one limiter lock. Each shard holds its share of the key bound.
+class ShardedLimiter {
+ public:
+  static constexpr size_t kShardCount = 16;
+
+  explicit ShardedLimiter(size_t keys_max) {
+    const size_t per_shard = std::max<size_t>(1, keys_max / kShardCount);
+    for (auto& shard : shards_) shard = std::make_unique<accounts::RateLimiter>(per_shard);
+  }
+  accounts::TakeResult Take(const std::string& key, const accounts::TokenBucketPolicy& policy,
+                            int64_t now_ms) {
+    return shards_[std::hash<std::string>{}(key) % kShardCount]->Take(key, policy, now_ms);
+  }
+
+ private:
+  std::array<std::unique_ptr<accounts::RateLimiter>, kShardCount> shards_;
+};
+
+// "<class>|<rest...>" without going through a format string.
+std::string LimiterKey(std::string_view class_name, std::initializer_list<std::string_view> rest) {
+  std::string key(class_name);
+  for (std::string_view part : rest) {
+    key.push_back('|');
+    key.append(part);
+  }
+  return key;
+}
+
 }  // namespace
 
 struct Gateway::State {
   explicit State(size_t keys_max) : principals(keys_max), addresses(keys_max) {}
-  accounts::RateLimiter principals;
-  accounts::RateLimiter addresses;
+  ShardedLimiter principals;
+  ShardedLimiter addresses;
 };
 
 std::string_view RouteClassName(RouteClass route_class) {
@@ -97,13 +128,20 @@ void Gateway::Handle(Request& request, Responder respond) const {
       !options_.cors_origin.empty() && origin.has_value() && *origin == options_.cors_origin;
   Responder decorated = [this, cors_allowed, respond = std::move(respond)](Response response) {
     http::Headers& headers = response.headers;
-    if (!headers.Has("X-Content-Type-Options")) headers.Set("X-Content-Type-Options", "nosniff");
-    if (!headers.Has("X-Frame-Options")) headers.Set("X-Frame-Options", "DENY");
-    if (!headers.Has("Referrer-Policy")) {
-      headers.Set("Referrer-Policy", "strict-origin-when-cross-origin");
+    // One pass over what the handler set; a security header it chose is kept as is.
+    bool has_type_options = false, has_frame_options = false, has_referrer = false, has_csp = false;
+    for (const http::Headers::Entry& entry : headers.entries()) {
+      const std::string& name = entry.first;
+      has_type_options = has_type_options || http::EqualsIgnoreCase(name, "X-Content-Type-Options");
+      has_frame_options = has_frame_options || http::EqualsIgnoreCase(name, "X-Frame-Options");
+      has_referrer = has_referrer || http::EqualsIgnoreCase(name, "Referrer-Policy");
+      has_csp = has_csp || http::EqualsIgnoreCase(name, "Content-Security-Policy");
     }
-    if (!headers.Has("Content-Security-Policy") && !options_.content_security_policy.empty()) {
-      headers.Set("Content-Security-Policy", options_.content_security_policy);
+    if (!has_type_options) headers.Add("X-Content-Type-Options", "nosniff");
+    if (!has_frame_options) headers.Add("X-Frame-Options", "DENY");
+    if (!has_referrer) headers.Add("Referrer-Policy", "strict-origin-when-cross-origin");
+    if (!has_csp && !options_.content_security_policy.empty()) {
+      headers.Add("Content-Security-Policy", options_.content_security_policy);
     }
     if (cors_allowed) {
       headers.Set("Access-Control-Allow-Origin", options_.cors_origin);
@@ -169,18 +207,18 @@ void Gateway::Handle(Request& request, Responder respond) const {
       }
       return result.allowed;
     };
-    bool allowed = check(state_->addresses.Take(
-        fmt::format("{}|{}", class_name, ClientAddress(request.remote_address)), limit.per_address,
-        now_ms));
+    bool allowed = check(
+        state_->addresses.Take(LimiterKey(class_name, {ClientAddress(request.remote_address)}),
+                               limit.per_address, now_ms));
     std::string principal_key;
     switch (principal.kind) {
       case PrincipalKind::kAnonymous:
         break;
       case PrincipalKind::kCustomer:
-        principal_key = fmt::format("{}|c|{}", class_name, principal.customer_id);
+        principal_key = LimiterKey(class_name, {"c", principal.customer_id});
         break;
       case PrincipalKind::kStaff:
-        principal_key = fmt::format("{}|s|{}", class_name, principal.key_id);
+        principal_key = LimiterKey(class_name, {"s", principal.key_id});
         break;
     }
     if (allowed && !principal_key.empty()) {

@@ -2,7 +2,10 @@
 
 // <utility> must precede Asio's coroutine headers in Boost 1.74 (awaitable.hpp uses
 // std::exchange without including it).
+#include <algorithm>
+#include <array>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -84,6 +87,27 @@ Response ServerError(int status, std::string_view code, std::string_view message
 bool IsJsonContentType(const Response& response) {
   std::optional<std::string_view> type = response.headers.Get("Content-Type");
   return type.has_value() && type->substr(0, 16) == "application/json";
+}
+
+// Fields the server writes itself on an ordinary response; a handler's own are dropped (as
+// Beast's set/content_length/keep_alive replaced them).
+bool ServerOwnedField(std::string_view name) {
+  return EqualsIgnoreCase(name, "Server") || EqualsIgnoreCase(name, "X-Request-Id") ||
+         EqualsIgnoreCase(name, "traceparent") || EqualsIgnoreCase(name, "Content-Length") ||
+         EqualsIgnoreCase(name, "Connection") || EqualsIgnoreCase(name, "Transfer-Encoding");
+}
+
+void AppendField(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name);
+  out.append(": ");
+  out.append(value);
+  out.append("\r\n");
+}
+
+void AppendNumber(std::string& out, uint64_t value) {
+  char digits[24];
+  const std::to_chars_result end = std::to_chars(std::begin(digits), std::end(digits), value);
+  out.append(digits, end.ptr);
 }
 
 // State shared by a waiting connection and the handler's Responder, which may run on any
@@ -200,14 +224,31 @@ struct StreamGuard {
 struct Connection {
   explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
   beast::tcp_stream stream;
-  bool busy = false;  // a request is being read past its headers, handled or answered
+  bool busy = false;         // a request is being read past its headers, handled or answered
+  std::string header_block;  // the response status line and fields, reused per response
 };
 
 // Metric series cached per io thread, so the hot path takes no registry lock.
 struct SeriesCache {
   std::unordered_map<std::string, obs::Counter*> counters;
   std::unordered_map<std::string, obs::Histogram*> histograms;
+  std::string key;  // scratch for the lookup keys, reused so a hit allocates nothing
 };
+
+// Builds "<method>\n<route>[\n<status>]" into `key` without allocating once it has grown.
+void SeriesKey(std::string& key, std::string_view method, std::string_view route,
+               std::optional<int> status) {
+  key.clear();
+  key.append(method);
+  key.push_back('\n');
+  key.append(route);
+  if (status.has_value()) {
+    char digits[16];
+    const std::to_chars_result end = std::to_chars(std::begin(digits), std::end(digits), *status);
+    key.push_back('\n');
+    key.append(digits, end.ptr);
+  }
+}
 
 struct Worker {
   asio::io_context io{1};
@@ -414,24 +455,25 @@ void HttpServer::Impl::Record(Worker& worker, std::string_view method, std::stri
                               int status, double seconds) {
   if (options.metrics == nullptr) return;
   std::string_view method_label = MethodLabel(method);
-  std::string key = fmt::format("{}\n{}\n{}", method_label, route, status);
-  auto counter = worker.series.counters.find(key);
-  if (counter == worker.series.counters.end()) {
+  SeriesCache& cache = worker.series;
+  SeriesKey(cache.key, method_label, route, status);
+  auto counter = cache.counters.find(cache.key);
+  if (counter == cache.counters.end()) {
     obs::Counter& series =
         options.metrics->GetCounter("emporium_http_requests_total", "HTTP requests answered.",
                                     {{"method", std::string(method_label)},
                                      {"route", std::string(route)},
                                      {"status", fmt::format("{}", status)}});
-    counter = worker.series.counters.emplace(key, &series).first;
+    counter = cache.counters.emplace(cache.key, &series).first;
   }
   counter->second->Increment();
-  std::string histogram_key = fmt::format("{}\n{}", method_label, route);
-  auto histogram = worker.series.histograms.find(histogram_key);
-  if (histogram == worker.series.histograms.end()) {
+  SeriesKey(cache.key, method_label, route, std::nullopt);
+  auto histogram = cache.histograms.find(cache.key);
+  if (histogram == cache.histograms.end()) {
     obs::Histogram& series = options.metrics->GetHistogram(
         "emporium_http_request_duration_seconds", "HTTP request latency in seconds.",
         {{"method", std::string(method_label)}, {"route", std::string(route)}});
-    histogram = worker.series.histograms.emplace(histogram_key, &series).first;
+    histogram = cache.histograms.emplace(cache.key, &series).first;
   }
   histogram->second->Observe(seconds);
 }
@@ -709,26 +751,43 @@ asio::awaitable<void> HttpServer::Impl::Serve(Worker& worker, tcp::socket socket
       }
       break;
     }
-    bhttp::response<bhttp::string_body> reply;
-    reply.version(message.version() == 10 ? 10 : 11);
-    reply.result(static_cast<unsigned>(response.status));
-    reply.reason(Bv(ReasonPhrase(response.status)));
-    for (const Headers::Entry& entry : response.headers.entries()) {
-      reply.insert(Bv(entry.first), Bv(entry.second));
-    }
-    reply.set(bhttp::field::server, "emporium");
-    reply.set("X-Request-Id", Bv(request.request_id));
-    reply.set("traceparent", Bv(request.traceparent));
+    // The status line and header block are written by hand into a buffer the connection
+    // reuses, and sent with the body in one gather write (no per-field allocations).
     size_t body_bytes = response.body.size();
     bool bodiless_status =
         response.status < 200 || response.status == 204 || response.status == 304;
-    if (!bodiless_status) reply.content_length(body_bytes);
-    if (!head && !bodiless_status) reply.body() = std::move(response.body);
-    reply.keep_alive(keep_alive);
+    std::string& header_block = connection.header_block;
+    header_block.clear();
+    header_block.append(message.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+    AppendNumber(header_block, static_cast<uint64_t>(response.status));
+    header_block.push_back(' ');
+    header_block.append(ReasonPhrase(response.status));
+    header_block.append("\r\n");
+    for (const Headers::Entry& entry : response.headers.entries()) {
+      if (ServerOwnedField(entry.first)) continue;
+      AppendField(header_block, entry.first, entry.second);
+    }
+    AppendField(header_block, "Server", "emporium");
+    AppendField(header_block, "X-Request-Id", request.request_id);
+    AppendField(header_block, "traceparent", request.traceparent);
+    if (!bodiless_status) {
+      header_block.append("Content-Length: ");
+      AppendNumber(header_block, body_bytes);
+      header_block.append("\r\n");
+    }
+    if (message.version() == 10) {
+      if (keep_alive) AppendField(header_block, "Connection", "keep-alive");
+    } else if (!keep_alive) {
+      AppendField(header_block, "Connection", "close");
+    }
+    header_block.append("\r\n");
+    const bool send_body = !head && !bodiless_status && body_bytes > 0;
+    const std::array<asio::const_buffer, 2> wire = {
+        asio::buffer(header_block), send_body ? asio::buffer(response.body) : asio::const_buffer()};
 
     connection.stream.expires_after(ToChrono(options.write_timeout));
-    co_await bhttp::async_write(connection.stream, reply,
-                                asio::redirect_error(asio::use_awaitable, ec));
+    co_await asio::async_write(connection.stream, wire,
+                               asio::redirect_error(asio::use_awaitable, ec));
     bool write_failed = static_cast<bool>(ec);
 
     std::string_view route =
