@@ -1,5 +1,8 @@
 #include "platform/bus/in_process_transport.h"
 
+#include <string_view>
+#include <system_error>
+#include <thread>
 #include <utility>
 
 #include "fmt/format.h"
@@ -29,11 +32,10 @@ absl::Status InProcessTransport::Publish(const std::vector<OutgoingMessage>& bat
     if (closed_) return absl::UnavailableError("bus: transport is closed");
     subscribers = subscribers_;
   }
-  absl::Status first_error;
-  std::vector<std::string_view> matching;
-  matching.reserve(batch.size());
+  // Each matching consumer with its messages; views into `batch`, which outlives the calls.
+  std::vector<std::pair<const Subscriber*, std::vector<std::string_view>>> deliveries;
   for (const auto& subscriber : subscribers) {
-    matching.clear();
+    std::vector<std::string_view> matching;
     for (const OutgoingMessage& message : batch) {
       for (const std::string& pattern : subscriber->subscription.type_patterns) {
         if (TypeMatches(pattern, message.type)) {
@@ -42,12 +44,30 @@ absl::Status InProcessTransport::Publish(const std::vector<OutgoingMessage>& bat
         }
       }
     }
-    if (matching.empty()) continue;
-    absl::Status status = subscriber->handler(matching);
-    if (!status.ok() && first_error.ok()) {
-      first_error =
-          absl::UnavailableError(fmt::format("bus: consumer {} did not ack: {}",
-                                             subscriber->subscription.consumer, status.ToString()));
+    if (!matching.empty()) deliveries.emplace_back(subscriber.get(), std::move(matching));
+  }
+  std::vector<absl::Status> outcomes(deliveries.size());
+  {
+    std::vector<std::thread> helpers;
+    helpers.reserve(deliveries.size());
+    for (size_t i = 1; i < deliveries.size(); ++i) {
+      try {
+        helpers.emplace_back([&deliveries, &outcomes, i] {
+          outcomes[i] = deliveries[i].first->handler(deliveries[i].second);
+        });
+      } catch (const std::system_error&) {  // no thread to be had: deliver on this one
+        outcomes[i] = deliveries[i].first->handler(deliveries[i].second);
+      }
+    }
+    if (!deliveries.empty()) outcomes[0] = deliveries[0].first->handler(deliveries[0].second);
+    for (std::thread& helper : helpers) helper.join();
+  }
+  absl::Status first_error;
+  for (size_t i = 0; i < deliveries.size(); ++i) {
+    if (!outcomes[i].ok() && first_error.ok()) {
+      first_error = absl::UnavailableError(fmt::format("bus: consumer {} did not ack: {}",
+                                                       deliveries[i].first->subscription.consumer,
+                                                       outcomes[i].ToString()));
     }
   }
   return first_error;

@@ -3,9 +3,11 @@
 // transport durably took it" means "every matching consumer committed it". There is no
 // in-memory queue to lose: until Publish() returns OK, the outbox row stays unpublished.
 //
-// Consumers are called one after another in subscription order on the publishing (relay)
-// thread; a failing consumer does not stop the others from getting the batch, but makes
-// Publish() fail so the relay retries it (the consumers that succeeded see duplicates, which
+// When a batch matches several consumers they are called concurrently (the first on the
+// publishing (relay) thread, the others on short-lived threads), so a batch costs the slowest
+// consumer's commit, not the sum; each consumer still gets the batches of one relay one after
+// another, in order. A failing consumer does not stop the others from getting the batch, but
+// makes Publish() fail so the relay retries it (the consumers that succeeded see duplicates, which
 // their inboxes skip).
 //
 // Thread-safety: thread-safe. Subscribe before the first Publish.

@@ -12,7 +12,7 @@ constexpr std::string_view kInsertOutbox =
     "INSERT INTO outbox(seq, id, type, key, envelope, created_at_ms, published_at_ms) "
     "SELECT COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ?, ?, NULL FROM outbox";
 constexpr std::string_view kSelectUnpublished =
-    "SELECT seq, id, type, key, envelope FROM outbox WHERE published_at_ms IS NULL "
+    "SELECT seq, id, type, key, envelope FROM outbox WHERE published_at_ms IS NULL AND seq > ? "
     "ORDER BY seq LIMIT ?";
 constexpr std::string_view kMarkPublished =
     "UPDATE outbox SET published_at_ms = ? "
@@ -37,8 +37,9 @@ absl::Status Publish(sql::Transaction& tx, const Envelope& envelope) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<OutboxRow>> ReadUnpublished(sql::Transaction& tx, int64_t limit) {
-  ASSIGN_OR_RETURN(sql::ResultSet result, tx.Query(kSelectUnpublished, {limit}));
+absl::StatusOr<std::vector<OutboxRow>> ReadUnpublished(sql::Transaction& tx, int64_t limit,
+                                                       int64_t after_seq) {
+  ASSIGN_OR_RETURN(sql::ResultSet result, tx.Query(kSelectUnpublished, {after_seq, limit}));
   std::vector<OutboxRow> rows;
   rows.reserve(result.rows.size());
   for (const sql::Row& row : result.rows) {

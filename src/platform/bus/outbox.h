@@ -36,8 +36,9 @@ struct OutboxRow {
   std::string envelope;  // serialized bytes
 };
 
-// Committed, unpublished rows in seq order, at most `limit`.
-absl::StatusOr<std::vector<OutboxRow>> ReadUnpublished(sql::Transaction& tx, int64_t limit);
+// Committed, unpublished rows with seq > after_seq in seq order, at most `limit`.
+absl::StatusOr<std::vector<OutboxRow>> ReadUnpublished(sql::Transaction& tx, int64_t limit,
+                                                       int64_t after_seq = 0);
 // Marks unpublished rows with seq in [seq_first, seq_last] published; returns how many.
 absl::StatusOr<int64_t> MarkPublished(sql::Transaction& tx, int64_t seq_first, int64_t seq_last,
                                       int64_t now_ms);

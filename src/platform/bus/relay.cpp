@@ -1,5 +1,6 @@
 #include "platform/bus/relay.h"
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -13,6 +14,8 @@ namespace {
 
 // Batches published back to back before the relay looks at its stop flag and prune timer.
 constexpr int kBatchesPerWakeMax = 64;
+// Mark-published writes submitted and not yet committed; at this many the relay waits.
+constexpr int64_t kMarkWritesInFlightMax = 16;
 
 }  // namespace
 
@@ -85,10 +88,24 @@ bool Relay::Stopping() {
   return wake_->stopping;
 }
 
-absl::StatusOr<int64_t> Relay::PublishOnce() {
+absl::StatusOr<int64_t> Relay::PublishOnce() { return PublishBatch(/*wait_for_mark=*/true); }
+
+absl::StatusOr<int64_t> Relay::PublishBatch(bool wait_for_mark) {
+  {
+    std::unique_lock<std::mutex> lock(marks_->mutex);
+    // Bounded: every submitted write gets its done callback, even when the database closes.
+    marks_->cv.wait(lock, [this] { return marks_->in_flight < kMarkWritesInFlightMax; });
+    // With no mark in flight every delivered row is marked (the done callback runs after the
+    // commit), so anything unmarked at or below delivered_through_ was unmarked since (a
+    // failed mark, an operator re-publishing rows by hand): scan from the start again.
+    if (marks_->failed || marks_->in_flight == 0) {
+      marks_->failed = false;
+      delivered_through_ = 0;
+    }
+  }
   std::vector<OutboxRow> rows;
   RETURN_IF_ERROR(db_.Read([&](sql::Transaction& tx) -> absl::Status {
-    ASSIGN_OR_RETURN(rows, ReadUnpublished(tx, options_.batch_max));
+    ASSIGN_OR_RETURN(rows, ReadUnpublished(tx, options_.batch_max, delivered_through_));
     return absl::OkStatus();
   }));
   if (rows.empty()) return 0;
@@ -102,13 +119,41 @@ absl::StatusOr<int64_t> Relay::PublishOnce() {
   const int64_t seq_first = rows.front().seq;
   const int64_t seq_last = rows.back().seq;
   const int64_t now_ms = options_.clock->NowMs();
-  // If this write is lost (crash), the batch is published again: consumers' inboxes absorb it.
-  RETURN_IF_ERROR(db_.Write([&](sql::Transaction& tx) -> absl::Status {
+  delivered_through_ = seq_last;
+  // Marked only now that every consumer acknowledged durably. If this write is lost (crash,
+  // failed batch), the rows are published again: consumers' inboxes absorb them.
+  auto mark = [seq_first, seq_last, now_ms](sql::Transaction& tx) -> absl::Status {
     return MarkPublished(tx, seq_first, seq_last, now_ms).status();
-  }));
+  };
+  if (wait_for_mark) {
+    absl::Status marked = db_.Write(mark);
+    if (!marked.ok()) {
+      delivered_through_ = 0;
+      return marked;
+    }
+  } else {
+    {
+      std::lock_guard<std::mutex> lock(marks_->mutex);
+      ++marks_->in_flight;
+    }
+    db_.SubmitWrite(mark, [marks = marks_, errors = errors_total_](absl::Status status) {
+      if (!status.ok() && errors != nullptr) errors->Increment();
+      std::lock_guard<std::mutex> lock(marks->mutex);
+      if (!status.ok()) marks->failed = true;
+      --marks->in_flight;
+      marks->cv.notify_all();
+    });
+  }
   const auto published = static_cast<int64_t>(rows.size());
   if (published_total_ != nullptr) published_total_->Increment(published);
   return published;
+}
+
+void Relay::AwaitMarks(absl::Time deadline) {
+  std::unique_lock<std::mutex> lock(marks_->mutex);
+  marks_->cv.wait_for(
+      lock, absl::ToChronoNanoseconds(std::max(absl::ZeroDuration(), deadline - absl::Now())),
+      [this] { return marks_->in_flight == 0; });
 }
 
 void Relay::MaybePrune() {
@@ -136,7 +181,7 @@ void Relay::Run() {
     }
     if (stopping) break;
     for (int i = 0; i < kBatchesPerWakeMax && !Stopping(); ++i) {
-      absl::StatusOr<int64_t> published = PublishOnce();
+      absl::StatusOr<int64_t> published = PublishBatch(/*wait_for_mark=*/false);
       if (!published.ok()) {
         // Retried at the next wake-up or poll.
         if (errors_total_ != nullptr) errors_total_->Increment();
@@ -150,9 +195,10 @@ void Relay::Run() {
   // Drain: deliver what is already committed, within a bound.
   const absl::Time deadline = absl::Now() + options_.drain_timeout;
   while (absl::Now() < deadline) {
-    absl::StatusOr<int64_t> published = PublishOnce();
+    absl::StatusOr<int64_t> published = PublishBatch(/*wait_for_mark=*/false);
     if (!published.ok() || *published == 0) break;
   }
+  AwaitMarks(deadline);
 }
 
 }  // namespace emporium::bus

@@ -5,7 +5,14 @@
 //
 // One batch is in flight at a time, in seq order (= commit order), which with in-order
 // consumers preserves per-key order. The relay wakes on every commit of its database (commit
-// listener) and also polls every poll_interval, so nothing waits forever. Published rows are
+// listener) and also polls every poll_interval, so nothing waits forever. The relay thread does
+// not wait for the "mark published" write of a delivered batch: it submits it to the group
+// commit and goes on with the rows after the batch (it remembers the last delivered seq). If
+// such a write fails, the relay forgets that position and delivers the unmarked rows again
+// (consumers' inboxes absorb the duplicates); a crash before the write commits does the same.
+// Whenever no such write is in flight it scans from the first unmarked row again, so rows
+// unmarked by hand are re-published.
+// Stop() waits for the submitted writes (bounded by drain_timeout). Published rows are
 // deleted after outbox_retention, and this database's inbox rows after inbox_retention (checked
 // every prune_interval).
 //
@@ -85,7 +92,19 @@ class Relay {
     bool pending = false;
     bool stopping = false;
   };
+  // "Mark published" writes submitted and not yet committed; shared with their done callbacks.
+  struct MarkWrites {
+    std::mutex mutex;
+    std::condition_variable cv;
+    int64_t in_flight = 0;
+    bool failed = false;  // a write failed since the relay last looked
+  };
 
+  // Publishes at most one batch after delivered_through_. `wait_for_mark`: the mark-published
+  // write is waited for (PublishOnce) or only submitted (the relay thread).
+  absl::StatusOr<int64_t> PublishBatch(bool wait_for_mark);
+  // Waits until no mark-published write is in flight, at most until `deadline`.
+  void AwaitMarks(absl::Time deadline);
   void Run();
   bool Stopping();
   void MaybePrune();
@@ -95,6 +114,10 @@ class Relay {
   Transport& transport_;
   const RelayOptions options_;
   std::shared_ptr<WakeSignal> wake_ = std::make_shared<WakeSignal>();
+  std::shared_ptr<MarkWrites> marks_ = std::make_shared<MarkWrites>();
+  // Rows with seq <= this were accepted by the transport (their mark may still be in flight).
+  // Used by the relay thread, or by PublishOnce while the thread does not run.
+  int64_t delivered_through_ = 0;
 
   std::thread thread_;
   absl::Time next_prune_ = absl::InfinitePast();
