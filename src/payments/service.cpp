@@ -114,6 +114,16 @@ struct PaymentsService::Prepared {
   std::optional<std::string> attempt_key;
 };
 
+// Attempt keys noted by bus-command jobs of the batch being written; more than this many
+// waiting for a commit (commits failing) are left to the recovery sweep.
+constexpr size_t kBusAttemptsPendingMax = 65536;
+
+struct PaymentsService::CommittedAttempts {
+  std::mutex mutex;
+  PaymentsService* service = nullptr;  // null once the service is being destroyed
+  std::vector<std::string> touched;
+};
+
 PaymentsService::PaymentsService(sql::Database& db, Vault vault, PspClient& psp,
                                  PaymentsOptions options)
     : db_(db),
@@ -126,7 +136,22 @@ PaymentsService::PaymentsService(sql::Database& db, Vault vault, PspClient& psp,
       bulkhead_("psp", {.concurrent_count_max = std::max(1, options_.worker_count),
                         .queue_count_max = options_.worker_queue_max}),
       retrier_({.policy = options_.psp_retry, .retryable = RetryablePspStatus},
-               resilience::SystemSleeper::Instance()) {
+               resilience::SystemSleeper::Instance()),
+      committed_attempts_(std::make_shared<CommittedAttempts>()) {
+  committed_attempts_->service = this;
+  // A bus command's attempt is driven as soon as the batch that recorded it is durable,
+  // instead of waiting for the next sweep round. Keys noted by a job whose batch failed are
+  // handed over at the next commit and find no attempt (ProcessAttempt: NotFound, harmless).
+  std::weak_ptr<CommittedAttempts> weak = committed_attempts_;
+  db_.AddCommitListener([weak] {
+    std::shared_ptr<CommittedAttempts> shared = weak.lock();
+    if (!shared) return;
+    std::lock_guard<std::mutex> lock(shared->mutex);
+    if (shared->service == nullptr || shared->touched.empty()) return;
+    std::vector<std::string> keys;
+    keys.swap(shared->touched);
+    for (const std::string& key : keys) shared->service->Enqueue(key, nullptr);
+  });
   if (options_.metrics != nullptr) {
     for (size_t i = 0; i < kAuthorizeOutcomeCount; ++i) {
       authorize_counters_[i] = &options_.metrics->GetCounter(
@@ -151,6 +176,10 @@ PaymentsService::PaymentsService(sql::Database& db, Vault vault, PspClient& psp,
 }
 
 PaymentsService::~PaymentsService() {
+  {
+    std::lock_guard<std::mutex> lock(committed_attempts_->mutex);
+    committed_attempts_->service = nullptr;
+  }
   Stop();
   if (options_.metrics != nullptr && breaker_gauge_id_ >= 0) {
     options_.metrics->RemoveCallbackGauge(breaker_gauge_id_);
@@ -985,6 +1014,13 @@ absl::StatusOr<IntentRecord> PaymentsService::GetIntent(const std::string& inten
 
 // ---- Bus -------------------------------------------------------------------------------
 
+void PaymentsService::NoteBusAttempt(const std::optional<std::string>& attempt_key) {
+  if (!attempt_key.has_value()) return;
+  std::lock_guard<std::mutex> lock(committed_attempts_->mutex);
+  if (committed_attempts_->touched.size() >= kBusAttemptsPendingMax) return;  // the sweep
+  committed_attempts_->touched.push_back(*attempt_key);
+}
+
 absl::Status PaymentsService::HandleBusCommand(sql::Transaction& tx,
                                                const bus::Envelope& envelope) {
   absl::StatusOr<Json> payload = ParseJsonObject(envelope.payload);
@@ -1005,7 +1041,10 @@ absl::Status PaymentsService::HandleBusCommand(sql::Transaction& tx,
     c.client_ip = text("client_ip");
     c.payer_email = text("payer_email").substr(0, kPayerEmailBytesMax);
     absl::StatusOr<Prepared> prepared = PrepareAuthorize(tx, c, std::nullopt);
-    if (prepared.ok()) return absl::OkStatus();
+    if (prepared.ok()) {
+      NoteBusAttempt(prepared->attempt_key);
+      return absl::OkStatus();
+    }
     if (prepared.status().code() == absl::StatusCode::kInvalidArgument ||
         prepared.status().code() == absl::StatusCode::kFailedPrecondition) {
       return absl::OkStatus();  // a business refusal; nothing to retry
@@ -1024,7 +1063,10 @@ absl::Status PaymentsService::HandleBusCommand(sql::Transaction& tx,
   c.operation = *operation;
   c.amount_minor = payload->value("amount_minor", int64_t{0});
   absl::StatusOr<Prepared> prepared = PrepareIntentCommand(tx, c);
-  if (prepared.ok()) return absl::OkStatus();
+  if (prepared.ok()) {
+    NoteBusAttempt(prepared->attempt_key);
+    return absl::OkStatus();
+  }
   if (prepared.status().code() == absl::StatusCode::kInvalidArgument ||
       prepared.status().code() == absl::StatusCode::kFailedPrecondition ||
       prepared.status().code() == absl::StatusCode::kNotFound) {

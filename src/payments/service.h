@@ -207,6 +207,10 @@ class PaymentsService {
     std::string attempt_key;
   };
   struct Prepared;
+  // Attempts recorded by bus commands inside a write job, handed to the workers by a commit
+  // listener once their batch is durable (shared: the Database keeps the listener forever).
+  struct CommittedAttempts;
+  void NoteBusAttempt(const std::optional<std::string>& attempt_key);
 
   // `fraud` precomputed on a reader, or nullopt to read it in `tx`.
   absl::StatusOr<Prepared> PrepareAuthorize(sql::Transaction& tx, const AuthorizeCommand& c,
@@ -250,6 +254,7 @@ class PaymentsService {
   std::vector<std::thread> workers_;
   std::thread sweeper_;
   std::atomic<bool> running_{false};
+  std::shared_ptr<CommittedAttempts> committed_attempts_;
 
   std::mutex api_mutex_;
   std::condition_variable api_wake_;
