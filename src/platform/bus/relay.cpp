@@ -14,8 +14,10 @@ namespace {
 
 // Batches published back to back before the relay looks at its stop flag and prune timer.
 constexpr int kBatchesPerWakeMax = 64;
-// Mark-published writes submitted and not yet committed; at this many the relay waits.
-constexpr int64_t kMarkWritesInFlightMax = 16;
+// Mark-published writes submitted and not yet committed; at this many the relay waits. One:
+// under load the previous mark has long committed when the next batch is delivered, and with
+// batching off (a commit per write) more would only queue commits ahead of business writes.
+constexpr int64_t kMarkWritesInFlightMax = 1;
 
 }  // namespace
 
