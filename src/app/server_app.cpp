@@ -231,17 +231,22 @@ absl::Status ServerApp::Start() {
   options.request_timeout = absl::Milliseconds(config_.server.request_timeout_ms);
   options.metrics = metrics_.get();
   auto access_logger = std::make_shared<obs::Logger>("http");
-  options.access_log = [access_logger](const http::AccessLogEntry& entry) {
-    if (!access_logger->Enabled(obs::LogLevel::kInfo)) return;
-    access_logger->WithIds(entry.request_id, entry.trace_id)
-        .Info("request", {{"method", entry.method},
-                          {"path", entry.path},
-                          {"route", entry.route},
-                          {"status", entry.status},
-                          {"duration_ms", absl::ToDoubleMilliseconds(entry.duration)},
-                          {"bytes", entry.bytes},
-                          {"remote", entry.remote_address}});
-  };
+  // Above info the access log is off: no hook, so no per-request entry is built at all.
+  const bool access_logged =
+      obs::ParseLogLevel(config_.log_level).value_or(obs::LogLevel::kInfo) <= obs::LogLevel::kInfo;
+  if (access_logged) {
+    options.access_log = [access_logger](const http::AccessLogEntry& entry) {
+      if (!access_logger->Enabled(obs::LogLevel::kInfo)) return;
+      access_logger->WithIds(entry.request_id, entry.trace_id)
+          .Info("request", {{"method", entry.method},
+                            {"path", entry.path},
+                            {"route", entry.route},
+                            {"status", entry.status},
+                            {"duration_ms", absl::ToDoubleMilliseconds(entry.duration)},
+                            {"bytes", entry.bytes},
+                            {"remote", entry.remote_address}});
+    };
+  }
   gateway_ = std::make_unique<gateway::Gateway>(router_, GatewayOptionsFrom(config_, contexts_));
   gateway_router_ = gateway_->ServingRouter();
   server_ = std::make_unique<http::HttpServer>(options, gateway_router_);
