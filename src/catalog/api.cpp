@@ -454,6 +454,7 @@ class Api {
       hits.push_back(std::move(item));
     }
     Response response = Response::Json(200, {{"total", result->total},
+                                             {"exact", result->exact},
                                              {"hits", std::move(hits)},
                                              {"facets",
                                               {{"brand", facets(result->brands)},

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <filesystem>
 
 #include "common/format.h"
@@ -249,13 +250,14 @@ absl::StatusOr<SearchResult> SearchIndex::Search(const SearchQuery& query) {
       enquire.add_matchspy(&brands);
       enquire.add_matchspy(&categories);
       enquire.add_matchspy(&prices);
-      // check_at_least = every document, so the total and the facets count the whole match
-      // set exactly rather than estimating from the first page.
-      Xapian::MSet mset =
-          enquire.get_mset(static_cast<Xapian::doccount>(query.offset),
-                           static_cast<Xapian::doccount>(query.limit), database.get_doccount());
+      // check_at_least bounds the work: up to kSearchExactMatchesMax matches the total and
+      // the facets are exact; beyond, they are scaled up from those best matches.
+      Xapian::MSet mset = enquire.get_mset(static_cast<Xapian::doccount>(query.offset),
+                                           static_cast<Xapian::doccount>(query.limit),
+                                           static_cast<Xapian::doccount>(kSearchExactMatchesMax));
       SearchResult result;
       result.total = mset.get_matches_estimated();
+      result.exact = mset.get_matches_lower_bound() == mset.get_matches_upper_bound();
       for (auto it = mset.begin(); it != mset.end(); ++it) {
         SearchHit hit;
         absl::StatusOr<Json> summary = ParseJson(it.get_document().get_data());
@@ -267,6 +269,15 @@ absl::StatusOr<SearchResult> SearchIndex::Search(const SearchQuery& query) {
       result.brands = Facets(brands);
       result.categories = Facets(categories);
       result.price_buckets = Facets(prices);
+      if (!result.exact && brands.get_total() > 0) {
+        const double scale =
+            static_cast<double>(result.total) / static_cast<double>(brands.get_total());
+        for (auto* facets : {&result.brands, &result.categories, &result.price_buckets}) {
+          for (FacetCount& facet : *facets) {
+            facet.count = std::llround(static_cast<double>(facet.count) * scale);
+          }
+        }
+      }
       ReleaseReader(std::move(reader));
       return result;
     } catch (const Xapian::DatabaseModifiedError&) {

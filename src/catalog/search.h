@@ -51,8 +51,14 @@ struct SearchHit {
   Json summary;  // id, handle, title, brand, category, price
 };
 
+// Facets and the total are counted exactly over at most this many of the best matches; a
+// broader match (a one-word query on a 100k catalog matches tens of thousands) scales the
+// sample's counts up to the estimated total instead, so a query costs a bounded amount.
+inline constexpr int64_t kSearchExactMatchesMax = 5000;
+
 struct SearchResult {
-  int64_t total = 0;  // exact number of matching products
+  int64_t total = 0;  // number of matching products; an estimate when !exact
+  bool exact = true;  // false: total and facet counts are estimated from the best matches
   std::vector<SearchHit> hits;
   std::vector<FacetCount> brands;
   std::vector<FacetCount> categories;
