@@ -132,6 +132,43 @@ TEST_F(InventoryApiTest, StaffRoutesNeedTheAdminKey) {
   EXPECT_EQ(Body(zero)["error"]["param"], "delta");
 }
 
+// A receive retried after a lost answer must not receive twice: the same Idempotency-Key and
+// body replays the stored answer; another body under that key is refused; adjust keys are
+// separate; a refused adjust records nothing, so its retry is evaluated afresh.
+TEST_F(InventoryApiTest, StaffStockChangesHonourIdempotencyKeys) {
+  Stock("sku-1", 5);
+  const std::string receive = R"({"sku":"sku-1","location_id":"w1","quantity":7})";
+  http::ClientResponse first =
+      Call("POST", "/api/v1/admin/inventory/receive", receive, "recv-1", kAdminKey);
+  ASSERT_EQ(first.status, 200) << first.body;
+  EXPECT_FALSE(first.headers.Get("Idempotent-Replayed").has_value());
+  http::ClientResponse again =
+      Call("POST", "/api/v1/admin/inventory/receive", receive, "recv-1", kAdminKey);
+  ASSERT_EQ(again.status, 200) << again.body;
+  EXPECT_EQ(again.body, first.body);
+  EXPECT_EQ(again.headers.Get("Idempotent-Replayed"), "true");
+  EXPECT_EQ(Body(Call("GET", "/api/v1/inventory/sku-1"))["on_hand"], 12);
+
+  http::ClientResponse other =
+      Call("POST", "/api/v1/admin/inventory/receive",
+           R"({"sku":"sku-1","location_id":"w1","quantity":8})", "recv-1", kAdminKey);
+  EXPECT_EQ(other.status, 422) << other.body;
+  EXPECT_EQ(Body(Call("GET", "/api/v1/inventory/sku-1"))["on_hand"], 12);
+
+  // The same key on adjust is another request; a refused adjust is not recorded.
+  const std::string too_much = R"({"sku":"sku-1","location_id":"w1","delta":-13})";
+  EXPECT_EQ(Call("POST", "/api/v1/admin/inventory/adjust", too_much, "recv-1", kAdminKey).status,
+            409);
+  const std::string fine = R"({"sku":"sku-1","location_id":"w1","delta":-2})";
+  EXPECT_EQ(Call("POST", "/api/v1/admin/inventory/adjust", fine, "recv-1", kAdminKey).status, 200);
+  EXPECT_EQ(Call("POST", "/api/v1/admin/inventory/adjust", fine, "recv-1", kAdminKey).status, 200);
+  EXPECT_EQ(Body(Call("GET", "/api/v1/inventory/sku-1"))["on_hand"], 10);
+  EXPECT_EQ(
+      Call("POST", "/api/v1/admin/inventory/receive", receive, std::string(300, 'k'), kAdminKey)
+          .status,
+      400);
+}
+
 TEST_F(InventoryApiTest, ReserveReplayConflictAndShortStock) {
   Stock("sku-1", 10);
   http::ClientResponse stock = Call("GET", "/api/v1/inventory/sku-1");

@@ -1,6 +1,10 @@
 #include "inventory/api.h"
 
 #include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -133,9 +137,10 @@ Response StockResponse(const CommandResult& result, const Json& request_echo) {
   const StockOutcome outcome = std::get<StockOutcome>(result.outcome);
   switch (outcome) {
     case StockOutcome::kApplied: {
-      Json body = request_echo;
-      body["ledger_sequence"] = result.entries.empty() ? 0 : result.entries.back().sequence;
-      return Response::Json(200, body);
+      std::optional<std::string> answer =
+          messages::StaffStockAnswer(DumpJson(request_echo), result);
+      if (!answer.has_value()) return Error(500, "internal", "unexpected outcome");
+      return Response::Text(200, *std::move(answer), "application/json");
     }
     case StockOutcome::kUnknownLocation:
       return Error(404, "unknown_location", "no such location", "location_id");
@@ -186,6 +191,18 @@ std::optional<ReservationId> PathReservation(const Request& request, Response& e
 struct Shared {
   InventoryService& service;
   ApiOptions options;
+
+  // Staff Idempotency-Keys with a request in flight in this process.
+  std::mutex keys_mutex;
+  std::set<std::string> keys_in_flight;  // guarded by keys_mutex
+  bool ClaimKey(const std::string& key) {
+    std::lock_guard lock(keys_mutex);
+    return keys_in_flight.insert(key).second;
+  }
+  void ReleaseKey(const std::string& key) {
+    std::lock_guard lock(keys_mutex);
+    keys_in_flight.erase(key);
+  }
 };
 
 // Runs `handler` only for staff with role ops (or admin); everyone else gets 401/403.
@@ -379,10 +396,44 @@ void AddStaffRoutes(http::Router& router, std::shared_ptr<Shared> shared) {
                                                            *quantity, reference->value_or("staff")})
                                     : Command(cmd::Adjust{Sku(*sku), LocationId(*location),
                                                           *quantity, reference->value_or("staff")});
-          shared->service.Submit(std::move(command),
-                                 [respond, echo = std::move(echo)](CommandResult result) {
-                                   respond(StockResponse(result, echo));
-                                 });
+          // Optional Idempotency-Key: the record commits with the stock change (batch hook),
+          // so a retry after a lost answer replays it instead of receiving twice.
+          CommandOrigin origin;
+          if (request.Header(kIdempotencyHeader).has_value()) {
+            Response error;
+            std::optional<std::string> key = IdempotencyKey(request, false, error);
+            if (!key.has_value()) return respond(std::move(error));
+            origin.idempotency_key = fmt::format("{}:{}", receive ? "receive" : "adjust", *key);
+            origin.request_json = DumpJson(echo);
+            // Claimed before the lookup: a same-key request that commits after our lookup
+            // still holds the claim until its answer (and its record) is visible.
+            if (!shared->ClaimKey(origin.idempotency_key)) {
+              return respond(Error(409, "request_in_progress",
+                                   "a request with this Idempotency-Key is in progress"));
+            }
+            absl::StatusOr<std::optional<InventoryService::StaffRecord>> found =
+                shared->service.FindStaffRequest(origin.idempotency_key);
+            if (!found.ok() || found->has_value()) {
+              shared->ReleaseKey(origin.idempotency_key);
+              if (!found.ok()) return respond(http::ErrorResponse(found.status()));
+              if ((*found)->request_json != origin.request_json) {
+                return respond(Error(422, "idempotency_key_reused",
+                                     "this Idempotency-Key was used with another request"));
+              }
+              Response replay = Response::Text(200, (*found)->response_json, "application/json");
+              replay.headers.Set("Idempotent-Replayed", "true");
+              return respond(std::move(replay));
+            }
+          }
+          const std::string claimed = origin.idempotency_key;
+          shared->service.Submit(
+              std::move(command),
+              [respond, echo = std::move(echo), shared, claimed](CommandResult result) {
+                Response response = StockResponse(result, echo);
+                if (!claimed.empty()) shared->ReleaseKey(claimed);
+                respond(std::move(response));
+              },
+              std::move(origin));
         }));
   }
 }
@@ -390,7 +441,7 @@ void AddStaffRoutes(http::Router& router, std::shared_ptr<Shared> shared) {
 }  // namespace
 
 void AddInventoryRoutes(http::Router& router, InventoryService& service, ApiOptions options) {
-  auto shared = std::make_shared<Shared>(Shared{service, std::move(options)});
+  auto shared = std::make_shared<Shared>(service, std::move(options));
   AddPublicRoutes(router, shared);
   AddStaffRoutes(router, shared);
 }

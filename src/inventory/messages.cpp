@@ -550,6 +550,17 @@ Json ReservationJson(const Reservation& reservation) {
               {"lines", lines}};
 }
 
+std::optional<std::string> StaffStockAnswer(const std::string& request_json,
+                                            const CommandResult& result) {
+  if (!result.status.ok()) return std::nullopt;
+  const StockOutcome* outcome = std::get_if<StockOutcome>(&result.outcome);
+  if (outcome == nullptr || *outcome != StockOutcome::kApplied) return std::nullopt;
+  absl::StatusOr<Json> body = ParseJson(request_json);
+  if (!body.ok() || !body->is_object()) return std::nullopt;
+  (*body)["ledger_sequence"] = result.entries.empty() ? 0 : result.entries.back().sequence;
+  return DumpJson(*body);
+}
+
 std::vector<Event> EventsFor(const Command* command, const CommandResult& result) {
   std::vector<Event> events;
   if (!result.status.ok()) return events;

@@ -130,6 +130,12 @@ struct Event {
 std::vector<Event> EventsFor(const Command* command, const CommandResult& result);
 Event AvailabilityChanged(const SkuTotals& totals);
 
+// The 200 answer of a staff receive/adjust that applied: the request's JSON plus the ledger
+// sequence of its entry. nullopt when the command did not apply (nothing is recorded then, so a
+// retry is evaluated afresh).
+std::optional<std::string> StaffStockAnswer(const std::string& request_json,
+                                            const CommandResult& result);
+
 // The reply payload for a queued command.
 std::string ReplyPayload(const Command& command, const CommandResult& result);
 

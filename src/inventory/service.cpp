@@ -28,6 +28,11 @@ constexpr std::string_view kSelectQueued =
     "SELECT message_id, envelope FROM command_queue ORDER BY seq LIMIT ?";
 constexpr std::string_view kDeleteQueued = "DELETE FROM command_queue WHERE message_id = ?";
 constexpr std::string_view kCountQueued = "SELECT COUNT(*) FROM command_queue";
+constexpr std::string_view kInsertStaffRequest =
+    "INSERT INTO staff_idempotency (key, request, response, created_at_ms) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (key) DO NOTHING";
+constexpr std::string_view kSelectStaffRequest =
+    "SELECT request, response FROM staff_idempotency WHERE key = ?";
 
 const obs::Logger& Log() {
   static const obs::Logger* logger = new obs::Logger("inventory");
@@ -172,6 +177,17 @@ absl::Status InventoryService::PublishBatch(sql::Transaction& transaction, const
       absl::StatusOr<bus::Envelope> parsed = bus::Deserialize(applied.origin->envelope);
       if (parsed.ok()) cause = *std::move(parsed);
     }
+    if (applied.command != nullptr && !applied.origin->idempotency_key.empty()) {
+      std::optional<std::string> answer =
+          messages::StaffStockAnswer(applied.origin->request_json, *applied.result);
+      if (answer.has_value()) {
+        RETURN_IF_ERROR(
+            transaction
+                .Execute(kInsertStaffRequest, {applied.origin->idempotency_key,
+                                               applied.origin->request_json, *answer, view.now_ms})
+                .status());
+      }
+    }
     for (messages::Event& event : messages::EventsFor(applied.command, *applied.result)) {
       bus::Envelope envelope;
       envelope.id = ids->Next();
@@ -286,7 +302,10 @@ void InventoryService::DrainQueue() {
             // On failure the row is still queued; the next poll dispatches it again.
             if (result.status.ok()) pump->consumed[id] = ++pump->generation;
           },
-          CommandOrigin{.queue_id = id, .envelope = std::move(bytes)});
+          CommandOrigin{.queue_id = id,
+                        .envelope = std::move(bytes),
+                        .idempotency_key = {},
+                        .request_json = {}});
     }
     if (rows.size() < options_.queue_fetch_max) return;
   }
@@ -308,8 +327,21 @@ void InventoryService::RunSweeper() {
   }
 }
 
-void InventoryService::Submit(Command command, CommandCallback done) {
-  engine_->Submit(std::move(command), std::move(done));
+void InventoryService::Submit(Command command, CommandCallback done, CommandOrigin origin) {
+  engine_->Submit(std::move(command), std::move(done), std::move(origin));
+}
+
+absl::StatusOr<std::optional<InventoryService::StaffRecord>> InventoryService::FindStaffRequest(
+    const std::string& key) {
+  std::optional<StaffRecord> found;
+  RETURN_IF_ERROR(db_.Read([&](sql::Transaction& transaction) -> absl::Status {
+    ASSIGN_OR_RETURN(sql::ResultSet result, transaction.Query(kSelectStaffRequest, {key}));
+    if (!result.rows.empty()) {
+      found = StaffRecord{result.rows.front().Text(0), result.rows.front().Text(1)};
+    }
+    return absl::OkStatus();
+  }));
+  return found;
 }
 
 CommandResult InventoryService::Execute(Command command) {

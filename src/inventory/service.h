@@ -72,7 +72,15 @@ class InventoryService {
 
   // Direct commands (HTTP, tests, benchmarks): `done` runs on an engine thread once the
   // command's effects and events are durable (or it failed with no effect).
-  void Submit(Command command, CommandCallback done);
+  void Submit(Command command, CommandCallback done, CommandOrigin origin = {});
+
+  // A staff request recorded under `key` (see CommandOrigin::idempotency_key): its request and
+  // response JSON; nullopt when none was applied under that key.
+  struct StaffRecord {
+    std::string request_json;
+    std::string response_json;
+  };
+  absl::StatusOr<std::optional<StaffRecord>> FindStaffRequest(const std::string& key);
   CommandResult Execute(Command command);
 
   absl::Status AddLocation(const Location& location);

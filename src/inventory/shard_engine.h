@@ -147,6 +147,10 @@ struct CommandOrigin {
   std::string queue_id;
   // The serialized bus envelope of a queued command (for replies and causation); else empty.
   std::string envelope;
+  // Not empty: a staff request's Idempotency-Key (scoped by route) and its canonical request
+  // JSON, recorded by the batch hook with the answer when the command applies.
+  std::string idempotency_key;
+  std::string request_json;
 };
 
 // One SKU's stock summed over its locations, after the batch.
