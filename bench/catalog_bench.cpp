@@ -31,14 +31,12 @@
 #include <thread>
 #include <vector>
 
+#include "catalog/cli.h"
 #include "catalog/module.h"
 #include "catalog/seed.h"
 #include "common/format.h"
 #include "fmt/format.h"
-#include "platform/bus/schema.h"
 #include "platform/http/router.h"
-#include "platform/sql/migrations.h"
-#include "platform/sql/sqlite_database.h"
 
 namespace emporium::catalog {
 namespace {
@@ -89,20 +87,6 @@ std::string CommandOutput(const std::string& command) {
   }
   while (!output.empty() && output.back() == '\n') output.pop_back();
   return output;
-}
-
-absl::StatusOr<std::unique_ptr<sql::Database>> OpenCatalogDatabase(const std::string& dir) {
-  sql::SqliteOptions options;
-  options.path = fmt::format("{}/catalog.db", dir);
-  options.name = "catalog";
-  absl::StatusOr<std::unique_ptr<sql::Database>> database = sql::OpenSqlite(options);
-  if (!database.ok()) return database.status();
-  if (absl::Status status = bus::InstallBusSchema(**database); !status.ok()) return status;
-  if (absl::Status status = sql::ApplyMigrations(**database, "catalog", CatalogMigrations());
-      !status.ok()) {
-    return status;
-  }
-  return database;
 }
 
 CatalogOptions ModuleOptions(const std::string& dir) {

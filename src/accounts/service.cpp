@@ -158,6 +158,18 @@ AccountsService::AccountsService(sql::Database& database, const Clock& clock, Id
   dummy_hash_ = dummy.ok() ? *dummy : "";
 }
 
+absl::StatusOr<Session> AccountsService::IssueSession(const std::string& customer_id) {
+  std::optional<Session> issued;
+  absl::Status status = database_.Write([&](sql::Transaction& tx) -> absl::Status {
+    absl::StatusOr<Session> session = NewSession(tx, customer_id);
+    if (!session.ok()) return session.status();
+    issued = *std::move(session);
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return *std::move(issued);
+}
+
 absl::StatusOr<Session> AccountsService::NewSession(sql::Transaction& tx,
                                                     const std::string& customer_id) {
   Session session;
@@ -257,15 +269,11 @@ absl::StatusOr<SignUpResult> AccountsService::ReplaySignUp(const IdempotencyReco
     RecordLoginFailure(email);
     return IdempotencyKeyReused();
   }
+  absl::StatusOr<Session> session = IssueSession(customer->id);
+  if (!session.ok()) return session.status();
   SignUpResult result;
   result.customer = *customer;
-  absl::Status status = database_.Write([&](sql::Transaction& tx) -> absl::Status {
-    absl::StatusOr<Session> session = NewSession(tx, customer->id);
-    if (!session.ok()) return session.status();
-    result.session = *session;
-    return absl::OkStatus();
-  });
-  if (!status.ok()) return status;
+  result.session = *std::move(session);
   return result;
 }
 
@@ -312,15 +320,11 @@ absl::StatusOr<LoginResult> AccountsService::Login(std::string_view email,
     return InvalidCredentials();
   }
   login_failures_.Reset(*normalized);
+  absl::StatusOr<Session> session = IssueSession(customer->id);
+  if (!session.ok()) return session.status();
   LoginResult result;
   result.customer = *customer;
-  absl::Status status = database_.Write([&](sql::Transaction& tx) -> absl::Status {
-    absl::StatusOr<Session> session = NewSession(tx, customer->id);
-    if (!session.ok()) return session.status();
-    result.session = *session;
-    return absl::OkStatus();
-  });
-  if (!status.ok()) return status;
+  result.session = *std::move(session);
   return result;
 }
 

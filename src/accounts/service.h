@@ -175,6 +175,8 @@ class AccountsService {
 
  private:
   absl::StatusOr<Session> NewSession(sql::Transaction& tx, const std::string& customer_id);
+  // A new session for `customer_id` in its own write transaction.
+  absl::StatusOr<Session> IssueSession(const std::string& customer_id);
   // Takes one failure token for `email_key`; the status to answer when the bucket is empty.
   absl::Status CheckLoginAllowed(const std::string& email_key) const;
   void RecordLoginFailure(const std::string& email_key);

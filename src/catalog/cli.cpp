@@ -8,7 +8,6 @@
 #include "platform/sql/sqlite_database.h"
 
 namespace emporium::catalog {
-namespace {
 
 absl::StatusOr<std::unique_ptr<sql::Database>> OpenCatalogDatabase(const std::string& data_dir) {
   std::error_code error;
@@ -26,8 +25,6 @@ absl::StatusOr<std::unique_ptr<sql::Database>> OpenCatalogDatabase(const std::st
   }
   return database;
 }
-
-}  // namespace
 
 absl::StatusOr<int64_t> SeedDataDir(const std::string& data_dir, int64_t count, uint64_t seed,
                                     SeedMode mode) {

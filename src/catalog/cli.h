@@ -7,12 +7,18 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "catalog/module.h"
+#include "platform/sql/database.h"
 
 namespace emporium::catalog {
+
+// Opens (creating the directory if needed) `data_dir`/catalog.db with the bus schema and the
+// catalog's migrations applied.
+absl::StatusOr<std::unique_ptr<sql::Database>> OpenCatalogDatabase(const std::string& data_dir);
 
 // Seeds `count` demo products through the update queue; returns how many were added (0 when
 // `mode` is kOnlyIfEmpty and the catalog already has products).

@@ -7,6 +7,7 @@
 #include "platform/bus/envelope.h"
 #include "platform/bus/outbox.h"
 #include "platform/obs/log.h"
+#include "platform/resilience/retry.h"
 
 namespace emporium::catalog {
 namespace {
@@ -43,30 +44,7 @@ constexpr size_t kPoisonMessageBytesMax = 500;
 }  // namespace
 
 bool IsTransientFailure(const absl::Status& status) {
-  switch (status.code()) {
-    case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kAborted:
-    case absl::StatusCode::kDeadlineExceeded:
-    case absl::StatusCode::kResourceExhausted:
-      return true;
-    case absl::StatusCode::kOk:
-    case absl::StatusCode::kCancelled:
-    case absl::StatusCode::kUnknown:
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kNotFound:
-    case absl::StatusCode::kAlreadyExists:
-    case absl::StatusCode::kPermissionDenied:
-    case absl::StatusCode::kFailedPrecondition:
-    case absl::StatusCode::kOutOfRange:
-    case absl::StatusCode::kUnimplemented:
-    case absl::StatusCode::kInternal:
-    case absl::StatusCode::kDataLoss:
-    case absl::StatusCode::kUnauthenticated:
-      return false;
-    case absl::StatusCode::kDoNotUseReservedForFutureExpansionUseDefaultInSwitchInstead_:
-      return false;
-  }
-  return false;
+  return resilience::IsRetryableByDefault(status);
 }
 
 absl::Duration FailureBackoff(const ProcessorOptions& options, int64_t consecutive_failures) {

@@ -55,8 +55,8 @@ struct ProcessorOptions {
   int64_t search_page_size = 2000;
 };
 
-// True for errors worth retrying as they are (Unavailable, Aborted, DeadlineExceeded,
-// ResourceExhausted); anything else is permanent for the update that caused it.
+// True for errors worth retrying as they are (resilience::IsRetryableByDefault: Unavailable,
+// Aborted, DeadlineExceeded, ResourceExhausted); anything else is permanent for the update.
 bool IsTransientFailure(const absl::Status& status);
 
 // The pause after `consecutive_failures` (>= 1) failed batches in a row.

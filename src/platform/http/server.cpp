@@ -288,6 +288,10 @@ struct HttpServer::Impl {
                                    std::shared_ptr<Exchange> shared);
   void Record(Worker& worker, std::string_view method, std::string_view route, int status,
               double seconds);
+  // After a response went out: its metrics and, when hooked, its access-log entry.
+  void Finish(Worker& worker, const Request& request, int status,
+              SteadyClock::time_point request_started, size_t body_bytes,
+              const std::string& trace_id);
   void RunWorker(Worker& worker);
 };
 
@@ -448,6 +452,31 @@ asio::awaitable<void> HttpServer::Impl::Accept(Worker& worker) {
         std::fprintf(stderr, "HttpServer: connection ended by unknown exception\n");
       }
     });
+  }
+}
+
+void HttpServer::Impl::Finish(Worker& worker, const Request& request, int status,
+                              SteadyClock::time_point request_started, size_t body_bytes,
+                              const std::string& trace_id) {
+  const std::string_view route =
+      request.route.empty() ? std::string_view("unmatched") : std::string_view(request.route);
+  const SteadyClock::duration elapsed = SteadyClock::now() - request_started;
+  Record(worker, request.method, route, status, std::chrono::duration<double>(elapsed).count());
+  if (!options.access_log) return;
+  AccessLogEntry entry;
+  entry.method = request.method;
+  entry.path = request.path;
+  entry.route = std::string(route);
+  entry.status = status;
+  entry.duration = absl::FromChrono(elapsed);
+  entry.bytes = body_bytes;
+  entry.request_id = request.request_id;
+  entry.trace_id = trace_id;
+  entry.remote_address = request.remote_address;
+  try {
+    options.access_log(entry);
+  } catch (...) {
+    std::fprintf(stderr, "HttpServer: access-log hook threw\n");
   }
 }
 
@@ -727,28 +756,8 @@ asio::awaitable<void> HttpServer::Impl::Serve(Worker& worker, tcp::socket socket
                                          asio::redirect_error(asio::use_awaitable, ec));
       size_t streamed_bytes = 0;
       if (!ec && !head) streamed_bytes = co_await SendStream(worker, connection, response);
-      std::string_view stream_route =
-          request.route.empty() ? std::string_view("unmatched") : std::string_view(request.route);
-      double stream_seconds =
-          std::chrono::duration<double>(SteadyClock::now() - request_started).count();
-      Record(worker, request.method, stream_route, response.status, stream_seconds);
-      if (options.access_log) {
-        AccessLogEntry entry;
-        entry.method = request.method;
-        entry.path = request.path;
-        entry.route = std::string(stream_route);
-        entry.status = response.status;
-        entry.duration = absl::FromChrono(SteadyClock::now() - request_started);
-        entry.bytes = streamed_bytes;
-        entry.request_id = request.request_id;
-        entry.trace_id = trace->TraceIdHex();
-        entry.remote_address = remote_address;
-        try {
-          options.access_log(entry);
-        } catch (...) {
-          std::fprintf(stderr, "HttpServer: access-log hook threw\n");
-        }
-      }
+      Finish(worker, request, response.status, request_started, streamed_bytes,
+             trace->TraceIdHex());
       break;
     }
     // The status line and header block are written by hand into a buffer the connection
@@ -790,27 +799,8 @@ asio::awaitable<void> HttpServer::Impl::Serve(Worker& worker, tcp::socket socket
                                asio::redirect_error(asio::use_awaitable, ec));
     bool write_failed = static_cast<bool>(ec);
 
-    std::string_view route =
-        request.route.empty() ? std::string_view("unmatched") : std::string_view(request.route);
-    double seconds = std::chrono::duration<double>(SteadyClock::now() - request_started).count();
-    Record(worker, request.method, route, response.status, seconds);
-    if (options.access_log) {
-      AccessLogEntry entry;
-      entry.method = request.method;
-      entry.path = request.path;
-      entry.route = std::string(route);
-      entry.status = response.status;
-      entry.duration = absl::FromChrono(SteadyClock::now() - request_started);
-      entry.bytes = head || bodiless_status ? 0 : body_bytes;
-      entry.request_id = request.request_id;
-      entry.trace_id = trace->TraceIdHex();
-      entry.remote_address = remote_address;
-      try {
-        options.access_log(entry);
-      } catch (...) {
-        std::fprintf(stderr, "HttpServer: access-log hook threw\n");
-      }
-    }
+    Finish(worker, request, response.status, request_started,
+           head || bodiless_status ? 0 : body_bytes, trace->TraceIdHex());
     if (write_failed || !keep_alive) break;
   }
   connection.stream.socket().shutdown(tcp::socket::shutdown_send, ec);
