@@ -45,6 +45,43 @@ wait_http() {  # wait_http URL: polls until the URL answers, bounded to 10 s
   return 1
 }
 
+# start_sandbox NAME: `emporium psp-sandbox` on a free port with its books in $work/NAME-psp;
+# sets the caller's sandbox_port and sandbox_pid and waits (bounded: 10 s) until any HTTP answer comes back.
+start_sandbox() {
+  sandbox_port=$(free_port)
+  mkdir -p "$work/$1-psp"
+  "$emporium" psp-sandbox --port "$sandbox_port" --data-dir "$work/$1-psp" \
+    >"$work/$1-psp.log" 2>&1 &
+  sandbox_pid=$!
+  pids+=("$sandbox_pid")
+  for _ in $(seq 1 100); do
+    curl -s -o /dev/null "http://127.0.0.1:$sandbox_port/" && return 0
+    sleep 0.1
+  done
+}
+
+# start_shop_server NAME DATA_DIR [serve args ...]: `emporium serve` on a free port with the
+# caller's admin_key, rate limits off and log level warn, logging to $work/NAME-server.log; sets
+# the caller's port and server_pid. Fails (printing the log) unless /readyz answers within 60 s.
+start_shop_server() {
+  local name="$1" data="$2"
+  shift 2
+  port=$(free_port)
+  "$emporium" serve --data-dir "$data" --set server.port="$port" --set log.level=warn \
+    --set admin.api_key="$admin_key" --set gateway.read_per_minute=0 \
+    --set gateway.write_per_minute=0 --set gateway.checkout_per_minute=0 "$@" \
+    >"$work/$name-server.log" 2>&1 &
+  server_pid=$!
+  pids+=("$server_pid")
+  for _ in $(seq 1 1200); do
+    curl -fs -o /dev/null "http://127.0.0.1:$port/readyz" && return 0
+    sleep 0.05
+  done
+  echo "bench: emporium serve not ready" >&2
+  cat "$work/$name-server.log" >&2
+  return 1
+}
+
 # wrk_run NAME URL [wrk args, e.g. -s script.lua] -> prints "req/s p50 p99" from a 2-thread,
 # ${WRK_CONNECTIONS:-64}-connection, ${WRK_SECONDS:-15} s run (output kept in $work/wrk-NAME.txt).
 wrk_run() {
@@ -284,33 +321,14 @@ bench_checkout() {
   local seconds="${CHECKOUT_SECONDS:-20}" concurrency="${CHECKOUT_CONCURRENCY:-32}"
   local admin_key="bench-admin-key" report="$results/checkout.md" rows=()
   local sandbox_port sandbox_pid
-  sandbox_port=$(free_port)
-  mkdir -p "$work/checkout-psp"
-  "$emporium" psp-sandbox --port "$sandbox_port" --data-dir "$work/checkout-psp" \
-    >"$work/checkout-psp.log" 2>&1 &
-  sandbox_pid=$!
-  pids+=("$sandbox_pid")
-  for _ in $(seq 1 100); do  # bounded: 10 s; any HTTP answer means it listens
-    curl -s -o /dev/null "http://127.0.0.1:$sandbox_port/" && break
-    sleep 0.1
-  done
+  start_sandbox checkout
 
   local variant
   for variant in batched unbatched; do
-    local port server_pid data="$work/checkout-data-$variant" extra=() ready=""
+    local port server_pid extra=()
     [ "$variant" = unbatched ] && extra=(--set storage.batch_jobs_max=1)
-    port=$(free_port)
-    "$emporium" serve --data-dir "$data" --set server.port="$port" --set log.level=warn \
-      --set admin.api_key="$admin_key" --set payments.psp_url="http://127.0.0.1:$sandbox_port" \
-      --set gateway.read_per_minute=0 --set gateway.write_per_minute=0 \
-      --set gateway.checkout_per_minute=0 "${extra[@]}" >"$work/checkout-server-$variant.log" 2>&1 &
-    server_pid=$!
-    pids+=("$server_pid")
-    for _ in $(seq 1 1200); do  # bounded: 60 s
-      if curl -fs -o /dev/null "http://127.0.0.1:$port/readyz"; then ready=1; break; fi
-      sleep 0.05
-    done
-    [ -n "$ready" ] || { echo "bench: emporium serve not ready" >&2; cat "$work/checkout-server-$variant.log" >&2; return 1; }
+    start_shop_server "checkout-$variant" "$work/checkout-data-$variant" \
+      --set payments.psp_url="http://127.0.0.1:$sandbox_port" "${extra[@]}" || return 1
     local out="$work/checkout-$variant"
     # The run ends with the server's invariant audit; a failed audit (exit 3/4) is recorded in
     # the table, not a reason to stop the other benchmarks.
@@ -359,29 +377,10 @@ bench_mixed() {
   local seconds="${MIXED_SECONDS:-20}" concurrency="${MIXED_CONCURRENCY:-64}"
   local mix="${MIXED_MIX:-browse=90,cart=8,checkout=2}"
   local admin_key="bench-admin-key" report="$results/mixed.md" out="$work/mixed"
-  local sandbox_port sandbox_pid port server_pid ready=""
-  sandbox_port=$(free_port)
-  mkdir -p "$work/mixed-psp"
-  "$emporium" psp-sandbox --port "$sandbox_port" --data-dir "$work/mixed-psp" \
-    >"$work/mixed-psp.log" 2>&1 &
-  sandbox_pid=$!
-  pids+=("$sandbox_pid")
-  for _ in $(seq 1 100); do  # bounded: 10 s; any HTTP answer means it listens
-    curl -s -o /dev/null "http://127.0.0.1:$sandbox_port/" && break
-    sleep 0.1
-  done
-  port=$(free_port)
-  "$emporium" serve --data-dir "$work/mixed-data" --set server.port="$port" --set log.level=warn \
-    --set admin.api_key="$admin_key" --set payments.psp_url="http://127.0.0.1:$sandbox_port" \
-    --set gateway.read_per_minute=0 --set gateway.write_per_minute=0 \
-    --set gateway.checkout_per_minute=0 >"$work/mixed-server.log" 2>&1 &
-  server_pid=$!
-  pids+=("$server_pid")
-  for _ in $(seq 1 1200); do  # bounded: 60 s
-    if curl -fs -o /dev/null "http://127.0.0.1:$port/readyz"; then ready=1; break; fi
-    sleep 0.05
-  done
-  [ -n "$ready" ] || { echo "bench: emporium serve not ready" >&2; cat "$work/mixed-server.log" >&2; return 1; }
+  local sandbox_port sandbox_pid port server_pid
+  start_sandbox mixed
+  start_shop_server mixed "$work/mixed-data" \
+    --set payments.psp_url="http://127.0.0.1:$sandbox_port" || return 1
   # A failed audit (exit 3/4) is recorded in the report, not a reason to stop the others.
   "$emporium" loadgen --url "http://127.0.0.1:$port" --scenario mixed --mix "$mix" \
     --admin-key "$admin_key" --concurrency "$concurrency" --duration "${seconds}s" --warmup 3s \
@@ -428,18 +427,8 @@ bench_flash_sale() {
   [ -x "$emporium" ] || { echo "bench: $emporium missing"; return 0; }
   local seconds="${FLASH_SECONDS:-10}" stock="${FLASH_STOCK:-1000}" concurrency=256
   local admin_key="bench-admin-key" report="$results/flash_sale.md" out="$work/flash"
-  local port server_pid ready=""
-  port=$(free_port)
-  "$emporium" serve --data-dir "$work/flash-data" --set server.port="$port" --set log.level=warn \
-    --set admin.api_key="$admin_key" --set gateway.read_per_minute=0 \
-    --set gateway.write_per_minute=0 >"$work/flash-server.log" 2>&1 &
-  server_pid=$!
-  pids+=("$server_pid")
-  for _ in $(seq 1 1200); do  # bounded: 60 s
-    if curl -fs -o /dev/null "http://127.0.0.1:$port/readyz"; then ready=1; break; fi
-    sleep 0.05
-  done
-  [ -n "$ready" ] || { echo "bench: emporium serve not ready" >&2; cat "$work/flash-server.log" >&2; return 1; }
+  local port server_pid
+  start_shop_server flash "$work/flash-data" || return 1
   "$emporium" loadgen --url "http://127.0.0.1:$port" --scenario flash-sale --sku FLASH-BENCH-1 \
     --stock "$stock" --admin-key "$admin_key" --concurrency "$concurrency" \
     --duration "${seconds}s" --warmup 0s --timeout 15s --no-progress --out "$out" \
