@@ -3,6 +3,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 
 namespace emporium::bus {
 namespace {
@@ -37,6 +38,55 @@ TEST(EnvelopeTest, RoundTripsWithoutReplyToAndEmptyPayload) {
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(*back, e);
   EXPECT_FALSE(back->reply_to.has_value());
+}
+
+// What Serialize wrote before it stopped building a DOM: the bytes must not change, so stored
+// outbox rows and every reader see the same format.
+std::string SerializeThroughDom(const Envelope& envelope) {
+  nlohmann::json object = nlohmann::json::object();
+  object["id"] = envelope.id;
+  object["type"] = envelope.type;
+  object["source"] = envelope.source;
+  object["key"] = envelope.key;
+  object["correlation_id"] = envelope.correlation_id;
+  object["causation_id"] = envelope.causation_id;
+  if (envelope.reply_to.has_value()) object["reply_to"] = *envelope.reply_to;
+  object["traceparent"] = envelope.traceparent;
+  object["occurred_at_ms"] = envelope.occurred_at_ms;
+  object["payload"] = envelope.payload;
+  return object.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+TEST(EnvelopeTest, SerializesTheSameBytesAsTheJsonDom) {
+  std::string every_control;
+  for (int c = 0; c < 0x20; ++c) every_control += static_cast<char>(c);
+  const std::string texts[] = {
+      "",
+      "plain",
+      R"({"a":"b \"q\" \\ /"})",
+      every_control,
+      "\x7f del and caf\xc3\xa9 and \xe2\x82\xac and \xf0\x9f\x98\x80",
+      std::string("nul\0inside", 11),
+      "\xff\xfe invalid",  // invalid UTF-8: the DOM's replacement rules
+      "\xc0\xaf overlong",
+      "\xed\xa0\x80 surrogate",
+      "\xe2\x82 truncated",
+      "\xf4\x90\x80\x80 past U+10FFFF",
+  };
+  for (const std::string& text : texts) {
+    for (int field = 0; field < 4; ++field) {
+      Envelope e = Sample();
+      if (field == 0) e.payload = text;
+      if (field == 1) e.key = text;
+      if (field == 2) e.reply_to = text;
+      if (field == 3) {
+        e.reply_to.reset();
+        e.traceparent = text;
+        e.occurred_at_ms = -5;
+      }
+      EXPECT_EQ(Serialize(e), SerializeThroughDom(e)) << "field " << field << " text " << text;
+    }
+  }
 }
 
 TEST(EnvelopeTest, AcceptsRawJsonPayload) {

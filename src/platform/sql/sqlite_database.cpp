@@ -61,6 +61,16 @@ bool OnlyWhitespace(std::string_view text) {
   });
 }
 
+// Process-wide SQLite settings, applied once before the first connection opens. Memory
+// statistics off: with them on, every allocation SQLite makes takes a global mutex (the
+// writer of a busy database allocates per statement and row, and the mutex showed up as ~6 % of
+// its CPU). Nothing here reads sqlite3_memory_used(). If SQLite was already initialized by
+// someone else in the process the call is refused (SQLITE_MISUSE) and changes nothing.
+void ConfigureSqliteOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] { (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
+}
+
 enum class ConnectionRole { kWriter, kReader };
 
 // One SQLite connection and its prepared-statement cache. Used by one thread at a time.
@@ -68,6 +78,7 @@ class Connection {
  public:
   static absl::StatusOr<std::unique_ptr<Connection>> Open(const SqliteOptions& options,
                                                           ConnectionRole role) {
+    ConfigureSqliteOnce();
     sqlite3* db = nullptr;
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     int rc = sqlite3_open_v2(options.path.c_str(), &db, flags, nullptr);
