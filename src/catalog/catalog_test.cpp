@@ -340,6 +340,75 @@ TEST(CatalogProcessor, OrderingRedeliveryAndStaleRejection) {
   (*db)->Close();
 }
 
+// A batch goes to the database as several jobs (here one update each) committed together: a
+// job that fails rolls back alone, the other products' updates commit, and a later update of
+// the failed product is held (still queued) until the failed one settles -- order per product.
+TEST(CatalogProcessor, FailedJobHoldsItsProductOnlyAndOrderIsKept) {
+  sql::TempDir dir;
+  auto db = sql::OpenSqlite({.path = dir.File("c.db"), .name = "catalog"});
+  ASSERT_TRUE(db.ok());
+  ASSERT_TRUE(bus::InstallBusSchema(**db).ok());
+  ASSERT_TRUE(sql::ApplyMigrations(**db, "catalog", CatalogMigrations()).ok());
+  ManualClock clock;
+  SequentialIdGenerator ids("id_");
+  ProductCache cache(1 << 20);
+  CatalogService service(**db, clock, ids, cache);
+  ProcessorOptions options;
+  options.job_updates_max = 1;
+  Processor processor(**db, clock, ids, service, nullptr, options);
+
+  WriteCommand create{UpdateKind::kCreate, "", Product("pan", "Pan", "PN-1"), std::nullopt};
+  auto created = service.EnqueueAndWait({create}, CatalogService::Shape::kSingle);
+  ASSERT_TRUE(created.ok()) << created.status();
+  const std::string pan = Json::parse(created->body)["product_id"];
+  ASSERT_TRUE(processor.Drain().ok());
+  ASSERT_TRUE((*db)
+                  ->Write([](sql::Transaction& tx) {
+                    return tx
+                        .Execute(
+                            "CREATE TRIGGER inject_bad BEFORE UPDATE ON catalog_products "
+                            "WHEN NEW.document LIKE '%\"title\":\"Bad\"%' "
+                            "BEGIN SELECT RAISE(ABORT, 'injected'); END")
+                        .status();
+                  })
+                  .ok());
+  WriteCommand bad{UpdateKind::kPatch, pan, Json{{"title", "Bad"}}, std::nullopt};
+  WriteCommand good{UpdateKind::kPatch, pan, Json{{"title", "Good"}}, std::nullopt};
+  WriteCommand other{UpdateKind::kCreate, "", Product("pot", "Pot", "PT-1"), std::nullopt};
+  auto queued = service.EnqueueAndWait({bad, good, other}, CatalogService::Shape::kBatch);
+  ASSERT_TRUE(queued.ok()) << queued.status();
+  const Json updates = Json::parse(queued->body)["updates"];
+
+  absl::StatusOr<int64_t> first = processor.RunOnce();
+  EXPECT_FALSE(first.ok());
+  EXPECT_FALSE(IsTransientFailure(first.status())) << first.status();
+  // The other product committed; the pan stayed at version 1 with both patches queued.
+  auto pot = service.GetUpdate(updates[2]["update_id"]);
+  ASSERT_TRUE(pot.ok() && pot->has_value());
+  EXPECT_EQ((*pot)->state, UpdateState::kApplied);
+  for (int i : {0, 1}) {
+    auto record = service.GetUpdate(updates[i]["update_id"]);
+    ASSERT_TRUE(record.ok() && record->has_value());
+    EXPECT_EQ((*record)->state, UpdateState::kQueued) << i;
+  }
+  EXPECT_EQ((*service.GetStoredProduct(pan))->product.version, 1);
+
+  // The fault goes away: both patches apply, in order.
+  ASSERT_TRUE((*db)
+                  ->Write([](sql::Transaction& tx) {
+                    return tx.Execute("DROP TRIGGER inject_bad").status();
+                  })
+                  .ok());
+  ASSERT_TRUE(processor.Drain(20).ok());
+  auto stored = service.GetStoredProduct(pan);
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  EXPECT_EQ((*stored)->product.title, "Good");
+  EXPECT_EQ((*stored)->product.version, 3);
+  EXPECT_EQ(processor.applied_count(), 4);
+  EXPECT_EQ(processor.poisoned_count(), 0);
+  (*db)->Close();
+}
+
 TEST_F(CatalogTest, SkuAndHandleConflictsAreRejected) {
   Create(Product("one", "One", "SKU-1"));
   http::Response taken = Call("POST", "/api/v1/admin/products", Product("one", "Two", "SKU-2"));
@@ -613,6 +682,11 @@ class FailingWrites final : public sql::Database {
     return base_.Write(std::move(job));
   }
   void SubmitWrite(sql::WriteJob job, sql::WriteDone done) override {
+    if (failures_ > 0) {
+      --failures_;
+      done(error_);
+      return;
+    }
     base_.SubmitWrite(std::move(job), std::move(done));
   }
   absl::Status Read(sql::ReadJob job) override { return base_.Read(std::move(job)); }

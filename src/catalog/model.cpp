@@ -561,7 +561,10 @@ Json ReviewToJson(const Review& review) {
 }
 
 Json ProductReadJson(const Product& product, const RatingSummary& rating) {
-  Json json = ProductToJson(product);
+  return ProductReadJsonFrom(ProductToJson(product), rating);
+}
+
+Json ProductReadJsonFrom(Json json, const RatingSummary& rating) {
   json["rating"] = {{"average", std::round(rating.average() * 100.0) / 100.0},
                     {"count", rating.count}};
   return json;

@@ -176,5 +176,7 @@ struct RatingSummary {
 
 // The public read form: the product plus its rating summary.
 Json ProductReadJson(const Product& product, const RatingSummary& rating);
+// The same from ProductToJson's output, for a caller that serialized that already.
+Json ProductReadJsonFrom(Json product_json, const RatingSummary& rating);
 
 }  // namespace emporium::catalog

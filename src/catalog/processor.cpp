@@ -1,5 +1,6 @@
 #include "catalog/processor.h"
 
+#include <map>
 #include <set>
 
 #include "common/format.h"
@@ -113,14 +114,20 @@ void Processor::Loop() {
   }
   while (true) {
     bool reindex = false;
+    bool stop = false;
     {
       std::lock_guard lock(mutex_);
-      if (stopping_) return;
+      stop = stopping_;
       reindex = reindex_requested_;
       reindex_requested_ = false;
       notified_ = false;
     }
+    if (stop) {
+      IndexPending();  // what committed is indexed before the thread ends
+      return;
+    }
     if (reindex) {
+      IndexPending();
       absl::Status status = RebuildSearch();
       if (!status.ok()) logger.Warn("reindex failed", {{"error", std::string(status.message())}});
     }
@@ -160,31 +167,28 @@ absl::StatusOr<int64_t> Processor::RunOnce() {
   if (!read.ok()) return read;
   if (updates.empty()) {
     isolate_through_seq_ = 0;
+    IndexPending();  // the queue is empty: the search index catches up completely
     return 0;
   }
   if (updates.front().seq > isolate_through_seq_) isolate_through_seq_ = 0;
 
-  absl::StatusOr<int64_t> settled = ApplyBatch(updates);
-  if (settled.ok()) {
+  BatchOutcome outcome = ApplyBatch(updates);
+  if (outcome.settled.ok()) {
     if (failing_seq_ != 0 && failing_seq_ <= updates.back().seq) {
       failing_seq_ = 0;
       failing_attempts_ = 0;
     }
-    return settled;
+    return outcome.settled;
   }
-  if (IsTransientFailure(settled.status())) return settled.status();
-  if (updates.size() > 1) {
-    // Which update is the poison is unknown: retry this batch's updates one at a time.
-    isolate_through_seq_ = updates.back().seq;
-    return settled.status();
-  }
-  const QueuedUpdate& update = updates.front();
+  const absl::Status failed = outcome.settled.status();
+  if (IsTransientFailure(failed) || outcome.failed_alone == nullptr) return failed;
+  const QueuedUpdate& update = *outcome.failed_alone;
   if (failing_seq_ != update.seq) {
     failing_seq_ = update.seq;
     failing_attempts_ = 0;
   }
-  if (++failing_attempts_ < options_.update_attempts_max) return settled.status();
-  if (absl::Status status = RejectPoison(update, settled.status()); !status.ok()) return status;
+  if (++failing_attempts_ < options_.update_attempts_max) return failed;
+  if (absl::Status status = RejectPoison(update, failed); !status.ok()) return status;
   failing_seq_ = 0;
   failing_attempts_ = 0;
   return 1;
@@ -217,98 +221,183 @@ absl::Status Processor::RejectPoison(const QueuedUpdate& update, const absl::Sta
   return absl::OkStatus();
 }
 
-absl::StatusOr<int64_t> Processor::ApplyBatch(const std::vector<QueuedUpdate>& updates) {
+Processor::BatchOutcome Processor::ApplyBatch(const std::vector<QueuedUpdate>& updates) {
   const int64_t now_ms = clock_.NowMs();
-  std::vector<Change> changes;
-  int64_t applied = 0;
-  int64_t rejected = 0;
-  // Event ids are drawn outside the job so its body is a pure function of the database.
+  // Event ids are drawn outside the jobs so their bodies are pure functions of the database.
   std::vector<std::string> event_ids;
   event_ids.reserve(updates.size());
   for (size_t i = 0; i < updates.size(); ++i) event_ids.push_back(ids_.Next());
-
-  absl::Status written = database_.Write([&](sql::Transaction& tx) -> absl::Status {
-    changes.clear();
-    applied = 0;
-    rejected = 0;
+  // The previous update of the same product in this batch, if any (order per product).
+  std::vector<std::ptrdiff_t> previous(updates.size(), -1);
+  {
+    std::map<std::string_view, size_t> last;
     for (size_t i = 0; i < updates.size(); ++i) {
-      const QueuedUpdate& update = updates[i];
-      absl::StatusOr<std::optional<StoredProduct>> current = LoadProduct(tx, update.product_id);
-      if (!current.ok()) return current.status();
-      absl::StatusOr<Json> payload = ParseJson(update.payload);
-      if (!payload.ok())
-        return absl::DataLossError(fmt::format("update {}: bad payload", update.id));
-      std::optional<Product> current_product;
-      if (current->has_value()) current_product = (*current)->product;
-      UpdateOutcome outcome = ApplyUpdate(current_product, update.kind, update.product_id, *payload,
-                                          update.base_version, now_ms);
-      if (outcome.reject == RejectReason::kNone) {
-        absl::StatusOr<std::optional<std::string>> owner = HandleOwner(tx, outcome.product.handle);
-        if (!owner.ok()) return owner.status();
-        if (owner->has_value() && **owner != update.product_id) {
-          outcome.reject = RejectReason::kHandleTaken;
-          outcome.message =
-              fmt::format("handle {} belongs to product {}", outcome.product.handle, **owner);
-        }
+      auto [it, inserted] = last.emplace(updates[i].product_id, i);
+      if (!inserted) {
+        previous[i] = static_cast<std::ptrdiff_t>(it->second);
+        it->second = i;
       }
-      if (outcome.reject == RejectReason::kNone) {
-        for (const Variant& variant : outcome.product.variants) {
-          absl::StatusOr<std::optional<std::string>> owner = SkuOwner(tx, variant.sku);
-          if (!owner.ok()) return owner.status();
-          if (owner->has_value() && **owner != update.product_id) {
-            outcome.reject = RejectReason::kSkuTaken;
-            outcome.message = fmt::format("SKU {} belongs to product {}", variant.sku, **owner);
-            break;
+    }
+  }
+  const size_t job_size = static_cast<size_t>(std::max<int64_t>(1, options_.job_updates_max));
+  const size_t job_count = (updates.size() + job_size - 1) / job_size;
+
+  struct JobResult {
+    absl::Status status = absl::UnknownError("not run");
+    std::vector<Change> changes;
+    int64_t applied = 0;
+    int64_t rejected = 0;
+    bool held = false;  // an update stayed queued behind an unsettled earlier one
+  };
+  struct Shared {
+    std::mutex mutex;
+    std::condition_variable done;
+    size_t remaining = 0;
+  };
+  std::vector<JobResult> results(job_count);
+  auto shared = std::make_shared<Shared>();
+  shared->remaining = job_count;
+
+  for (size_t job = 0; job < job_count; ++job) {
+    const size_t first = job * job_size;
+    const size_t last = std::min(updates.size(), first + job_size);
+    JobResult* result = &results[job];
+    sql::WriteJob body = [this, &updates, &event_ids, &previous, first, last, job_size, result,
+                          now_ms](sql::Transaction& tx) -> absl::Status {
+      result->changes.clear();
+      result->applied = 0;
+      result->rejected = 0;
+      result->held = false;
+      std::set<std::string_view> held;  // products whose earlier update is still queued
+      for (size_t i = first; i < last; ++i) {
+        const QueuedUpdate& update = updates[i];
+        if (held.count(update.product_id) > 0) continue;
+        if (previous[i] >= 0 && static_cast<size_t>(previous[i]) / job_size != i / job_size) {
+          // The product's previous update was in another job: apply this one only if that one
+          // settled (its job may have failed, or committed in a transaction that rolled back).
+          absl::StatusOr<bool> queued =
+              IsUpdateQueued(tx, updates[static_cast<size_t>(previous[i])].seq);
+          if (!queued.ok()) return queued.status();
+          if (*queued) {
+            held.insert(update.product_id);
+            result->held = true;
+            continue;
           }
         }
-      }
-      if (outcome.reject != RejectReason::kNone) {
+        absl::StatusOr<std::optional<StoredProduct>> current = LoadProduct(tx, update.product_id);
+        if (!current.ok()) return current.status();
+        absl::StatusOr<Json> payload = ParseJson(update.payload);
+        if (!payload.ok())
+          return absl::DataLossError(fmt::format("update {}: bad payload", update.id));
+        std::optional<Product> current_product;
+        if (current->has_value()) current_product = (*current)->product;
+        UpdateOutcome outcome = ApplyUpdate(current_product, update.kind, update.product_id,
+                                            *payload, update.base_version, now_ms);
+        if (outcome.reject == RejectReason::kNone) {
+          absl::StatusOr<std::optional<std::string>> owner =
+              HandleOwner(tx, outcome.product.handle);
+          if (!owner.ok()) return owner.status();
+          if (owner->has_value() && **owner != update.product_id) {
+            outcome.reject = RejectReason::kHandleTaken;
+            outcome.message =
+                fmt::format("handle {} belongs to product {}", outcome.product.handle, **owner);
+          }
+        }
+        if (outcome.reject == RejectReason::kNone) {
+          for (const Variant& variant : outcome.product.variants) {
+            absl::StatusOr<std::optional<std::string>> owner = SkuOwner(tx, variant.sku);
+            if (!owner.ok()) return owner.status();
+            if (owner->has_value() && **owner != update.product_id) {
+              outcome.reject = RejectReason::kSkuTaken;
+              outcome.message = fmt::format("SKU {} belongs to product {}", variant.sku, **owner);
+              break;
+            }
+          }
+        }
+        if (outcome.reject != RejectReason::kNone) {
+          absl::StatusOr<bool> marked =
+              RejectInTx(tx, update, current_product ? current_product->version : 0, outcome.reject,
+                         outcome.message, now_ms);
+          if (!marked.ok()) return marked.status();
+          if (!*marked) continue;  // settled by an earlier run: a redelivery
+          ++result->rejected;
+          continue;
+        }
         absl::StatusOr<bool> marked =
-            RejectInTx(tx, update, current_product ? current_product->version : 0, outcome.reject,
-                       outcome.message, now_ms);
+            MarkUpdateApplied(tx, update.seq, outcome.product.version, now_ms);
         if (!marked.ok()) return marked.status();
-        if (!*marked) continue;  // settled by an earlier run: a redelivery
-        ++rejected;
-        continue;
+        if (!*marked) continue;  // a redelivery: already applied
+        // Serialized once: the stored document, and with the rating the event's payload.
+        Json json = ProductToJson(outcome.product);
+        std::string document = DumpJson(json);
+        StoredProduct stored;
+        stored.rating = current->has_value() ? (*current)->rating : RatingSummary{};
+        stored.update_seq = update.seq;
+        bus::Envelope envelope;
+        envelope.id = event_ids[i];
+        envelope.type = std::string(kProductChangedType);
+        envelope.source = "catalog";
+        envelope.key = update.product_id;
+        envelope.correlation_id = update.id;
+        envelope.causation_id = update.id;
+        envelope.occurred_at_ms = now_ms;
+        envelope.payload = DumpJson(ProductReadJsonFrom(std::move(json), stored.rating));
+        if (absl::Status status = SaveProduct(
+                tx, outcome.product, update.seq,
+                current->has_value() ? SaveMode::kReplace : SaveMode::kNew, std::move(document));
+            !status.ok()) {
+          return status;
+        }
+        if (absl::Status status = bus::Publish(tx, envelope); !status.ok()) return status;
+        stored.product = std::move(outcome.product);
+        // Also before the commit makes the update visible as applied: a reader who then reads
+        // the product must not get the previous version from the cache while this thread is
+        // still on its way to the invalidation after the commit (that one drops whatever a
+        // reader concurrent with the commit cached from the old snapshot). On a rollback this
+        // costs only cache misses.
+        const std::string old_handle =
+            current->has_value() ? (*current)->product.handle : std::string();
+        service_.InvalidateProduct(stored.product.id, stored.product.handle);
+        if (!old_handle.empty()) service_.InvalidateProduct(stored.product.id, old_handle);
+        result->changes.push_back(Change{std::move(stored), old_handle});
+        ++result->applied;
       }
-      absl::StatusOr<bool> marked =
-          MarkUpdateApplied(tx, update.seq, outcome.product.version, now_ms);
-      if (!marked.ok()) return marked.status();
-      if (!*marked) continue;  // a redelivery: already applied
-      if (absl::Status status = SaveProduct(tx, outcome.product, update.seq); !status.ok()) {
-        return status;
+      return absl::OkStatus();
+    };
+    database_.SubmitWrite(std::move(body), [result, shared](absl::Status status) {
+      std::lock_guard lock(shared->mutex);
+      result->status = std::move(status);
+      --shared->remaining;
+      shared->done.notify_all();
+    });
+  }
+  // While the writer commits this batch, the search index takes the previous one.
+  IndexPending();
+  {
+    std::unique_lock lock(shared->mutex);
+    shared->done.wait(lock, [&shared] { return shared->remaining == 0; });
+  }
+
+  absl::Status failure;
+  size_t failed_job = job_count;
+  bool held = false;
+  int64_t applied = 0;
+  int64_t rejected = 0;
+  std::vector<Change> changes;
+  for (size_t job = 0; job < job_count; ++job) {
+    JobResult& result = results[job];
+    if (!result.status.ok()) {
+      if (failed_job == job_count) {
+        failed_job = job;
+        failure = result.status;
       }
-      StoredProduct stored;
-      stored.product = std::move(outcome.product);
-      stored.rating = current->has_value() ? (*current)->rating : RatingSummary{};
-      stored.update_seq = update.seq;
-      bus::Envelope envelope;
-      envelope.id = event_ids[i];
-      envelope.type = std::string(kProductChangedType);
-      envelope.source = "catalog";
-      envelope.key = update.product_id;
-      envelope.correlation_id = update.id;
-      envelope.causation_id = update.id;
-      envelope.occurred_at_ms = now_ms;
-      envelope.payload = DumpJson(ProductReadJson(stored.product, stored.rating));
-      if (absl::Status status = bus::Publish(tx, envelope); !status.ok()) return status;
-      changes.push_back(Change{std::move(stored),
-                               current->has_value() ? (*current)->product.handle : std::string()});
-      ++applied;
+      continue;
     }
-    // Also before the commit makes the update visible as applied: a reader who then reads the
-    // product must not get the previous version from the cache while this thread is still on
-    // its way to the invalidation below (that one drops whatever a reader concurrent with the
-    // commit cached from the old snapshot). On a rollback this costs only cache misses.
-    for (const Change& change : changes) {
-      service_.InvalidateProduct(change.product.product.id, change.product.product.handle);
-      if (!change.old_handle.empty()) {
-        service_.InvalidateProduct(change.product.product.id, change.old_handle);
-      }
-    }
-    return absl::OkStatus();
-  });
-  if (!written.ok()) return written;
+    applied += result.applied;
+    rejected += result.rejected;
+    held = held || result.held;
+    for (Change& change : result.changes) changes.push_back(std::move(change));
+  }
   applied_.fetch_add(applied);
   rejected_.fetch_add(rejected);
 
@@ -319,16 +408,40 @@ absl::StatusOr<int64_t> Processor::ApplyBatch(const std::vector<QueuedUpdate>& u
       service_.InvalidateProduct(change.product.product.id, change.old_handle);
     }
   }
-  if (search_ != nullptr && search_->state() == SearchIndex::State::kReady && !changes.empty()) {
-    std::vector<StoredProduct> products;
-    products.reserve(changes.size());
-    for (Change& change : changes) products.push_back(std::move(change.product));
-    if (absl::Status status = search_->Apply(products, updates.back().seq); !status.ok()) {
-      std::lock_guard lock(mutex_);
-      last_error_ = std::string(status.message());
+  // The index may record this batch's last seq only when every earlier update settled: a
+  // restart catches up from the recorded seq.
+  const int64_t index_seq = failed_job == job_count && !held ? updates.back().seq
+                            : failed_job < job_count ? updates[failed_job * job_size].seq - 1
+                                                     : pending_index_seq_;
+  pending_index_seq_ = std::max(pending_index_seq_, index_seq);
+  for (Change& change : changes) pending_index_.push_back(std::move(change.product));
+
+  if (failed_job == job_count) {
+    if (held) {
+      // Cannot happen without a failed job; say so rather than loop.
+      return {absl::InternalError("updates held behind a settled update")};
     }
+    return {static_cast<int64_t>(updates.size())};
   }
-  return static_cast<int64_t>(updates.size());
+  const size_t failed_first = failed_job * job_size;
+  const size_t failed_end = std::min(updates.size(), failed_first + job_size);
+  if (failed_end - failed_first == 1) return {failure, &updates[failed_first]};
+  if (!IsTransientFailure(failure)) {
+    // Which update of the failed job is the poison is unknown: retry them one at a time.
+    isolate_through_seq_ = updates[failed_end - 1].seq;
+  }
+  return {failure};
+}
+
+void Processor::IndexPending() {
+  if (pending_index_.empty()) return;
+  std::vector<StoredProduct> products = std::move(pending_index_);
+  pending_index_.clear();
+  if (search_ == nullptr || search_->state() != SearchIndex::State::kReady) return;
+  if (absl::Status status = search_->Apply(products, pending_index_seq_); !status.ok()) {
+    std::lock_guard lock(mutex_);
+    last_error_ = std::string(status.message());
+  }
 }
 
 absl::Status Processor::Drain(int64_t batches_max) {

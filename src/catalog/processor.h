@@ -1,12 +1,17 @@
 // The catalog processor: the single consumer of the durable product update queue.
 //
 // One thread takes queued updates in seq order (so in order per product) and applies a batch
-// of them in one write transaction: each update is checked against the product's current
-// version (a stale base version is rejected with its reason), handle and SKU uniqueness, then
-// the product rows are saved, the update is marked applied and `catalog.product_changed`
-// (the full denormalized product) goes to the outbox -- all in that one transaction, so an
-// update is applied exactly once even across crashes and redeliveries. After the commit the
-// search index is updated and the cache entries are invalidated. On start it catches the
+// of them: each update is checked against the product's current version (a stale base version
+// is rejected with its reason), handle and SKU uniqueness, then the product rows are saved, the
+// update is marked applied and `catalog.product_changed` (the full denormalized product) goes
+// to the outbox -- all in one transaction with the queue row, so an update is applied exactly
+// once even across crashes and redeliveries. The batch goes to the database as small write
+// jobs (job_updates_max updates each) submitted together, so group commit makes them durable
+// in one transaction and one fsync while each job keeps its own savepoint: a job that fails
+// rolls back alone, and a later update of the same product held behind it stays queued (order
+// per product is kept). After the commit the cache entries are invalidated at once; the search
+// index follows one batch behind on the same thread (the next batch's jobs are committing
+// meanwhile) and catches up completely whenever the queue is empty. On start it catches the
 // search index up with whatever committed before a crash.
 //
 // Failures: a transient error (IsTransientFailure: the database busy, closing or out of
@@ -26,6 +31,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -52,6 +58,10 @@ struct ProcessorOptions {
   absl::Duration failure_backoff = absl::Milliseconds(100);
   absl::Duration failure_backoff_max = absl::Seconds(5);
   int64_t update_attempts_max = kUpdateAttemptsMax;
+  // Updates per write job. Small jobs keep SQLite's in-memory statement sub-journal short: it
+  // is walked from its start at the end of every statement inside a job's savepoint, so one
+  // job of 1,000 updates cost time quadratic in its size.
+  int64_t job_updates_max = 32;
   int64_t search_page_size = 2000;
 };
 
@@ -96,8 +106,16 @@ class Processor {
 
  private:
   void Loop();
-  // Applies `updates` in one write transaction; the error of the batch otherwise.
-  absl::StatusOr<int64_t> ApplyBatch(const std::vector<QueuedUpdate>& updates);
+  struct BatchOutcome {
+    // The updates settled, or the error of the first failed job.
+    absl::StatusOr<int64_t> settled;
+    // The update of that job when it held only one (a poison candidate), else null.
+    const QueuedUpdate* failed_alone = nullptr;
+  };
+  // Applies `updates` (jobs committed by group commit).
+  BatchOutcome ApplyBatch(const std::vector<QueuedUpdate>& updates);
+  // Indexes the committed products not yet in the search index (pending_index_).
+  void IndexPending();
   // Rejects `update` (processing_failed, `error` as the message) in its own transaction.
   absl::Status RejectPoison(const QueuedUpdate& update, const absl::Status& error);
 
@@ -116,6 +134,10 @@ class Processor {
   int64_t isolate_through_seq_ = 0;
   int64_t failing_seq_ = 0;
   int64_t failing_attempts_ = 0;
+  // Committed products the search index has not seen yet and the seq the index reaches with
+  // them; touched only by the one caller of RunOnce.
+  std::vector<StoredProduct> pending_index_;
+  int64_t pending_index_seq_ = 0;
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   bool notified_ = false;

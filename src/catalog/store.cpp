@@ -68,6 +68,8 @@ constexpr std::string_view kMarkRejected =
 constexpr std::string_view kSelectUpdate =
     "SELECT seq, id, product_id, kind, base_version, target_version, payload, state, reason, "
     "message, applied_version, created_at_ms, finished_at_ms FROM catalog_updates WHERE id = ?";
+constexpr std::string_view kSelectQueuedBySeq =
+    "SELECT 1 FROM catalog_updates WHERE seq = ? AND state = 'queued'";
 constexpr std::string_view kCountQueued =
     "SELECT COUNT(*) FROM catalog_updates WHERE state = 'queued'";
 constexpr std::string_view kSelectHead =
@@ -181,13 +183,20 @@ absl::StatusOr<std::optional<std::string>> SkuOwner(sql::Transaction& tx, const 
   return LoadText(tx, kSelectSkuOwner, sku);
 }
 
-absl::Status SaveProduct(sql::Transaction& tx, const Product& product, int64_t update_seq) {
+absl::Status SaveProduct(sql::Transaction& tx, const Product& product, int64_t update_seq,
+                         SaveMode mode, std::string document) {
+  if (document.empty()) document = DumpJson(ProductToJson(product));
   absl::StatusOr<int64_t> changed = tx.Execute(
       kUpsertProduct, {product.id, product.handle, std::string(ProductStatusName(product.status)),
                        product.brand, product.category, product.version, product.created_at_ms,
-                       product.updated_at_ms, update_seq, DumpJson(ProductToJson(product))});
+                       product.updated_at_ms, update_seq, std::move(document)});
   if (!changed.ok()) return changed.status();
-  if (auto status = tx.Execute(kDeletePrices, {product.id}); !status.ok()) return status.status();
+  const bool replacing = mode == SaveMode::kReplace;
+  if (replacing) {
+    if (auto status = tx.Execute(kDeletePrices, {product.id}); !status.ok()) {
+      return status.status();
+    }
+  }
   std::map<std::string, int64_t> lowest;
   for (const Variant& variant : product.variants) {
     for (const Money& price : variant.prices) {
@@ -201,8 +210,10 @@ absl::Status SaveProduct(sql::Transaction& tx, const Product& product, int64_t u
       return status.status();
     }
   }
-  if (auto status = tx.Execute(kDeleteAttributes, {product.id}); !status.ok()) {
-    return status.status();
+  if (replacing) {
+    if (auto status = tx.Execute(kDeleteAttributes, {product.id}); !status.ok()) {
+      return status.status();
+    }
   }
   for (const auto& [name, value] : product.attributes) {
     std::vector<std::string> texts;
@@ -219,7 +230,9 @@ absl::Status SaveProduct(sql::Transaction& tx, const Product& product, int64_t u
       }
     }
   }
-  if (auto status = tx.Execute(kDeleteSkus, {product.id}); !status.ok()) return status.status();
+  if (replacing) {
+    if (auto status = tx.Execute(kDeleteSkus, {product.id}); !status.ok()) return status.status();
+  }
   for (const Variant& variant : product.variants) {
     if (auto status = tx.Execute(kInsertSku, {variant.sku, product.id}); !status.ok()) {
       return status.status();
@@ -305,6 +318,12 @@ absl::StatusOr<std::optional<UpdateRecord>> LoadUpdate(sql::Transaction& tx,
   record.created_at_ms = row.Int(11);
   record.finished_at_ms = row.OptionalInt(12);
   return std::optional<UpdateRecord>(std::move(record));
+}
+
+absl::StatusOr<bool> IsUpdateQueued(sql::Transaction& tx, int64_t seq) {
+  absl::StatusOr<sql::ResultSet> result = tx.Query(kSelectQueuedBySeq, {seq});
+  if (!result.ok()) return result.status();
+  return !result->empty();
 }
 
 absl::StatusOr<int64_t> CountQueuedUpdates(sql::Transaction& tx) {

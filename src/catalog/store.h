@@ -37,8 +37,14 @@ absl::StatusOr<std::optional<StoredProduct>> LoadProductByHandle(sql::Transactio
 absl::StatusOr<std::optional<std::string>> HandleOwner(sql::Transaction& tx,
                                                        const std::string& handle);
 absl::StatusOr<std::optional<std::string>> SkuOwner(sql::Transaction& tx, const std::string& sku);
-// Inserts or replaces `product` with its price, attribute and SKU rows.
-absl::Status SaveProduct(sql::Transaction& tx, const Product& product, int64_t update_seq);
+// Whether the product already has rows: a new product has no price, attribute or SKU rows to
+// delete first (skipping those three deletes is most of a create's statements).
+enum class SaveMode { kNew, kReplace };
+// Inserts or replaces `product` with its price, attribute and SKU rows. `document` is
+// DumpJson(ProductToJson(product)) when the caller already has it (serialized once, reused);
+// empty: serialized here.
+absl::Status SaveProduct(sql::Transaction& tx, const Product& product, int64_t update_seq,
+                         SaveMode mode = SaveMode::kReplace, std::string document = {});
 absl::StatusOr<int64_t> CountProducts(sql::Transaction& tx);
 
 // ---- Update queue ----
@@ -79,6 +85,8 @@ absl::StatusOr<bool> MarkUpdateApplied(sql::Transaction& tx, int64_t seq, int64_
 absl::StatusOr<bool> MarkUpdateRejected(sql::Transaction& tx, int64_t seq, RejectReason reason,
                                         const std::string& message, int64_t now_ms);
 absl::StatusOr<std::optional<UpdateRecord>> LoadUpdate(sql::Transaction& tx, const std::string& id);
+// True while the update with this seq is still queued (false once settled or when absent).
+absl::StatusOr<bool> IsUpdateQueued(sql::Transaction& tx, int64_t seq);
 absl::StatusOr<int64_t> CountQueuedUpdates(sql::Transaction& tx);
 
 // The version a product reaches once its queued updates apply (nullopt: never written).
