@@ -88,7 +88,7 @@ Json ReservationBody(const Reservation& reservation) {
 }
 
 Response ReserveResponse(const cmd::Reserve& reserve, const CommandResult& result) {
-  if (!result.status.ok()) return http::ErrorResponse(result.status);
+  if (!result.status.ok()) return CommandErrorResponse(result.status);
   const ReserveOutcome outcome = std::get<ReserveOutcome>(result.outcome);
   switch (outcome) {
     case ReserveOutcome::kReserved:
@@ -117,7 +117,7 @@ Response ReserveResponse(const cmd::Reserve& reserve, const CommandResult& resul
 }
 
 Response ReservationOpResponse(const CommandResult& result) {
-  if (!result.status.ok()) return http::ErrorResponse(result.status);
+  if (!result.status.ok()) return CommandErrorResponse(result.status);
   const std::string outcome = messages::OutcomeName(result.outcome);
   if (messages::OutcomeSucceeded(result.outcome) && result.reservation.has_value()) {
     Json body = ReservationBody(*result.reservation);
@@ -133,7 +133,7 @@ Response ReservationOpResponse(const CommandResult& result) {
 }
 
 Response StockResponse(const CommandResult& result, const Json& request_echo) {
-  if (!result.status.ok()) return http::ErrorResponse(result.status);
+  if (!result.status.ok()) return CommandErrorResponse(result.status);
   const StockOutcome outcome = std::get<StockOutcome>(result.outcome);
   switch (outcome) {
     case StockOutcome::kApplied: {
@@ -439,6 +439,16 @@ void AddStaffRoutes(http::Router& router, std::shared_ptr<Shared> shared) {
 }
 
 }  // namespace
+
+// A command that had no effect: the canonical error mapping, plus Retry-After when the shard's
+// queue was full (503: the client should come back, the command was not applied).
+http::Response CommandErrorResponse(const absl::Status& status) {
+  http::Response response = http::ErrorResponse(status);
+  if (IsQueueFull(status)) {
+    response.headers.Set("Retry-After", std::to_string(kQueueFullRetryAfterSeconds));
+  }
+  return response;
+}
 
 void AddInventoryRoutes(http::Router& router, InventoryService& service, ApiOptions options) {
   auto shared = std::make_shared<Shared>(service, std::move(options));

@@ -24,6 +24,7 @@
 
 #include <string>
 
+#include "absl/status/status.h"
 #include "inventory/service.h"
 #include "platform/http/router.h"
 
@@ -34,5 +35,10 @@ struct ApiOptions {
 };
 
 void AddInventoryRoutes(http::Router& router, InventoryService& service, ApiOptions options);
+
+// The answer to a command that had no effect (CommandResult::status not OK): the canonical
+// error mapping (http::ErrorResponse), and for a full shard queue (IsQueueFull) 503 with
+// Retry-After: kQueueFullRetryAfterSeconds, so clients come back instead of giving up.
+http::Response CommandErrorResponse(const absl::Status& status);
 
 }  // namespace emporium::inventory

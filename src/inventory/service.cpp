@@ -166,6 +166,9 @@ absl::Status InventoryService::AcceptCommand(sql::Transaction& transaction,
 absl::Status InventoryService::PublishBatch(sql::Transaction& transaction, const BatchView& view) {
   // Runs on the database writer thread inside the batch's write job.
   IdGenerator* ids = &EventIds();
+  // Every event and reply of the batch, in publishing order, inserted together at the end.
+  std::vector<bus::Envelope> outgoing;
+  outgoing.reserve(view.applied.size() + view.changed_skus.size());
   for (const AppliedCommand& applied : view.applied) {
     std::optional<bus::Envelope> cause;
     if (applied.command != nullptr && !applied.origin->queue_id.empty()) {
@@ -199,14 +202,14 @@ absl::Status InventoryService::PublishBatch(sql::Transaction& transaction, const
       envelope.traceparent = cause ? cause->traceparent : "";
       envelope.occurred_at_ms = view.now_ms;
       envelope.payload = std::move(event.payload);
-      RETURN_IF_ERROR(bus::Publish(transaction, envelope));
+      outgoing.push_back(std::move(envelope));
     }
     if (cause.has_value() && cause->reply_to.has_value()) {
       ASSIGN_OR_RETURN(
           bus::Envelope reply,
           bus::MakeReply(*cause, ids->Next(), std::string(messages::kSource), view.now_ms,
                          messages::ReplyPayload(*applied.command, *applied.result)));
-      RETURN_IF_ERROR(bus::Publish(transaction, reply));
+      outgoing.push_back(std::move(reply));
     }
   }
   for (const SkuTotals& totals : view.changed_skus) {
@@ -219,9 +222,9 @@ absl::Status InventoryService::PublishBatch(sql::Transaction& transaction, const
     envelope.correlation_id = event.key;
     envelope.occurred_at_ms = view.now_ms;
     envelope.payload = std::move(event.payload);
-    RETURN_IF_ERROR(bus::Publish(transaction, envelope));
+    outgoing.push_back(std::move(envelope));
   }
-  return absl::OkStatus();
+  return bus::PublishAll(transaction, outgoing);
 }
 
 void InventoryService::RunPump() {

@@ -11,6 +11,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/hash/hash.h"
+#include "common/errors.h"
 #include "fmt/format.h"
 
 namespace emporium::inventory {
@@ -28,6 +29,10 @@ size_t HashToShard(const std::string& key, size_t shard_count) {
 }
 
 }  // namespace
+
+bool IsQueueFull(const absl::Status& status) {
+  return absl::IsUnavailable(status) && ErrorCode(status) == std::string(kQueueFullCode);
+}
 
 struct ShardEngine::Index {
   mutable std::mutex mutex;
@@ -79,7 +84,11 @@ class ShardEngine::Shard {
       if (stopping_) {
         refused = absl::UnavailableError("inventory engine is stopping");
       } else if (queue_.size() >= engine_.options_.queue_capacity) {
-        refused = absl::ResourceExhaustedError("inventory shard queue is full");
+        refused = WithErrorCode(absl::UnavailableError(fmt::format(
+                                    "inventory shard {} queue is full ({} commands); retry later",
+                                    index_, engine_.options_.queue_capacity)),
+                                kQueueFullCode);
+        queue_full_rejections.fetch_add(1);
       } else {
         queue_.push_back(std::move(item));
       }
@@ -105,6 +114,7 @@ class ShardEngine::Shard {
   std::atomic<int64_t> commands_applied{0};
   std::atomic<int64_t> commit_failures{0};
   std::atomic<int64_t> batch_commands_largest{0};
+  std::atomic<int64_t> queue_full_rejections{0};
 
  private:
   static void Reject(Item item, absl::Status status) {
@@ -145,9 +155,18 @@ class ShardEngine::Shard {
     if (status.ok()) {
       for (Item& item : batch) {
         results.push_back(Apply(item.work, now_ms));
+        // The model never forgets a reservation, so kReserved means the id is new to the
+        // database too (an id it knows answers kAlreadyReserved or kConflict).
+        if (const auto* reserve = std::get_if<Command>(&item.work);
+            reserve != nullptr && std::holds_alternative<cmd::Reserve>(*reserve) &&
+            results.back().status.ok() &&
+            std::get<ReserveOutcome>(results.back().outcome) == ReserveOutcome::kReserved) {
+          record.created.push_back(std::get<cmd::Reserve>(*reserve).id);
+        }
         const std::vector<LedgerEntry>& entries = results.back().entries;
         record.entries.insert(record.entries.end(), entries.begin(), entries.end());
       }
+      std::sort(record.created.begin(), record.created.end());
       InventoryState::Changes changes = state_.TakeChanges();
       for (const StockKey& key : changes.stock) record.stock.push_back(*state_.FindStock(key));
       for (const ReservationId& id : changes.reservations) {
@@ -502,6 +521,7 @@ EngineStats ShardEngine::stats() const {
     stats.commit_failures += shard->commit_failures.load();
     stats.batch_commands_largest =
         std::max(stats.batch_commands_largest, shard->batch_commands_largest.load());
+    stats.queue_full_rejections += shard->queue_full_rejections.load();
   }
   return stats;
 }

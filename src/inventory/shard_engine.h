@@ -35,6 +35,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -51,9 +52,19 @@ inline constexpr int64_t kReservationTtlMaxMs = 7 * 24 * 3600 * 1000LL;
 
 struct BatchView;  // below
 
+// The answer to a command that finds its shard's queue full: Unavailable (retryable: the
+// command had no effect) carrying this error code. The HTTP API answers 503 with
+// Retry-After: kQueueFullRetryAfterSeconds; a bus command stays in the durable command queue
+// and is dispatched again later.
+inline constexpr std::string_view kQueueFullCode = "inventory_busy";
+inline constexpr int64_t kQueueFullRetryAfterSeconds = 1;
+// True for the queue-full answer above.
+bool IsQueueFull(const absl::Status& status);
+
 struct EngineOptions {
   size_t shard_count = 1;
-  // Commands waiting per shard; Submit answers ResourceExhausted beyond it.
+  // Commands waiting per shard (the bound of the in-memory queue); Submit answers the
+  // queue-full Unavailable (kQueueFullCode) beyond it.
   size_t queue_capacity = 65'536;
   // Most commands applied and committed together.
   size_t batch_commands_max = 1024;
@@ -180,6 +191,7 @@ struct EngineStats {
   int64_t commands_applied = 0;
   int64_t commit_failures = 0;
   int64_t batch_commands_largest = 0;
+  int64_t queue_full_rejections = 0;  // commands answered kQueueFullCode
 };
 
 class ShardEngine {

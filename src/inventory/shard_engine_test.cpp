@@ -5,7 +5,9 @@
 #include <condition_variable>
 #include <mutex>
 #include <random>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "fmt/format.h"
 #include "gmock/gmock.h"
@@ -26,7 +28,34 @@ class FaultyDatabase final : public sql::Database {
   explicit FaultyDatabase(sql::Database& inner) : inner_(inner) {}
   absl::Status Write(sql::WriteJob job) override {
     if (fail_writes.load()) return absl::UnavailableError("injected: disk on fire");
+    {
+      // While held, a write waits here (the engine's writer stalls as on a slow disk).
+      std::unique_lock lock(gate_mutex_);
+      ++writes_entered_;
+      gate_.notify_all();
+      if (!gate_.wait_for(lock, kWaitMax, [this] { return !hold_writes_; })) {
+        return absl::DeadlineExceededError("test gate never opened");
+      }
+    }
     return inner_.Write(std::move(job));
+  }
+  void HoldWrites() {
+    std::lock_guard lock(gate_mutex_);
+    hold_writes_ = true;
+  }
+  void ReleaseWrites() {
+    std::lock_guard lock(gate_mutex_);
+    hold_writes_ = false;
+    gate_.notify_all();
+  }
+  // Waits (bounded) until `count` writes have entered Write() in total.
+  bool WaitForWritesEntered(int64_t count) {
+    std::unique_lock lock(gate_mutex_);
+    return gate_.wait_for(lock, kWaitMax, [&] { return writes_entered_ >= count; });
+  }
+  int64_t writes_entered() {
+    std::lock_guard lock(gate_mutex_);
+    return writes_entered_;
   }
   void SubmitWrite(sql::WriteJob job, sql::WriteDone done) override {
     if (fail_writes.load()) {
@@ -47,6 +76,10 @@ class FaultyDatabase final : public sql::Database {
 
  private:
   sql::Database& inner_;
+  std::mutex gate_mutex_;
+  std::condition_variable gate_;
+  bool hold_writes_ = false;
+  int64_t writes_entered_ = 0;
 };
 
 // Counts callbacks and lets a test wait for all of them, bounded.
@@ -88,9 +121,10 @@ class ShardEngineTest : public ::testing::Test {
     if (db_) db_->Close();
   }
 
-  void StartEngine(size_t shard_count = 1) {
+  void StartEngine(size_t shard_count = 1, size_t queue_capacity = 65'536) {
     EngineOptions options;
     options.shard_count = shard_count;
+    options.queue_capacity = queue_capacity;
     options.verify_invariants_each_batch = true;
     auto engine = ShardEngine::Start(*faulty_, clock_, options);
     ASSERT_TRUE(engine.ok()) << engine.status();
@@ -367,6 +401,62 @@ TEST_F(ShardEngineTest, DurableReservationFollowsHeaderAndLineChanges) {
   EXPECT_EQ(std::get<ShipOutcome>(
                 engine_->Execute(cmd::Ship{OrderId("o1"), "s3", {{Sku("a"), 1}}}).outcome),
             ShipOutcome::kExceedsAllocation);
+  ExpectLedgerMatchesStock();
+}
+
+TEST_F(ShardEngineTest, FullQueueAnswersRetryableUnavailableWithNoEffect) {
+  constexpr size_t kCapacity = 2;
+  StartEngine(/*shard_count=*/1, kCapacity);
+  ASSERT_TRUE(engine_->AddLocation({LocationId("w1"), "eu", ""}).ok());
+  Receive("sku-1", "w1", 10);
+  // Stall the writer on its next batch, so what is submitted next waits in the queue.
+  faulty_->HoldWrites();
+  const int64_t entered = faulty_->writes_entered();
+  Latch answered(static_cast<int64_t>(kCapacity) + 1);
+  std::mutex results_mutex;
+  std::vector<CommandResult> results;
+  auto submit = [&](const std::string& id) {
+    engine_->Submit(cmd::Reserve{ReservationId(id), {{Sku("sku-1"), 1}}, "eu", 60'000},
+                    [&](CommandResult result) {
+                      {
+                        std::lock_guard lock(results_mutex);
+                        results.push_back(std::move(result));
+                      }
+                      answered.CountDown();
+                    });
+  };
+  submit("r-in-writer");
+  ASSERT_TRUE(faulty_->WaitForWritesEntered(entered + 1));  // popped and stuck in Write()
+  for (size_t i = 0; i < kCapacity; ++i) submit(fmt::format("r-queued-{}", i));
+
+  // The queue holds kCapacity commands: the next one is refused at once, on this thread.
+  CommandResult refused;
+  bool refused_answered = false;
+  engine_->Submit(cmd::Reserve{ReservationId("r-refused"), {{Sku("sku-1"), 1}}, "eu", 60'000},
+                  [&](CommandResult result) {
+                    refused = std::move(result);
+                    refused_answered = true;
+                  });
+  ASSERT_TRUE(refused_answered);
+  EXPECT_TRUE(absl::IsUnavailable(refused.status)) << refused.status;
+  EXPECT_TRUE(IsQueueFull(refused.status));
+  EXPECT_FALSE(IsQueueFull(absl::UnavailableError("disk")));
+  EXPECT_FALSE(refused.reservation.has_value());
+
+  faulty_->ReleaseWrites();
+  ASSERT_TRUE(answered.Wait());
+  for (const CommandResult& result : results) {
+    ASSERT_TRUE(result.status.ok()) << result.status;
+    EXPECT_EQ(std::get<ReserveOutcome>(result.outcome), ReserveOutcome::kReserved);
+  }
+  // The refused command had no effect; retried later, it applies.
+  auto stock = store_->LoadAllStock();
+  ASSERT_TRUE(stock.ok()) << stock.status();
+  ASSERT_EQ(stock->size(), 1u);
+  EXPECT_EQ(stock->front().reserved, static_cast<int64_t>(kCapacity) + 1);
+  CommandResult retried = Reserve("r-refused", "sku-1", 1);
+  ASSERT_TRUE(retried.status.ok()) << retried.status;
+  EXPECT_EQ(std::get<ReserveOutcome>(retried.outcome), ReserveOutcome::kReserved);
   ExpectLedgerMatchesStock();
 }
 

@@ -1,8 +1,12 @@
 #include "inventory/store.h"
 
 #include <algorithm>
+#include <cstddef>
+#include <iterator>
 #include <map>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "common/status_macros.h"
 #include "fmt/format.h"
@@ -22,9 +26,6 @@ constexpr std::string_view kUpsertLocation =
     "ON CONFLICT (id) DO UPDATE SET region = excluded.region, address = excluded.address";
 constexpr std::string_view kSelectLocations = "SELECT id, region, address FROM locations";
 
-constexpr std::string_view kInsertLedger =
-    "INSERT INTO ledger (sku, location_id, seq, kind, quantity, reference, time_ms) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)";
 constexpr std::string_view kSelectLedger =
     "SELECT sku, location_id, seq, kind, quantity, reference, time_ms FROM ledger";
 
@@ -38,21 +39,11 @@ constexpr std::string_view kSelectStock =
 constexpr std::string_view kSelectStockOfSku =
     "SELECT sku, location_id, on_hand, reserved, allocated, version FROM stock WHERE sku = ?";
 
-constexpr std::string_view kUpsertReservation =
-    "INSERT INTO reservations (id, region, created_at_ms, expires_at_ms, state, order_id, "
-    "shipment_ids, return_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
-    "region = excluded.region, created_at_ms = excluded.created_at_ms, "
-    "expires_at_ms = excluded.expires_at_ms, state = excluded.state, "
-    "order_id = excluded.order_id, shipment_ids = excluded.shipment_ids, "
-    "return_ids = excluded.return_ids";
 constexpr std::string_view kSelectReservations =
     "SELECT id, region, created_at_ms, expires_at_ms, state, order_id, shipment_ids, return_ids "
     "FROM reservations";
 constexpr std::string_view kDeleteReservationLines =
     "DELETE FROM reservation_lines WHERE reservation_id = ?";
-constexpr std::string_view kInsertReservationLine =
-    "INSERT INTO reservation_lines (reservation_id, line_no, split_no, sku, line_quantity, "
-    "location_id, quantity, shipped, returned) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
 constexpr std::string_view kSelectReservationLines =
     "SELECT reservation_id, line_no, split_no, sku, line_quantity, location_id, quantity, "
     "shipped, returned FROM reservation_lines ORDER BY reservation_id, line_no, split_no";
@@ -63,6 +54,87 @@ constexpr std::string_view kSelectReservation =
 constexpr std::string_view kSelectLinesOfReservation =
     "SELECT reservation_id, line_no, split_no, sku, line_quantity, location_id, quantity, "
     "shipped, returned FROM reservation_lines WHERE reservation_id = ? ORDER BY line_no, split_no";
+
+// WriteBatch inserts ledger entries, reservations and reservation lines in multi-row
+// statements of these sizes (a fixed set, so every statement text is prepared once and cached):
+// one statement per up to 32 rows instead of one per row.
+constexpr size_t kChunkRows[] = {32, 8, 1};
+
+// "<head> (?, ..., ?), (?, ..., ?) <tail>" for `rows` rows of `columns` placeholders.
+std::string MultiRowSql(std::string_view head, size_t columns, size_t rows, std::string_view tail) {
+  std::string row = "(";
+  for (size_t c = 0; c < columns; ++c) row += c == 0 ? "?" : ", ?";
+  row += ')';
+  std::string sql(head);
+  for (size_t r = 0; r < rows; ++r) {
+    if (r > 0) sql += ", ";
+    sql += row;
+  }
+  if (!tail.empty()) {
+    sql += ' ';
+    sql += tail;
+  }
+  return sql;
+}
+
+// One multi-row statement family: the texts for every size of kChunkRows.
+class ChunkedInsert {
+ public:
+  ChunkedInsert(std::string_view head, size_t columns, std::string_view tail) : columns_(columns) {
+    for (size_t rows : kChunkRows) texts_.push_back(MultiRowSql(head, columns, rows, tail));
+  }
+
+  // Runs the statement over `params` (columns_ values per row, row after row) in chunks.
+  absl::Status Run(Transaction& transaction, std::vector<Value>& params) const {
+    const size_t row_count = params.size() / columns_;
+    size_t done = 0;
+    std::vector<Value> chunk_params;
+    for (size_t i = 0; i < std::size(kChunkRows); ++i) {
+      const size_t chunk = kChunkRows[i];
+      while (row_count - done >= chunk) {
+        chunk_params.assign(
+            std::make_move_iterator(params.begin() + static_cast<std::ptrdiff_t>(done * columns_)),
+            std::make_move_iterator(params.begin() +
+                                    static_cast<std::ptrdiff_t>((done + chunk) * columns_)));
+        RETURN_IF_ERROR(transaction.Execute(texts_[i], chunk_params).status());
+        done += chunk;
+      }
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  size_t columns_;
+  std::vector<std::string> texts_;
+};
+
+const ChunkedInsert& LedgerInsert() {
+  static const auto* insert = new ChunkedInsert(
+      "INSERT INTO ledger (sku, location_id, seq, kind, quantity, reference, time_ms) VALUES", 7,
+      "");
+  return *insert;
+}
+
+const ChunkedInsert& ReservationUpsert() {
+  static const auto* upsert = new ChunkedInsert(
+      "INSERT INTO reservations (id, region, created_at_ms, expires_at_ms, state, order_id, "
+      "shipment_ids, return_ids) VALUES",
+      8,
+      "ON CONFLICT (id) DO UPDATE SET "
+      "region = excluded.region, created_at_ms = excluded.created_at_ms, "
+      "expires_at_ms = excluded.expires_at_ms, state = excluded.state, "
+      "order_id = excluded.order_id, shipment_ids = excluded.shipment_ids, "
+      "return_ids = excluded.return_ids");
+  return *upsert;
+}
+
+const ChunkedInsert& ReservationLineInsert() {
+  static const auto* insert = new ChunkedInsert(
+      "INSERT INTO reservation_lines (reservation_id, line_no, split_no, sku, line_quantity, "
+      "location_id, quantity, shipped, returned) VALUES",
+      9, "");
+  return *insert;
+}
 
 StockLevel StockFromRow(const Row& row) {
   return StockLevel{.sku = Sku(row.Text(0)),
@@ -148,47 +220,63 @@ absl::StatusOr<std::vector<Location>> InventoryStore::LoadLocations() {
 }
 
 absl::Status InventoryStore::WriteBatch(Transaction& transaction, const BatchRecord& batch) {
+  // Rows of one kind go out in multi-row statements (see ChunkedInsert), in the order a
+  // statement per row would have written them.
+  std::vector<Value> params;
+  params.reserve(batch.entries.size() * 7);
   for (const LedgerEntry& entry : batch.entries) {
-    RETURN_IF_ERROR(
-        transaction
-            .Execute(kInsertLedger, {entry.sku.value(), entry.location.value(), entry.sequence,
-                                     std::string(LedgerKindName(entry.kind)), entry.quantity,
-                                     entry.reference, entry.time_ms})
-            .status());
+    params.emplace_back(entry.sku.value());
+    params.emplace_back(entry.location.value());
+    params.emplace_back(entry.sequence);
+    params.emplace_back(std::string(LedgerKindName(entry.kind)));
+    params.emplace_back(entry.quantity);
+    params.emplace_back(entry.reference);
+    params.emplace_back(entry.time_ms);
   }
+  RETURN_IF_ERROR(LedgerInsert().Run(transaction, params));
   for (const StockLevel& level : batch.stock) {
     RETURN_IF_ERROR(transaction.Execute(kUpsertStock, StockParams(level)).status());
   }
+  params.clear();
+  std::vector<Value> line_params;
   for (const Reservation& reservation : batch.reservations) {
-    RETURN_IF_ERROR(transaction
-                        .Execute(kUpsertReservation,
-                                 {reservation.id.value(), reservation.region,
-                                  reservation.created_at_ms, reservation.expires_at_ms,
-                                  std::string(ReservationStateName(reservation.state)),
-                                  reservation.order_id.value(), IdsToJson(reservation.shipment_ids),
-                                  IdsToJson(reservation.return_ids)})
-                        .status());
+    params.emplace_back(reservation.id.value());
+    params.emplace_back(reservation.region);
+    params.emplace_back(reservation.created_at_ms);
+    params.emplace_back(reservation.expires_at_ms);
+    params.emplace_back(std::string(ReservationStateName(reservation.state)));
+    params.emplace_back(reservation.order_id.value());
+    params.emplace_back(IdsToJson(reservation.shipment_ids));
+    params.emplace_back(IdsToJson(reservation.return_ids));
     if (std::binary_search(batch.lines_unchanged.begin(), batch.lines_unchanged.end(),
                            reservation.id)) {
       continue;  // the common Allocate/Release/Extend/expiry case: the lines stand as stored
     }
-    RETURN_IF_ERROR(
-        transaction.Execute(kDeleteReservationLines, {reservation.id.value()}).status());
+    if (!std::binary_search(batch.created.begin(), batch.created.end(), reservation.id)) {
+      RETURN_IF_ERROR(
+          transaction.Execute(kDeleteReservationLines, {reservation.id.value()}).status());
+    }
     for (size_t line_no = 0; line_no < reservation.lines.size(); ++line_no) {
       const ReservationLine& line = reservation.lines[line_no];
       for (size_t split_no = 0; split_no < line.splits.size(); ++split_no) {
         const Split& split = line.splits[split_no];
-        RETURN_IF_ERROR(
-            transaction
-                .Execute(kInsertReservationLine,
-                         {reservation.id.value(), static_cast<int64_t>(line_no),
-                          static_cast<int64_t>(split_no), line.sku.value(), line.quantity,
-                          split.location.value(), split.quantity, split.shipped, split.returned})
-                .status());
+        line_params.emplace_back(reservation.id.value());
+        line_params.emplace_back(static_cast<int64_t>(line_no));
+        line_params.emplace_back(static_cast<int64_t>(split_no));
+        line_params.emplace_back(line.sku.value());
+        line_params.emplace_back(line.quantity);
+        line_params.emplace_back(split.location.value());
+        line_params.emplace_back(split.quantity);
+        line_params.emplace_back(split.shipped);
+        line_params.emplace_back(split.returned);
       }
     }
   }
-  return absl::OkStatus();
+  // A batch changes each reservation at most once (changes are collected per id), so the
+  // multi-row upsert never names one id twice.
+  RETURN_IF_ERROR(ReservationUpsert().Run(transaction, params));
+  // After every old line of a changed reservation was deleted above.
+  return ReservationLineInsert().Run(transaction, line_params);
 }
 
 absl::Status InventoryStore::LoadInto(InventoryState& state,

@@ -36,6 +36,9 @@ struct BatchRecord {
   // Sorted ids among `reservations` whose lines did not change (only the header row is
   // rewritten for them). Empty (the safe default): every reservation's lines are rewritten.
   std::vector<ReservationId> lines_unchanged;
+  // Sorted ids among `reservations` created by this batch: they have no stored lines to delete
+  // before their lines are inserted. Empty (the safe default): old lines are deleted first.
+  std::vector<ReservationId> created;
   bool empty() const { return entries.empty() && stock.empty() && reservations.empty(); }
 };
 

@@ -1,5 +1,7 @@
 #include "platform/bus/outbox.h"
 
+#include <cstdlib>
+#include <iterator>
 #include <utility>
 
 #include "common/status_macros.h"
@@ -11,6 +13,32 @@ namespace {
 constexpr std::string_view kInsertOutbox =
     "INSERT INTO outbox(seq, id, type, key, envelope, created_at_ms, published_at_ms) "
     "SELECT COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ?, ?, NULL FROM outbox";
+// PublishAll: the next seq read once, then rows with explicit seqs in multi-row INSERTs of
+// these sizes (a fixed set, so each statement text is prepared once and cached).
+constexpr std::string_view kSelectNextSeq = "SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox";
+constexpr size_t kPublishChunkRows[] = {32, 8, 1};
+constexpr size_t kOutboxColumns = 6;
+
+const std::string& MultiRowInsert(size_t rows) {
+  static const std::string* statements = [] {
+    auto* built = new std::string[std::size(kPublishChunkRows)];
+    for (size_t i = 0; i < std::size(kPublishChunkRows); ++i) {
+      std::string sql =
+          "INSERT INTO outbox(seq, id, type, key, envelope, created_at_ms, published_at_ms) "
+          "VALUES ";
+      for (size_t row = 0; row < kPublishChunkRows[i]; ++row) {
+        sql += row == 0 ? "(?, ?, ?, ?, ?, ?, NULL)" : ", (?, ?, ?, ?, ?, ?, NULL)";
+      }
+      built[i] = std::move(sql);
+    }
+    return built;
+  }();
+  for (size_t i = 0; i < std::size(kPublishChunkRows); ++i) {
+    if (kPublishChunkRows[i] == rows) return statements[i];
+  }
+  std::abort();  // only the sizes of kPublishChunkRows are asked for
+}
+
 constexpr std::string_view kSelectUnpublished =
     "SELECT seq, id, type, key, envelope FROM outbox WHERE published_at_ms IS NULL AND seq > ? "
     "ORDER BY seq LIMIT ?";
@@ -34,6 +62,37 @@ absl::Status Publish(sql::Transaction& tx, const Envelope& envelope) {
       tx.Execute(kInsertOutbox, {envelope.id, envelope.type, envelope.key,
                                  sql::Blob{Serialize(envelope)}, envelope.occurred_at_ms}));
   if (inserted != 1) return absl::InternalError("bus: outbox insert changed no row");
+  return absl::OkStatus();
+}
+
+absl::Status PublishAll(sql::Transaction& tx, const std::vector<Envelope>& envelopes) {
+  if (envelopes.empty()) return absl::OkStatus();
+  for (const Envelope& envelope : envelopes) RETURN_IF_ERROR(Validate(envelope));
+  ASSIGN_OR_RETURN(sql::ResultSet next, tx.Query(kSelectNextSeq));
+  if (next.rows.empty()) return absl::InternalError("bus: outbox next seq query returned no row");
+  int64_t seq = next.rows.front().Int(0);
+  std::vector<sql::Value> params;
+  size_t done = 0;
+  for (size_t chunk : kPublishChunkRows) {
+    while (envelopes.size() - done >= chunk) {
+      params.clear();
+      params.reserve(chunk * kOutboxColumns);
+      for (size_t i = done; i < done + chunk; ++i) {
+        const Envelope& envelope = envelopes[i];
+        params.emplace_back(seq++);
+        params.emplace_back(envelope.id);
+        params.emplace_back(envelope.type);
+        params.emplace_back(envelope.key);
+        params.emplace_back(sql::Blob{Serialize(envelope)});
+        params.emplace_back(envelope.occurred_at_ms);
+      }
+      ASSIGN_OR_RETURN(int64_t inserted, tx.Execute(MultiRowInsert(chunk), params));
+      if (inserted != static_cast<int64_t>(chunk)) {
+        return absl::InternalError("bus: outbox insert changed fewer rows than it inserted");
+      }
+      done += chunk;
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -26,6 +26,13 @@ namespace emporium::bus {
 // created_at_ms is the envelope's occurred_at_ms.
 absl::Status Publish(sql::Transaction& tx, const Envelope& envelope);
 
+// Inserts every envelope of `envelopes`, in order, as Publish would one by one (consecutive
+// seqs, the same rows), but with one seq lookup and multi-row INSERTs: for a single writer
+// publishing many events per transaction (the inventory shard engine's batches). The same
+// errors as Publish; after an error some of the rows may be inserted, so the caller must fail
+// its write job (whose savepoint then rolls them back).
+absl::Status PublishAll(sql::Transaction& tx, const std::vector<Envelope>& envelopes);
+
 // ---- Used by the relay (and tests, the admin CLI). ----
 
 struct OutboxRow {
