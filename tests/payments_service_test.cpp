@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <fstream>
+#include <future>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -23,6 +24,7 @@
 #include "platform/sql/migrations.h"
 #include "platform/sql/sqlite_database.h"
 #include "platform/sql/sqlite_test_util.h"
+#include "test_support.h"
 #include "tools/psp_sandbox/sandbox.h"
 
 namespace emporium::payments {
@@ -69,6 +71,39 @@ class SwitchablePsp final : public PspClient {
   std::unique_ptr<PspClient> real_;
 };
 
+// Forwards to a real database, except that the write numbered `fail_write` (counted from the
+// first write through this wrapper) runs its job and then fails it: the job's changes roll
+// back exactly as a crash before its commit would leave them (LevelDB's fault-injecting Env).
+class FaultyDatabase final : public sql::Database {
+ public:
+  explicit FaultyDatabase(sql::Database& real) : real_(real) {}
+  std::atomic<int> fail_write{0};  // 0: none
+  std::atomic<int> writes{0};
+
+  absl::Status Write(sql::WriteJob job) override { return real_.Write(Wrap(std::move(job))); }
+  void SubmitWrite(sql::WriteJob job, sql::WriteDone done) override {
+    real_.SubmitWrite(Wrap(std::move(job)), std::move(done));
+  }
+  absl::Status Read(sql::ReadJob job) override { return real_.Read(std::move(job)); }
+  void AddCommitListener(std::function<void()> listener) override {
+    real_.AddCommitListener(std::move(listener));
+  }
+  sql::WriteStats stats() const override { return real_.stats(); }
+  std::string_view dialect() const override { return real_.dialect(); }
+  void Close() override {}  // the fixture closes the real one
+
+ private:
+  sql::WriteJob Wrap(sql::WriteJob job) {
+    const bool fail = ++writes == fail_write.load();
+    return [job = std::move(job), fail](sql::Transaction& tx) -> absl::Status {
+      absl::Status status = job(tx);
+      if (status.ok() && fail) return absl::UnavailableError("injected: crashed before commit");
+      return status;
+    };
+  }
+  sql::Database& real_;
+};
+
 class PaymentsServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -87,12 +122,49 @@ class PaymentsServiceTest : public ::testing::Test {
         http::ClientOptions{.host = "127.0.0.1", .port = psp_sandbox_->port()});
   }
 
-  void StartService(PaymentsOptions options = {}) {
+  void StartService(PaymentsOptions options = {}) { StartServiceOn(*db_, std::move(options)); }
+
+  void StartServiceOn(sql::Database& db, PaymentsOptions options = {}) {
     options.notification_secret = "whsec_test";
     options.sweep_interval = absl::Milliseconds(10);
     service_ = std::make_unique<PaymentsService>(
-        *db_, Vault(*VaultKeyring::Parse(VaultKeyring::GenerateEntry("k1"))), *psp_, options);
+        db, Vault(*VaultKeyring::Parse(VaultKeyring::GenerateEntry("k1"))), *psp_, options);
     service_->Start();
+  }
+
+  // AuthorizeHttp, waited for (bounded).
+  HttpCommandAnswer AuthorizeHttp(const AuthorizeCommand& command, const HttpIdempotency& http) {
+    auto promise = std::make_shared<std::promise<HttpCommandAnswer>>();
+    std::future<HttpCommandAnswer> future = promise->get_future();
+    service_->AuthorizeHttp(command, http, [promise](HttpCommandAnswer answer) {
+      promise->set_value(std::move(answer));
+    });
+    if (future.wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
+      ADD_FAILURE() << "AuthorizeHttp did not answer";
+      return {};
+    }
+    return future.get();
+  }
+
+  // The attempt's status and its key's stored HTTP status, read in one snapshot; nullopt
+  // when the key has no record.
+  std::optional<std::pair<std::string, int64_t>> KeyAndAttempt(const std::string& key) {
+    std::optional<std::pair<std::string, int64_t>> out;
+    EXPECT_TRUE(db_->Read([&](sql::Transaction& tx) -> absl::Status {
+                     auto rows = tx.Query(
+                         "SELECT COALESCE(a.status, 'none'), h.status FROM http_idempotency h "
+                         "LEFT JOIN payment_intents i ON i.order_id = 'o-http' "
+                         "LEFT JOIN psp_attempts a ON a.intent_id = i.id "
+                         "WHERE h.idempotency_key = ?",
+                         {key});
+                     if (!rows.ok()) return rows.status();
+                     if (!rows->empty()) {
+                       out = std::make_pair(rows->rows.front().Text(0), rows->rows.front().Int(1));
+                     }
+                     return absl::OkStatus();
+                   })
+                    .ok());
+    return out;
   }
 
   void TearDown() override {
@@ -599,6 +671,102 @@ TEST_F(PaymentsServiceTest, NoCardNumberAnywhereButTheVaultCiphertext) {
       EXPECT_EQ(bytes.str().find(card), std::string::npos) << card << suffix;
     }
   }
+}
+
+// The replay record of an HTTP Idempotency-Key commits in the transaction that makes the change
+// it answers: a failure (crash) in either transaction leaves neither half behind, and the
+// recovery sweep that settles an interrupted attempt also writes its key's answer.
+TEST_F(PaymentsServiceTest, HttpKeyRecordCommitsWithTheChangeItAnswers) {
+  FaultyDatabase faulty(*db_);
+  StartServiceOn(faulty);
+  const std::string token = AddCard("cus_1", sandbox::kCardSuccess);
+  const HttpIdempotency http{"key-1", "hash-1", HttpAnswerKind::kAuthorize};
+
+  // Step 1 fails: no intent, no attempt, no record.
+  faulty.fail_write = faulty.writes.load() + 1;
+  HttpCommandAnswer failed = AuthorizeHttp(Command("o-http", token), http);
+  EXPECT_EQ(failed.claim, HttpKeyClaim::kClaimed);
+  EXPECT_FALSE(failed.result.ok());
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM payment_intents"), 0);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM psp_attempts"), 0);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM http_idempotency"), 0);
+
+  // Step 1 commits (intent, attempt, key in progress); the settling transaction fails after the
+  // PSP charged: the caller learns nothing final, and the key stays in progress beside the
+  // pending attempt until the sweep settles both at once.
+  faulty.fail_write = faulty.writes.load() + 2;
+  HttpCommandAnswer interrupted = AuthorizeHttp(Command("o-http", token), http);
+  EXPECT_EQ(interrupted.claim, HttpKeyClaim::kClaimed);
+  EXPECT_FALSE(interrupted.result.ok());
+  bool settled = false;
+  EXPECT_TRUE(testing::WaitFor([&] {
+    std::optional<std::pair<std::string, int64_t>> row = KeyAndAttempt("key-1");
+    if (!row.has_value()) {
+      ADD_FAILURE() << "an attempt without its key's record";
+      return true;
+    }
+    // Every snapshot pairs them: pending with in progress, or succeeded with the answer.
+    const bool pending = row->first == "pending" && row->second == 0;
+    settled = row->first == "succeeded" && row->second == 201;
+    EXPECT_TRUE(pending || settled) << row->first << " " << row->second;
+    return settled;
+  }));
+  ASSERT_TRUE(settled);
+  EXPECT_EQ(SandboxAuthorizations(), 1);  // the sweep re-sent the same PSP key
+
+  // The same key replays the stored answer: the rendering of the intent as it stands.
+  HttpCommandAnswer replay = AuthorizeHttp(Command("o-http", token), http);
+  ASSERT_EQ(replay.claim, HttpKeyClaim::kReplay);
+  EXPECT_EQ(replay.stored.status, 201);
+  absl::StatusOr<IntentRecord> intent =
+      service_->GetIntent(ParseJson(replay.stored.body)->value("id", std::string()));
+  ASSERT_TRUE(intent.ok()) << intent.status();
+  EXPECT_EQ(intent->state, IntentState::kAuthorized);
+  EXPECT_EQ(replay.stored.body, AuthorizeAnswer(*intent).body);
+  // Another request under the key is refused; nothing ran.
+  HttpCommandAnswer other =
+      AuthorizeHttp(Command("o-http", token), {"key-1", "hash-2", HttpAnswerKind::kAuthorize});
+  EXPECT_EQ(other.claim, HttpKeyClaim::kMismatch);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM psp_attempts"), 1);
+}
+
+// An answer that is not final (the PSP unavailable) is forgotten in the transaction that marks
+// the attempt failed, so the same key runs again, and then records its answer.
+TEST_F(PaymentsServiceTest, HttpKeyOfAnUnavailablePspIsForgottenWithTheFailedAttempt) {
+  StartService();
+  const std::string token = AddCard("cus_1", sandbox::kCardSuccess);
+  const HttpIdempotency http{"key-down", "hash-1", HttpAnswerKind::kAuthorize};
+  psp_->down = true;
+  HttpCommandAnswer down = AuthorizeHttp(Command("o-http", token), http);
+  EXPECT_EQ(down.claim, HttpKeyClaim::kClaimed);
+  EXPECT_EQ(down.result.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM psp_attempts WHERE status = 'failed'"), 1);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM http_idempotency"), 0);
+  psp_->down = false;
+  HttpCommandAnswer retried = AuthorizeHttp(Command("o-http", token), http);
+  ASSERT_EQ(retried.claim, HttpKeyClaim::kClaimed);
+  ASSERT_TRUE(retried.result.ok()) << retried.result.status();
+  EXPECT_EQ(retried.result->state, IntentState::kAuthorized);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM http_idempotency WHERE status = 201"), 1);
+  EXPECT_EQ(AuthorizeHttp(Command("o-http", token), http).claim, HttpKeyClaim::kReplay);
+}
+
+// A command answered in step 1 (fraud review) stores its answer in that same transaction.
+TEST_F(PaymentsServiceTest, HttpKeyOfAReviewIsStoredWithTheReview) {
+  PaymentsOptions options;
+  options.fraud.first_purchase_amount_minor_max = 1'000;  // a large first purchase: +30
+  options.fraud.review_score_min = 30;
+  StartService(options);
+  const std::string token = AddCard("cus_1", sandbox::kCardSuccess);
+  HttpCommandAnswer review = AuthorizeHttp(Command("o-http", token, 50'000),
+                                           {"key-review", "hash-1", HttpAnswerKind::kAuthorize});
+  ASSERT_TRUE(review.result.ok()) << review.result.status();
+  EXPECT_EQ(review.result->state, IntentState::kInReview);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM http_idempotency WHERE status = 202 AND attempt_key IS "
+                  "NULL"),
+            1);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM psp_attempts"), 0);
+  EXPECT_EQ(SandboxAuthorizations(), 0);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "common/format.h"
 #include "common/json.h"
 #include "fmt/format.h"
+#include "payments/answers.h"
 #include "platform/context/principal.h"
 #include "platform/context/role.h"
 
@@ -53,77 +54,6 @@ Json MethodJson(const PaymentMethod& method) {
               {"created_at_ms", method.created_at_ms}};
 }
 
-Json SplitReasons(const std::string& reasons) {
-  Json out = Json::array();
-  size_t start = 0;
-  while (start < reasons.size()) {
-    size_t comma = reasons.find(',', start);
-    if (comma == std::string::npos) comma = reasons.size();
-    if (comma > start) out.push_back(reasons.substr(start, comma - start));
-    start = comma + 1;
-  }
-  return out;
-}
-
-Json IntentJson(const IntentRecord& intent) {
-  return Json{{"id", intent.id},
-              {"order_id", intent.order_id},
-              {"customer_id", intent.customer_id},
-              {"payment_method", intent.payment_method},
-              {"state", IntentStateName(intent.state)},
-              {"amount_minor", intent.amounts.amount_minor},
-              {"currency", intent.amounts.currency},
-              {"authorized_minor", intent.amounts.authorized_minor},
-              {"captured_minor", intent.amounts.captured_minor},
-              {"refunded_minor", intent.amounts.refunded_minor},
-              {"decline_reason",
-               intent.decline_reason.empty() ? Json(nullptr) : Json(intent.decline_reason)},
-              {"fraud_score", intent.fraud_score},
-              {"fraud_reasons", SplitReasons(intent.fraud_reasons)},
-              {"created_at_ms", intent.created_at_ms},
-              {"updated_at_ms", intent.updated_at_ms}};
-}
-
-// A failed intent (declined by the PSP, rejected by fraud rules or by staff) is an answer,
-// told as a 402 in the error shape with the intent's id beside it.
-Response DeclinedResponse(const IntentRecord& intent) {
-  const std::string reason = intent.decline_reason.empty() ? "declined" : intent.decline_reason;
-  Json body = Json{{"error",
-                    {{"type", http::ErrorTypeFor(402)},
-                     {"code", reason},
-                     {"message", fmt::format("the payment was declined ({})", reason)},
-                     {"param", "payment_method"},
-                     {"payment_intent", intent.id}}}};
-  return Response::Json(402, body);
-}
-
-// The answer for an authorization's outcome: 201 authorized, 202 parked for review, 402
-// declined; operational errors in the error shape (503 while the PSP is unavailable or the
-// outcome is still unknown: retry with the same Idempotency-Key).
-Response AuthorizeResponse(const absl::StatusOr<IntentRecord>& result) {
-  if (!result.ok()) return http::ErrorResponse(result.status());
-  switch (result->state) {
-    case IntentState::kFailed:
-    case IntentState::kExpired:
-      return DeclinedResponse(*result);
-    case IntentState::kInReview:
-      return Response::Json(202, IntentJson(*result));
-    case IntentState::kRequiresAuthorization:
-    case IntentState::kAuthorized:
-    case IntentState::kCaptured:
-    case IntentState::kPartiallyRefunded:
-    case IntentState::kRefunded:
-    case IntentState::kVoided:
-      return Response::Json(201, IntentJson(*result));
-  }
-  return Error(500, "internal", "unexpected intent state");
-}
-
-Response IntentResponse(const absl::StatusOr<IntentRecord>& result) {
-  if (!result.ok()) return http::ErrorResponse(result.status());
-  return Response::Json(200, IntentJson(*result));
-}
-
 // A hex BLAKE2b of what identifies a request: method, route and body.
 std::string RequestHash(const Request& request) {
   const std::string text = fmt::format("{}\n{}\n{}", request.method, request.path, request.body);
@@ -163,54 +93,32 @@ bool ValidId(std::string_view id) {
   return true;
 }
 
-// Whether an answer is final enough to replay for the same key. 5xx (the PSP unavailable, the
-// outcome unknown, the service stopping) and 429 are not: the client retries with the same key
-// and the command runs again, which the service makes safe (one intent per order, the same PSP
-// key for an open attempt).
-bool Replayable(int http_status) { return http_status < 500 && http_status != 429; }
-
-// The idempotent frame around one command: claims the key, runs `command` (which must call
-// its argument exactly once with the answer), stores a replayable answer and responds.
-// Runs on the service's executor.
-using CommandRunner = std::function<void(std::function<void(Response)>)>;
-
 struct Shared {
   PaymentsService& service;
   ApiOptions options;
 };
 
-void RunIdempotent(std::shared_ptr<Shared> shared, const std::string& key,
-                   const std::string& request_hash, Responder respond, CommandRunner command) {
-  absl::StatusOr<HttpKeyState> state = shared->service.ClaimHttpKey(key, request_hash);
-  if (!state.ok()) return respond(http::ErrorResponse(state.status()));
-  switch (state->claim) {
+// The answer to an idempotent HTTP command: the key's earlier state, or the command's outcome
+// rendered as the service stored it for replays.
+Response HttpCommandResponse(HttpAnswerKind kind, const HttpCommandAnswer& answer) {
+  switch (answer.claim) {
     case HttpKeyClaim::kReplay: {
       Response replay =
-          Response::Text(state->stored.status, state->stored.body, "application/json");
+          Response::Text(answer.stored.status, answer.stored.body, "application/json");
       replay.headers.Set("Idempotent-Replayed", "true");
-      return respond(std::move(replay));
+      return replay;
     }
     case HttpKeyClaim::kMismatch:
-      return respond(Error(422, "idempotency_key_reused",
-                           "this Idempotency-Key was used with a different request",
-                           kIdempotencyHeader));
+      return Error(422, "idempotency_key_reused",
+                   "this Idempotency-Key was used with a different request", kIdempotencyHeader);
     case HttpKeyClaim::kInProgress:
-      return respond(Error(409, "request_in_progress",
-                           "a request with this Idempotency-Key is still in progress; retry later",
-                           kIdempotencyHeader));
+      return Error(409, "request_in_progress",
+                   "a request with this Idempotency-Key is still in progress; retry later",
+                   kIdempotencyHeader);
     case HttpKeyClaim::kClaimed:
       break;
   }
-  command([shared, key, request_hash, respond](Response response) {
-    absl::Status saved =
-        Replayable(response.status)
-            ? shared->service.CompleteHttpKey(key, request_hash, response.status, response.body)
-            : shared->service.ReleaseHttpKey(key);
-    // The effect is committed either way; a lost replay record only means a retry runs the
-    // (idempotent) command again.
-    (void)saved;
-    respond(std::move(response));
-  });
+  return RenderAnswer(kind, answer.result);
 }
 
 // Runs `task` on the service's executor; answers 503/429 when it cannot.
@@ -403,13 +311,11 @@ void AddPublicRoutes(http::Router& router, const std::shared_ptr<Shared>& shared
                Offload(shared, respond,
                        [shared, key = *key, hash = RequestHash(request), respond,
                         command = *std::move(command)] {
-                         RunIdempotent(shared, key, hash, respond,
-                                       [shared, command](std::function<void(Response)> done) {
-                                         shared->service.AuthorizeAsync(
-                                             command, [done](absl::StatusOr<IntentRecord> result) {
-                                               done(AuthorizeResponse(result));
-                                             });
-                                       });
+                         shared->service.AuthorizeHttp(
+                             command, {key, hash, HttpAnswerKind::kAuthorize},
+                             [respond](HttpCommandAnswer answer) {
+                               respond(HttpCommandResponse(HttpAnswerKind::kAuthorize, answer));
+                             });
                        });
              }));
 
@@ -424,7 +330,7 @@ void AddPublicRoutes(http::Router& router, const std::shared_ptr<Shared>& shared
           if (!intent.ok() && absl::IsNotFound(intent.status())) {
             return respond(Error(404, "payment_intent_not_found", "no such payment intent", "id"));
           }
-          respond(IntentResponse(intent));
+          respond(IntentAnswer(intent));
         });
       }));
 
@@ -480,13 +386,11 @@ void AddIntentCommandRoute(http::Router& router, const std::shared_ptr<Shared>& 
         }
         Offload(shared, respond,
                 [shared, key = *key, hash = RequestHash(request), respond, command] {
-                  RunIdempotent(shared, key, hash, respond,
-                                [shared, command](std::function<void(Response)> done) {
-                                  shared->service.ExecuteAsync(
-                                      command, [done](absl::StatusOr<IntentRecord> result) {
-                                        done(IntentResponse(result));
-                                      });
-                                });
+                  shared->service.ExecuteHttp(
+                      command, {key, hash, HttpAnswerKind::kIntent},
+                      [respond](HttpCommandAnswer answer) {
+                        respond(HttpCommandResponse(HttpAnswerKind::kIntent, answer));
+                      });
                 });
       }));
 }
@@ -534,7 +438,7 @@ void AddStaffRoutes(http::Router& router, const std::shared_ptr<Shared>& shared)
                      return respond(
                          Error(404, "payment_intent_not_found", "no such payment intent", "id"));
                    }
-                   respond(IntentResponse(intent));
+                   respond(IntentAnswer(intent));
                  });
                }));
   }

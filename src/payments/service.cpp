@@ -216,6 +216,7 @@ void PaymentsService::Start() {
 void PaymentsService::Stop() {
   if (!running_.exchange(false)) return;
   wake_.notify_all();
+  sweep_wake_.notify_all();
   api_wake_.notify_all();
   if (sweeper_.joinable()) sweeper_.join();
   for (std::thread& thread : workers_) thread.join();
@@ -248,48 +249,99 @@ absl::Status PaymentsService::RunAsync(std::function<void()> task) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<HttpKeyState> PaymentsService::ClaimHttpKey(const std::string& key,
-                                                           const std::string& request_hash) {
+absl::StatusOr<HttpKeyState> PaymentsService::CheckHttpKey(sql::Transaction& tx,
+                                                           const HttpIdempotency& http) {
   HttpKeyState state;
-  absl::Status status = db_.Write([&](sql::Transaction& tx) -> absl::Status {
-    absl::StatusOr<std::optional<StoredHttpResponse>> stored = LoadHttpIdempotency(tx, key);
-    if (!stored.ok()) return stored.status();
-    const int64_t now_ms = clock_.NowMs();
-    if (stored->has_value()) {
-      const StoredHttpResponse& row = **stored;
-      if (row.request_hash != request_hash) {
-        state.claim = HttpKeyClaim::kMismatch;
-        return absl::OkStatus();
-      }
-      if (row.status != 0) {
-        state.claim = HttpKeyClaim::kReplay;
-        state.stored = row;
-        return absl::OkStatus();
-      }
-      if (now_ms - row.created_at_ms < absl::ToInt64Milliseconds(options_.http_claim_stale)) {
-        state.claim = HttpKeyClaim::kInProgress;
-        return absl::OkStatus();
-      }
-    }
-    state.claim = HttpKeyClaim::kClaimed;
-    return SaveHttpIdempotency(tx, key, StoredHttpResponse{request_hash, 0, "", now_ms}, now_ms);
-  });
-  if (!status.ok()) return status;
+  absl::StatusOr<std::optional<StoredHttpResponse>> stored = LoadHttpIdempotency(tx, http.key);
+  if (!stored.ok()) return stored.status();
+  if (!stored->has_value()) return state;
+  const StoredHttpResponse& row = **stored;
+  if (row.request_hash != http.request_hash) {
+    state.claim = HttpKeyClaim::kMismatch;
+  } else if (row.status != 0) {
+    state.claim = HttpKeyClaim::kReplay;
+    state.stored = row;
+  } else if (clock_.NowMs() - row.created_at_ms <
+             absl::ToInt64Milliseconds(options_.http_claim_stale)) {
+    state.claim = HttpKeyClaim::kInProgress;
+  }
   return state;
 }
 
-absl::Status PaymentsService::CompleteHttpKey(const std::string& key,
-                                              const std::string& request_hash, int http_status,
-                                              const std::string& body) {
-  return db_.Write([&](sql::Transaction& tx) -> absl::Status {
-    const int64_t now_ms = clock_.NowMs();
-    return SaveHttpIdempotency(tx, key, StoredHttpResponse{request_hash, http_status, body, now_ms},
-                               now_ms);
+absl::Status PaymentsService::RecordHttpKey(sql::Transaction& tx, const HttpIdempotency& http,
+                                            const Prepared& prepared) {
+  const int64_t now_ms = clock_.NowMs();
+  StoredHttpResponse row;
+  row.request_hash = http.request_hash;
+  row.answer_kind = static_cast<int>(http.kind);
+  if (prepared.attempt_key.has_value()) {
+    row.attempt_key = *prepared.attempt_key;  // answered when the attempt settles
+  } else {
+    http::Response answer = RenderAnswer(http.kind, prepared.intent);
+    row.status = answer.status;
+    row.body = std::move(answer.body);
+  }
+  return SaveHttpIdempotency(tx, http.key, row, now_ms);
+}
+
+absl::Status PaymentsService::AnswerHttpKeys(sql::Transaction& tx, const std::string& attempt_key,
+                                             const absl::StatusOr<IntentRecord>& answer) {
+  absl::StatusOr<std::vector<WaitingHttpKey>> waiting = ListHttpKeysOfAttempt(tx, attempt_key);
+  if (!waiting.ok()) return waiting.status();
+  const int64_t now_ms = clock_.NowMs();
+  for (const WaitingHttpKey& key : *waiting) {
+    const auto kind = static_cast<HttpAnswerKind>(key.answer_kind);
+    http::Response rendered = RenderAnswer(kind, answer);
+    if (!ReplayableStatus(rendered.status)) {
+      // Nothing final to replay (the PSP unavailable, the outcome unknown): a retry with the
+      // same key runs the command again, which drives the same attempt or a new group.
+      RETURN_IF_ERROR(DeleteHttpIdempotency(tx, key.key));
+      continue;
+    }
+    StoredHttpResponse row;
+    row.request_hash = key.request_hash;
+    row.status = rendered.status;
+    row.body = std::move(rendered.body);
+    row.answer_kind = key.answer_kind;
+    RETURN_IF_ERROR(SaveHttpIdempotency(tx, key.key, row, now_ms));
+  }
+  return absl::OkStatus();
+}
+
+void PaymentsService::DispatchHttp(const HttpKeyState& key_state, absl::StatusOr<Prepared> prepared,
+                                   HttpCommandCallback done) {
+  if (prepared.ok() && key_state.claim != HttpKeyClaim::kClaimed) {
+    HttpCommandAnswer answer;
+    answer.claim = key_state.claim;
+    answer.stored = key_state.stored;
+    done(std::move(answer));
+    return;
+  }
+  Dispatch(std::move(prepared), [done](absl::StatusOr<IntentRecord> result) {
+    HttpCommandAnswer answer;
+    answer.result = std::move(result);
+    done(std::move(answer));
   });
 }
 
-absl::Status PaymentsService::ReleaseHttpKey(const std::string& key) {
-  return db_.Write([&](sql::Transaction& tx) { return DeleteHttpIdempotency(tx, key); });
+void PaymentsService::AuthorizeHttp(const AuthorizeCommand& command, const HttpIdempotency& http,
+                                    HttpCommandCallback done) {
+  HttpKeyState key_state;
+  absl::StatusOr<Prepared> prepared = WriteAuthorize(command, &http, &key_state);
+  DispatchHttp(key_state, std::move(prepared), std::move(done));
+}
+
+void PaymentsService::ExecuteHttp(const IntentCommand& command, const HttpIdempotency& http,
+                                  HttpCommandCallback done) {
+  if (command.operation == PspOperation::kAuthorize) {
+    HttpCommandAnswer answer;
+    answer.result = absl::InvalidArgumentError("use Authorize for authorizations");
+    done(std::move(answer));
+    return;
+  }
+  HttpKeyState key_state;
+  absl::StatusOr<Prepared> prepared = WriteIntentCommand(command, &http, &key_state);
+  DispatchHttp(key_state, std::move(prepared), std::move(done));
 }
 
 absl::StatusOr<PaymentMethod> PaymentsService::AddPaymentMethod(const std::string& customer_id,
@@ -326,8 +378,11 @@ absl::StatusOr<PaymentMethod> PaymentsService::GetPaymentMethod(const std::strin
 absl::StatusOr<AttemptRecord> PaymentsService::NewAttempt(sql::Transaction& tx,
                                                           const IntentRecord& intent,
                                                           PspOperation operation,
-                                                          int64_t amount_minor) {
-  absl::StatusOr<int64_t> group = NextAttemptGroup(tx, intent.id, operation);
+                                                          int64_t amount_minor,
+                                                          std::optional<int64_t> known_group) {
+  absl::StatusOr<int64_t> group = known_group.has_value()
+                                      ? absl::StatusOr<int64_t>(*known_group)
+                                      : NextAttemptGroup(tx, intent.id, operation);
   if (!group.ok()) return group.status();
   AttemptRecord attempt;
   attempt.idempotency_key = PspIdempotencyKey(intent.id, operation, *group);
@@ -401,11 +456,9 @@ absl::StatusOr<PaymentsService::Prepared> PaymentsService::PrepareAuthorize(
   intent.fraud_key = FraudKeyFor(c.customer_id, c.payer_email, c.payment_method);
   intent.created_at_ms = clock_.NowMs();
   intent.updated_at_ms = intent.created_at_ms;
-  RETURN_IF_ERROR(InsertIntent(tx, intent));
-  absl::StatusOr<bool> recorded = RecordCommand(
-      tx, c.command_id, intent.id, PspOperation::kAuthorize, c.amount_minor, intent.created_at_ms);
-  if (!recorded.ok()) return recorded.status();
-
+  // The intent is screened before it is stored and then inserted once in its screened state
+  // (the history queries exclude it by id either way), which spares an UPDATE of the row and
+  // its indexes; the stored row is the same as inserting and then updating it.
   absl::StatusOr<FraudInput> history =
       fraud.has_value() ? *fraud
                         : LoadFraudHistory(tx, intent,
@@ -415,6 +468,7 @@ absl::StatusOr<PaymentsService::Prepared> PaymentsService::PrepareAuthorize(
   const FraudAssessment assessment = ScoreFraud(*history, options_.fraud);
   intent.fraud_score = assessment.score;
   intent.fraud_reasons = Join(assessment.reasons);
+  ++intent.version;  // version 1 was the unscreened intent
   switch (assessment.decision) {
     case FraudDecision::kApprove:
       break;
@@ -426,8 +480,10 @@ absl::StatusOr<PaymentsService::Prepared> PaymentsService::PrepareAuthorize(
           {review ? IntentEventKind::kRequireReview : IntentEventKind::kAuthorizeFailed, {}});
       intent.state = t.state;
       if (!review) intent.decline_reason = "fraud_rejected";
-      ++intent.version;
-      RETURN_IF_ERROR(UpdateIntent(tx, intent));
+      RETURN_IF_ERROR(InsertIntent(tx, intent));
+      RETURN_IF_ERROR(RecordCommand(tx, c.command_id, intent.id, PspOperation::kAuthorize,
+                                    c.amount_minor, intent.created_at_ms)
+                          .status());
       RETURN_IF_ERROR(PublishEvent(tx, review ? "payment.review_required" : "payment.declined",
                                    intent, review ? intent.fraud_reasons : "fraud_rejected"));
       // Counted before the commit: a rolled-back job over-counts by one, never under-counts.
@@ -436,10 +492,13 @@ absl::StatusOr<PaymentsService::Prepared> PaymentsService::PrepareAuthorize(
       return prepared;
     }
   }
-  ++intent.version;
-  RETURN_IF_ERROR(UpdateIntent(tx, intent));
+  RETURN_IF_ERROR(InsertIntent(tx, intent));
+  RETURN_IF_ERROR(RecordCommand(tx, c.command_id, intent.id, PspOperation::kAuthorize,
+                                c.amount_minor, intent.created_at_ms)
+                      .status());
+  // A new intent has no attempts yet: its first group needs no lookup.
   absl::StatusOr<AttemptRecord> attempt =
-      NewAttempt(tx, intent, PspOperation::kAuthorize, intent.amounts.amount_minor);
+      NewAttempt(tx, intent, PspOperation::kAuthorize, intent.amounts.amount_minor, 1);
   if (!attempt.ok()) return attempt.status();
   prepared.intent = intent;
   prepared.attempt_key = attempt->idempotency_key;
@@ -517,7 +576,8 @@ void PaymentsService::Dispatch(absl::StatusOr<Prepared> prepared, IntentCallback
   Enqueue(*prepared->attempt_key, std::move(done));
 }
 
-void PaymentsService::AuthorizeAsync(const AuthorizeCommand& command, IntentCallback done) {
+absl::StatusOr<PaymentsService::Prepared> PaymentsService::WriteAuthorize(
+    const AuthorizeCommand& command, const HttpIdempotency* http, HttpKeyState* key_state) {
   // Fraud history is read on a reader connection first, so the single writer only writes; a
   // velocity count that misses a concurrent checkout by a few milliseconds is acceptable.
   std::optional<FraudInput> fraud;
@@ -537,11 +597,48 @@ void PaymentsService::AuthorizeAsync(const AuthorizeCommand& command, IntentCall
   });
   absl::StatusOr<Prepared> prepared = absl::UnknownError("unset");
   absl::Status status = db_.Write([&](sql::Transaction& tx) -> absl::Status {
+    if (http != nullptr) {
+      absl::StatusOr<HttpKeyState> state = CheckHttpKey(tx, *http);
+      if (!state.ok()) return state.status();
+      *key_state = *state;
+      if (key_state->claim != HttpKeyClaim::kClaimed) {
+        prepared = Prepared{};
+        return absl::OkStatus();
+      }
+    }
     prepared = PrepareAuthorize(tx, command, fraud);
-    return prepared.status();
+    if (!prepared.ok()) return prepared.status();
+    if (http != nullptr) return RecordHttpKey(tx, *http, *prepared);
+    return absl::OkStatus();
   });
-  if (!status.ok()) prepared = status;
-  Dispatch(std::move(prepared), std::move(done));
+  if (!status.ok()) return status;
+  return prepared;
+}
+
+absl::StatusOr<PaymentsService::Prepared> PaymentsService::WriteIntentCommand(
+    const IntentCommand& command, const HttpIdempotency* http, HttpKeyState* key_state) {
+  absl::StatusOr<Prepared> prepared = absl::UnknownError("unset");
+  absl::Status status = db_.Write([&](sql::Transaction& tx) -> absl::Status {
+    if (http != nullptr) {
+      absl::StatusOr<HttpKeyState> state = CheckHttpKey(tx, *http);
+      if (!state.ok()) return state.status();
+      *key_state = *state;
+      if (key_state->claim != HttpKeyClaim::kClaimed) {
+        prepared = Prepared{};
+        return absl::OkStatus();
+      }
+    }
+    prepared = PrepareIntentCommand(tx, command);
+    if (!prepared.ok()) return prepared.status();
+    if (http != nullptr) return RecordHttpKey(tx, *http, *prepared);
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return prepared;
+}
+
+void PaymentsService::AuthorizeAsync(const AuthorizeCommand& command, IntentCallback done) {
+  Dispatch(WriteAuthorize(command, nullptr, nullptr), std::move(done));
 }
 
 void PaymentsService::ExecuteAsync(const IntentCommand& command, IntentCallback done) {
@@ -549,13 +646,7 @@ void PaymentsService::ExecuteAsync(const IntentCommand& command, IntentCallback 
     done(absl::InvalidArgumentError("use Authorize for authorizations"));
     return;
   }
-  absl::StatusOr<Prepared> prepared = absl::UnknownError("unset");
-  absl::Status status = db_.Write([&](sql::Transaction& tx) -> absl::Status {
-    prepared = PrepareIntentCommand(tx, command);
-    return prepared.status();
-  });
-  if (!status.ok()) prepared = status;
-  Dispatch(std::move(prepared), std::move(done));
+  Dispatch(WriteIntentCommand(command, nullptr, nullptr), std::move(done));
 }
 
 absl::StatusOr<IntentRecord> PaymentsService::Wait(std::function<void(IntentCallback)> start) {
@@ -601,9 +692,9 @@ void PaymentsService::Enqueue(const std::string& attempt_key, IntentCallback don
   }
   claimed_.insert(attempt_key);
   queue_.push_back({attempt_key});
-  // notify_all: the sweep thread waits on the same condition variable, and a notify_one that
-  // woke it instead of a worker would leave this job queued until some later wake-up.
-  wake_.notify_all();
+  // One job, one worker: the sweep waits on its own condition variable, so notify_one always
+  // reaches a worker (waking all 64 for each job cost more CPU than the job's own work).
+  wake_.notify_one();
 }
 
 void PaymentsService::WorkerLoop() {
@@ -697,24 +788,15 @@ void PaymentsService::SweepLoop() {
       for (const AttemptRecord& attempt : open) Enqueue(attempt.idempotency_key, nullptr);
     }
     std::unique_lock<std::mutex> lock(mutex_);
-    wake_.wait_for(lock, absl::ToChronoMilliseconds(options_.sweep_interval),
-                   [this] { return !running_.load(); });
+    sweep_wake_.wait_for(lock, absl::ToChronoMilliseconds(options_.sweep_interval),
+                         [this] { return !running_.load(); });
   }
 }
 
 absl::StatusOr<PspResult> PaymentsService::CallPsp(const AttemptRecord& attempt,
                                                    const IntentRecord& intent,
+                                                   const std::string& card_number,
                                                    bool& outcome_unknown) {
-  std::string card_number;
-  if (attempt.operation == PspOperation::kAuthorize) {
-    absl::Status read = db_.Read([&](sql::Transaction& tx) -> absl::Status {
-      absl::StatusOr<std::string> number = vault_.RevealNumber(tx, intent.payment_method);
-      if (!number.ok()) return number.status();
-      card_number = std::move(*number);
-      return absl::OkStatus();
-    });
-    if (!read.ok()) return read;
-  }
   const resilience::Deadline deadline =
       resilience::Deadline::After(clock_, options_.command_timeout);
   absl::StatusOr<resilience::Bulkhead::Permit> permit = bulkhead_.Acquire(deadline);
@@ -744,13 +826,14 @@ absl::StatusOr<PspResult> PaymentsService::CallPsp(const AttemptRecord& attempt,
           return call;
         });
       });
-  sodium_memzero(card_number.data(), card_number.size());
   return result;
 }
 
 absl::StatusOr<IntentRecord> PaymentsService::ProcessAttempt(const std::string& attempt_key) {
   std::optional<AttemptRecord> attempt;
   std::optional<IntentRecord> intent;
+  std::string card_number;
+  absl::Status reveal;
   absl::Status read = db_.Read([&](sql::Transaction& tx) -> absl::Status {
     absl::StatusOr<std::optional<AttemptRecord>> a = LoadAttempt(tx, attempt_key);
     if (!a.ok()) return a.status();
@@ -760,9 +843,23 @@ absl::StatusOr<IntentRecord> PaymentsService::ProcessAttempt(const std::string& 
     if (!i.ok()) return i.status();
     if (!i->has_value()) return absl::DataLossError("psp attempt without intent");
     intent = std::move(**i);
+    // An authorization about to be sent needs the card: revealed in the same read.
+    if (attempt->operation == PspOperation::kAuthorize &&
+        (attempt->status == AttemptStatus::kPending ||
+         attempt->status == AttemptStatus::kUnknown)) {
+      absl::StatusOr<std::string> number = vault_.RevealNumber(tx, intent->payment_method);
+      if (number.ok()) {
+        card_number = std::move(*number);
+      } else {
+        reveal = number.status();  // settled below as an attempt that was never sent
+      }
+    }
     return absl::OkStatus();
   });
-  if (!read.ok()) return read;
+  if (!read.ok()) {
+    sodium_memzero(card_number.data(), card_number.size());
+    return read;
+  }
   switch (attempt->status) {
     case AttemptStatus::kSucceeded:
       return *intent;
@@ -778,7 +875,9 @@ absl::StatusOr<IntentRecord> PaymentsService::ProcessAttempt(const std::string& 
       break;
   }
   bool outcome_unknown = attempt->status == AttemptStatus::kUnknown;
-  absl::StatusOr<PspResult> result = CallPsp(*attempt, *intent, outcome_unknown);
+  if (!reveal.ok()) return StoreOutcome(*attempt, reveal, outcome_unknown);
+  absl::StatusOr<PspResult> result = CallPsp(*attempt, *intent, card_number, outcome_unknown);
+  sodium_memzero(card_number.data(), card_number.size());
   return StoreOutcome(*attempt, result, outcome_unknown);
 }
 
@@ -789,7 +888,7 @@ absl::StatusOr<IntentRecord> PaymentsService::StoreOutcome(const AttemptRecord& 
                                                            bool outcome_unknown) {
   absl::StatusOr<IntentRecord> answer = absl::UnknownError("unset");
   std::optional<AuthorizeOutcome> settled;  // counted once the outcome is committed
-  absl::Status status = db_.Write([&](sql::Transaction& tx) -> absl::Status {
+  auto settle = [&](sql::Transaction& tx) -> absl::Status {
     settled.reset();
     absl::StatusOr<std::optional<AttemptRecord>> loaded = LoadAttempt(tx, called.idempotency_key);
     if (!loaded.ok()) return loaded.status();
@@ -918,6 +1017,11 @@ absl::StatusOr<IntentRecord> PaymentsService::StoreOutcome(const AttemptRecord& 
       answer = intent;
     }
     return absl::OkStatus();
+  };
+  absl::Status status = db_.Write([&](sql::Transaction& tx) -> absl::Status {
+    RETURN_IF_ERROR(settle(tx));
+    // The HTTP keys waiting on this attempt get their answer in the same transaction.
+    return AnswerHttpKeys(tx, called.idempotency_key, answer);
   });
   if (!status.ok()) return status;
   if (settled.has_value()) CountAuthorize(*settled);

@@ -35,6 +35,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/ids.h"
+#include "payments/answers.h"
 #include "payments/model.h"
 #include "payments/psp_client.h"
 #include "payments/store.h"
@@ -121,9 +122,9 @@ struct IntentCommand {
 
 enum class ReviewDecision { kApprove, kReject };
 
-// The Idempotency-Key of an HTTP command, claimed before the command runs.
+// The Idempotency-Key of an HTTP command, checked in the transaction that runs the command.
 enum class HttpKeyClaim {
-  kClaimed,     // new (or abandoned): run the command, then Complete or Release the key
+  kClaimed,     // new (or abandoned): the command ran; its result is the answer
   kReplay,      // finished before with the same request: answer `stored`
   kMismatch,    // used before with another request: 422
   kInProgress,  // the same request is running now: 409
@@ -132,6 +133,23 @@ struct HttpKeyState {
   HttpKeyClaim claim = HttpKeyClaim::kClaimed;
   StoredHttpResponse stored;  // for kReplay
 };
+
+// An HTTP command's Idempotency-Key: the key, a hash of what identifies the request, and how
+// its answer is rendered (answers.h).
+struct HttpIdempotency {
+  std::string key;
+  std::string request_hash;
+  HttpAnswerKind kind = HttpAnswerKind::kAuthorize;
+};
+
+// What an HTTP command gets: with kClaimed the command ran and `result` is its outcome (the
+// answer to render); otherwise the key's earlier state, and nothing ran.
+struct HttpCommandAnswer {
+  HttpKeyClaim claim = HttpKeyClaim::kClaimed;
+  StoredHttpResponse stored;  // for kReplay
+  absl::StatusOr<IntentRecord> result = absl::UnknownError("unset");
+};
+using HttpCommandCallback = std::function<void(HttpCommandAnswer)>;
 
 using IntentCallback = std::function<void(absl::StatusOr<IntentRecord>)>;
 
@@ -177,13 +195,20 @@ class PaymentsService {
   // and settles a pending/unknown authorization it proves. Unauthenticated for a bad signature.
   absl::Status HandleNotification(const std::string& signature_header, const std::string& body);
 
-  // HTTP idempotency (the http_idempotency table). A claim older than `http_claim_stale` is
-  // taken as abandoned (a crash between claim and completion) and may be claimed again.
-  absl::StatusOr<HttpKeyState> ClaimHttpKey(const std::string& key,
-                                            const std::string& request_hash);
-  absl::Status CompleteHttpKey(const std::string& key, const std::string& request_hash,
-                               int http_status, const std::string& body);
-  absl::Status ReleaseHttpKey(const std::string& key);
+  // AuthorizeAsync / ExecuteAsync under an HTTP Idempotency-Key (the http_idempotency table).
+  // The key is checked, and its record written, in the same transaction as the command's
+  // change, so neither can commit without the other:
+  //  - a command answered at once (fraud review or rejection, a redelivery, an intent that is
+  //    past the step) stores its rendered answer in that transaction;
+  //  - a command handed to a PSP attempt stores the key as in progress, linked to the attempt;
+  //    the attempt's settling transaction (step 3, also when the sweep settles it after a crash)
+  //    stores the rendered answer, or forgets the key when the answer is not replayable (5xx);
+  //  - a refused command (bad input, illegal transition) rolls back and records nothing.
+  // An in-progress key older than `http_claim_stale` is taken as abandoned and runs again.
+  void AuthorizeHttp(const AuthorizeCommand& command, const HttpIdempotency& http,
+                     HttpCommandCallback done);
+  void ExecuteHttp(const IntentCommand& command, const HttpIdempotency& http,
+                   HttpCommandCallback done);
 
   // Runs `task` on the service's API executor (HTTP handlers must not block io threads).
   // ResourceExhausted when the executor's queue is full.
@@ -216,15 +241,35 @@ class PaymentsService {
   absl::StatusOr<Prepared> PrepareAuthorize(sql::Transaction& tx, const AuthorizeCommand& c,
                                             const std::optional<FraudInput>& fraud);
   absl::StatusOr<Prepared> PrepareIntentCommand(sql::Transaction& tx, const IntentCommand& c);
+  // The earlier state of `http`'s key, read in `tx` (kClaimed: the command may run).
+  absl::StatusOr<HttpKeyState> CheckHttpKey(sql::Transaction& tx, const HttpIdempotency& http);
+  // After the command's step 1 in `tx`: links the key to the attempt, or stores the answer.
+  absl::Status RecordHttpKey(sql::Transaction& tx, const HttpIdempotency& http,
+                             const Prepared& prepared);
+  // In an attempt's settling transaction: answers (or forgets) every key waiting on it.
+  absl::Status AnswerHttpKeys(sql::Transaction& tx, const std::string& attempt_key,
+                              const absl::StatusOr<IntentRecord>& answer);
+  // Step 1 of an authorization (fraud history read first, then the write), optionally under
+  // an HTTP key; `key_state` (when given) receives the key's state.
+  absl::StatusOr<Prepared> WriteAuthorize(const AuthorizeCommand& command,
+                                          const HttpIdempotency* http, HttpKeyState* key_state);
+  absl::StatusOr<Prepared> WriteIntentCommand(const IntentCommand& command,
+                                              const HttpIdempotency* http, HttpKeyState* key_state);
+  void DispatchHttp(const HttpKeyState& key_state, absl::StatusOr<Prepared> prepared,
+                    HttpCommandCallback done);
+  // `known_group`: the attempt group when the caller knows it (a new intent: 1); nullopt
+  // reads the next one from the store.
   absl::StatusOr<AttemptRecord> NewAttempt(sql::Transaction& tx, const IntentRecord& intent,
-                                           PspOperation operation, int64_t amount_minor);
+                                           PspOperation operation, int64_t amount_minor,
+                                           std::optional<int64_t> known_group = std::nullopt);
   void Dispatch(absl::StatusOr<Prepared> prepared, IntentCallback done);
   void Enqueue(const std::string& attempt_key, IntentCallback done);
   void WorkerLoop();
   void SweepLoop();
   absl::StatusOr<IntentRecord> ProcessAttempt(const std::string& attempt_key);
+  // `card_number`: the revealed card for an authorization (empty otherwise).
   absl::StatusOr<PspResult> CallPsp(const AttemptRecord& attempt, const IntentRecord& intent,
-                                    bool& outcome_unknown);
+                                    const std::string& card_number, bool& outcome_unknown);
   absl::StatusOr<IntentRecord> StoreOutcome(const AttemptRecord& attempt,
                                             const absl::StatusOr<PspResult>& result,
                                             bool outcome_unknown);
@@ -247,7 +292,8 @@ class PaymentsService {
   int64_t breaker_gauge_id_ = -1;
 
   std::mutex mutex_;
-  std::condition_variable wake_;
+  std::condition_variable wake_;        // workers: a job was queued (or stopping)
+  std::condition_variable sweep_wake_;  // the sweep: stopping
   std::deque<Job> queue_;
   std::set<std::string> claimed_;
   std::map<std::string, std::vector<IntentCallback>> waiters_;

@@ -89,11 +89,22 @@ absl::StatusOr<std::vector<T>> MapRows(const sql::ResultSet& rows, F convert) {
   return out;
 }
 
+// The statements of the hot path, formatted once (not per call).
+const std::string& SelectIntentById() {
+  static const std::string sql =
+      fmt::format("SELECT {} FROM payment_intents WHERE id = ?", kIntentColumns);
+  return sql;
+}
+const std::string& SelectIntentByOrder() {
+  static const std::string sql =
+      fmt::format("SELECT {} FROM payment_intents WHERE order_id = ?", kIntentColumns);
+  return sql;
+}
+
 absl::StatusOr<std::optional<IntentRecord>> LoadIntentWhere(sql::Transaction& tx,
-                                                            const char* column,
+                                                            const std::string& select,
                                                             const std::string& value) {
-  absl::StatusOr<sql::ResultSet> rows = tx.Query(
-      fmt::format("SELECT {} FROM payment_intents WHERE {} = ?", kIntentColumns, column), {value});
+  absl::StatusOr<sql::ResultSet> rows = tx.Query(select, {value});
   if (!rows.ok()) return rows.status();
   if (rows->empty()) return std::optional<IntentRecord>();
   absl::StatusOr<IntentRecord> intent = IntentFromRow(rows->rows.front());
@@ -119,40 +130,41 @@ std::string_view AttemptStatusName(AttemptStatus status) {
 
 absl::StatusOr<std::optional<IntentRecord>> LoadIntent(sql::Transaction& tx,
                                                        const std::string& id) {
-  return LoadIntentWhere(tx, "id", id);
+  return LoadIntentWhere(tx, SelectIntentById(), id);
 }
 
 absl::StatusOr<std::optional<IntentRecord>> LoadIntentByOrder(sql::Transaction& tx,
                                                               const std::string& order_id) {
-  return LoadIntentWhere(tx, "order_id", order_id);
+  return LoadIntentWhere(tx, SelectIntentByOrder(), order_id);
 }
 
 absl::Status InsertIntent(sql::Transaction& tx, const IntentRecord& i) {
+  static const std::string kInsert = fmt::format(
+      "INSERT INTO payment_intents ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+      "?, ?, ?, ?, ?, ?, ?, ?)",
+      kIntentColumns);
   return tx
-      .Execute(fmt::format("INSERT INTO payment_intents ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                           "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           kIntentColumns),
-               {i.id,
-                i.order_id,
-                i.customer_id,
-                i.payment_method,
-                i.amounts.amount_minor,
-                i.amounts.currency,
-                std::string(IntentStateName(i.state)),
-                i.amounts.authorized_minor,
-                i.amounts.captured_minor,
-                i.amounts.refunded_minor,
-                i.psp_authorization_id,
-                i.decline_reason,
-                int64_t{i.fraud_score},
-                i.fraud_reasons,
-                i.billing_country,
-                i.shipping_country,
-                i.client_ip,
-                i.version,
-                i.created_at_ms,
-                i.updated_at_ms,
-                i.fraud_key.empty() ? i.customer_id : i.fraud_key})
+      .Execute(kInsert, {i.id,
+                         i.order_id,
+                         i.customer_id,
+                         i.payment_method,
+                         i.amounts.amount_minor,
+                         i.amounts.currency,
+                         std::string(IntentStateName(i.state)),
+                         i.amounts.authorized_minor,
+                         i.amounts.captured_minor,
+                         i.amounts.refunded_minor,
+                         i.psp_authorization_id,
+                         i.decline_reason,
+                         int64_t{i.fraud_score},
+                         i.fraud_reasons,
+                         i.billing_country,
+                         i.shipping_country,
+                         i.client_ip,
+                         i.version,
+                         i.created_at_ms,
+                         i.updated_at_ms,
+                         i.fraud_key.empty() ? i.customer_id : i.fraud_key})
       .status();
 }
 
@@ -212,9 +224,10 @@ absl::StatusOr<bool> CommandRecorded(sql::Transaction& tx, const std::string& co
 }
 
 absl::Status InsertAttempt(sql::Transaction& tx, const AttemptRecord& a) {
+  static const std::string kInsert = fmt::format(
+      "INSERT INTO psp_attempts ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", kAttemptColumns);
   return tx
-      .Execute(fmt::format("INSERT INTO psp_attempts ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           kAttemptColumns),
+      .Execute(kInsert,
                {a.idempotency_key, a.intent_id, std::string(PspOperationName(a.operation)),
                 a.attempt_group, a.amount_minor, std::string(AttemptStatusName(a.status)),
                 a.psp_object_id, a.result_code, a.try_count, a.created_at_ms, a.updated_at_ms})
@@ -233,8 +246,9 @@ absl::Status UpdateAttempt(sql::Transaction& tx, const AttemptRecord& a) {
 
 absl::StatusOr<std::optional<AttemptRecord>> LoadAttempt(sql::Transaction& tx,
                                                          const std::string& key) {
-  absl::StatusOr<sql::ResultSet> rows = tx.Query(
-      fmt::format("SELECT {} FROM psp_attempts WHERE idempotency_key = ?", kAttemptColumns), {key});
+  static const std::string kSelect =
+      fmt::format("SELECT {} FROM psp_attempts WHERE idempotency_key = ?", kAttemptColumns);
+  absl::StatusOr<sql::ResultSet> rows = tx.Query(kSelect, {key});
   if (!rows.ok()) return rows.status();
   if (rows->empty()) return std::optional<AttemptRecord>();
   absl::StatusOr<AttemptRecord> attempt = AttemptFromRow(rows->rows.front());
@@ -343,8 +357,12 @@ absl::StatusOr<std::optional<StoredHttpResponse>> LoadHttpIdempotency(sql::Trans
   if (!rows.ok()) return rows.status();
   if (rows->empty()) return std::optional<StoredHttpResponse>();
   const sql::Row& row = rows->rows.front();
-  return std::optional<StoredHttpResponse>(
-      StoredHttpResponse{row.Text(0), static_cast<int>(row.Int(1)), row.Text(2), row.Int(3)});
+  StoredHttpResponse stored;
+  stored.request_hash = row.Text(0);
+  stored.status = static_cast<int>(row.Int(1));
+  stored.body = row.Text(2);
+  stored.created_at_ms = row.Int(3);
+  return std::optional<StoredHttpResponse>(std::move(stored));
 }
 
 absl::Status SaveHttpIdempotency(sql::Transaction& tx, const std::string& key,
@@ -352,11 +370,30 @@ absl::Status SaveHttpIdempotency(sql::Transaction& tx, const std::string& key,
   return tx
       .Execute(
           "INSERT INTO http_idempotency (idempotency_key, request_hash, status, body, "
-          "created_at_ms) VALUES (?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO UPDATE SET "
-          "request_hash = excluded.request_hash, status = excluded.status, body = excluded.body, "
-          "created_at_ms = excluded.created_at_ms",
-          {key, response.request_hash, int64_t{response.status}, response.body, now_ms})
+          "created_at_ms, attempt_key, answer_kind) VALUES (?, ?, ?, ?, ?, ?, ?) "
+          "ON CONFLICT (idempotency_key) DO UPDATE SET request_hash = excluded.request_hash, "
+          "status = excluded.status, body = excluded.body, created_at_ms = "
+          "excluded.created_at_ms, attempt_key = excluded.attempt_key, answer_kind = "
+          "excluded.answer_kind",
+          {key, response.request_hash, int64_t{response.status}, response.body, now_ms,
+           response.attempt_key.empty() ? sql::Value() : sql::Value(response.attempt_key),
+           int64_t{response.answer_kind}})
       .status();
+}
+
+absl::StatusOr<std::vector<WaitingHttpKey>> ListHttpKeysOfAttempt(sql::Transaction& tx,
+                                                                  const std::string& attempt_key) {
+  absl::StatusOr<sql::ResultSet> rows = tx.Query(
+      "SELECT idempotency_key, request_hash, answer_kind FROM http_idempotency WHERE "
+      "attempt_key = ? AND status = 0 LIMIT ?",
+      {attempt_key, kHttpKeysPerAttemptMax});
+  if (!rows.ok()) return rows.status();
+  std::vector<WaitingHttpKey> out;
+  out.reserve(rows->rows.size());
+  for (const sql::Row& row : rows->rows) {
+    out.push_back({row.Text(0), row.Text(1), static_cast<int>(row.Int(2))});
+  }
+  return out;
 }
 
 absl::Status DeleteHttpIdempotency(sql::Transaction& tx, const std::string& key) {

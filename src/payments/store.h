@@ -117,11 +117,27 @@ struct StoredHttpResponse {
   int status = 0;  // 0 while the request is in progress
   std::string body;
   int64_t created_at_ms = 0;  // when the row was last written
+  // While in progress: the PSP attempt whose settling transaction answers this key (empty for
+  // none), and how to render that answer (HttpAnswerKind as an integer).
+  std::string attempt_key;
+  int answer_kind = 0;
 };
+// An in-progress key waiting on a PSP attempt.
+struct WaitingHttpKey {
+  std::string key;
+  std::string request_hash;
+  int answer_kind = 0;
+};
+// At most this many keys are answered by one attempt's settling transaction; more (the same
+// order authorized under that many keys at once) stay in progress until they go stale.
+inline constexpr int64_t kHttpKeysPerAttemptMax = 64;
 absl::StatusOr<std::optional<StoredHttpResponse>> LoadHttpIdempotency(sql::Transaction& tx,
                                                                       const std::string& key);
 absl::Status SaveHttpIdempotency(sql::Transaction& tx, const std::string& key,
                                  const StoredHttpResponse& response, int64_t now_ms);
+// The in-progress keys linked to `attempt_key`, at most kHttpKeysPerAttemptMax.
+absl::StatusOr<std::vector<WaitingHttpKey>> ListHttpKeysOfAttempt(sql::Transaction& tx,
+                                                                  const std::string& attempt_key);
 // Forgets `key` (a request that ended without an answer worth replaying).
 absl::Status DeleteHttpIdempotency(sql::Transaction& tx, const std::string& key);
 
