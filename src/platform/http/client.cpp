@@ -1,41 +1,40 @@
 #include "platform/http/client.h"
 
-// <utility> must precede Asio's coroutine headers in Boost 1.74.
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
-#include <future>
+#include <cstring>
 #include <mutex>
 #include <optional>
 #include <string_view>
-#include <thread>
 #include <utility>
 #include <vector>
 
-#include "boost/asio/co_spawn.hpp"
-#include "boost/asio/executor_work_guard.hpp"
-#include "boost/asio/io_context.hpp"
-#include "boost/asio/ip/tcp.hpp"
-#include "boost/asio/redirect_error.hpp"
-#include "boost/asio/use_awaitable.hpp"
-#include "boost/beast/core.hpp"
-#include "boost/beast/http.hpp"
+#include "boost/asio/buffer.hpp"
+#include "boost/beast/http/parser.hpp"
+#include "boost/beast/http/string_body.hpp"
 #include "common/errors.h"
 #include "fmt/format.h"
 
 namespace emporium::http {
 namespace {
 
-namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
-using tcp = asio::ip::tcp;
 
-// How long Send waits past the deadline for the io thread to report; the io operations are
-// themselves bounded by the deadline, so this only guards against a wedged io thread.
-constexpr auto kCompletionGrace = std::chrono::seconds(2);
+// Bytes read from the socket per recv: a PSP or context answer fits in one.
+constexpr size_t kReadChunkBytes = 16 << 10;
 
-beast::string_view Bv(std::string_view text) { return {text.data(), text.size()}; }
 std::string_view Sv(beast::string_view text) { return {text.data(), text.size()}; }
 
 std::chrono::steady_clock::time_point SteadyDeadline(absl::Time deadline) {
@@ -49,156 +48,290 @@ absl::Status NotSent(std::string_view code, std::string message) {
   return WithErrorCode(absl::UnavailableError(message), code);
 }
 
-absl::Status OutcomeUnknown(const beast::error_code& ec, std::string_view stage) {
-  if (ec == beast::error::timeout) {
-    return WithErrorCode(
-        absl::DeadlineExceededError(fmt::format("HTTP request timed out while {}", stage)),
-        "outcome_unknown");
-  }
+absl::Status OutcomeUnknown(std::string_view stage, std::string_view reason) {
   return WithErrorCode(
-      absl::UnknownError(fmt::format("HTTP exchange failed while {}: {}", stage, ec.message())),
+      absl::UnknownError(fmt::format("HTTP exchange failed while {}: {}", stage, reason)),
       "outcome_unknown");
+}
+
+absl::Status TimedOut(std::string_view stage) {
+  return WithErrorCode(
+      absl::DeadlineExceededError(fmt::format("HTTP request timed out while {}", stage)),
+      "outcome_unknown");
+}
+
+// An owned socket descriptor.
+class Socket {
+ public:
+  Socket() = default;
+  explicit Socket(int fd) : fd_(fd) {}
+  ~Socket() { Reset(); }
+  Socket(Socket&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  Socket& operator=(Socket&& other) noexcept {
+    if (this != &other) {
+      Reset();
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  Socket(const Socket&) = delete;
+  Socket& operator=(const Socket&) = delete;
+
+  int fd() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  void Reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+enum class WaitResult { kReady, kTimedOut, kFailed };
+
+// Waits (bounded by `deadline`) until `fd` is readable or writable (`events`).
+WaitResult WaitFor(int fd, short events, absl::Time deadline) {
+  while (true) {
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) return WaitResult::kTimedOut;
+    // Round up, so a wait never spins on a sub-millisecond remainder.
+    const int64_t wait_ms = absl::ToInt64Milliseconds(left + absl::Microseconds(999));
+    pollfd entry{fd, events, 0};
+    const int ready = ::poll(&entry, 1, static_cast<int>(std::min<int64_t>(wait_ms, 60'000)));
+    if (ready > 0) return WaitResult::kReady;
+    if (ready < 0 && errno != EINTR) return WaitResult::kFailed;
+  }
+}
+
+// A pooled connection the server has since closed reads as EOF without blocking; drop it
+// before sending rather than learn it after (when the outcome would be unknown).
+bool StillOpen(const Socket& socket) {
+  char probe = 0;
+  const ssize_t n = ::recv(socket.fd(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+// The request's bytes: request line, fields (Host and Content-Length set here) and body.
+std::string SerializeRequest(const ClientRequest& request, const std::string& host_field) {
+  std::string out;
+  size_t size =
+      request.method.size() + request.target.size() + host_field.size() + request.body.size() + 64;
+  for (const Headers::Entry& entry : request.headers.entries()) {
+    size += entry.first.size() + entry.second.size() + 4;
+  }
+  out.reserve(size);
+  out.append(request.method).append(" ").append(request.target).append(" HTTP/1.1\r\n");
+  out.append("Host: ").append(host_field).append("\r\n");
+  for (const Headers::Entry& entry : request.headers.entries()) {
+    if (EqualsIgnoreCase(entry.first, "Host") || EqualsIgnoreCase(entry.first, "Content-Length")) {
+      continue;
+    }
+    out.append(entry.first).append(": ").append(entry.second).append("\r\n");
+  }
+  // As Beast's prepare_payload: a body, or a method that expects one, states its length.
+  const bool expects_body =
+      request.method == "POST" || request.method == "PUT" || request.method == "PATCH";
+  if (!request.body.empty() || expects_body) {
+    out.append("Content-Length: ").append(fmt::format("{}", request.body.size())).append("\r\n");
+  }
+  out.append("\r\n").append(request.body);
+  return out;
 }
 
 }  // namespace
 
 struct HttpClient::Impl {
   explicit Impl(ClientOptions client_options)
-      : options(std::move(client_options)), work(asio::make_work_guard(io)) {}
+      : options(std::move(client_options)),
+        host_field(fmt::format("{}:{}", options.host, options.port)) {}
 
   ClientOptions options;
-  asio::io_context io{1};
-  asio::executor_work_guard<asio::io_context::executor_type> work;
-  std::thread thread;
+  const std::string host_field;
 
   std::mutex pool_mutex;
   std::condition_variable pool_changed;
-  std::vector<std::unique_ptr<beast::tcp_stream>> idle;  // guarded by pool_mutex
-  int open_count = 0;                                    // guarded by pool_mutex
+  std::vector<Socket> idle;  // guarded by pool_mutex
+  int open_count = 0;        // guarded by pool_mutex
   std::atomic<int64_t> opened{0};
 
-  // Returns a connection slot: the stream to reuse, or null when the caller must connect.
-  void Release(std::unique_ptr<beast::tcp_stream> stream) {
+  // Returns a connection slot: the socket to keep (or an invalid one when it was closed).
+  void Release(Socket socket) {
     std::lock_guard<std::mutex> lock(pool_mutex);
-    if (stream != nullptr) {
-      idle.push_back(std::move(stream));
+    if (socket.valid()) {
+      idle.push_back(std::move(socket));
     } else {
       --open_count;
     }
     pool_changed.notify_one();
   }
 
-  asio::awaitable<absl::StatusOr<ClientResponse>> Exchange(
-      std::unique_ptr<beast::tcp_stream>& stream, const ClientRequest& request,
-      absl::Time deadline);
+  absl::StatusOr<Socket> Connect(absl::Time deadline);
+  absl::StatusOr<ClientResponse> Exchange(Socket& socket, const ClientRequest& request,
+                                          absl::Time deadline);
 };
 
-HttpClient::HttpClient(ClientOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
-  impl_->thread = std::thread([this] { impl_->io.run(); });
-}
-
-HttpClient::~HttpClient() {
-  impl_->work.reset();
-  asio::post(impl_->io, [impl = impl_.get()] {
-    std::lock_guard<std::mutex> lock(impl->pool_mutex);
-    impl->idle.clear();
-  });
-  impl_->io.stop();
-  if (impl_->thread.joinable()) impl_->thread.join();
-  std::lock_guard<std::mutex> lock(impl_->pool_mutex);
-  impl_->idle.clear();
-}
-
-int64_t HttpClient::connections_opened() const { return impl_->opened.load(); }
-
-asio::awaitable<absl::StatusOr<ClientResponse>> HttpClient::Impl::Exchange(
-    std::unique_ptr<beast::tcp_stream>& stream, const ClientRequest& request, absl::Time deadline) {
-  beast::error_code ec;
-  if (stream != nullptr) {
-    // A pooled connection the server has since closed reads as EOF without blocking; drop it
-    // before sending rather than learn it after (when the outcome would be unknown).
-    tcp::socket& socket = stream->socket();
-    char probe = 0;
-    socket.non_blocking(true, ec);
-    socket.read_some(asio::buffer(&probe, 1), ec);
-    bool alive = ec == asio::error::would_block;
-    socket.non_blocking(false, ec);
-    if (!alive) stream.reset();
+absl::StatusOr<Socket> HttpClient::Impl::Connect(absl::Time deadline) {
+  const absl::Time connect_deadline = std::min(deadline, absl::Now() + options.connect_timeout);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  const std::string port = fmt::format("{}", options.port);
+  if (const int rc = ::getaddrinfo(options.host.c_str(), port.c_str(), &hints, &found); rc != 0) {
+    return NotSent("connect_failed",
+                   fmt::format("cannot resolve {}: {}", options.host, ::gai_strerror(rc)));
   }
-  if (stream == nullptr) {
-    absl::Time connect_deadline = std::min(deadline, absl::Now() + options.connect_timeout);
-    stream = std::make_unique<beast::tcp_stream>(io);
-    opened.fetch_add(1);
-    tcp::resolver resolver(io);
-    auto endpoints = co_await resolver.async_resolve(options.host, fmt::format("{}", options.port),
-                                                     asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) {
-      stream.reset();
-      co_return NotSent("connect_failed",
-                        fmt::format("cannot resolve {}: {}", options.host, ec.message()));
-    }
-    stream->expires_at(SteadyDeadline(connect_deadline));
-    co_await stream->async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) {
-      stream.reset();
-      if (ec == beast::error::timeout) {
-        co_return NotSent("connect_timeout",
-                          fmt::format("connect to {}:{} timed out", options.host, options.port));
-      }
-      co_return NotSent("connect_failed", fmt::format("cannot connect to {}:{}: {}", options.host,
-                                                      options.port, ec.message()));
-    }
-    stream->socket().set_option(tcp::no_delay(true), ec);
-  }
-
-  bhttp::request<bhttp::string_body> message;
-  message.version(11);
-  bhttp::verb verb = bhttp::string_to_verb(Bv(request.method));
-  if (verb == bhttp::verb::unknown) {
-    message.method_string(Bv(request.method));
-  } else {
-    message.method(verb);
-  }
-  message.target(Bv(request.target));
-  for (const Headers::Entry& entry : request.headers.entries()) {
-    if (EqualsIgnoreCase(entry.first, "Host") || EqualsIgnoreCase(entry.first, "Content-Length")) {
+  std::string failure = "no address";
+  bool timed_out = false;
+  Socket connected;
+  for (addrinfo* address = found; address != nullptr && !connected.valid();
+       address = address->ai_next) {
+    Socket socket(::socket(address->ai_family, address->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                           address->ai_protocol));
+    if (!socket.valid()) {
+      failure = std::strerror(errno);
       continue;
     }
-    message.insert(Bv(entry.first), Bv(entry.second));
+    opened.fetch_add(1);
+    if (::connect(socket.fd(), address->ai_addr, address->ai_addrlen) != 0) {
+      if (errno != EINPROGRESS) {
+        failure = std::strerror(errno);
+        continue;
+      }
+      const WaitResult waited = WaitFor(socket.fd(), POLLOUT, connect_deadline);
+      if (waited == WaitResult::kTimedOut) {
+        timed_out = true;
+        break;
+      }
+      int error = 0;
+      socklen_t length = sizeof(error);
+      if (waited == WaitResult::kFailed ||
+          ::getsockopt(socket.fd(), SOL_SOCKET, SO_ERROR, &error, &length) != 0 || error != 0) {
+        failure = std::strerror(error != 0 ? error : errno);
+        continue;
+      }
+    }
+    const int on = 1;
+    ::setsockopt(socket.fd(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    connected = std::move(socket);
   }
-  message.set(bhttp::field::host, fmt::format("{}:{}", options.host, options.port));
-  message.body() = request.body;
-  message.prepare_payload();
-  message.keep_alive(true);
+  ::freeaddrinfo(found);
+  if (connected.valid()) return connected;
+  if (timed_out) {
+    return NotSent("connect_timeout",
+                   fmt::format("connect to {}:{} timed out", options.host, options.port));
+  }
+  return NotSent("connect_failed",
+                 fmt::format("cannot connect to {}:{}: {}", options.host, options.port, failure));
+}
 
-  stream->expires_at(SteadyDeadline(deadline));
-  co_await bhttp::async_write(*stream, message, asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) {
-    stream.reset();
-    co_return OutcomeUnknown(ec, "sending the request");
+absl::StatusOr<ClientResponse> HttpClient::Impl::Exchange(Socket& socket,
+                                                          const ClientRequest& request,
+                                                          absl::Time deadline) {
+  if (socket.valid() && !StillOpen(socket)) socket.Reset();
+  if (!socket.valid()) {
+    absl::StatusOr<Socket> connected = Connect(deadline);
+    if (!connected.ok()) return connected.status();
+    socket = std::move(*connected);
   }
-  beast::flat_buffer buffer;
+
+  // Send: from the first byte on, the server may act on the request.
+  const std::string bytes = SerializeRequest(request, host_field);
+  size_t sent = 0;
+  while (sent < bytes.size()) {
+    const ssize_t n = ::send(socket.fd(), bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+    if (n > 0) {
+      sent += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      const WaitResult waited = WaitFor(socket.fd(), POLLOUT, deadline);
+      if (waited == WaitResult::kReady) continue;
+      socket.Reset();
+      return waited == WaitResult::kTimedOut ? TimedOut("sending the request")
+                                             : OutcomeUnknown("sending the request", "poll");
+    }
+    const std::string reason = std::strerror(errno);
+    socket.Reset();
+    return OutcomeUnknown("sending the request", reason);
+  }
+
+  // Receive and parse, bounded by the deadline and the body limit.
   bhttp::response_parser<bhttp::string_body> parser;
   parser.body_limit(options.response_body_bytes_max);
+  parser.eager(true);
   if (request.method == "HEAD") parser.skip(true);
-  co_await bhttp::async_read(*stream, buffer, parser,
-                             asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) {
-    stream.reset();
-    co_return OutcomeUnknown(ec, "reading the response");
+  std::string buffer;
+  size_t parsed = 0;  // bytes of `buffer` the parser consumed
+  char chunk[kReadChunkBytes];
+  while (!parser.is_done()) {
+    const ssize_t n = ::recv(socket.fd(), chunk, sizeof(chunk), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      const WaitResult waited = WaitFor(socket.fd(), POLLIN, deadline);
+      if (waited == WaitResult::kReady) continue;
+      socket.Reset();
+      return waited == WaitResult::kTimedOut ? TimedOut("reading the response")
+                                             : OutcomeUnknown("reading the response", "poll");
+    }
+    if (n < 0) {
+      const std::string reason = std::strerror(errno);
+      socket.Reset();
+      return OutcomeUnknown("reading the response", reason);
+    }
+    beast::error_code ec;
+    if (n == 0) {
+      // EOF: complete only for a response whose end is the connection's end.
+      if (!parser.got_some()) {
+        socket.Reset();
+        return OutcomeUnknown("reading the response", "the connection closed with no response");
+      }
+      parser.put_eof(ec);
+      if (ec || !parser.is_done()) {
+        socket.Reset();
+        return OutcomeUnknown("reading the response", "the connection closed mid-response");
+      }
+      socket.Reset();  // closed by the server: not reusable
+      break;
+    }
+    buffer.erase(0, parsed);
+    parsed = 0;
+    buffer.append(chunk, static_cast<size_t>(n));
+    while (parsed < buffer.size() && !parser.is_done()) {
+      const size_t used =
+          parser.put(boost::asio::const_buffer(buffer.data() + parsed, buffer.size() - parsed), ec);
+      parsed += used;
+      if (ec == bhttp::error::need_more) break;
+      if (ec) {
+        socket.Reset();
+        return OutcomeUnknown("reading the response", ec.message());
+      }
+      if (used == 0) break;
+    }
   }
-  bhttp::response<bhttp::string_body> reply = parser.release();
+  const bhttp::response<bhttp::string_body>& reply = parser.get();
   ClientResponse response;
   response.status = static_cast<int>(reply.result_int());
   for (const auto& field : reply) {
     response.headers.Add(std::string(Sv(field.name_string())), std::string(Sv(field.value())));
   }
-  response.body = std::move(reply.body());
+  const bool keep_alive = reply.keep_alive();
+  response.body = std::move(parser.release().body());
   // Bytes left over mean a confused peer; only a clean keep-alive connection goes back.
-  if (!reply.keep_alive() || buffer.size() != 0) stream.reset();
-  if (stream != nullptr) stream->expires_never();
-  co_return response;
+  if (!keep_alive || parsed != buffer.size()) socket.Reset();
+  return response;
 }
+
+HttpClient::HttpClient(ClientOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+HttpClient::~HttpClient() {
+  std::lock_guard<std::mutex> lock(impl_->pool_mutex);
+  impl_->idle.clear();
+}
+
+int64_t HttpClient::connections_opened() const { return impl_->opened.load(); }
 
 absl::StatusOr<ClientResponse> HttpClient::Send(const ClientRequest& request) {
   Impl& impl = *impl_;
@@ -206,7 +339,7 @@ absl::StatusOr<ClientResponse> HttpClient::Send(const ClientRequest& request) {
   if (request.deadline.has_value()) deadline = std::min(deadline, *request.deadline);
   if (deadline <= absl::Now()) return NotSent("deadline_passed", "the deadline has passed");
 
-  std::unique_ptr<beast::tcp_stream> stream;
+  Socket socket;
   {
     std::unique_lock<std::mutex> lock(impl.pool_mutex);
     bool got = impl.pool_changed.wait_until(lock, SteadyDeadline(deadline), [&] {
@@ -219,38 +352,17 @@ absl::StatusOr<ClientResponse> HttpClient::Send(const ClientRequest& request) {
                       impl.options.connection_count_max, impl.options.host, impl.options.port));
     }
     if (!impl.idle.empty()) {
-      stream = std::move(impl.idle.back());
+      socket = std::move(impl.idle.back());
       impl.idle.pop_back();
     } else {
       ++impl.open_count;
     }
   }
-
-  // The io thread owns the connection for the exchange and returns it to the pool itself,
-  // so a Send that gives up waiting never races with the io operation.
-  auto promise = std::make_shared<std::promise<absl::StatusOr<ClientResponse>>>();
-  std::future<absl::StatusOr<ClientResponse>> future = promise->get_future();
-  auto owned = std::make_shared<std::unique_ptr<beast::tcp_stream>>(std::move(stream));
-  auto copy = std::make_shared<ClientRequest>(request);
-  asio::co_spawn(
-      impl.io,
-      [&impl, owned, copy, deadline]() -> asio::awaitable<absl::StatusOr<ClientResponse>> {
-        co_return co_await impl.Exchange(*owned, *copy, deadline);
-      },
-      [&impl, owned, promise](std::exception_ptr error, absl::StatusOr<ClientResponse> result) {
-        impl.Release(std::move(*owned));
-        if (error != nullptr) {
-          promise->set_value(
-              WithErrorCode(absl::UnknownError("HTTP exchange failed"), "outcome_unknown"));
-          return;
-        }
-        promise->set_value(std::move(result));
-      });
-  if (future.wait_until(SteadyDeadline(deadline) + kCompletionGrace) != std::future_status::ready) {
-    return WithErrorCode(absl::DeadlineExceededError("HTTP request did not complete in time"),
-                         "outcome_unknown");
-  }
-  return future.get();
+  // The exchange runs on this thread (no hand-off to an io thread and back): every wait in it
+  // is a poll bounded by the deadline.
+  absl::StatusOr<ClientResponse> response = impl.Exchange(socket, request, deadline);
+  impl.Release(std::move(socket));
+  return response;
 }
 
 }  // namespace emporium::http

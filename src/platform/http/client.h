@@ -10,10 +10,11 @@
 //    reached the server and its outcome is unknown (timeout while writing or waiting, connection
 //    reset mid-exchange, malformed or oversized response). Retry only with the same idempotency
 //    key.
-// Every wait is bounded by the request's deadline (plus the connect timeout for the connect).
+// Every wait is bounded by the request's deadline (the connect also by the connect timeout).
 //
-// Thread-safety: Send may be called concurrently from any number of threads; one io thread
-// runs all network I/O. Destroying the client while a Send is running is a bug.
+// Thread-safety: Send may be called concurrently from any number of threads; each Send runs
+// its exchange on the calling thread (non-blocking sockets, poll bounded by the deadline), so
+// a call costs no thread hand-offs. Destroying the client while a Send is running is a bug.
 #pragma once
 
 #include <cstddef>
