@@ -303,15 +303,17 @@ struct PspSandbox::Impl {
     const std::string id = "auth_" + RandomHex(12);
     const int64_t now_ms = NowMs();
     const int64_t expires_ms = now_ms + absl::ToInt64Milliseconds(options.authorization_ttl);
+    const std::string last4 = card->substr(card->size() - 4);
+    const std::string reference_text = reference->value_or("");
     auto inserted = tx.Execute(
         "INSERT INTO authorizations (id, amount_minor, currency, card_last4, reference, status, "
         "created_at_ms, expires_at_ms) VALUES (?, ?, ?, ?, ?, 'authorized', ?, ?)",
-        {id, *amount, *currency, card->substr(card->size() - 4), reference->value_or(""), now_ms,
-         expires_ms});
+        {id, *amount, *currency, last4, reference_text, now_ms, expires_ms});
     if (!inserted.ok()) return inserted.status();
-    auto row = tx.Query(kSelectAuthorization, {id});
-    if (!row.ok()) return row.status();
-    const Json object = AuthorizationJson(row->rows.front());
+    // The new row in kSelectAuthorization's column order, without reading it back.
+    const Json object = AuthorizationJson(
+        sql::Row({id, *amount, *currency, last4, reference_text, std::string("authorized"),
+                  int64_t{0}, int64_t{0}, now_ms, expires_ms}));
     effect.response = http::Response::Json(201, object);
     effect.notification = {{"authorization.succeeded", object}};
     effect.drop_connection = *card == kCardLostResponse;
