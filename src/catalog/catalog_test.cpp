@@ -1,5 +1,7 @@
 // The catalog end to end inside one process: routes -> service -> queue -> processor -> store,
 // search index, cache and outbox, over a real SQLite file and Xapian directory.
+#include <xapian.h>
+
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -9,6 +11,7 @@
 #include "catalog/module.h"
 #include "catalog/seed.h"
 #include "common/errors.h"
+#include "fmt/format.h"
 #include "gtest/gtest.h"
 #include "platform/bus/bus_runtime.h"
 #include "platform/bus/outbox.h"
@@ -511,6 +514,130 @@ TEST_F(CatalogTest, SearchRanksExactTitleFirstAndFacetsAgree) {
   EXPECT_TRUE(down.headers.Has("Retry-After"));
   EXPECT_EQ(Call("GET", "/api/v1/products/waterproof-trail-shoe").status, 200);
   module_->search()->SetStateForTest(SearchIndex::State::kReady);
+}
+
+SearchQuery TextQuery(std::string text) {
+  SearchQuery query;
+  query.text = std::move(text);
+  return query;
+}
+
+// An active product for the search index alone (no store), priced in USD.
+StoredProduct IndexedProduct(int64_t n, std::string title, std::string brand, std::string category,
+                             int64_t usd_minor) {
+  StoredProduct stored;
+  stored.product.id = fmt::format("p{}", n);
+  stored.product.handle = fmt::format("h{}", n);
+  stored.product.title = std::move(title);
+  stored.product.brand = std::move(brand);
+  stored.product.category = std::move(category);
+  stored.product.status = ProductStatus::kActive;
+  stored.product.version = 1;
+  Variant variant;
+  variant.sku = fmt::format("s{}", n);
+  variant.prices.push_back(*Money::FromMinor(usd_minor, "USD"));
+  stored.product.variants.push_back(variant);
+  stored.update_seq = n;
+  return stored;
+}
+
+// Brands and categories may hold any bytes, including the separators of the facet encoding.
+TEST(CatalogSearch, FacetsKeepHostileBrandAndCategoryBytes) {
+  sql::TempDir dir;
+  SearchIndex index(dir.File("search"));
+  ASSERT_TRUE(index.Open().ok());
+  const std::string odd_brand = std::string("12:3,Co\0:9", 10);
+  const std::string odd_category = "a:1/b:";
+  ASSERT_TRUE(index
+                  .Apply({IndexedProduct(1, "Lamp one", odd_brand, odd_category, 1'000),
+                          IndexedProduct(2, "Lamp two", odd_brand, "home", 30'000),
+                          IndexedProduct(3, "Lamp three", "", "home", 6'000),
+                          IndexedProduct(4, "Chair", "Acme", "home", 6'000)},
+                         4)
+                  .ok());
+  absl::StatusOr<SearchResult> result = index.Search(TextQuery("lamp"));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->total, 3);
+  EXPECT_TRUE(result->exact);
+  ASSERT_EQ(result->brands.size(), 1u);  // the product without a brand has no brand facet
+  EXPECT_EQ(result->brands[0].value, odd_brand);
+  EXPECT_EQ(result->brands[0].count, 2);
+  ASSERT_EQ(result->categories.size(), 2u);
+  EXPECT_EQ(result->categories[0].value, "home");
+  EXPECT_EQ(result->categories[0].count, 2);
+  EXPECT_EQ(result->categories[1].value, odd_category);
+  EXPECT_EQ(result->categories[1].count, 1);
+  ASSERT_EQ(result->price_buckets.size(), 3u);
+  int64_t bucket_total = 0;
+  for (const FacetCount& bucket : result->price_buckets) bucket_total += bucket.count;
+  EXPECT_EQ(bucket_total, 3);
+}
+
+// The type-ahead prefix expands to at most 50 terms (the most frequent), so a short prefix
+// cannot make one query open every posting list of the vocabulary.
+TEST(CatalogSearch, PrefixExpansionIsBounded) {
+  sql::TempDir dir;
+  SearchIndex index(dir.File("search"));
+  ASSERT_TRUE(index.Open().ok());
+  constexpr int kWords = 80;
+  std::vector<StoredProduct> products;
+  for (int i = 0; i < kWords; ++i) {
+    // "zqword<i>" occurs in i + 1 products' titles: the 50 most frequent are words 30..79.
+    for (int copy = 0; copy <= i; ++copy) {
+      const int64_t n = static_cast<int64_t>(products.size()) + 1;
+      products.push_back(IndexedProduct(n, fmt::format("zqword{}", i), "Acme", "home", 1'000));
+    }
+  }
+  ASSERT_TRUE(index.Apply(products, static_cast<int64_t>(products.size())).ok());
+  absl::StatusOr<SearchResult> full = index.Search(TextQuery("zqword7"));
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_GE(full->total, 8);  // a longer prefix still finds its own word ("zqword7", "zqword7x")
+  absl::StatusOr<SearchResult> result = index.Search(TextQuery("zq"));
+  ASSERT_TRUE(result.ok()) << result.status();
+  int64_t expected = 0;
+  for (int i = kWords - 50; i < kWords; ++i) expected += i + 1;
+  EXPECT_EQ(result->total, expected);
+  ASSERT_EQ(result->brands.size(), 1u);
+  EXPECT_EQ(result->brands[0].count, expected);  // facets agree with the bounded match set
+}
+
+// Documents indexed before the facets moved into one value slot (brand, category and price
+// bucket in slots 0, 1 and 2) are still counted, so an upgrade needs no reindex.
+TEST(CatalogSearch, FacetsOfDocumentsInTheOlderSlotLayout) {
+  sql::TempDir dir;
+  {
+    Xapian::WritableDatabase legacy(dir.File("search"), Xapian::DB_CREATE_OR_OPEN);
+    for (int i = 0; i < 3; ++i) {
+      Xapian::Document document;
+      Xapian::TermGenerator generator;
+      generator.set_stemmer(Xapian::Stem("english"));
+      generator.set_document(document);
+      generator.index_text("old lamp");
+      document.add_boolean_term(fmt::format("Qold{}", i));
+      document.add_value(0, i == 0 ? "Acme" : "Orbit");
+      document.add_value(1, "home");
+      document.add_value(2, "0-25");
+      document.set_data(fmt::format(R"({{"id":"old{}"}})", i));
+      legacy.replace_document(fmt::format("Qold{}", i), document);
+    }
+    legacy.commit();
+  }
+  SearchIndex index(dir.File("search"));
+  ASSERT_TRUE(index.Open().ok());
+  ASSERT_TRUE(index.Apply({IndexedProduct(1, "New lamp", "Acme", "home", 1'000)}, 1).ok());
+  absl::StatusOr<SearchResult> result = index.Search(TextQuery("lamp"));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->total, 4);
+  ASSERT_EQ(result->brands.size(), 2u);
+  EXPECT_EQ(result->brands[0].value, "Acme");
+  EXPECT_EQ(result->brands[0].count, 2);
+  EXPECT_EQ(result->brands[1].value, "Orbit");
+  EXPECT_EQ(result->brands[1].count, 2);
+  ASSERT_EQ(result->categories.size(), 1u);
+  EXPECT_EQ(result->categories[0].count, 4);
+  ASSERT_EQ(result->price_buckets.size(), 1u);
+  EXPECT_EQ(result->price_buckets[0].value, "0-25");
+  EXPECT_EQ(result->price_buckets[0].count, 4);
 }
 
 TEST_F(CatalogTest, ReviewsUpdateRatingAndEtag) {

@@ -1,6 +1,8 @@
 // Full-text product search over Xapian: BM25 ranking, English stemming, prefix matching on the
-// last word (type-ahead), field weights title > brand > description, and facet counts for
-// brand, category and price bucket computed over the whole match set in the same query.
+// last word (type-ahead; the prefix expands to its 50 most frequent completions at most), field
+// weights title > brand > description, and facet counts for brand, category and price bucket
+// computed in the same query over the matches (see kSearchExactMatchesMax). A document keeps its
+// three facets in one value slot, so counting reads one value per match.
 //
 // The index lives in a directory under the data dir. One WritableDatabase is owned by the
 // catalog processor (Apply/Rebuild from that one thread); searches run on any thread with
