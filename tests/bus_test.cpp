@@ -6,7 +6,10 @@
 #include <future>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -17,6 +20,7 @@
 #include "platform/bus/bus_runtime.h"
 #include "platform/bus/consumer.h"
 #include "platform/bus/envelope.h"
+#include "platform/bus/in_process_transport.h"
 #include "platform/bus/outbox.h"
 #include "platform/bus/request_client.h"
 #include "platform/bus/schema.h"
@@ -486,6 +490,49 @@ TEST_F(BusTest, OutboxDepthGaugeAndRuntimeMisuse) {
   ASSERT_TRUE(Eventually([&] { return Unpublished(*producer) == 0; }));
   bus.Stop();
   bus.Stop();
+}
+
+// A batch matching several consumers is delivered to all of them concurrently, on helper
+// threads that are reused from one Publish() to the next (not one new thread per delivery);
+// a consumer that fails makes Publish() fail while the others still get the batch.
+TEST(InProcessTransportTest, DeliversToSeveralConsumersConcurrentlyOnReusedHelpers) {
+  constexpr int kConsumers = 3;
+  constexpr int kPublishes = 200;
+  InProcessTransport transport;
+  std::mutex mutex;
+  std::set<std::thread::id> threads;
+  std::vector<int> received(kConsumers, 0);
+  std::atomic<bool> fail_last{false};
+  for (int i = 0; i < kConsumers; ++i) {
+    ASSERT_TRUE(transport
+                    .Subscribe(Subscription{"c" + std::to_string(i), {"demo."}},
+                               [&, i](const std::vector<std::string_view>& messages) {
+                                 std::lock_guard<std::mutex> lock(mutex);
+                                 threads.insert(std::this_thread::get_id());
+                                 received[static_cast<size_t>(i)] +=
+                                     static_cast<int>(messages.size());
+                                 if (i == kConsumers - 1 && fail_last.load()) {
+                                   return absl::UnavailableError("down");
+                                 }
+                                 return absl::OkStatus();
+                               })
+                    .ok());
+  }
+  const std::vector<OutgoingMessage> batch = {{"m1", "demo.a", "k", "x"},
+                                              {"m2", "other.b", "k", "y"}};
+  for (int i = 0; i < kPublishes; ++i) ASSERT_TRUE(transport.Publish(batch).ok());
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    for (int count : received) EXPECT_EQ(count, kPublishes);  // only demo.a matches
+    // The publishing thread plus at most the kept helpers, not one thread per delivery.
+    EXPECT_LE(threads.size(), 1 + kDeliveryHelpersMax);
+    EXPECT_GE(threads.size(), 2u);  // the other consumers ran on helpers
+  }
+  fail_last = true;
+  absl::Status failed = transport.Publish(batch);
+  EXPECT_EQ(failed.code(), absl::StatusCode::kUnavailable);
+  std::lock_guard<std::mutex> lock(mutex);
+  for (int count : received) EXPECT_EQ(count, kPublishes + 1);
 }
 
 }  // namespace

@@ -90,6 +90,15 @@ Consumer::Consumer(std::string name, sql::Database& db, MessageHandler handler,
     lag_ms_ = &options_.metrics->GetGauge(
         "emporium_bus_consumer_lag_ms",
         "Age of the oldest message in the batch a consumer is working on (0 when idle).", labels);
+    const std::pair<Outcome, const char*> outcomes[] = {{Outcome::kHandled, "handled"},
+                                                        {Outcome::kDuplicate, "duplicate"},
+                                                        {Outcome::kDeadLettered, "dead_lettered"},
+                                                        {Outcome::kRetried, "retried"}};
+    for (const auto& [outcome, label] : outcomes) {
+      outcome_counters_[static_cast<size_t>(outcome)] = &options_.metrics->GetCounter(
+          "emporium_bus_messages_total", "Messages a consumer finished, by outcome.",
+          {{"consumer", name_}, {"outcome", label}});
+    }
     dead_letter_gauge_id_ = options_.metrics->AddCallbackGauge(
         "emporium_bus_dead_letters", "Dead letters not yet replayed, per consumer.", labels,
         [this]() -> int64_t {
@@ -105,12 +114,10 @@ Consumer::~Consumer() {
   }
 }
 
-void Consumer::Count(std::string_view outcome, int64_t by) {
-  if (options_.metrics == nullptr || by == 0) return;
-  options_.metrics
-      ->GetCounter("emporium_bus_messages_total", "Messages a consumer finished, by outcome.",
-                   {{"consumer", name_}, {"outcome", std::string(outcome)}})
-      .Increment(by);
+void Consumer::Count(Outcome outcome, int64_t by) {
+  obs::Counter* counter = outcome_counters_[static_cast<size_t>(outcome)];
+  if (counter == nullptr || by == 0) return;
+  counter->Increment(by);
 }
 
 void Consumer::Stop() {
@@ -237,10 +244,10 @@ absl::Status Consumer::RunRound(std::vector<Item*>& pending) {
     }
     if (!item->finished) still_pending.push_back(item);
   }
-  Count("handled", handled);
-  Count("duplicate", duplicates);
-  Count("dead_lettered", dead_lettered);
-  Count("retried", failed);
+  Count(Outcome::kHandled, handled);
+  Count(Outcome::kDuplicate, duplicates);
+  Count(Outcome::kDeadLettered, dead_lettered);
+  Count(Outcome::kRetried, failed);
   pending = std::move(still_pending);
   if (!infrastructure_error.ok()) {
     return absl::UnavailableError(fmt::format("bus: consumer {} could not commit: {}", name_,

@@ -82,7 +82,10 @@ class Consumer {
   absl::Status RunRound(std::vector<Item*>& pending);
   absl::Status RunJob(sql::Transaction& tx, Item& item, Action action, Round& round);
   bool WaitBackoff(absl::Duration wait);
-  void Count(std::string_view outcome, int64_t by = 1);
+  // Outcomes counted in emporium_bus_messages_total; the counters are looked up once.
+  enum class Outcome { kHandled, kDuplicate, kDeadLettered, kRetried };
+  static constexpr size_t kOutcomeCount = 4;
+  void Count(Outcome outcome, int64_t by);
 
   const std::string name_;
   sql::Database& db_;
@@ -94,6 +97,7 @@ class Consumer {
   bool stopping_ = false;
 
   obs::Gauge* lag_ms_ = nullptr;
+  obs::Counter* outcome_counters_[kOutcomeCount] = {};  // null without metrics
   std::optional<int64_t> dead_letter_gauge_id_;
 };
 

@@ -48,19 +48,26 @@ absl::Status InProcessTransport::Publish(const std::vector<OutgoingMessage>& bat
   }
   std::vector<absl::Status> outcomes(deliveries.size());
   {
-    std::vector<std::thread> helpers;
-    helpers.reserve(deliveries.size());
+    // Deliveries 1..n-1 on helpers, 0 here; `remaining` counts the helpers' unfinished ones.
+    std::mutex done_mutex;
+    std::condition_variable done_cv;
+    size_t remaining = 0;
     for (size_t i = 1; i < deliveries.size(); ++i) {
-      try {
-        helpers.emplace_back([&deliveries, &outcomes, i] {
-          outcomes[i] = deliveries[i].first->handler(deliveries[i].second);
-        });
-      } catch (const std::system_error&) {  // no thread to be had: deliver on this one
+      auto task = [&deliveries, &outcomes, &done_mutex, &done_cv, &remaining, i] {
         outcomes[i] = deliveries[i].first->handler(deliveries[i].second);
+        std::lock_guard<std::mutex> lock(done_mutex);
+        if (--remaining == 0) done_cv.notify_all();
+      };
+      {
+        std::lock_guard<std::mutex> lock(done_mutex);
+        ++remaining;
       }
+      if (!RunOnHelper(task)) task();  // no thread to be had: deliver on this one
     }
     if (!deliveries.empty()) outcomes[0] = deliveries[0].first->handler(deliveries[0].second);
-    for (std::thread& helper : helpers) helper.join();
+    // Every queued task runs (helpers drain their queue before they exit), so this ends.
+    std::unique_lock<std::mutex> lock(done_mutex);
+    done_cv.wait(lock, [&remaining] { return remaining == 0; });
   }
   absl::Status first_error;
   for (size_t i = 0; i < deliveries.size(); ++i) {
@@ -71,6 +78,53 @@ absl::Status InProcessTransport::Publish(const std::vector<OutgoingMessage>& bat
     }
   }
   return first_error;
+}
+
+InProcessTransport::~InProcessTransport() {
+  std::vector<std::thread> helpers;
+  {
+    std::lock_guard<std::mutex> lock(helpers_mutex_);
+    helpers_stopping_ = true;
+    helpers.swap(helpers_);
+  }
+  helpers_cv_.notify_all();
+  for (std::thread& helper : helpers) helper.join();
+}
+
+bool InProcessTransport::RunOnHelper(std::function<void()> task) {
+  std::unique_lock<std::mutex> lock(helpers_mutex_);
+  if (helpers_stopping_) return false;
+  helper_tasks_.push_back(std::move(task));
+  if (helper_tasks_.size() > helpers_idle_ && helpers_.size() < kDeliveryHelpersMax) {
+    try {
+      helpers_.emplace_back([this] { HelperLoop(); });
+    } catch (const std::system_error&) {
+      if (helpers_.empty()) {
+        helper_tasks_.pop_back();
+        return false;
+      }
+      // The existing helpers will get to it.
+    }
+  }
+  lock.unlock();
+  helpers_cv_.notify_one();
+  return true;
+}
+
+void InProcessTransport::HelperLoop() {
+  std::unique_lock<std::mutex> lock(helpers_mutex_);
+  while (true) {
+    ++helpers_idle_;
+    helpers_cv_.wait(lock, [this] { return helpers_stopping_ || !helper_tasks_.empty(); });
+    --helpers_idle_;
+    // Stopping drains the queue first: a Publish() may be waiting on a queued delivery.
+    if (helper_tasks_.empty()) return;
+    std::function<void()> task = std::move(helper_tasks_.front());
+    helper_tasks_.pop_front();
+    lock.unlock();
+    task();
+    lock.lock();
+  }
 }
 
 void InProcessTransport::Close() {
