@@ -516,7 +516,7 @@ absl::Status OrderingService::HandleCartReply(sql::Transaction& tx, const std::s
   }
   ++cart->version;
   cart->updated_at_ms = clock_.NowMs();
-  return ordering::UpdateCart(tx, *cart);
+  return ordering::UpdateCart(tx, *cart, CartLinesWrite::kUnchanged);
 }
 
 // ---- Orders ------------------------------------------------------------------------------
@@ -581,9 +581,11 @@ absl::Status OrderingService::PublishCommand(sql::Transaction& tx, const Order& 
   std::abort();
 }
 
-void OrderingService::Touched(const std::string& order_id) {
+void OrderingService::Touched(const Order& order) {
+  const OrderChange change =
+      IsSettled(order.state()) ? OrderChange::kMaybeSettled : OrderChange::kInProgress;
   std::lock_guard lock(hub_->mutex);
-  hub_->touched.push_back(order_id);
+  hub_->touched.push_back(TouchedOrder{order.id, change});
 }
 
 absl::StatusOr<Order> OrderingService::ApplyInput(sql::Transaction& tx, const std::string& order_id,
@@ -600,7 +602,7 @@ absl::StatusOr<Order> OrderingService::ApplyInput(sql::Transaction& tx, const st
   ++order->version;
   order->updated_at_ms = now_ms;
   RETURN_IF_ERROR(UpdateOrder(tx, *order));
-  Touched(order->id);
+  Touched(*order);
   return *std::move(order);
 }
 
@@ -695,13 +697,13 @@ void OrderingService::Checkout(CheckoutRequest request, Callback<CheckoutResult>
         cart->order_id = order.id;
         ++cart->version;
         cart->updated_at_ms = now_ms;
-        RETURN_IF_ERROR(ordering::UpdateCart(tx, *cart));
+        RETURN_IF_ERROR(ordering::UpdateCart(tx, *cart, CartLinesWrite::kUnchanged));
         if (!request.idempotency_key.empty()) {
           RETURN_IF_ERROR(InsertIdempotencyKey(tx, std::string(kCheckoutScope),
                                                request.idempotency_key,
                                                {request.request_hash, order.id, ""}, now_ms));
         }
-        Touched(order.id);
+        Touched(order);
         *result = CheckoutResult{std::move(order), false};
         return absl::OkStatus();
       },
@@ -870,7 +872,7 @@ absl::Status OrderingService::HandleCustomerVerified(sql::Transaction& tx,
     ++order->version;
     order->updated_at_ms = now_ms;
     RETURN_IF_ERROR(UpdateOrder(tx, *order));
-    Touched(order->id);
+    Touched(*order);
   }
   ASSIGN_OR_RETURN(std::vector<std::string> cart_ids,
                    GuestCartsByEmail(tx, address, kAttachPerEventMax));
@@ -880,7 +882,7 @@ absl::Status OrderingService::HandleCustomerVerified(sql::Transaction& tx,
     cart->account_id = customer_id;
     ++cart->version;
     cart->updated_at_ms = now_ms;
-    RETURN_IF_ERROR(ordering::UpdateCart(tx, *cart));
+    RETURN_IF_ERROR(ordering::UpdateCart(tx, *cart, CartLinesWrite::kUnchanged));
   }
   return absl::OkStatus();
 }
@@ -948,7 +950,8 @@ absl::Status OrderingService::WaitSettled(const std::string& order_id, absl::Tim
     waiter.done = std::move(done);
     waiter.id = next_waiter_id_++;
     waiters_.emplace(order_id, std::move(waiter));
-    hub_->committed.push_back(order_id);  // check at once: it may already be settled
+    // Check at once: it may already be settled.
+    hub_->committed.push_back(TouchedOrder{order_id, OrderChange::kMaybeSettled});
   }
   hub_->cv.notify_all();
   return absl::OkStatus();
@@ -977,7 +980,7 @@ absl::Status OrderingService::Watch(const std::string& order_id, absl::Time dead
       waiter.on_heartbeat = std::move(on_heartbeat);
     }
     waiters_.emplace(order_id, std::move(waiter));
-    hub_->committed.push_back(order_id);
+    hub_->committed.push_back(TouchedOrder{order_id, OrderChange::kMaybeSettled});
   }
   hub_->cv.notify_all();
   return absl::OkStatus();
@@ -993,15 +996,23 @@ void OrderingService::EraseWaiter(const std::string& order_id, uint64_t id) {
   }
 }
 
-void OrderingService::Notify(const std::vector<std::string>& ids, absl::Time now, bool stopping) {
-  // Orders that someone waits for, read once each.
+void OrderingService::Notify(const std::vector<TouchedOrder>& changes, absl::Time now,
+                             bool stopping) {
+  // Orders that someone waits for, read once each: every change for a watcher, only a change
+  // that may have settled the order for a one-shot waiter.
   std::set<std::string> wanted;
   std::vector<std::pair<std::string, Waiter>> expired;
   std::vector<std::tuple<std::string, uint64_t, std::function<bool()>>> heartbeats;
   {
     std::lock_guard lock(hub_->mutex);
-    for (const std::string& id : ids) {
-      if (waiters_.contains(id)) wanted.insert(id);
+    for (const TouchedOrder& touched : changes) {
+      auto [begin, end] = waiters_.equal_range(touched.id);
+      for (auto it = begin; it != end; ++it) {
+        if (touched.change == OrderChange::kMaybeSettled || it->second.watch) {
+          wanted.insert(touched.id);
+          break;
+        }
+      }
     }
     for (auto it = waiters_.begin(); it != waiters_.end();) {
       if (stopping || it->second.deadline <= now) {
@@ -1067,10 +1078,10 @@ void OrderingService::RunNotifier() {
     hub_->cv.wait_for(lock, std::chrono::milliseconds(absl::ToInt64Milliseconds(kTick)),
                       [&] { return hub_->stopping || !hub_->committed.empty(); });
     const bool stopping = hub_->stopping;
-    std::vector<std::string> ids;
-    ids.swap(hub_->committed);
+    std::vector<TouchedOrder> changes;
+    changes.swap(hub_->committed);
     lock.unlock();
-    Notify(ids, absl::Now(), stopping);  // waits are real time, like the HTTP deadline
+    Notify(changes, absl::Now(), stopping);  // waits are real time, like the HTTP deadline
     lock.lock();
     if (stopping) return;
   }

@@ -213,6 +213,15 @@ class OrderingService {
   const OrderingOptions& options() const { return options_; }
 
  private:
+  // A changed order as the notifier sees it. kInProgress (the job left it neither confirmed nor
+  // terminal) wakes only watchers: a one-shot waiter waits for a settled order, so the notifier
+  // does not re-read the order for it. The hint only saves reads; waiters are always answered
+  // from a fresh read (a job may still roll back after recording the change).
+  enum class OrderChange { kInProgress, kMaybeSettled };
+  struct TouchedOrder {
+    std::string id;
+    OrderChange change = OrderChange::kMaybeSettled;
+  };
   struct Waiter {
     absl::Time deadline;
     Callback<Order> done;                              // one-shot wait
@@ -248,10 +257,11 @@ class OrderingService {
   absl::StatusOr<Order> ApplyInput(sql::Transaction& tx, const std::string& order_id,
                                    const SagaInput& input, int64_t now_ms);
   absl::Status HandleCartReply(sql::Transaction& tx, const std::string& cart_id, const Json& reply);
-  void Touched(const std::string& order_id);
+  // Records, inside a write job, that `order` changed (its state as the job left it).
+  void Touched(const Order& order);
   void RunSweeper();
   void RunNotifier();
-  void Notify(const std::vector<std::string>& ids, absl::Time now, bool stopping);
+  void Notify(const std::vector<TouchedOrder>& changes, absl::Time now, bool stopping);
 
   sql::Database& db_;
   const OrderingOptions options_;
@@ -262,13 +272,13 @@ class OrderingService {
   std::set<std::string> inflight_keys_;  // Idempotency-Keys of checkouts / cart edits in flight
 
   // Notification plumbing, shared with the database's commit listener (which outlives the
-  // service, hence shared_ptr). Write jobs (writer thread) add order ids to `touched`; the
+  // service, hence shared_ptr). Write jobs (writer thread) add orders to `touched`; the
   // commit listener moves them to `committed`; the notifier drains `committed`.
   struct Hub {
     std::mutex mutex;
     std::condition_variable cv;
-    std::vector<std::string> touched;
-    std::vector<std::string> committed;
+    std::vector<TouchedOrder> touched;
+    std::vector<TouchedOrder> committed;
     bool stopping = false;
   };
   std::shared_ptr<Hub> hub_;

@@ -236,5 +236,67 @@ TEST_F(OrderingServiceTest, WatchersAreBoundedPerOrderAndHeartbeat) {
   service_->Stop();
 }
 
+// A reservation reply and a checkout change the cart row only: the lines stay as edited.
+// A parked Prefer: wait request is answered once the order settles or its deadline passes,
+// not at an in-progress step.
+TEST_F(OrderingServiceTest, ReservationReplyAndCheckoutKeepTheCartLines) {
+  const std::string cart_id = NewCart("lines@example.com");
+  Json other = {{"id", "prod-svc-2"},
+                {"title", "Other"},
+                {"status", "active"},
+                {"version", 1},
+                {"variants", {{{"sku", "SVC-2"}, {"prices", {{"USD", "3.00"}}}}}}};
+  ASSERT_TRUE(
+      db_->Write([&](sql::Transaction& tx) { return ApplyProductChanged(tx, other); }).ok());
+  ASSERT_TRUE(
+      Await<CartView>([&](auto done) { service_->AddLine(cart_id, "SVC-2", 2, done); }).ok());
+  const Cart edited = LoadCartOrDie(cart_id);
+  ASSERT_EQ(edited.lines.size(), 2u);
+  ASSERT_EQ(edited.reservation, CartReservation::kPending);
+
+  bus::Envelope reply;
+  reply.id = "reply-1";
+  reply.type = std::string(kInventoryReplyType);
+  reply.source = "inventory";
+  reply.correlation_id = "cart:" + cart_id;
+  reply.payload = DumpJson(Json{{"command", "inventory.reserve"},
+                                {"reservation_id", edited.reservation_id},
+                                {"ok", true},
+                                {"expires_at_ms", 123}});
+  ASSERT_TRUE(
+      db_->Write([&](sql::Transaction& tx) { return service_->HandleSagaMessage(tx, reply); })
+          .ok());
+  const Cart reserved = LoadCartOrDie(cart_id);
+  EXPECT_EQ(reserved.reservation, CartReservation::kReserved);
+  EXPECT_EQ(reserved.reservation_expires_at_ms, 123);
+  ASSERT_EQ(reserved.lines.size(), 2u);
+  EXPECT_EQ(reserved.lines[0].sku, kSku);
+  EXPECT_EQ(reserved.lines[1].sku, "SVC-2");
+  EXPECT_EQ(reserved.lines[1].quantity, 2);
+
+  service_->Start();
+  const Order order = Checkout(cart_id, "guest");
+  ASSERT_EQ(order.lines.size(), 2u);
+  const Cart checked_out = LoadCartOrDie(cart_id);
+  EXPECT_EQ(checked_out.status, CartStatus::kCheckedOut);
+  EXPECT_EQ(checked_out.lines.size(), 2u);
+
+  // The order is in progress: the waiter is answered at its deadline with the pending order.
+  auto waited = std::make_shared<std::promise<absl::StatusOr<Order>>>();
+  ASSERT_TRUE(service_
+                  ->WaitSettled(order.id, absl::Now() + absl::Milliseconds(300),
+                                [waited](absl::StatusOr<Order> value) {
+                                  waited->set_value(std::move(value));
+                                })
+                  .ok());
+  auto future = waited->get_future();
+  ASSERT_EQ(future.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  absl::StatusOr<Order> answered = future.get();
+  ASSERT_TRUE(answered.ok()) << answered.status();
+  EXPECT_EQ(answered->id, order.id);
+  EXPECT_FALSE(IsSettled(answered->state()));
+  service_->Stop();
+}
+
 }  // namespace
 }  // namespace emporium::ordering

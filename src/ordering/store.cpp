@@ -295,12 +295,18 @@ absl::Status InsertCart(sql::Transaction& tx, const Cart& cart) {
   return WriteCartLines(tx, cart);
 }
 
-absl::Status UpdateCart(sql::Transaction& tx, const Cart& cart) {
+absl::Status UpdateCart(sql::Transaction& tx, const Cart& cart, CartLinesWrite lines) {
   std::vector<Value> values = CartValues(cart);
   values.push_back(cart.id);
   ASSIGN_OR_RETURN(int64_t changed, tx.Execute(kUpdateCart, values));
   if (changed != 1) return absl::NotFoundError("cart not found");
-  return WriteCartLines(tx, cart);
+  switch (lines) {
+    case CartLinesWrite::kReplace:
+      return WriteCartLines(tx, cart);
+    case CartLinesWrite::kUnchanged:
+      return absl::OkStatus();
+  }
+  std::abort();
 }
 
 absl::StatusOr<std::optional<Cart>> LoadCart(sql::Transaction& tx, const std::string& id) {

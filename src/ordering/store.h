@@ -104,8 +104,13 @@ absl::StatusOr<SagaState> SagaFromJson(const Json& json);
 
 // ---- Carts ----
 absl::Status InsertCart(sql::Transaction& tx, const Cart& cart);
-// Writes every column and replaces the lines; the caller bumps version.
-absl::Status UpdateCart(sql::Transaction& tx, const Cart& cart);
+// Whether UpdateCart rewrites the cart's lines: only an edit of the lines needs it; a
+// reservation reply, a checkout or an attachment changes the cart row alone.
+enum class CartLinesWrite { kReplace, kUnchanged };
+// Writes every column of the cart row and, with kReplace, replaces the lines; the caller bumps
+// version.
+absl::Status UpdateCart(sql::Transaction& tx, const Cart& cart,
+                        CartLinesWrite lines = CartLinesWrite::kReplace);
 absl::StatusOr<std::optional<Cart>> LoadCart(sql::Transaction& tx, const std::string& id);
 
 // ---- Orders ----
