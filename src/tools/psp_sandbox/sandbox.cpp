@@ -255,7 +255,7 @@ struct PspSandbox::Impl {
             {key, hash, int64_t{done->response.status}, done->response.body, NowMs()});
         if (!inserted.ok()) return inserted.status();
       }
-      notification = done->notification;
+      notification = std::move(done->notification);
       result = std::move(*done);
       return absl::OkStatus();
     });
@@ -315,7 +315,8 @@ struct PspSandbox::Impl {
         sql::Row({id, *amount, *currency, last4, reference_text, std::string("authorized"),
                   int64_t{0}, int64_t{0}, now_ms, expires_ms}));
     effect.response = http::Response::Json(201, object);
-    effect.notification = {{"authorization.succeeded", object}};
+    // The object is copied for the notifier only when there is one.
+    if (notify_client) effect.notification = {{"authorization.succeeded", object}};
     effect.drop_connection = *card == kCardLostResponse;
     return effect;
   }
