@@ -76,21 +76,24 @@ std::string_view GenericServerMessage(int http_status) {
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
+    // ASCII only (field names are tokens): no locale lookup per character.
+    const auto lower = [](char c) {
+      return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+    };
+    if (lower(a[i]) != lower(b[i])) return false;
   }
   return true;
 }
 
 void Headers::Add(std::string name, std::string value) {
+  // Most messages carry a handful of fields: one allocation up front instead of regrowing.
+  if (entries_.capacity() == 0) entries_.reserve(kInitialFieldCapacity);
   entries_.emplace_back(std::move(name), std::move(value));
 }
 
 void Headers::Set(std::string name, std::string value) {
   Remove(name);
-  entries_.emplace_back(std::move(name), std::move(value));
+  Add(std::move(name), std::move(value));
 }
 
 void Headers::Remove(std::string_view name) {
@@ -136,6 +139,12 @@ std::optional<std::string> Request::Attribute(std::string_view name) const {
   auto it = attributes.find(std::string(name));
   if (it == attributes.end()) return std::nullopt;
   return it->second;
+}
+
+void Response::MaterializeBody() {
+  if (shared_body == nullptr) return;
+  body = *shared_body;
+  shared_body.reset();
 }
 
 Response Response::Json(int status, const ::emporium::Json& body) {
@@ -256,9 +265,18 @@ Response ErrorResponse(int http_status, std::string_view type, std::string_view 
 }
 
 std::optional<std::string> PercentDecode(std::string_view text, PlusSign plus) {
+  // Most paths and parameters hold nothing to decode: copy them in one go. (A plain scan:
+  // string_view::find_first_of calls memchr once per character.)
+  size_t first = 0;
+  while (first < text.size() && text[first] != '%' &&
+         (plus == PlusSign::kLiteral || text[first] != '+')) {
+    ++first;
+  }
+  if (first == text.size()) return std::string(text);
   std::string out;
   out.reserve(text.size());
-  for (size_t i = 0; i < text.size(); ++i) {
+  out.append(text.substr(0, first));
+  for (size_t i = first; i < text.size(); ++i) {
     char c = text[i];
     if (c == '%') {
       if (i + 2 >= text.size()) return std::nullopt;

@@ -26,6 +26,8 @@ namespace emporium::http {
 class Headers {
  public:
   using Entry = std::pair<std::string, std::string>;
+  // Room made by the first Add: enough for a typical response (handler and gateway fields).
+  static constexpr size_t kInitialFieldCapacity = 8;
 
   // Appends a field, keeping any earlier one with the same name.
   void Add(std::string name, std::string value);
@@ -39,6 +41,9 @@ class Headers {
   // Every value of `name`, in arrival order.
   std::vector<std::string_view> GetAll(std::string_view name) const;
   bool Has(std::string_view name) const { return Get(name).has_value(); }
+  // Makes room for `count` fields without reallocating (a hint; fields are still added one by
+  // one).
+  void Reserve(size_t count) { entries_.reserve(count); }
 
   const std::vector<Entry>& entries() const { return entries_; }
   bool empty() const { return entries_.empty(); }
@@ -71,6 +76,11 @@ struct Request {
 
   // Free-form facts other layers attach (auth: "customer_id", "role", ...).
   std::map<std::string, std::string> attributes;
+
+  // Set by a transport that sends Response::shared_body itself (the HTTP server). When false
+  // (an in-process caller of Router::Dispatch), the router copies a shared body into
+  // Response::body before answering, so such callers only ever read `body`.
+  bool shared_body_accepted = false;
 
   // The first value of header `name` (case-insensitive).
   std::optional<std::string_view> Header(std::string_view name) const { return headers.Get(name); }
@@ -105,11 +115,24 @@ struct Response {
   int status = 200;
   Headers headers;
   std::string body;
+  // An immutable body shared with its owner (e.g. a read-cache entry) and sent without being
+  // copied. When set it is the body and `body` stays empty; read both through BodyView().
+  // shared_ptr because the owner (a cache) and every response in flight hold it at once and the
+  // last one to finish frees it. Router::Dispatch copies it into `body` for callers that did not
+  // set Request::shared_body_accepted.
+  std::shared_ptr<const std::string> shared_body;
   // A streamed response: when set and the status is 2xx, the server sends the headers with
   // chunked transfer encoding (no Content-Length), then `body` as the first chunk if it is not
   // empty, calls `stream`, and sends every chunk written until the stream is closed; then it
   // closes the connection. A HEAD request gets the headers only. Unset: an ordinary response.
   StreamStart stream;
+
+  // The body bytes: `*shared_body` when set, else `body`.
+  std::string_view BodyView() const {
+    return shared_body != nullptr ? std::string_view(*shared_body) : std::string_view(body);
+  }
+  // Moves a shared body into `body` (a copy of the bytes); no-op when there is none.
+  void MaterializeBody();
 
   // `status` with a compact JSON body and Content-Type application/json.
   static Response Json(int status, const ::emporium::Json& body);

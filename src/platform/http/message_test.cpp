@@ -1,6 +1,7 @@
 #include "platform/http/message.h"
 
 #include "common/errors.h"
+#include "fmt/format.h"
 #include "gtest/gtest.h"
 
 namespace emporium::http {
@@ -44,6 +45,45 @@ TEST(PercentTest, DecodeRejectsMalformed) {
   EXPECT_FALSE(PercentDecode("%", PlusSign::kLiteral).has_value());
   EXPECT_FALSE(PercentDecode("%g0", PlusSign::kLiteral).has_value());
   EXPECT_EQ(PercentEncode("a b/é"), "a%20b%2F%C3%A9");
+}
+
+TEST(PercentTest, DecodeCopiesPlainTextAndDecodesAfterAPlainPrefix) {
+  EXPECT_EQ(PercentDecode("", PlusSign::kLiteral), "");
+  EXPECT_EQ(PercentDecode("/api/v1/products/p_123", PlusSign::kLiteral), "/api/v1/products/p_123");
+  EXPECT_EQ(PercentDecode("/a/b%2Fc", PlusSign::kLiteral), "/a/b/c");
+  EXPECT_EQ(PercentDecode("long-plain-prefix+x", PlusSign::kSpace), "long-plain-prefix x");
+  EXPECT_EQ(PercentDecode("long-plain-prefix+x", PlusSign::kLiteral), "long-plain-prefix+x");
+  EXPECT_FALSE(PercentDecode("long-plain-prefix%", PlusSign::kLiteral).has_value());
+  EXPECT_FALSE(PercentDecode("long-plain-prefix%2", PlusSign::kSpace).has_value());
+}
+
+TEST(HeadersTest, EqualsIgnoreCaseIsAsciiOnly) {
+  EXPECT_TRUE(EqualsIgnoreCase("Content-Type", "cONTENT-tYPE"));
+  EXPECT_FALSE(EqualsIgnoreCase("Content-Type", "Content-Typ"));
+  EXPECT_FALSE(EqualsIgnoreCase("a[", "A{"));  // '[' and '{' differ by the case bit only
+  EXPECT_FALSE(EqualsIgnoreCase("@", "`"));
+  Headers headers;
+  for (int i = 0; i < 20; ++i) headers.Add(fmt::format("X-{}", i), "v");  // past the reserve
+  EXPECT_EQ(headers.entries().size(), 20u);
+  EXPECT_EQ(headers.Get("x-19"), "v");
+  headers.Set("X-3", "w");
+  EXPECT_EQ(headers.GetAll("x-3"), std::vector<std::string_view>{"w"});
+}
+
+TEST(ResponseTest, SharedBodyIsReadThroughBodyViewAndMaterializes) {
+  auto owner = std::make_shared<const std::string>(R"({"id":"p_1"})");
+  Response response;
+  response.shared_body = owner;
+  EXPECT_EQ(response.BodyView(), R"({"id":"p_1"})");
+  EXPECT_TRUE(response.body.empty());
+  response.MaterializeBody();
+  EXPECT_EQ(response.body, R"({"id":"p_1"})");
+  EXPECT_EQ(response.shared_body, nullptr);
+  EXPECT_EQ(response.BodyView(), R"({"id":"p_1"})");
+  EXPECT_EQ(owner.use_count(), 1);  // the response no longer holds the owner
+  Response plain = Response::Text(200, "hi");
+  plain.MaterializeBody();  // nothing shared: unchanged
+  EXPECT_EQ(plain.BodyView(), "hi");
 }
 
 TEST(ErrorResponseTest, MapsCanonicalCodes) {

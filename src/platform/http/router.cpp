@@ -1,11 +1,14 @@
 #include "platform/http/router.h"
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <optional>
 #include <set>
+#include <span>
 
 #include "fmt/format.h"
 
@@ -80,6 +83,38 @@ std::vector<Segment> ParsePattern(std::string_view pattern) {
   return segments;
 }
 
+// The parts of a request path: on the stack for the usual few segments, on the heap beyond.
+class PathParts {
+ public:
+  static constexpr size_t kInlineCountMax = 16;
+
+  // `path` must start with '/' and outlive this object.
+  explicit PathParts(std::string_view path) {
+    const size_t count = static_cast<size_t>(std::count(path.begin(), path.end(), '/'));
+    std::string_view* out = inline_.data();
+    if (count > kInlineCountMax) {
+      heap_.resize(count);
+      out = heap_.data();
+    }
+    std::string_view rest = path.substr(1);
+    for (size_t i = 0; i < count; ++i) {
+      const size_t slash = rest.find('/');
+      out[i] = rest.substr(0, slash);
+      rest = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+    }
+    parts_ = std::span<const std::string_view>(out, count);
+  }
+  PathParts(const PathParts&) = delete;
+  PathParts& operator=(const PathParts&) = delete;
+
+  std::span<const std::string_view> parts() const { return parts_; }
+
+ private:
+  std::array<std::string_view, kInlineCountMax> inline_;
+  std::vector<std::string_view> heap_;
+  std::span<const std::string_view> parts_;
+};
+
 // A literal segment compares without decoding unless the part holds an escape.
 bool LiteralMatches(std::string_view part, const std::string& text) {
   if (part.find('%') == std::string_view::npos) return part == text;
@@ -90,7 +125,7 @@ bool LiteralMatches(std::string_view part, const std::string& text) {
 // Matches raw path parts against a pattern; fills decoded params. False on mismatch or on a
 // parameter that does not decode. Literals and the segment count are checked first, without
 // allocating, so the many routes that do not match cost little.
-bool MatchSegments(const std::vector<Segment>& segments, const std::vector<std::string_view>& parts,
+bool MatchSegments(const std::vector<Segment>& segments, std::span<const std::string_view> parts,
                    std::map<std::string, std::string>& params) {
   params.clear();
   const bool has_wildcard = !segments.empty() && segments.back().kind == SegmentKind::kWildcard;
@@ -115,10 +150,13 @@ bool MatchSegments(const std::vector<Segment>& segments, const std::vector<std::
         break;
       }
       case SegmentKind::kWildcard: {
-        std::string rest;
-        for (size_t j = i; j < parts.size(); ++j) {
-          if (j > i) rest.push_back('/');
-          rest.append(parts[j]);
+        // The parts are consecutive views of one raw path, so the rest of the path ('/'
+        // included) is the span from this part to the end of the last one.
+        std::string_view rest;
+        if (i < parts.size()) {
+          const char* begin = parts[i].data();
+          const char* end = parts.back().data() + parts.back().size();
+          rest = std::string_view(begin, static_cast<size_t>(end - begin));
         }
         std::optional<std::string> decoded = PercentDecode(rest, PlusSign::kLiteral);
         if (!decoded.has_value()) return false;
@@ -164,9 +202,29 @@ bool BodyTypeAccepted(const Request& request, const RouteOptions& options) {
 
 }  // namespace
 
+// The one answer a Dispatch gives, shared by the Responder handed to the handler and the
+// router's own error paths (a handler may answer and then throw).
+struct Router::AnswerOnce {
+  std::atomic<bool> answered{false};
+  bool materialize_body = false;  // the caller reads Response::body only
+  Responder respond;
+
+  void Answer(Response response) {
+    if (answered.exchange(true)) return;
+    if (materialize_body) response.MaterializeBody();
+    respond(std::move(response));
+  }
+};
+
 struct Router::Table {
   std::vector<PathEntry> paths;
+  // Indexes into `paths`, in registration order: the entries without a wildcard by their
+  // segment count, and the entries ending in a wildcard. A path of N segments can only match
+  // the first group's [N] and the wildcards, so Dispatch looks at nothing else.
+  std::vector<std::vector<size_t>> by_segment_count;
+  std::vector<size_t> wildcards;
   std::vector<std::pair<std::string, std::string>> registered;
+  Handler pass_through;  // set: every request goes here unmatched
 };
 
 Router::Router() : table_(std::make_unique<Table>()) {}
@@ -181,14 +239,24 @@ void Router::Add(std::string_view method, std::string_view pattern, Handler hand
     if (c < 'A' || c > 'Z') FailRoute(pattern, "method must be upper-case letters");
   }
   if (!handler) FailRoute(pattern, "null handler");
+  if (table_->pass_through) FailRoute(pattern, "the router passes everything through");
   std::vector<Segment> segments = ParsePattern(pattern);
   PathEntry* entry = nullptr;
   for (PathEntry& candidate : table_->paths) {
     if (candidate.pattern == pattern) entry = &candidate;
   }
   if (entry == nullptr) {
+    const size_t index = table_->paths.size();
+    const bool wildcard = segments.back().kind == SegmentKind::kWildcard;
+    const size_t count = segments.size();
     table_->paths.push_back({std::string(pattern), std::move(segments), {}});
     entry = &table_->paths.back();
+    if (wildcard) {
+      table_->wildcards.push_back(index);
+    } else {
+      if (table_->by_segment_count.size() <= count) table_->by_segment_count.resize(count + 1);
+      table_->by_segment_count[count].push_back(index);
+    }
   }
   for (const Route& route : entry->routes) {
     if (route.method == method) FailRoute(pattern, "registered twice for this method");
@@ -212,21 +280,29 @@ std::vector<std::pair<std::string, std::string>> Router::routes() const {
   return table_->registered;
 }
 
+void Router::SetPassThrough(Handler handler) {
+  if (!handler) FailRoute("*", "null pass-through handler");
+  if (!table_->paths.empty() || table_->pass_through) FailRoute("*", "pass-through with routes");
+  table_->pass_through = std::move(handler);
+}
+
 void Router::Dispatch(Request& request, Responder respond) const {
   // Guarantees at most one answer reaches the caller even if a handler answers and then throws.
-  auto answered = std::make_shared<std::atomic<bool>>(false);
-  Responder once = [answered, respond = std::move(respond)](Response response) {
-    if (!answered->exchange(true)) respond(std::move(response));
-  };
+  auto once = std::make_shared<AnswerOnce>();
+  once->materialize_body = !request.shared_body_accepted;
+  once->respond = std::move(respond);
+  if (table_->pass_through) return Invoke(table_->pass_through, request, std::move(once));
 
   std::string_view raw_path =
       request.target.empty() ? std::string_view(request.path)
                              : std::string_view(request.target).substr(0, request.target.find('?'));
   if (raw_path.empty() || raw_path[0] != '/') {
-    once(ErrorResponse(404, "not_found_error", "route_not_found", "No route matches this path."));
+    once->Answer(
+        ErrorResponse(404, "not_found_error", "route_not_found", "No route matches this path."));
     return;
   }
-  std::vector<std::string_view> parts = SplitPath(raw_path);
+  const PathParts path_parts(raw_path);
+  const std::span<const std::string_view> parts = path_parts.parts();
 
   const PathEntry* best_entry = nullptr;
   const Route* best_route = nullptr;
@@ -234,8 +310,8 @@ void Router::Dispatch(Request& request, Responder respond) const {
   std::map<std::string, std::string> params;
   bool matched_any_path = false;
   const bool is_head = request.method == "HEAD";
-  for (const PathEntry& entry : table_->paths) {
-    if (!MatchSegments(entry.segments, parts, params)) continue;
+  auto consider = [&](const PathEntry& entry) {
+    if (!MatchSegments(entry.segments, parts, params)) return;
     matched_any_path = true;
     const Route* exact = nullptr;
     const Route* get = nullptr;
@@ -244,17 +320,25 @@ void Router::Dispatch(Request& request, Responder respond) const {
       if (route.method == "GET") get = &route;
     }
     const Route* chosen = exact != nullptr ? exact : (is_head ? get : nullptr);
-    if (chosen == nullptr) continue;
+    if (chosen == nullptr) return;
     if (best_entry == nullptr || MoreSpecific(entry, *best_entry)) {
       best_entry = &entry;
       best_route = chosen;
       best_params.swap(params);
     }
+  };
+  // Ties (same kinds at every position) only occur between entries of one group, which keeps
+  // registration order, so visiting the groups one after the other picks what a scan of every
+  // entry would.
+  if (parts.size() < table_->by_segment_count.size()) {
+    for (size_t index : table_->by_segment_count[parts.size()]) consider(table_->paths[index]);
   }
+  for (size_t index : table_->wildcards) consider(table_->paths[index]);
 
   if (best_route == nullptr) {
     if (!matched_any_path) {
-      once(ErrorResponse(404, "not_found_error", "route_not_found", "No route matches this path."));
+      once->Answer(
+          ErrorResponse(404, "not_found_error", "route_not_found", "No route matches this path."));
       return;
     }
     // The rare path: collect the methods of every matching path for the Allow header.
@@ -275,27 +359,31 @@ void Router::Dispatch(Request& request, Responder respond) const {
         405, "invalid_request_error", "method_not_allowed",
         fmt::format("Method {} is not allowed here; allowed: {}.", request.method, allow));
     response.headers.Set("Allow", allow);
-    once(std::move(response));
+    once->Answer(std::move(response));
     return;
   }
 
   request.route = best_entry->pattern;
   request.path_params = std::move(best_params);
   if (!BodyTypeAccepted(request, best_route->options)) {
-    once(ErrorResponse(415, "invalid_request_error", "unsupported_media_type",
-                       "The request body must be sent as application/json."));
+    once->Answer(ErrorResponse(415, "invalid_request_error", "unsupported_media_type",
+                               "The request body must be sent as application/json."));
     return;
   }
+  Invoke(best_route->handler, request, std::move(once));
+}
+
+void Router::Invoke(const Handler& handler, Request& request, std::shared_ptr<AnswerOnce> once) {
   try {
-    best_route->handler(request, once);
+    handler(request, [once](Response response) { once->Answer(std::move(response)); });
   } catch (const std::exception& error) {
     std::fprintf(stderr, "Router: handler for %s %s threw: %s\n", request.method.c_str(),
                  request.route.c_str(), error.what());
-    once(ErrorResponse(500, "api_error", "internal", "An internal error occurred."));
+    once->Answer(ErrorResponse(500, "api_error", "internal", "An internal error occurred."));
   } catch (...) {
     std::fprintf(stderr, "Router: handler for %s %s threw a non-exception\n",
                  request.method.c_str(), request.route.c_str());
-    once(ErrorResponse(500, "api_error", "internal", "An internal error occurred."));
+    once->Answer(ErrorResponse(500, "api_error", "internal", "An internal error occurred."));
   }
 }
 

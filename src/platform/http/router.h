@@ -48,6 +48,12 @@ class Router {
   void AddSync(std::string_view method, std::string_view pattern, SyncHandler handler,
                RouteOptions options = {});
 
+  // Makes the router hand every request, whatever its method and path, to `handler` without
+  // matching: request.route and path_params stay as they are and no 404/405/415 comes from
+  // here; a throwing handler is answered 500 and the answer is still given at most once. For a
+  // front door that routes by itself (the gateway). Aborts if routes are registered too.
+  void SetPassThrough(Handler handler);
+
   // Routes and answers `request`:
   //  - fills request.path_params and request.route (the pattern) when a route matches;
   //  - unknown path -> 404, known path with another method -> 405 with an Allow header,
@@ -65,6 +71,9 @@ class Router {
 
  private:
   struct Table;
+  struct AnswerOnce;
+  // Calls `handler` with a Responder that answers through `once`; answers 500 if it throws.
+  static void Invoke(const Handler& handler, Request& request, std::shared_ptr<AnswerOnce> once);
   std::unique_ptr<Table> table_;
 };
 

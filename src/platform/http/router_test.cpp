@@ -157,6 +157,105 @@ TEST(RouterTest, ListsRoutes) {
   EXPECT_EQ(routes[0], (std::pair<std::string, std::string>("GET", "/api/v1/orders/{id}")));
 }
 
+TEST(RouterTest, SharedBodyIsCopiedForInProcessCallersOnly) {
+  auto owner = std::make_shared<const std::string>("cached bytes");
+  Router router;
+  router.AddSync("GET", "/cached", [owner](const Request&) {
+    Response response;
+    response.shared_body = owner;
+    return response;
+  });
+  Request in_process = MakeRequest("GET", "/cached");
+  Response copied = Call(router, in_process);
+  EXPECT_EQ(copied.body, "cached bytes");
+  EXPECT_EQ(copied.shared_body, nullptr);
+
+  Request from_server = MakeRequest("GET", "/cached");
+  from_server.shared_body_accepted = true;
+  Response shared = Call(router, from_server);
+  EXPECT_TRUE(shared.body.empty());
+  EXPECT_EQ(shared.shared_body, owner);  // the same bytes, not a copy
+  EXPECT_EQ(shared.BodyView(), "cached bytes");
+}
+
+TEST(RouterTest, SegmentCountIndexKeepsPrecedence) {
+  Router router;
+  auto answer = [](std::string text) {
+    return [text](const Request&) { return Response::Text(200, text); };
+  };
+  // Registered wildcard first, so a scan in registration order would meet it first.
+  router.AddSync("GET", "/a/{rest...}", answer("wildcard"));
+  router.AddSync("GET", "/a/{x}", answer("param"));
+  router.AddSync("GET", "/a/b", answer("literal"));
+  router.AddSync("GET", "/a/{x}/c", answer("deep"));
+  router.AddSync("GET", "/{first}/{second}", answer("two params"));
+  auto body = [&](std::string target) {
+    Request request = MakeRequest("GET", std::move(target));
+    return Call(router, request).body;
+  };
+  EXPECT_EQ(body("/a/b"), "literal");
+  EXPECT_EQ(body("/a/z"), "param");
+  EXPECT_EQ(body("/a/z/c"), "deep");
+  EXPECT_EQ(body("/a/z/d"), "wildcard");
+  EXPECT_EQ(body("/a"), "wildcard");  // the wildcard may capture nothing
+  EXPECT_EQ(body("/q/r"), "two params");
+  Request none = MakeRequest("GET", "/q/r/s");
+  EXPECT_EQ(Call(router, none).status, 404);
+}
+
+TEST(RouterTest, ManySegmentsAndEscapesInAWildcard) {
+  Router router = MakeRouter();
+  std::string deep = "/static";
+  for (int i = 0; i < 40; ++i) deep += "/d" + std::to_string(i);  // past the inline parts
+  Request request = MakeRequest("GET", deep + "/x%20y");
+  Response response = Call(router, request);
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.body, "file " + deep.substr(8) + "/x y");
+  Request empty_rest = MakeRequest("GET", "/static/");
+  EXPECT_EQ(Call(router, empty_rest).body, "file ");
+  Request bad_escape = MakeRequest("GET", "/static/a/%zz");
+  EXPECT_EQ(Call(router, bad_escape).status, 404);
+  std::string many_params = "/api/v1/orders";
+  for (int i = 0; i < 30; ++i) many_params += "/x";
+  Request too_deep = MakeRequest("GET", many_params);
+  EXPECT_EQ(Call(router, too_deep).status, 404);
+}
+
+TEST(RouterTest, PassThroughSeesEveryRequestUnmatched) {
+  Router router;
+  int calls = 0;
+  router.SetPassThrough([&calls](Request& request, Responder respond) {
+    ++calls;
+    if (request.path == "/boom") throw std::runtime_error("kaput");
+    if (request.path == "/twice") {
+      respond(Response::Text(200, "first"));
+      respond(Response::Text(200, "second"));
+      return;
+    }
+    respond(Response::Text(200, request.method + " " + request.path + " route=" + request.route));
+  });
+  Request any = MakeRequest("TRACE", "/no/such/route");
+  Response response = Call(router, any);
+  EXPECT_EQ(response.body, "TRACE /no/such/route route=");
+  Request boom = MakeRequest("GET", "/boom");
+  EXPECT_EQ(Call(router, boom).status, 500);
+  Request twice = MakeRequest("GET", "/twice");
+  EXPECT_EQ(Call(router, twice).body, "first");  // Call checks a single answer
+  EXPECT_EQ(calls, 3);
+  EXPECT_TRUE(router.routes().empty());
+}
+
+TEST(RouterDeathTest, PassThroughExcludesRoutes) {
+  auto ok = [](const Request&) { return Response::NoContent(); };
+  auto pass = [](Request&, Responder respond) { respond(Response::NoContent()); };
+  Router with_route;
+  with_route.AddSync("GET", "/a", ok);
+  EXPECT_DEATH(with_route.SetPassThrough(pass), "pass-through");
+  Router passing;
+  passing.SetPassThrough(pass);
+  EXPECT_DEATH(passing.AddSync("GET", "/a", ok), "passes everything");
+}
+
 TEST(RouterDeathTest, MalformedPatternsAbort) {
   Router router;
   auto ok = [](const Request&) { return Response::NoContent(); };

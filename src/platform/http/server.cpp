@@ -291,7 +291,7 @@ struct HttpServer::Impl {
   // After a response went out: its metrics and, when hooked, its access-log entry.
   void Finish(Worker& worker, const Request& request, int status,
               SteadyClock::time_point request_started, size_t body_bytes,
-              const std::string& trace_id);
+              const TraceContext& trace);
   void RunWorker(Worker& worker);
 };
 
@@ -457,7 +457,7 @@ asio::awaitable<void> HttpServer::Impl::Accept(Worker& worker) {
 
 void HttpServer::Impl::Finish(Worker& worker, const Request& request, int status,
                               SteadyClock::time_point request_started, size_t body_bytes,
-                              const std::string& trace_id) {
+                              const TraceContext& trace) {
   const std::string_view route =
       request.route.empty() ? std::string_view("unmatched") : std::string_view(request.route);
   const SteadyClock::duration elapsed = SteadyClock::now() - request_started;
@@ -471,7 +471,7 @@ void HttpServer::Impl::Finish(Worker& worker, const Request& request, int status
   entry.duration = absl::FromChrono(elapsed);
   entry.bytes = body_bytes;
   entry.request_id = request.request_id;
-  entry.trace_id = trace_id;
+  entry.trace_id = trace.TraceIdHex();
   entry.remote_address = request.remote_address;
   try {
     options.access_log(entry);
@@ -556,7 +556,11 @@ asio::awaitable<size_t> HttpServer::Impl::SendStream(Worker& worker, Connection&
   StreamGuard guard{stream};
   asio::steady_timer wake(worker.io);
   stream->SetTimer(&wake);
-  if (!response.body.empty()) stream->Write(std::move(response.body));
+  if (response.shared_body != nullptr) {
+    if (!response.shared_body->empty()) stream->Write(*response.shared_body);
+  } else if (!response.body.empty()) {
+    stream->Write(std::move(response.body));
+  }
   StreamStart start = std::move(response.stream);
   try {
     start(stream);
@@ -711,6 +715,7 @@ asio::awaitable<void> HttpServer::Impl::Serve(Worker& worker, tcp::socket socket
     }
     request.remote_address = remote_address;
     request.deadline = absl::Now() + options.request_timeout;
+    request.shared_body_accepted = true;  // sent below straight from Response::shared_body
 
     // Plain statements around co_await: GCC 12 mishandles temporaries of a co_await inside a
     // conditional expression.
@@ -723,7 +728,7 @@ asio::awaitable<void> HttpServer::Impl::Serve(Worker& worker, tcp::socket socket
     if (response.status < 100 || response.status > 599) {
       response = ServerError(500, "internal", "An internal error occurred.");
     }
-    if (response.status >= 400 && (response.body.empty() || !IsJsonContentType(response))) {
+    if (response.status >= 400 && (response.BodyView().empty() || !IsJsonContentType(response))) {
       Response shaped = ErrorResponse(WithHttpStatus(
           absl::UnknownError(std::string(ReasonPhrase(response.status))), response.status));
       shaped.headers = std::move(response.headers);
@@ -756,13 +761,13 @@ asio::awaitable<void> HttpServer::Impl::Serve(Worker& worker, tcp::socket socket
                                          asio::redirect_error(asio::use_awaitable, ec));
       size_t streamed_bytes = 0;
       if (!ec && !head) streamed_bytes = co_await SendStream(worker, connection, response);
-      Finish(worker, request, response.status, request_started, streamed_bytes,
-             trace->TraceIdHex());
+      Finish(worker, request, response.status, request_started, streamed_bytes, *trace);
       break;
     }
     // The status line and header block are written by hand into a buffer the connection
     // reuses, and sent with the body in one gather write (no per-field allocations).
-    size_t body_bytes = response.body.size();
+    const std::string_view body = response.BodyView();
+    const size_t body_bytes = body.size();
     bool bodiless_status =
         response.status < 200 || response.status == 204 || response.status == 304;
     std::string& header_block = connection.header_block;
@@ -792,7 +797,8 @@ asio::awaitable<void> HttpServer::Impl::Serve(Worker& worker, tcp::socket socket
     header_block.append("\r\n");
     const bool send_body = !head && !bodiless_status && body_bytes > 0;
     const std::array<asio::const_buffer, 2> wire = {
-        asio::buffer(header_block), send_body ? asio::buffer(response.body) : asio::const_buffer()};
+        asio::buffer(header_block),
+        send_body ? asio::buffer(body.data(), body.size()) : asio::const_buffer()};
 
     connection.stream.expires_after(ToChrono(options.write_timeout));
     co_await asio::async_write(connection.stream, wire,
@@ -800,7 +806,7 @@ asio::awaitable<void> HttpServer::Impl::Serve(Worker& worker, tcp::socket socket
     bool write_failed = static_cast<bool>(ec);
 
     Finish(worker, request, response.status, request_started,
-           head || bodiless_status ? 0 : body_bytes, trace->TraceIdHex());
+           head || bodiless_status ? 0 : body_bytes, *trace);
     if (write_failed || !keep_alive) break;
   }
   connection.stream.socket().shutdown(tcp::socket::shutdown_send, ec);

@@ -31,14 +31,20 @@ void FillRandomNonZero(std::array<uint8_t, N>& bytes) {
   } while (std::all_of(bytes.begin(), bytes.end(), [](uint8_t b) { return b == 0; }));
 }
 
+// Writes 2*N lower-case hex digits at `out`.
+template <size_t N>
+char* WriteHex(const std::array<uint8_t, N>& bytes, char* out) {
+  for (uint8_t byte : bytes) {
+    *out++ = kHexDigits[byte >> 4];
+    *out++ = kHexDigits[byte & 0x0F];
+  }
+  return out;
+}
+
 template <size_t N>
 std::string ToHex(const std::array<uint8_t, N>& bytes) {
-  std::string out;
-  out.reserve(N * 2);
-  for (uint8_t byte : bytes) {
-    out.push_back(kHexDigits[byte >> 4]);
-    out.push_back(kHexDigits[byte & 0x0F]);
-  }
+  std::string out(N * 2, '\0');
+  WriteHex(bytes, out.data());
   return out;
 }
 
@@ -90,13 +96,13 @@ std::optional<TraceContext> ParseTraceparent(std::string_view header) {
 }
 
 std::string FormatTraceparent(const TraceContext& context) {
-  std::string out = "00-";
-  out += context.TraceIdHex();
-  out.push_back('-');
-  out += context.SpanIdHex();
-  out.push_back('-');
-  out.push_back(kHexDigits[context.flags >> 4]);
-  out.push_back(kHexDigits[context.flags & 0x0F]);
+  // Filled in place: one allocation, no temporaries.
+  std::string out(kVersion00Length, '-');
+  out[0] = '0';
+  out[1] = '0';
+  WriteHex(context.trace_id, out.data() + 3);
+  WriteHex(context.span_id, out.data() + 36);
+  WriteHex(std::array<uint8_t, 1>{context.flags}, out.data() + 53);
   return out;
 }
 
