@@ -1,6 +1,7 @@
 #include "gateway/gateway.h"
 
 #include <algorithm>
+#include <array>
 #include <functional>
 #include <initializer_list>
 
@@ -239,20 +240,26 @@ void Gateway::Handle(Request& request, Responder respond) const {
 }
 
 http::Router Gateway::ServingRouter() const {
+  // Every request goes straight to Handle (no route matching twice: the inner router matches).
+  // The methods the gateway serves are checked here as a catch-all route table would: others
+  // get 405 with the same Allow list, HEAD goes through like GET.
   http::Router router;
-  http::RouteOptions any_content;
-  any_content.accepted_content_types = {};  // the inner route decides
-  for (const char* method : {"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}) {
-    router.Add(
-        method, "/{path...}",
-        [this](Request& request, Responder respond) {
-          // The outer match filled these; the inner router fills them again.
-          request.route.clear();
-          request.path_params.clear();
-          Handle(request, std::move(respond));
-        },
-        any_content);
-  }
+  router.SetPassThrough([this](Request& request, Responder respond) {
+    static constexpr std::array<std::string_view, 7> kServedMethods = {
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
+    if (std::find(kServedMethods.begin(), kServedMethods.end(), request.method) ==
+        kServedMethods.end()) {
+      constexpr std::string_view kAllow = "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT";
+      Response response = http::ErrorResponse(
+          405, "invalid_request_error", "method_not_allowed",
+          fmt::format("Method {} is not allowed here; allowed: {}.", request.method, kAllow));
+      response.headers.Set("Allow", std::string(kAllow));
+      return respond(std::move(response));
+    }
+    request.route.clear();
+    request.path_params.clear();
+    Handle(request, std::move(respond));
+  });
   return router;
 }
 

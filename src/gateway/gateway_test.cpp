@@ -125,6 +125,31 @@ TEST_F(GatewayTest, RateLimitsPerAddressAndPrincipalWithRetryAfter) {
   EXPECT_EQ(Call(gateway, "GET", "/api/v1/whoami", auth, "10.0.0.5:1").status, 429);
 }
 
+TEST_F(GatewayTest, ServingRouterPassesServedMethodsAnd405sOthers) {
+  Gateway gateway(inner_, Options());
+  http::Router serving = gateway.ServingRouter();
+  auto call = [&serving](std::string method, std::string path) {
+    Request request;
+    request.method = std::move(method);
+    request.target = path;
+    request.path = path;
+    request.remote_address = "10.0.0.1:5555";
+    Response answer;
+    answer.status = -1;
+    serving.Dispatch(request, [&answer](Response response) { answer = std::move(response); });
+    return answer;
+  };
+  Response whoami = call("GET", "/api/v1/whoami");
+  EXPECT_EQ(whoami.status, 200);
+  EXPECT_EQ(whoami.headers.Get("X-Frame-Options"), "DENY");  // through the gateway
+  EXPECT_EQ(call("HEAD", "/api/v1/whoami").status, 200);
+  EXPECT_EQ(call("GET", "/api/v1/nothing").status, 404);
+  EXPECT_EQ(call("POST", "/api/v1/whoami").status, 405);  // the inner router's 405
+  Response trace = call("TRACE", "/api/v1/whoami");
+  EXPECT_EQ(trace.status, 405);
+  EXPECT_EQ(trace.headers.Get("Allow"), "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT");
+}
+
 TEST(RouteClassTest, Classifies) {
   EXPECT_EQ(ClassifyRoute("GET", "/api/v1/products"), RouteClass::kRead);
   EXPECT_EQ(ClassifyRoute("POST", "/api/v1/accounts/login"), RouteClass::kLogin);
