@@ -326,7 +326,9 @@ class Api {
     }
     response.status = 200;
     response.headers.Add("Content-Type", "application/json");
-    response.body = (*product)->body;
+    // The cached JSON is sent as is, not copied: the response shares the cache entry (aliasing
+    // shared_ptr), which stays alive until the bytes are written even if it is evicted.
+    response.shared_body = std::shared_ptr<const std::string>(*product, &(*product)->body);
     return response;
   }
 
