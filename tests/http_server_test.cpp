@@ -95,6 +95,17 @@ class HttpServerTest : public ::testing::Test {
     router_.AddSync("GET", "/boom", [](const Request&) -> Response {
       throw std::runtime_error("handler exploded");
     });
+    router_.AddSync("GET", "/shared", [this](const Request&) {
+      Response response = Response::Text(200, "");
+      response.body.clear();
+      response.shared_body = shared_body_;
+      return response;
+    });
+    router_.AddSync("GET", "/shared-error", [](const Request&) {
+      Response response = Response::Text(409, "");
+      response.shared_body = std::make_shared<const std::string>("not json");
+      return response;
+    });
     router_.AddSync("GET", "/plain-error",
                     [](const Request&) { return Response::Text(418, "teapot"); });
     router_.Add("GET", "/park", [this](Request&, Responder respond) {
@@ -164,6 +175,8 @@ class HttpServerTest : public ::testing::Test {
     return body.contains("error") ? body["error"] : Json::object();
   }
 
+  std::shared_ptr<const std::string> shared_body_ =
+      std::make_shared<const std::string>(std::string(3000, 'x') + "end");
   Router router_;
   obs::MetricsRegistry metrics_;
   Parked parked_;
@@ -210,6 +223,37 @@ TEST_F(HttpServerTest, HeadServedByGetWithoutBody) {
   EXPECT_TRUE(head->body.empty());
   EXPECT_NE(head->headers.Get("Content-Length"), "0");
   EXPECT_EQ(Get("/api/v1/orders/o2").status, 200);  // the connection stayed usable
+}
+
+TEST_F(HttpServerTest, SharedBodySentWithoutCopyAndNotOnHead) {
+  StartServer();
+  for (int i = 0; i < 3; ++i) {  // kept alive: the same connection sends it again
+    ClientResponse response = Get("/shared");
+    EXPECT_EQ(response.status, 200);
+    EXPECT_EQ(response.body, *shared_body_);
+    EXPECT_EQ(response.headers.Get("Content-Length"), std::to_string(shared_body_->size()));
+  }
+  ClientRequest request;
+  request.method = "HEAD";
+  request.target = "/shared";
+  absl::StatusOr<ClientResponse> head = client_->Send(request);
+  ASSERT_TRUE(head.ok()) << head.status();
+  EXPECT_TRUE(head->body.empty());
+  EXPECT_EQ(head->headers.Get("Content-Length"), std::to_string(shared_body_->size()));
+  // A shared 4xx body that is not JSON is reshaped like any other.
+  ClientResponse error = Get("/shared-error");
+  EXPECT_EQ(error.status, 409);
+  EXPECT_EQ(ErrorOf(error)["type"], "conflict_error");
+  {
+    std::lock_guard<std::mutex> lock(log_mutex_);
+    ASSERT_FALSE(log_.empty());
+    EXPECT_EQ(log_.front().bytes, shared_body_->size());
+    EXPECT_EQ(log_.front().trace_id.size(), 32u);
+  }
+  // No response holds the body once sent (the server drops it right after the write).
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+  while (shared_body_.use_count() != 1 && Clock::now() < deadline) std::this_thread::yield();
+  EXPECT_EQ(shared_body_.use_count(), 1);
 }
 
 TEST_F(HttpServerTest, KeepAliveReusesOneConnection) {

@@ -228,27 +228,16 @@ struct Connection {
   std::string header_block;  // the response status line and fields, reused per response
 };
 
-// Metric series cached per io thread, so the hot path takes no registry lock.
-struct SeriesCache {
-  std::unordered_map<std::string, obs::Counter*> counters;
-  std::unordered_map<std::string, obs::Histogram*> histograms;
-  std::string key;  // scratch for the lookup keys, reused so a hit allocates nothing
+// Metric series cached per io thread, so the hot path takes no registry lock: one lookup per
+// request by "<method>\n<route>", then the status among the few that route answered with.
+struct RouteSeries {
+  obs::Histogram* duration = nullptr;
+  std::vector<std::pair<int, obs::Counter*>> by_status;  // at most 500 (statuses 100..599)
 };
-
-// Builds "<method>\n<route>[\n<status>]" into `key` without allocating once it has grown.
-void SeriesKey(std::string& key, std::string_view method, std::string_view route,
-               std::optional<int> status) {
-  key.clear();
-  key.append(method);
-  key.push_back('\n');
-  key.append(route);
-  if (status.has_value()) {
-    char digits[16];
-    const std::to_chars_result end = std::to_chars(std::begin(digits), std::end(digits), *status);
-    key.push_back('\n');
-    key.append(digits, end.ptr);
-  }
-}
+struct SeriesCache {
+  std::unordered_map<std::string, RouteSeries> routes;
+  std::string key;  // scratch for the lookup key, reused so a hit allocates nothing
+};
 
 struct Worker {
   asio::io_context io{1};
@@ -485,26 +474,33 @@ void HttpServer::Impl::Record(Worker& worker, std::string_view method, std::stri
   if (options.metrics == nullptr) return;
   std::string_view method_label = MethodLabel(method);
   SeriesCache& cache = worker.series;
-  SeriesKey(cache.key, method_label, route, status);
-  auto counter = cache.counters.find(cache.key);
-  if (counter == cache.counters.end()) {
-    obs::Counter& series =
-        options.metrics->GetCounter("emporium_http_requests_total", "HTTP requests answered.",
-                                    {{"method", std::string(method_label)},
-                                     {"route", std::string(route)},
-                                     {"status", fmt::format("{}", status)}});
-    counter = cache.counters.emplace(cache.key, &series).first;
-  }
-  counter->second->Increment();
-  SeriesKey(cache.key, method_label, route, std::nullopt);
-  auto histogram = cache.histograms.find(cache.key);
-  if (histogram == cache.histograms.end()) {
-    obs::Histogram& series = options.metrics->GetHistogram(
+  cache.key.clear();
+  cache.key.append(method_label);
+  cache.key.push_back('\n');
+  cache.key.append(route);
+  auto found = cache.routes.find(cache.key);
+  if (found == cache.routes.end()) {
+    RouteSeries series;
+    series.duration = &options.metrics->GetHistogram(
         "emporium_http_request_duration_seconds", "HTTP request latency in seconds.",
         {{"method", std::string(method_label)}, {"route", std::string(route)}});
-    histogram = cache.histograms.emplace(cache.key, &series).first;
+    found = cache.routes.emplace(cache.key, std::move(series)).first;
   }
-  histogram->second->Observe(seconds);
+  RouteSeries& series = found->second;
+  obs::Counter* counter = nullptr;
+  for (const auto& [known_status, known_counter] : series.by_status) {
+    if (known_status == status) counter = known_counter;
+  }
+  if (counter == nullptr) {
+    counter =
+        &options.metrics->GetCounter("emporium_http_requests_total", "HTTP requests answered.",
+                                     {{"method", std::string(method_label)},
+                                      {"route", std::string(route)},
+                                      {"status", fmt::format("{}", status)}});
+    series.by_status.emplace_back(status, counter);
+  }
+  counter->Increment();
+  series.duration->Observe(seconds);
 }
 
 asio::awaitable<Response> HttpServer::Impl::Handle(Worker& worker, Exchange& exchange,
