@@ -624,6 +624,16 @@ TEST(CatalogSearch, FacetsOfDocumentsInTheOlderSlotLayout) {
   }
   SearchIndex index(dir.File("search"));
   ASSERT_TRUE(index.Open().ok());
+  absl::StatusOr<SearchResult> legacy_only = index.Search(TextQuery("lamp"));
+  ASSERT_TRUE(legacy_only.ok()) << legacy_only.status();
+  EXPECT_EQ(legacy_only->total, 3);
+  ASSERT_EQ(legacy_only->brands.size(), 2u);
+  EXPECT_EQ(legacy_only->brands[0].value, "Orbit");
+  EXPECT_EQ(legacy_only->brands[0].count, 2);
+  ASSERT_EQ(legacy_only->price_buckets.size(), 1u);
+  EXPECT_EQ(legacy_only->price_buckets[0].count, 3);
+
+  // One document in the new layout beside the older ones: both are counted.
   ASSERT_TRUE(index.Apply({IndexedProduct(1, "New lamp", "Acme", "home", 1'000)}, 1).ok());
   absl::StatusOr<SearchResult> result = index.Search(TextQuery("lamp"));
   ASSERT_TRUE(result.ok()) << result.status();

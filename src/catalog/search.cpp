@@ -75,8 +75,28 @@ bool DecodeFacets(std::string_view value, std::array<std::string_view, kFacetCou
 // Xapian calls it on the searching thread only; it is not shared.
 class FacetSpy : public Xapian::MatchSpy {
  public:
+  // Which layouts occur in the database, from its value statistics: an index written wholly
+  // before kFacetsSlot is read without first trying that slot in every document.
+  enum class Layout { kOneSlot, kLegacySlots, kMixed };
+  static Layout LayoutOf(const Xapian::Database& database) {
+    const Xapian::doccount with_one_slot = database.get_value_freq(kFacetsSlot);
+    if (with_one_slot == 0) return Layout::kLegacySlots;
+    if (with_one_slot == database.get_doccount()) return Layout::kOneSlot;
+    return Layout::kMixed;
+  }
+
+  explicit FacetSpy(Layout layout) : layout_(layout) {}
+
   void operator()(const Xapian::Document& document, double /*weight*/) override {
     ++total_;
+    switch (layout_) {
+      case Layout::kLegacySlots:
+        CountLegacy(document);
+        return;
+      case Layout::kOneSlot:
+      case Layout::kMixed:
+        break;
+    }
     const std::string value = document.get_value(kFacetsSlot);
     std::array<std::string_view, kFacetCount> fields;
     if (!value.empty() && DecodeFacets(value, fields)) {
@@ -84,8 +104,7 @@ class FacetSpy : public Xapian::MatchSpy {
       return;
     }
     // An older document (or a damaged value): the one-slot-per-facet form.
-    const Xapian::valueno legacy_slots[kFacetCount] = {kBrandSlot, kCategorySlot, kPriceBucketSlot};
-    for (size_t i = 0; i < kFacetCount; ++i) Count(i, document.get_value(legacy_slots[i]));
+    CountLegacy(document);
   }
 
   int64_t total() const { return total_; }
@@ -101,6 +120,11 @@ class FacetSpy : public Xapian::MatchSpy {
   }
 
  private:
+  void CountLegacy(const Xapian::Document& document) {
+    const Xapian::valueno legacy_slots[kFacetCount] = {kBrandSlot, kCategorySlot, kPriceBucketSlot};
+    for (size_t i = 0; i < kFacetCount; ++i) Count(i, document.get_value(legacy_slots[i]));
+  }
+
   void Count(size_t facet, std::string_view value) {
     if (value.empty()) return;
     auto& counts = counts_[facet];
@@ -109,6 +133,7 @@ class FacetSpy : public Xapian::MatchSpy {
     ++it->second;
   }
 
+  const Layout layout_;
   int64_t total_ = 0;
   std::array<std::map<std::string, int64_t, std::less<>>, kFacetCount> counts_;
 };
@@ -319,7 +344,7 @@ absl::StatusOr<SearchResult> SearchIndex::Search(const SearchQuery& query) {
       Xapian::Enquire enquire(database);
       enquire.set_query(full);
       enquire.set_weighting_scheme(Xapian::BM25Weight());
-      FacetSpy facet_spy;
+      FacetSpy facet_spy(FacetSpy::LayoutOf(database));
       enquire.add_matchspy(&facet_spy);
       // check_at_least bounds the work: up to kSearchExactMatchesMax matches the total and
       // the facets are exact; beyond, they are scaled up from those best matches.
