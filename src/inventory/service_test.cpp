@@ -237,8 +237,9 @@ TEST_F(InventoryServiceTest, PublishAllFailsWholeOnADuplicateId) {
 }
 
 TEST_F(InventoryServiceTest, BusCommandRefusedByAFullQueueIsDispatchedAgain) {
-  StartService(/*queue_capacity=*/1);
-  // Stall the engine's writer with one command, and fill the one queue slot with another.
+  // Two slots: StartService's location and receive fit while the engine starts up.
+  StartService(/*queue_capacity=*/2);
+  // Stall the engine's writer with one command, and fill both queue slots with two more.
   gated_->Arm();
   std::atomic<int> answered{0};
   auto count = [&answered](CommandResult result) {
@@ -248,7 +249,9 @@ TEST_F(InventoryServiceTest, BusCommandRefusedByAFullQueueIsDispatchedAgain) {
   service_->Submit(cmd::Reserve{ReservationId("in-writer"), {{Sku("sku-1"), 1}}, "eu", 60'000},
                    count);
   ASSERT_TRUE(gated_->WaitCaught());
-  service_->Submit(cmd::Reserve{ReservationId("queued"), {{Sku("sku-1"), 1}}, "eu", 60'000}, count);
+  for (const char* id : {"queued-0", "queued-1"}) {
+    service_->Submit(cmd::Reserve{ReservationId(id), {{Sku("sku-1"), 1}}, "eu", 60'000}, count);
+  }
 
   // A bus command arrives: accepted into the durable queue (the consumer's write job), then
   // the pump's dispatch finds the engine queue full.
@@ -273,7 +276,7 @@ TEST_F(InventoryServiceTest, BusCommandRefusedByAFullQueueIsDispatchedAgain) {
 
   // The disk recovers: the queued command is dispatched again and applied once.
   gated_->Release();
-  ASSERT_TRUE(Eventually([&] { return answered.load() == 2; }));
+  ASSERT_TRUE(Eventually([&] { return answered.load() == 3; }));
   ASSERT_TRUE(Eventually([&] {
     absl::StatusOr<int64_t> queued = service_->QueuedCommandCount();
     return queued.ok() && *queued == 0;
@@ -285,7 +288,7 @@ TEST_F(InventoryServiceTest, BusCommandRefusedByAFullQueueIsDispatchedAgain) {
   absl::StatusOr<std::vector<StockLevel>> stock = service_->Availability({Sku("sku-1")});
   ASSERT_TRUE(stock.ok()) << stock.status();
   ASSERT_EQ(stock->size(), 1u);
-  EXPECT_EQ(stock->front().reserved, 4);  // 1 + 1 + 2, the bus command exactly once
+  EXPECT_EQ(stock->front().reserved, 5);  // 1 + 1 + 1 + 2, the bus command exactly once
 }
 
 }  // namespace

@@ -171,11 +171,6 @@ class ShardEngine::Shard {
       for (const StockKey& key : changes.stock) record.stock.push_back(*state_.FindStock(key));
       for (const ReservationId& id : changes.reservations) {
         record.reservations.push_back(*state_.FindReservation(id));
-        // Both lists are sorted, so the unchanged-lines ids come out sorted too.
-        if (!std::binary_search(changes.reservation_lines.begin(), changes.reservation_lines.end(),
-                                id)) {
-          record.lines_unchanged.push_back(id);
-        }
       }
       if (engine_.options_.verify_invariants_each_batch) {
         if (absl::Status check = state_.CheckInvariants(); !check.ok()) {

@@ -40,8 +40,8 @@ constexpr std::string_view kSelectStockOfSku =
     "SELECT sku, location_id, on_hand, reserved, allocated, version FROM stock WHERE sku = ?";
 
 constexpr std::string_view kSelectReservations =
-    "SELECT id, region, created_at_ms, expires_at_ms, state, order_id, shipment_ids, return_ids "
-    "FROM reservations";
+    "SELECT id, region, created_at_ms, expires_at_ms, state, order_id, shipment_ids, return_ids, "
+    "lines FROM reservations";
 constexpr std::string_view kDeleteReservationLines =
     "DELETE FROM reservation_lines WHERE reservation_id = ?";
 constexpr std::string_view kSelectReservationLines =
@@ -49,13 +49,13 @@ constexpr std::string_view kSelectReservationLines =
     "shipped, returned FROM reservation_lines ORDER BY reservation_id, line_no, split_no";
 
 constexpr std::string_view kSelectReservation =
-    "SELECT id, region, created_at_ms, expires_at_ms, state, order_id, shipment_ids, return_ids "
-    "FROM reservations WHERE id = ?";
+    "SELECT id, region, created_at_ms, expires_at_ms, state, order_id, shipment_ids, return_ids, "
+    "lines FROM reservations WHERE id = ?";
 constexpr std::string_view kSelectLinesOfReservation =
     "SELECT reservation_id, line_no, split_no, sku, line_quantity, location_id, quantity, "
     "shipped, returned FROM reservation_lines WHERE reservation_id = ? ORDER BY line_no, split_no";
 
-// WriteBatch inserts ledger entries, reservations and reservation lines in multi-row
+// WriteBatch inserts ledger entries and reservations (lines inline) in multi-row
 // statements of these sizes (a fixed set, so every statement text is prepared once and cached):
 // one statement per up to 32 rows instead of one per row.
 constexpr size_t kChunkRows[] = {32, 8, 1};
@@ -118,22 +118,14 @@ const ChunkedInsert& LedgerInsert() {
 const ChunkedInsert& ReservationUpsert() {
   static const auto* upsert = new ChunkedInsert(
       "INSERT INTO reservations (id, region, created_at_ms, expires_at_ms, state, order_id, "
-      "shipment_ids, return_ids) VALUES",
-      8,
+      "shipment_ids, return_ids, lines) VALUES",
+      9,
       "ON CONFLICT (id) DO UPDATE SET "
       "region = excluded.region, created_at_ms = excluded.created_at_ms, "
       "expires_at_ms = excluded.expires_at_ms, state = excluded.state, "
       "order_id = excluded.order_id, shipment_ids = excluded.shipment_ids, "
-      "return_ids = excluded.return_ids");
+      "return_ids = excluded.return_ids, lines = excluded.lines");
   return *upsert;
-}
-
-const ChunkedInsert& ReservationLineInsert() {
-  static const auto* insert = new ChunkedInsert(
-      "INSERT INTO reservation_lines (reservation_id, line_no, split_no, sku, line_quantity, "
-      "location_id, quantity, shipped, returned) VALUES",
-      9, "");
-  return *insert;
 }
 
 StockLevel StockFromRow(const Row& row) {
@@ -161,6 +153,97 @@ absl::StatusOr<std::vector<std::string>> IdsFromJson(const std::string& text) {
     ids.push_back(item.get<std::string>());
   }
   return ids;
+}
+
+// An id written into the inline lines JSON without escaping: printable ASCII except the quote
+// and the backslash (every identifier the API and the bus accept). Anything else goes through
+// nlohmann's escaping.
+bool PlainJsonText(std::string_view text) {
+  return std::all_of(text.begin(), text.end(),
+                     [](char c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; });
+}
+
+// reservations.lines: [{"sku":s,"quantity":n,"splits":[{"location":l,"quantity":n,
+// "shipped":n,"returned":n},...]},...]. Written by hand (one per changed reservation on the
+// writer thread), read with nlohmann (LinesFromJson, at load only).
+std::string LinesToJson(const std::vector<ReservationLine>& lines) {
+  bool plain = true;
+  for (const ReservationLine& line : lines) {
+    plain = plain && PlainJsonText(line.sku.value());
+    for (const Split& split : line.splits) plain = plain && PlainJsonText(split.location.value());
+  }
+  if (!plain) {
+    nlohmann::json array = nlohmann::json::array();
+    for (const ReservationLine& line : lines) {
+      nlohmann::json splits = nlohmann::json::array();
+      for (const Split& split : line.splits) {
+        splits.push_back({{"location", split.location.value()},
+                          {"quantity", split.quantity},
+                          {"shipped", split.shipped},
+                          {"returned", split.returned}});
+      }
+      array.push_back(
+          {{"sku", line.sku.value()}, {"quantity", line.quantity}, {"splits", std::move(splits)}});
+    }
+    return array.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  }
+  std::string out = "[";
+  auto it = std::back_inserter(out);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const ReservationLine& line = lines[i];
+    fmt::format_to(it, "{}{{\"sku\":\"{}\",\"quantity\":{},\"splits\":[", i == 0 ? "" : ",",
+                   line.sku.value(), line.quantity);
+    for (size_t k = 0; k < line.splits.size(); ++k) {
+      const Split& split = line.splits[k];
+      fmt::format_to(it, "{}{{\"location\":\"{}\",\"quantity\":{},\"shipped\":{},\"returned\":{}}}",
+                     k == 0 ? "" : ",", split.location.value(), split.quantity, split.shipped,
+                     split.returned);
+    }
+    out += "]}";
+  }
+  out += ']';
+  return out;
+}
+
+absl::StatusOr<std::vector<ReservationLine>> LinesFromJson(const std::string& text) {
+  nlohmann::json parsed = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  auto bad = [] { return absl::DataLossError("reservations: malformed inline lines"); };
+  if (!parsed.is_array() || parsed.empty()) return bad();
+  auto integer = [](const nlohmann::json& object, const char* field) -> std::optional<int64_t> {
+    auto found = object.find(field);
+    if (found == object.end() || !found->is_number_integer()) return std::nullopt;
+    return found->get<int64_t>();
+  };
+  auto text_of = [](const nlohmann::json& object, const char* field) -> std::optional<std::string> {
+    auto found = object.find(field);
+    if (found == object.end() || !found->is_string()) return std::nullopt;
+    return found->get<std::string>();
+  };
+  std::vector<ReservationLine> lines;
+  for (const nlohmann::json& item : parsed) {
+    if (!item.is_object()) return bad();
+    std::optional<std::string> sku = text_of(item, "sku");
+    std::optional<int64_t> quantity = integer(item, "quantity");
+    auto splits = item.find("splits");
+    if (!sku || !quantity || splits == item.end() || !splits->is_array() || splits->empty()) {
+      return bad();
+    }
+    ReservationLine line{.sku = Sku(*sku), .quantity = *quantity, .splits = {}};
+    for (const nlohmann::json& split : *splits) {
+      if (!split.is_object()) return bad();
+      std::optional<std::string> location = text_of(split, "location");
+      std::optional<int64_t> split_quantity = integer(split, "quantity");
+      std::optional<int64_t> shipped = integer(split, "shipped");
+      std::optional<int64_t> returned = integer(split, "returned");
+      if (!location || !split_quantity || !shipped || !returned) return bad();
+      line.splits.push_back(Split{.location = LocationId(*location),
+                                  .quantity = *split_quantity,
+                                  .shipped = *shipped,
+                                  .returned = *returned});
+    }
+    lines.push_back(std::move(line));
+  }
+  return lines;
 }
 
 absl::StatusOr<std::vector<StockLevel>> QueryStock(Transaction& transaction) {
@@ -238,7 +321,7 @@ absl::Status InventoryStore::WriteBatch(Transaction& transaction, const BatchRec
     RETURN_IF_ERROR(transaction.Execute(kUpsertStock, StockParams(level)).status());
   }
   params.clear();
-  std::vector<Value> line_params;
+  params.reserve(batch.reservations.size() * 9);
   for (const Reservation& reservation : batch.reservations) {
     params.emplace_back(reservation.id.value());
     params.emplace_back(reservation.region);
@@ -248,35 +331,18 @@ absl::Status InventoryStore::WriteBatch(Transaction& transaction, const BatchRec
     params.emplace_back(reservation.order_id.value());
     params.emplace_back(IdsToJson(reservation.shipment_ids));
     params.emplace_back(IdsToJson(reservation.return_ids));
-    if (std::binary_search(batch.lines_unchanged.begin(), batch.lines_unchanged.end(),
-                           reservation.id)) {
-      continue;  // the common Allocate/Release/Extend/expiry case: the lines stand as stored
-    }
+    params.emplace_back(LinesToJson(reservation.lines));
     if (!std::binary_search(batch.created.begin(), batch.created.end(), reservation.id)) {
+      // A reservation stored before migration 0005 has its lines in reservation_lines; from its
+      // first rewrite on they live inline only, so the old rows go. For newer reservations the
+      // table is empty and this is one seek in an empty tree.
       RETURN_IF_ERROR(
           transaction.Execute(kDeleteReservationLines, {reservation.id.value()}).status());
-    }
-    for (size_t line_no = 0; line_no < reservation.lines.size(); ++line_no) {
-      const ReservationLine& line = reservation.lines[line_no];
-      for (size_t split_no = 0; split_no < line.splits.size(); ++split_no) {
-        const Split& split = line.splits[split_no];
-        line_params.emplace_back(reservation.id.value());
-        line_params.emplace_back(static_cast<int64_t>(line_no));
-        line_params.emplace_back(static_cast<int64_t>(split_no));
-        line_params.emplace_back(line.sku.value());
-        line_params.emplace_back(line.quantity);
-        line_params.emplace_back(split.location.value());
-        line_params.emplace_back(split.quantity);
-        line_params.emplace_back(split.shipped);
-        line_params.emplace_back(split.returned);
-      }
     }
   }
   // A batch changes each reservation at most once (changes are collected per id), so the
   // multi-row upsert never names one id twice.
-  RETURN_IF_ERROR(ReservationUpsert().Run(transaction, params));
-  // After every old line of a changed reservation was deleted above.
-  return ReservationLineInsert().Run(transaction, line_params);
+  return ReservationUpsert().Run(transaction, params);
 }
 
 absl::Status InventoryStore::LoadInto(InventoryState& state,
@@ -290,9 +356,10 @@ absl::Status InventoryStore::LoadInto(InventoryState& state,
     for (const StockLevel& level : levels) {
       if (owns(level.sku)) state.LoadStock(level);
     }
-    ASSIGN_OR_RETURN(sql::ResultSet lines, transaction.Query(kSelectReservationLines));
+    // Lines of reservations stored before migration 0005 (newer ones carry theirs inline).
+    ASSIGN_OR_RETURN(sql::ResultSet legacy_lines, transaction.Query(kSelectReservationLines));
     std::map<std::string, std::vector<ReservationLine>> lines_by_reservation;
-    for (const Row& row : lines.rows) {
+    for (const Row& row : legacy_lines.rows) {
       std::vector<ReservationLine>& reservation_lines = lines_by_reservation[row.Text(0)];
       const size_t line_no = static_cast<size_t>(row.Int(1));
       if (line_no == reservation_lines.size()) {
@@ -308,11 +375,17 @@ absl::Status InventoryStore::LoadInto(InventoryState& state,
     }
     ASSIGN_OR_RETURN(sql::ResultSet reservations, transaction.Query(kSelectReservations));
     for (const Row& row : reservations.rows) {
-      auto found = lines_by_reservation.find(row.Text(0));
-      if (found == lines_by_reservation.end() || found->second.empty()) {
+      std::vector<ReservationLine> lines;
+      if (!row.IsNull(8)) {
+        ASSIGN_OR_RETURN(lines, LinesFromJson(row.Text(8)));
+      } else if (auto found = lines_by_reservation.find(row.Text(0));
+                 found != lines_by_reservation.end()) {
+        lines = std::move(found->second);  // stored before migration 0005
+      }
+      if (lines.empty()) {
         return absl::DataLossError(fmt::format("reservation {} has no lines", row.Text(0)));
       }
-      if (!owns(found->second.front().sku)) continue;
+      if (!owns(lines.front().sku)) continue;
       std::optional<ReservationState> reservation_state = ParseReservationState(row.Text(4));
       if (!reservation_state.has_value()) {
         return absl::DataLossError(fmt::format("reservation {}: bad state", row.Text(0)));
@@ -320,7 +393,7 @@ absl::Status InventoryStore::LoadInto(InventoryState& state,
       ASSIGN_OR_RETURN(std::vector<std::string> shipment_ids, IdsFromJson(row.Text(6)));
       ASSIGN_OR_RETURN(std::vector<std::string> return_ids, IdsFromJson(row.Text(7)));
       state.LoadReservation(Reservation{.id = ReservationId(row.Text(0)),
-                                        .lines = std::move(found->second),
+                                        .lines = std::move(lines),
                                         .region = row.Text(1),
                                         .created_at_ms = row.Int(2),
                                         .expires_at_ms = row.Int(3),
@@ -356,6 +429,12 @@ absl::StatusOr<std::optional<Reservation>> InventoryStore::LoadReservation(
                             .order_id = OrderId(row.Text(5)),
                             .shipment_ids = std::move(shipment_ids),
                             .return_ids = std::move(return_ids)};
+    if (!row.IsNull(8)) {
+      ASSIGN_OR_RETURN(reservation.lines, LinesFromJson(row.Text(8)));
+      found = std::move(reservation);
+      return absl::OkStatus();
+    }
+    // Stored before migration 0005: the lines are in reservation_lines.
     ASSIGN_OR_RETURN(sql::ResultSet lines,
                      transaction.Query(kSelectLinesOfReservation, {id.value()}));
     for (const Row& line : lines.rows) {

@@ -31,13 +31,12 @@ inline constexpr size_t kAvailabilitySkusMax = 100;
 // What one shard batch persists.
 struct BatchRecord {
   std::vector<LedgerEntry> entries;
-  std::vector<StockLevel> stock;          // final state of every row the batch changed
-  std::vector<Reservation> reservations;  // final state of every reservation it changed
-  // Sorted ids among `reservations` whose lines did not change (only the header row is
-  // rewritten for them). Empty (the safe default): every reservation's lines are rewritten.
-  std::vector<ReservationId> lines_unchanged;
-  // Sorted ids among `reservations` created by this batch: they have no stored lines to delete
-  // before their lines are inserted. Empty (the safe default): old lines are deleted first.
+  std::vector<StockLevel> stock;  // final state of every row the batch changed
+  // Final state of every reservation it changed, written as one row each (lines inline).
+  std::vector<Reservation> reservations;
+  // Sorted ids among `reservations` created by this batch: they cannot have lines in the
+  // pre-0005 reservation_lines table, so WriteBatch skips deleting them. Empty (the safe
+  // default): every written reservation's old line rows are deleted.
   std::vector<ReservationId> created;
   bool empty() const { return entries.empty() && stock.empty() && reservations.empty(); }
 };
