@@ -27,7 +27,10 @@ inline constexpr std::string_view kCommandConsumer = "inventory.commands";
 struct InventoryModuleOptions {
   size_t shard_count = 1;
   int64_t default_reservation_ttl_ms = 15 * 60 * 1000;
-  int64_t sweep_interval_ms = 1000;               // real time between expiry sweeps; 0 disables
+  int64_t sweep_interval_ms = 1000;  // real time between expiry sweeps; 0 disables
+  // Commands waiting per shard; beyond it a command is answered Unavailable (kQueueFullCode:
+  // HTTP 503 + Retry-After; a bus command stays in the durable queue and is dispatched later).
+  size_t shard_queue_capacity = EngineOptions{}.queue_capacity;
   const Clock* clock = &SystemClock::Instance();  // must outlive the module
 };
 
