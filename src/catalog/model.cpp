@@ -488,11 +488,13 @@ UpdateOutcome ApplyUpdate(const std::optional<Product>& current, UpdateKind kind
     outcome.message = fmt::format("product {} does not exist", product_id);
     return outcome;
   }
+  // A create or replace reads the payload in place (no copy of its DOM).
   Json document;
+  const Json* source = &document;
   switch (kind) {
     case UpdateKind::kCreate:
     case UpdateKind::kReplace:
-      document = payload;
+      source = &payload;
       break;
     case UpdateKind::kPatch:
       document = ProductToJson(*current);
@@ -505,7 +507,7 @@ UpdateOutcome ApplyUpdate(const std::optional<Product>& current, UpdateKind kind
   }
   const int64_t created_at_ms = current ? current->created_at_ms : now_ms;
   absl::StatusOr<Product> product =
-      ProductFromInput(document, product_id, current_version + 1, created_at_ms, now_ms);
+      ProductFromInput(*source, product_id, current_version + 1, created_at_ms, now_ms);
   if (!product.ok()) {
     outcome.reject = RejectReason::kInvalidProduct;
     outcome.message = fmt::format("{}: {}", ErrorParam(product.status()).value_or(""),
@@ -568,6 +570,204 @@ Json ProductReadJsonFrom(Json json, const RatingSummary& rating) {
   json["rating"] = {{"average", std::round(rating.average() * 100.0) / 100.0},
                     {"count", rating.count}};
   return json;
+}
+
+namespace {
+
+// True when `text` is well-formed UTF-8, which DumpJson writes through unchanged.
+bool IsValidUtf8(std::string_view text) {
+  const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t size = text.size();
+  size_t i = 0;
+  while (i < size) {
+    const unsigned char lead = bytes[i];
+    if (lead < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t length = 0;
+    uint32_t min = 0;
+    uint32_t code = 0;
+    if ((lead & 0xE0) == 0xC0) {
+      length = 2;
+      min = 0x80;
+      code = lead & 0x1Fu;
+    } else if ((lead & 0xF0) == 0xE0) {
+      length = 3;
+      min = 0x800;
+      code = lead & 0x0Fu;
+    } else if ((lead & 0xF8) == 0xF0) {
+      length = 4;
+      min = 0x10000;
+      code = lead & 0x07u;
+    } else {
+      return false;
+    }
+    if (size - i < length) return false;
+    for (size_t k = 1; k < length; ++k) {
+      const unsigned char next = bytes[i + k];
+      if ((next & 0xC0) != 0x80) return false;
+      code = (code << 6) | (next & 0x3Fu);
+    }
+    if (code < min || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) return false;
+    i += length;
+  }
+  return true;
+}
+
+// Appends `text` as a JSON string exactly as DumpJson writes it (nlohmann's escaping with
+// ensure_ascii off); text that is not valid UTF-8 goes through the DOM for its replacement rule.
+void AppendJsonString(std::string& out, std::string_view text) {
+  if (!IsValidUtf8(text)) {
+    out += DumpJson(Json(std::string(text)));
+    return;
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += '"';
+  size_t run_start = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(text.data() + run_start, i - run_start);
+    run_start = i + 1;
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default: {
+        const char escaped[] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 0xF]};
+        out.append(escaped, sizeof(escaped));
+        break;
+      }
+    }
+  }
+  out.append(text.data() + run_start, text.size() - run_start);
+  out += '"';
+}
+
+// Appends `"key":` (keys are written in the DOM's sorted order by the callers).
+void AppendKey(std::string& out, std::string_view key) {
+  AppendJsonString(out, key);
+  out += ':';
+}
+
+void AppendInt(std::string& out, int64_t value) { out += fmt::format_int(value).str(); }
+
+}  // namespace
+
+ProductJsonText ProductToJsonText(const Product& product) {
+  // Keys in std::map order, as ProductToJson's DOM holds them: attributes, brand, category,
+  // created_at_ms, description, handle, id, images, [rating], status, title, updated_at_ms,
+  // variants, version.
+  ProductJsonText result;
+  std::string& out = result.text;
+  out.reserve(1024);
+  out += "{\"attributes\":{";
+  bool first = true;
+  for (const auto& [key, value] : product.attributes) {
+    if (!first) out += ',';
+    first = false;
+    AppendKey(out, key);
+    if (value.is_string()) {
+      AppendJsonString(out, value.get_ref<const std::string&>());
+    } else {
+      out += DumpJson(value);
+    }
+  }
+  out += "},\"brand\":";
+  AppendJsonString(out, product.brand);
+  out += ",\"category\":";
+  AppendJsonString(out, product.category);
+  out += ",\"created_at_ms\":";
+  AppendInt(out, product.created_at_ms);
+  out += ",\"description\":";
+  AppendJsonString(out, product.description);
+  out += ",\"handle\":";
+  AppendJsonString(out, product.handle);
+  out += ",\"id\":";
+  AppendJsonString(out, product.id);
+  out += ",\"images\":[";
+  for (size_t i = 0; i < product.images.size(); ++i) {
+    if (i > 0) out += ',';
+    out += "{\"alt\":";
+    AppendJsonString(out, product.images[i].alt);
+    out += ",\"url\":";
+    AppendJsonString(out, product.images[i].url);
+    out += '}';
+  }
+  out += "],";
+  result.rating_offset = out.size();
+  out += "\"status\":";
+  AppendJsonString(out, ProductStatusName(product.status));
+  out += ",\"title\":";
+  AppendJsonString(out, product.title);
+  out += ",\"updated_at_ms\":";
+  AppendInt(out, product.updated_at_ms);
+  out += ",\"variants\":[";
+  for (size_t i = 0; i < product.variants.size(); ++i) {
+    const Variant& variant = product.variants[i];
+    if (i > 0) out += ',';
+    out += "{\"options\":{";
+    first = true;
+    for (const auto& [key, value] : variant.options) {
+      if (!first) out += ',';
+      first = false;
+      AppendKey(out, key);
+      AppendJsonString(out, value);
+    }
+    // The DOM keeps one price per currency (the last assigned) in code order.
+    std::map<std::string_view, const Money*> prices;
+    for (const Money& price : variant.prices) prices[price.currency_code()] = &price;
+    out += "},\"prices\":{";
+    first = true;
+    for (const auto& [code, price] : prices) {
+      if (!first) out += ',';
+      first = false;
+      AppendKey(out, code);
+      AppendJsonString(out, price->ToDecimalString());
+    }
+    out += "},\"sku\":";
+    AppendJsonString(out, variant.sku);
+    out += ",\"weight_grams\":";
+    AppendInt(out, variant.weight_grams);
+    out += '}';
+  }
+  out += "],\"version\":";
+  AppendInt(out, product.version);
+  out += '}';
+  return result;
+}
+
+std::string ProductReadJsonText(const ProductJsonText& document, const RatingSummary& rating) {
+  // The rating's numbers go through the DOM: its double formatting is nlohmann's.
+  const std::string rating_json = DumpJson(
+      Json{{"average", std::round(rating.average() * 100.0) / 100.0}, {"count", rating.count}});
+  std::string out;
+  out.reserve(document.text.size() + rating_json.size() + 16);
+  out.append(document.text, 0, document.rating_offset);
+  out += "\"rating\":";
+  out += rating_json;
+  out += ',';
+  out.append(document.text, document.rating_offset);
+  return out;
 }
 
 }  // namespace emporium::catalog

@@ -179,4 +179,15 @@ Json ProductReadJson(const Product& product, const RatingSummary& rating);
 // The same from ProductToJson's output, for a caller that serialized that already.
 Json ProductReadJsonFrom(Json product_json, const RatingSummary& rating);
 
+// The stored document written without a DOM (the processor's hot path): `text` is byte for
+// byte DumpJson(ProductToJson(product)); `rating_offset` is where ProductReadJsonFrom's
+// "rating" member goes in it (before "status": the DOM's keys are sorted).
+struct ProductJsonText {
+  std::string text;
+  size_t rating_offset = 0;
+};
+ProductJsonText ProductToJsonText(const Product& product);
+// DumpJson(ProductReadJsonFrom(ProductToJson(product), rating)) from ProductToJsonText's output.
+std::string ProductReadJsonText(const ProductJsonText& document, const RatingSummary& rating);
+
 }  // namespace emporium::catalog

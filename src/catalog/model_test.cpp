@@ -1,6 +1,9 @@
 #include "catalog/model.h"
 
+#include "catalog/seed.h"
 #include "common/errors.h"
+#include "common/money.h"
+#include "fmt/format.h"
 #include "gtest/gtest.h"
 
 namespace emporium::catalog {
@@ -167,6 +170,47 @@ TEST(Review, Validation) {
 TEST(CategoryAncestors, ListsEveryLevel) {
   EXPECT_EQ(CategoryAncestors("a/b/c"), (std::vector<std::string>{"a", "a/b", "a/b/c"}));
   EXPECT_TRUE(CategoryAncestors("").empty());
+}
+
+// The writer-built document must be byte for byte the DOM's dump: stored rows, events and
+// their consumers compare bytes.
+void ExpectTextMatchesDom(const Product& product, const RatingSummary& rating) {
+  const ProductJsonText text = ProductToJsonText(product);
+  EXPECT_EQ(text.text, DumpJson(ProductToJson(product)));
+  EXPECT_EQ(ProductReadJsonText(text, rating), DumpJson(ProductReadJson(product, rating)));
+}
+
+TEST(ProductToJsonText, MatchesTheDomForSeedProducts) {
+  for (int64_t index = 0; index < 300; ++index) {
+    absl::StatusOr<Product> product =
+        ProductFromInput(SeedProduct(42, index), fmt::format("p{}", index), 3, 1000, 2000);
+    ASSERT_TRUE(product.ok()) << product.status();
+    ExpectTextMatchesDom(*product, RatingSummary{index % 7, (index % 7) * 4 + index % 3});
+  }
+}
+
+TEST(ProductToJsonText, MatchesTheDomForHostileText) {
+  absl::StatusOr<Product> product = ProductFromInput(ValidProduct(), "p\"1\\", 1, -5, 0);
+  ASSERT_TRUE(product.ok()) << product.status();
+  product->title = std::string("quote \" backslash \\ controls \b\f\n\r\t \x01\x1f\x7f end");
+  product->description = "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
+  product->brand = "bad utf8 \xff\xfe tail";  // replaced by the DOM's rule
+  product->category = "overlong \xc0\xaf and \xed\xa0\x80";
+  product->attributes["status"] = "nested key named like a top-level one";
+  product->attributes["z\"key\n"] = Json::array({"x", "y\x02"});
+  product->attributes["null"] = nullptr;
+  product->attributes["ratio"] = 0.1;
+  product->attributes["big"] = int64_t{-9'000'000'000'000};
+  product->images.push_back(Image{"https://img/\x05", ""});
+  product->variants[0].options["status"] = "\"";
+  // Two prices in one currency: the DOM keeps the last one.
+  product->variants[1].prices.push_back(*Money::Parse("1.05", "USD"));
+  product->variants[1].prices.push_back(*Money::Parse("7", "AUD"));
+  product->status = ProductStatus::kArchived;
+  ExpectTextMatchesDom(*product, RatingSummary{3, 11});
+  ExpectTextMatchesDom(*product, RatingSummary{});
+  Product empty;
+  ExpectTextMatchesDom(empty, RatingSummary{1, 5});
 }
 
 }  // namespace

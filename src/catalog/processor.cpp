@@ -328,8 +328,7 @@ Processor::BatchOutcome Processor::ApplyBatch(const std::vector<QueuedUpdate>& u
         if (!marked.ok()) return marked.status();
         if (!*marked) continue;  // a redelivery: already applied
         // Serialized once: the stored document, and with the rating the event's payload.
-        Json json = ProductToJson(outcome.product);
-        std::string document = DumpJson(json);
+        ProductJsonText document = ProductToJsonText(outcome.product);
         StoredProduct stored;
         stored.rating = current->has_value() ? (*current)->rating : RatingSummary{};
         stored.update_seq = update.seq;
@@ -341,10 +340,11 @@ Processor::BatchOutcome Processor::ApplyBatch(const std::vector<QueuedUpdate>& u
         envelope.correlation_id = update.id;
         envelope.causation_id = update.id;
         envelope.occurred_at_ms = now_ms;
-        envelope.payload = DumpJson(ProductReadJsonFrom(std::move(json), stored.rating));
-        if (absl::Status status = SaveProduct(
-                tx, outcome.product, update.seq,
-                current->has_value() ? SaveMode::kReplace : SaveMode::kNew, std::move(document));
+        envelope.payload = ProductReadJsonText(document, stored.rating);
+        if (absl::Status status =
+                SaveProduct(tx, outcome.product, update.seq,
+                            current->has_value() ? SaveMode::kReplace : SaveMode::kNew,
+                            std::move(document.text));
             !status.ok()) {
           return status;
         }

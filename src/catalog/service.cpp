@@ -165,13 +165,20 @@ void CatalogService::RunIdempotent(IdempotencyRequest idempotency, Body body, Do
 void CatalogService::Enqueue(std::vector<WriteCommand> commands, Shape shape,
                              IdempotencyRequest idempotency, Done done) {
   // Ids are drawn outside the job so a retried job body keeps the same ids.
+  // Payloads are serialized here too, on the caller's thread: the job runs on the single
+  // writer thread, which every write of the process shares.
   std::vector<std::string> update_ids;
+  std::vector<std::string> payloads;
+  update_ids.reserve(commands.size());
+  payloads.reserve(commands.size());
   for (WriteCommand& command : commands) {
     update_ids.push_back(ids_.Next());
     if (command.kind == UpdateKind::kCreate) command.product_id = ids_.Next();
+    payloads.push_back(command.kind == UpdateKind::kArchive ? "null" : DumpJson(command.payload));
   }
   const int64_t now_ms = clock_.NowMs();
-  Body body = [commands = std::move(commands), update_ids = std::move(update_ids), shape,
+  Body body = [commands = std::move(commands), update_ids = std::move(update_ids),
+               payloads = std::move(payloads), shape,
                now_ms](sql::Transaction& tx) -> absl::StatusOr<StoredResponse> {
     Json accepted = Json::array();
     std::map<std::string, int64_t> heads;  // product -> queued version, within this request
@@ -226,7 +233,7 @@ void CatalogService::Enqueue(std::vector<WriteCommand> commands, Shape shape,
         continue;
       }
       update.target_version = head + 1;
-      update.payload = command.kind == UpdateKind::kArchive ? "null" : DumpJson(command.payload);
+      update.payload = payloads[i];
       absl::StatusOr<int64_t> seq = InsertUpdate(tx, update, now_ms);
       if (!seq.ok()) return seq.status();
       if (absl::Status status = SaveHead(tx, update.product_id, update.target_version);

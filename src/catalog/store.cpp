@@ -54,8 +54,7 @@ constexpr std::string_view kInStockCondition =
 
 constexpr std::string_view kInsertUpdate =
     "INSERT INTO catalog_updates (id, product_id, kind, base_version, target_version, payload, "
-    "state, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?)";
-constexpr std::string_view kSelectLastSeq = "SELECT seq FROM catalog_updates WHERE id = ?";
+    "state, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?) RETURNING seq";
 constexpr std::string_view kSelectQueued =
     "SELECT seq, id, product_id, kind, base_version, target_version, payload FROM "
     "catalog_updates WHERE state = 'queued' AND seq > ? ORDER BY seq LIMIT ?";
@@ -185,7 +184,7 @@ absl::StatusOr<std::optional<std::string>> SkuOwner(sql::Transaction& tx, const 
 
 absl::Status SaveProduct(sql::Transaction& tx, const Product& product, int64_t update_seq,
                          SaveMode mode, std::string document) {
-  if (document.empty()) document = DumpJson(ProductToJson(product));
+  if (document.empty()) document = ProductToJsonText(product).text;
   absl::StatusOr<int64_t> changed = tx.Execute(
       kUpsertProduct, {product.id, product.handle, std::string(ProductStatusName(product.status)),
                        product.brand, product.category, product.version, product.created_at_ms,
@@ -247,14 +246,14 @@ absl::StatusOr<int64_t> CountProducts(sql::Transaction& tx) {
 
 absl::StatusOr<int64_t> InsertUpdate(sql::Transaction& tx, const QueuedUpdate& update,
                                      int64_t now_ms) {
-  absl::StatusOr<int64_t> changed = tx.Execute(
-      kInsertUpdate,
-      {update.id, update.product_id, std::string(UpdateKindName(update.kind)),
-       OptionalValue(update.base_version), update.target_version, update.payload, now_ms});
-  if (!changed.ok()) return changed.status();
-  absl::StatusOr<sql::ResultSet> seq = tx.Query(kSelectLastSeq, {update.id});
+  // One statement: the seq comes back from the insert (RETURNING, SQLite 3.35+ / PostgreSQL).
+  absl::StatusOr<sql::ResultSet> seq =
+      tx.Query(kInsertUpdate,
+               {update.id, update.product_id, std::string(UpdateKindName(update.kind)),
+                OptionalValue(update.base_version), update.target_version, update.payload, now_ms});
   if (!seq.ok()) return seq.status();
-  return seq->rows.at(0).Int(0);
+  if (seq->rows.size() != 1) return absl::InternalError("queue insert returned no seq");
+  return seq->rows[0].Int(0);
 }
 
 absl::StatusOr<std::vector<QueuedUpdate>> LoadQueuedUpdates(sql::Transaction& tx, int64_t after_seq,
