@@ -1085,5 +1085,104 @@ TEST(CatalogAvailability, HandlerInsideWriteJobAndHostilePayloads) {
   (*db)->Close();
 }
 
+// Migration 0004 rebuilds prices, attributes and SKUs as keyed (WITHOUT ROWID) tables: rows
+// written under the old schema survive (a repeated attribute row becomes one), and the
+// processor then writes, replaces and filters on the keyed rows, a repeated list item included.
+TEST(CatalogStore, KeyedChildRowsSurviveTheMigrationAndRepeatedItemsApply) {
+  sql::TempDir dir;
+  auto db = sql::OpenSqlite({.path = dir.File("c.db"), .name = "catalog"});
+  ASSERT_TRUE(db.ok());
+  ASSERT_TRUE(bus::InstallBusSchema(**db).ok());
+  std::vector<sql::Migration> before_keyed;
+  for (const sql::Migration& migration : CatalogMigrations()) {
+    if (migration.version < 4) before_keyed.push_back(migration);
+  }
+  ASSERT_TRUE(sql::ApplyMigrations(**db, "catalog", before_keyed).ok());
+  ASSERT_TRUE((*db)
+                  ->Write([](sql::Transaction& tx) -> absl::Status {
+                    for (const char* statement :
+                         {"INSERT INTO catalog_prices VALUES ('old', 'USD', 500)",
+                          "INSERT INTO catalog_attributes VALUES ('old', 'tag', 'a')",
+                          "INSERT INTO catalog_attributes VALUES ('old', 'tag', 'a')",
+                          "INSERT INTO catalog_attributes VALUES ('old', 'tag', 'b')",
+                          "INSERT INTO catalog_skus VALUES ('OLD-1', 'old')"}) {
+                      if (auto status = tx.Execute(statement); !status.ok()) return status.status();
+                    }
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  ASSERT_TRUE(sql::ApplyMigrations(**db, "catalog", CatalogMigrations()).ok());
+  auto count = [&](const char* query) {
+    int64_t value = -1;
+    EXPECT_TRUE((*db)
+                    ->Read([&](sql::Transaction& tx) -> absl::Status {
+                      auto result = tx.Query(query);
+                      if (!result.ok()) return result.status();
+                      value = result->rows.at(0).Int(0);
+                      return absl::OkStatus();
+                    })
+                    .ok());
+    return value;
+  };
+  EXPECT_EQ(count("SELECT COUNT(*) FROM catalog_attributes WHERE product_id = 'old'"), 2);
+  EXPECT_EQ(count("SELECT amount_minor FROM catalog_prices WHERE product_id = 'old'"), 500);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM catalog_skus WHERE sku = 'OLD-1' AND product_id = 'old'"),
+            1);
+
+  ManualClock clock;
+  SequentialIdGenerator ids("id_");
+  ProductCache cache(1 << 20);
+  CatalogService service(**db, clock, ids, cache);
+  Processor processor(**db, clock, ids, service, nullptr);
+  Json product = Product("lamp", "Lamp", "LA-1");
+  product["attributes"]["colours"] = Json::array({"red", "red", "blue"});
+  product["variants"].push_back(Json{{"sku", "LA-2"}, {"prices", {{"USD", "7.00"}}}});
+  auto created = service.EnqueueAndWait({WriteCommand{UpdateKind::kCreate, "", product, {}}},
+                                        CatalogService::Shape::kSingle);
+  ASSERT_TRUE(created.ok()) << created.status();
+  const std::string id = Json::parse(created->body)["product_id"];
+  ASSERT_TRUE(processor.Drain().ok());
+  EXPECT_EQ(processor.applied_count(), 1);
+  EXPECT_EQ(processor.rejected_count(), 0);
+  const std::string rows = fmt::format(
+      "SELECT (SELECT COUNT(*) FROM catalog_attributes WHERE product_id = '{0}') * 100 + "
+      "(SELECT COUNT(*) FROM catalog_skus WHERE product_id = '{0}') * 10 + "
+      "(SELECT COUNT(*) FROM catalog_prices WHERE product_id = '{0}')",
+      id);
+  EXPECT_EQ(count(rows.c_str()), 322);  // material + red + blue; two SKUs; USD and EUR
+  auto listed = [&](const std::string& value) {
+    size_t items = 0;
+    EXPECT_TRUE((*db)
+                    ->Read([&](sql::Transaction& tx) -> absl::Status {
+                      ProductQuery query;
+                      query.attributes = {{"colours", value}};
+                      query.sort = ProductSort::kPriceAscending;
+                      absl::StatusOr<ProductPage> page = ListProducts(tx, query);
+                      if (!page.ok()) return page.status();
+                      items = page->items.size();
+                      return absl::OkStatus();
+                    })
+                    .ok());
+    return items;
+  };
+  EXPECT_EQ(listed("red"), 1u);
+  EXPECT_EQ(listed("green"), 0u);
+
+  // A replace rewrites the keyed rows (the repeated item again, one SKU gone, one currency).
+  Json replacement = Product("lamp", "Lamp II", "LA-1", "12.00");
+  replacement["attributes"]["colours"] = Json::array({"green", "green"});
+  replacement["variants"][0]["prices"].erase("EUR");
+  ASSERT_TRUE(service
+                  .EnqueueAndWait({WriteCommand{UpdateKind::kReplace, id, replacement, {}}},
+                                  CatalogService::Shape::kSingle)
+                  .ok());
+  ASSERT_TRUE(processor.Drain().ok());
+  EXPECT_EQ(processor.applied_count(), 2);
+  EXPECT_EQ(count(rows.c_str()), 211);
+  EXPECT_EQ(listed("red"), 0u);
+  EXPECT_EQ(listed("green"), 1u);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM catalog_updates WHERE state = 'queued'"), 0);
+}
+
 }  // namespace
 }  // namespace emporium::catalog

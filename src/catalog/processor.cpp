@@ -269,6 +269,10 @@ Processor::BatchOutcome Processor::ApplyBatch(const std::vector<QueuedUpdate>& u
       result->rejected = 0;
       result->held = false;
       std::set<std::string_view> held;  // products whose earlier update is still queued
+      // The job's events go to the outbox together at its end (one seq lookup, multi-row
+      // inserts: a per-event INSERT ... SELECT MAX(seq) opens a statement journal each time).
+      std::vector<bus::Envelope> envelopes;
+      envelopes.reserve(last - first);
       for (size_t i = first; i < last; ++i) {
         const QueuedUpdate& update = updates[i];
         if (held.count(update.product_id) > 0) continue;
@@ -348,7 +352,7 @@ Processor::BatchOutcome Processor::ApplyBatch(const std::vector<QueuedUpdate>& u
             !status.ok()) {
           return status;
         }
-        if (absl::Status status = bus::Publish(tx, envelope); !status.ok()) return status;
+        envelopes.push_back(std::move(envelope));
         stored.product = std::move(outcome.product);
         // Also before the commit makes the update visible as applied: a reader who then reads
         // the product must not get the previous version from the cache while this thread is
@@ -362,7 +366,7 @@ Processor::BatchOutcome Processor::ApplyBatch(const std::vector<QueuedUpdate>& u
         result->changes.push_back(Change{std::move(stored), old_handle});
         ++result->applied;
       }
-      return absl::OkStatus();
+      return bus::PublishAll(tx, envelopes);
     };
     database_.SubmitWrite(std::move(body), [result, shared](absl::Status status) {
       std::lock_guard lock(shared->mutex);

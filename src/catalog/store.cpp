@@ -1,5 +1,8 @@
 #include "catalog/store.h"
 
+#include <map>
+#include <set>
+
 #include "common/errors.h"
 #include "common/format.h"
 #include "fmt/format.h"
@@ -24,6 +27,11 @@ constexpr std::string_view kUpsertProduct =
     "brand = excluded.brand, category = excluded.category, version = excluded.version, "
     "updated_at_ms = excluded.updated_at_ms, update_seq = excluded.update_seq, "
     "document = excluded.document";
+// A new product (SaveMode::kNew) is a plain insert: the upsert's conflict path is only for
+// replacing an existing row.
+constexpr std::string_view kInsertProduct =
+    "INSERT INTO catalog_products (id, handle, status, brand, category, version, created_at_ms, "
+    "updated_at_ms, update_seq, document) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 constexpr std::string_view kDeletePrices = "DELETE FROM catalog_prices WHERE product_id = ?";
 constexpr std::string_view kInsertPrice =
     "INSERT INTO catalog_prices (product_id, currency, amount_minor) VALUES (?, ?, ?)";
@@ -185,12 +193,13 @@ absl::StatusOr<std::optional<std::string>> SkuOwner(sql::Transaction& tx, const 
 absl::Status SaveProduct(sql::Transaction& tx, const Product& product, int64_t update_seq,
                          SaveMode mode, std::string document) {
   if (document.empty()) document = ProductToJsonText(product).text;
-  absl::StatusOr<int64_t> changed = tx.Execute(
-      kUpsertProduct, {product.id, product.handle, std::string(ProductStatusName(product.status)),
-                       product.brand, product.category, product.version, product.created_at_ms,
-                       product.updated_at_ms, update_seq, std::move(document)});
-  if (!changed.ok()) return changed.status();
   const bool replacing = mode == SaveMode::kReplace;
+  absl::StatusOr<int64_t> changed =
+      tx.Execute(replacing ? kUpsertProduct : kInsertProduct,
+                 {product.id, product.handle, std::string(ProductStatusName(product.status)),
+                  product.brand, product.category, product.version, product.created_at_ms,
+                  product.updated_at_ms, update_seq, std::move(document)});
+  if (!changed.ok()) return changed.status();
   if (replacing) {
     if (auto status = tx.Execute(kDeletePrices, {product.id}); !status.ok()) {
       return status.status();
@@ -215,13 +224,14 @@ absl::Status SaveProduct(sql::Transaction& tx, const Product& product, int64_t u
     }
   }
   for (const auto& [name, value] : product.attributes) {
-    std::vector<std::string> texts;
+    // One row per distinct text: (product_id, name, value) is the table's key.
+    std::set<std::string> texts;
     if (value.is_array()) {
-      for (const Json& item : value) texts.push_back(item.get<std::string>());
+      for (const Json& item : value) texts.insert(item.get<std::string>());
     } else if (value.is_string()) {
-      texts.push_back(value.get<std::string>());
+      texts.insert(value.get<std::string>());
     } else {
-      texts.push_back(value.dump());
+      texts.insert(value.dump());
     }
     for (const std::string& text : texts) {
       if (auto status = tx.Execute(kInsertAttribute, {product.id, name, text}); !status.ok()) {
