@@ -89,6 +89,19 @@ Binding OrderingIntSetting(std::string key, std::string description, int64_t min
 }
 
 template <typename Field>
+Binding InventoryIntSetting(std::string key, std::string description, int64_t min, int64_t max,
+                            Field InventoryConfig::*field) {
+  InventoryConfig defaults;
+  return Binding{SettingInfo{key, "int", std::to_string(defaults.*field), std::move(description)},
+                 [key, min, max, field](Config& config, const std::string& text) -> absl::Status {
+                   absl::StatusOr<int64_t> value = ParseInt(key, text, min, max);
+                   if (!value.ok()) return value.status();
+                   config.inventory.*field = static_cast<Field>(*value);
+                   return absl::OkStatus();
+                 }};
+}
+
+template <typename Field>
 Binding PaymentsIntSetting(std::string key, std::string description, int64_t min, int64_t max,
                            Field PaymentsConfig::*field) {
   PaymentsConfig defaults;
@@ -206,6 +219,9 @@ const std::vector<Binding>& Bindings() {
                          "uncaptured authorizations older than this are voided and expire "
                          "(0: never)",
                          0, 365LL * 24 * 3600, &PaymentsConfig::authorization_ttl_seconds),
+      InventoryIntSetting("inventory.shard_queue_capacity",
+                          "commands waiting per inventory shard before 503 inventory_busy", 16,
+                          10'000'000, &InventoryConfig::shard_queue_capacity),
       StringSetting("ordering.shipping",
                     "flat shipping per region and currency, 'us:USD=499,CAD=999;*:USD=999' "
                     "(minor units; '*' = other regions; empty: the built-in rates)",

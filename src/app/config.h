@@ -61,6 +61,12 @@ struct GatewayConfig {
 //   shipping = "us:USD=499,CAD=999;eu:EUR=499;*:USD=999"   tax_bp = "us=800,eu=2000,*=0"
 // Empty: the built-in rates (ordering::kDefaultShippingRates / kDefaultTaxRates). They are
 // validated when the server opens (a bad value fails startup naming ordering.shipping/tax_bp).
+struct InventoryConfig {
+  // Commands waiting per inventory shard; beyond it a command is answered 503 inventory_busy
+  // (a bus command stays queued and is dispatched again).
+  int64_t shard_queue_capacity = 65536;
+};
+
 struct OrderingConfig {
   std::string shipping;
   std::string tax_bp;
@@ -83,6 +89,7 @@ struct Config {
   std::string admin_api_key;
   GatewayConfig gateway;
   PaymentsConfig payments;
+  InventoryConfig inventory;
   OrderingConfig ordering;
 };
 

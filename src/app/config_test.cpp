@@ -77,6 +77,20 @@ TEST(ConfigTest, MalformedTomlIsAnErrorWithItsLine) {
   EXPECT_NE(config.status().message().find("line 1"), absl::string_view::npos) << config.status();
 }
 
+TEST(ConfigTest, InventoryShardQueueCapacityIsBounded) {
+  EXPECT_EQ(LoadConfig(ConfigSources{})->inventory.shard_queue_capacity, 65536);
+  ConfigSources sources;
+  sources.toml_text = "[inventory]\nshard_queue_capacity = 1024\n";
+  absl::StatusOr<Config> config = LoadConfig(sources);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->inventory.shard_queue_capacity, 1024);
+  ConfigSources too_small;
+  too_small.overrides = {"inventory.shard_queue_capacity=0"};
+  config = LoadConfig(too_small);
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(ErrorParam(config.status()), "inventory.shard_queue_capacity");
+}
+
 TEST(ConfigTest, EverySettingIsListedWithItsDefault) {
   bool has_port = false;
   for (const SettingInfo& setting : Settings()) {

@@ -59,8 +59,11 @@ absl::StatusOr<std::vector<ContextRuntime>> BuildContexts(const Config& config) 
   catalog_options.static_directory = fmt::format("{}/static", config.data_dir);
   contexts.push_back(ContextRuntime{
       std::make_unique<catalog::CatalogModule>(std::move(catalog_options)), nullptr});
-  contexts.push_back(ContextRuntime{
-      std::make_unique<inventory::InventoryModule>(inventory::InventoryModuleOptions{}), nullptr});
+  inventory::InventoryModuleOptions inventory_options;
+  inventory_options.shard_queue_capacity =
+      static_cast<size_t>(config.inventory.shard_queue_capacity);
+  contexts.push_back(
+      ContextRuntime{std::make_unique<inventory::InventoryModule>(inventory_options), nullptr});
   payments::PaymentsModuleOptions payments_options;
   payments_options.psp_url = config.payments.psp_url;
   payments_options.webhook_secret = config.payments.webhook_secret;
