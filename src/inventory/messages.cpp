@@ -355,6 +355,13 @@ absl::StatusOr<cmd::Reserve> ParseReserve(const Json& object, int64_t default_tt
                    OptionalString(object, "region", kIdLengthMax));
   reserve.region = region.value_or("");
   ASSIGN_OR_RETURN(reserve.ttl_ms, TtlMs(object, default_ttl_ms));
+  if (object.contains("replaces")) {
+    ASSIGN_OR_RETURN(std::string replaces, RequireIdentifier(object, "replaces"));
+    if (replaces == reserve.id.value()) {
+      return InvalidParam("replaces", "replaces must name another reservation than reservation_id");
+    }
+    reserve.replaces = ReservationId(std::move(replaces));
+  }
   return reserve;
 }
 
@@ -442,10 +449,12 @@ std::string CommandPayload(const Command& command) {
                         {"reference", c.reference}};
           },
           [](const cmd::Reserve& c) {
-            return Json{{"reservation_id", c.id.value()},
-                        {"lines", LinesJson(c.lines)},
-                        {"region", c.region},
-                        {"ttl_seconds", std::max<int64_t>(1, c.ttl_ms / 1000)}};
+            Json reserve{{"reservation_id", c.id.value()},
+                         {"lines", LinesJson(c.lines)},
+                         {"region", c.region},
+                         {"ttl_seconds", std::max<int64_t>(1, c.ttl_ms / 1000)}};
+            if (!c.replaces.empty()) reserve["replaces"] = c.replaces.value();
+            return reserve;
           },
           [](const cmd::Extend& c) {
             return Json{{"reservation_id", c.id.value()},
@@ -576,6 +585,11 @@ std::vector<Event> EventsFor(const Command* command, const CommandResult& result
           [](const cmd::Receive&) {},
           [](const cmd::Adjust&) {},
           [&](const cmd::Reserve& c) {
+            if (result.released_replaced) {
+              // The replaced reservation went first, as a Release before this Reserve would.
+              events.push_back(MakeEvent(kReleased, c.replaces.value(),
+                                         {{"reservation_id", c.replaces.value()}}));
+            }
             const ReserveOutcome outcome = std::get<ReserveOutcome>(result.outcome);
             switch (outcome) {
               case ReserveOutcome::kReserved: {

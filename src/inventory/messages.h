@@ -4,7 +4,13 @@
 // (bounded sizes, lines and quantities) and never throws or crashes on hostile bytes.
 //
 // Commands (envelope type -> payload):
-//   inventory.reserve            {reservation_id, lines:[{sku, quantity}], region?, ttl_seconds?}
+//   inventory.reserve            {reservation_id, lines:[{sku, quantity}], region?, ttl_seconds?,
+//                                 replaces?}  replaces: a reservation (not reservation_id) released
+//                                 in the same command if still active, before reserving, so its
+//                                 units count for the new one; its release stands even when the
+//                                 new reservation fails; unknown / inactive: ignored (see
+//                                 InventoryState::Reserve). Events: inventory.released for it,
+//                                 then inventory.reserved / reservation_failed.
 //   inventory.extend             {reservation_id, ttl_seconds}
 //   inventory.release            {reservation_id}
 //   inventory.allocate           {reservation_id, order_id}

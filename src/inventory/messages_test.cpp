@@ -3,6 +3,7 @@
 #include <string>
 
 #include "common/errors.h"
+#include "fmt/format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -20,6 +21,70 @@ TEST(MessagesTest, ReserveRoundTrips) {
   EXPECT_EQ(back.lines, reserve.lines);
   EXPECT_EQ(back.region, "eu");
   EXPECT_EQ(back.ttl_ms, 30'000);
+}
+
+TEST(MessagesTest, ReserveWithReplacesRoundTripsAndIsValidated) {
+  cmd::Reserve reserve{.id = ReservationId("cart-c-2"),
+                       .lines = {{Sku("a"), 3}},
+                       .region = "eu",
+                       .ttl_ms = 30'000,
+                       .replaces = ReservationId("cart-c-1")};
+  const std::string payload = CommandPayload(reserve);
+  EXPECT_THAT(payload, ::testing::HasSubstr(R"("replaces":"cart-c-1")"));
+  absl::StatusOr<Command> parsed = ParseCommand(kReserve, payload, kDefaultTtlMs);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(std::get<cmd::Reserve>(*parsed).replaces, ReservationId("cart-c-1"));
+  // Absent: nothing replaced, and the payload has no such field.
+  reserve.replaces = ReservationId();
+  EXPECT_THAT(CommandPayload(reserve), ::testing::Not(::testing::HasSubstr("replaces")));
+  parsed = ParseCommand(kReserve, CommandPayload(reserve), kDefaultTtlMs);
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_TRUE(std::get<cmd::Reserve>(*parsed).replaces.empty());
+  // Hostile values name the param.
+  for (std::string_view bad :
+       {R"("replaces":"")", R"("replaces":7)", R"("replaces":null)", R"("replaces":"has space")",
+        R"("replaces":["x"])", R"("replaces":"r")"}) {
+    SCOPED_TRACE(bad);
+    absl::StatusOr<Command> refused = ParseCommand(
+        kReserve,
+        fmt::format(R"({{"reservation_id":"r","lines":[{{"sku":"a","quantity":1}}],{}}})", bad),
+        kDefaultTtlMs);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(ErrorParam(refused.status()).value_or(""), "replaces");
+  }
+  const std::string too_long(kIdLengthMax + 1, 'x');
+  EXPECT_FALSE(ParseCommand(kReserve,
+                            fmt::format(R"({{"reservation_id":"r","lines":[{{"sku":"a",)"
+                                        R"("quantity":1}}],"replaces":"{}"}})",
+                                        too_long),
+                            kDefaultTtlMs)
+                   .ok());
+}
+
+TEST(MessagesTest, EventsForAReplacingReserveReleaseTheReplacedFirst) {
+  cmd::Reserve reserve{.id = ReservationId("r2"),
+                       .lines = {{Sku("a"), 2}},
+                       .region = "",
+                       .ttl_ms = 1000,
+                       .replaces = ReservationId("r1")};
+  Command command = reserve;
+  CommandResult failed;
+  failed.outcome = ReserveOutcome::kInsufficientStock;
+  failed.short_skus = {Sku("a")};
+  failed.released_replaced = true;
+  std::vector<Event> events = EventsFor(&command, failed);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].type, kReleased);
+  EXPECT_EQ(events[0].key, "r1");
+  EXPECT_EQ(events[1].type, kReservationFailed);
+  EXPECT_EQ(events[1].key, "r2");
+  // Nothing was released (unknown or inactive replaced id): the reserve's events alone.
+  failed.released_replaced = false;
+  events = EventsFor(&command, failed);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].type, kReservationFailed);
+  EXPECT_THAT(ReplyPayload(command, failed), ::testing::HasSubstr(R"("short_skus":["a"])"));
 }
 
 TEST(MessagesTest, EveryCommandRoundTrips) {

@@ -365,7 +365,8 @@ ReserveResult InventoryState::Reserve(const ReserveRequest& request, int64_t now
   ReserveResult result;
   if (request.id.empty() || request.id.value().size() > kReferenceLengthMax ||
       !LinesValid(request.lines) || request.expires_at_ms <= now_ms ||
-      request.region.size() > kReferenceLengthMax) {
+      request.region.size() > kReferenceLengthMax ||
+      request.replaces.value().size() > kReferenceLengthMax) {
     result.outcome = ReserveOutcome::kInvalidRequest;
     return result;
   }
@@ -378,11 +379,20 @@ ReserveResult InventoryState::Reserve(const ReserveRequest& request, int64_t now
     }
     return result;
   }
+  if (!request.replaces.empty() && request.replaces != request.id) {
+    if (auto replaced = reservations_.find(request.replaces);
+        replaced != reservations_.end() && replaced->second.state == ReservationState::kActive) {
+      ReturnReservedStock(replaced->second, LedgerKind::kReleased, now_ms, result.entries);
+      SetState(replaced->second, ReservationState::kReleased);
+      result.released_replaced = true;
+    }
+  }
   for (const LineRequest& line : request.lines) {
     if (!HasSku(line.sku)) result.unknown_skus.push_back(line.sku);
   }
   if (!result.unknown_skus.empty()) {
     result.outcome = ReserveOutcome::kUnknownSku;
+    AssertRowsValid(result.entries);
     return result;
   }
   // Plan every line before touching anything: all or nothing.
@@ -406,6 +416,7 @@ ReserveResult InventoryState::Reserve(const ReserveRequest& request, int64_t now
   }
   if (!result.short_skus.empty()) {
     result.outcome = ReserveOutcome::kInsufficientStock;
+    AssertRowsValid(result.entries);
     return result;
   }
   for (const ReservationLine& line : reservation.lines) {

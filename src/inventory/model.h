@@ -156,6 +156,8 @@ struct ReserveRequest {
   std::vector<LineRequest> lines{};
   std::string region{};  // the customer's region; may be empty (no preference)
   int64_t expires_at_ms = 0;
+  // Optional: the reservation this one replaces (a cart whose lines changed). See Reserve().
+  ReservationId replaces{};
 };
 
 // ---- outcomes ----
@@ -229,6 +231,9 @@ struct ReserveResult {
   std::vector<Sku> short_skus{};
   std::vector<Sku> unknown_skus{};
   std::optional<Reservation> reservation{};  // set for kReserved and kAlreadyReserved
+  // True when the request's `replaces` reservation was released by this call (its kReleased
+  // entries come first in `entries`).
+  bool released_replaced = false;
   std::vector<LedgerEntry> entries{};
 };
 
@@ -271,6 +276,15 @@ class InventoryState {
   StockResult Adjust(const Sku& sku, const LocationId& location, int64_t delta,
                      std::string_view reference, int64_t now_ms);
 
+  // Reserves request.lines under request.id, all or nothing.
+  // With request.replaces set (a different id), the call is one atomic replace: when request.id
+  // is new and the request valid, the replaced reservation is released first if it is still
+  // kActive (ledger kReleased entries, state kReleased), so its units count as available to the
+  // new one; then the new one is reserved. The release stands even when the new reservation
+  // fails (kInsufficientStock / kUnknownSku), exactly as a Release followed by a Reserve would.
+  // A replaced id that is unknown or no longer active (released, expired, and also allocated or
+  // later: those are never touched) is ignored: the call just reserves. A replay of request.id
+  // (kAlreadyReserved), kConflict and kInvalidRequest change nothing, the replaced one included.
   ReserveResult Reserve(const ReserveRequest& request, int64_t now_ms);
   ExtendResult Extend(const ReservationId& id, int64_t expires_at_ms, int64_t now_ms);
   ReleaseResult Release(const ReservationId& id, int64_t now_ms);

@@ -203,6 +203,116 @@ TEST_F(ModelTest, ReserveIsAllOrNothingAndNamesShortAndUnknownSkus) {
             ReserveOutcome::kReserved);
 }
 
+ReserveResult ReplaceIn(InventoryState& state, const char* id, const char* replaces,
+                        std::vector<LineRequest> lines) {
+  return state.Reserve(ReserveRequest{.id = R(id),
+                                      .lines = std::move(lines),
+                                      .region = "eu",
+                                      .expires_at_ms = kNow + kTtl,
+                                      .replaces = R(replaces)},
+                       kNow);
+}
+
+TEST_F(ModelTest, ReplaceGrowsALineUsingTheReplacedUnits) {
+  Receive("a", "eu1", 3);
+  ASSERT_EQ(Reserve("cart-1", {{S("a"), 2}}).outcome, ReserveOutcome::kReserved);
+  // Only 1 more is free, but the 2 held by cart-1 count for its replacement.
+  ReserveResult grown = Keep(ReplaceIn(state_, "cart-2", "cart-1", {{S("a"), 3}}));
+  ASSERT_EQ(grown.outcome, ReserveOutcome::kReserved);
+  EXPECT_TRUE(grown.released_replaced);
+  ASSERT_EQ(grown.entries.size(), 2u);
+  EXPECT_EQ(grown.entries[0].kind, LedgerKind::kReleased);
+  EXPECT_EQ(grown.entries[0].quantity, 2);
+  EXPECT_EQ(grown.entries[0].reference, "cart-1");
+  EXPECT_EQ(grown.entries[1].kind, LedgerKind::kReserved);
+  EXPECT_EQ(grown.entries[1].quantity, 3);
+  EXPECT_EQ(grown.entries[1].reference, "cart-2");
+  EXPECT_EQ(state_.FindReservation(R("cart-1"))->state, ReservationState::kReleased);
+  EXPECT_EQ(Stock("a", "eu1").reserved, 3);
+
+  // Shrink: 3 -> 1 frees 2.
+  ReserveResult shrunk = Keep(ReplaceIn(state_, "cart-3", "cart-2", {{S("a"), 1}}));
+  ASSERT_EQ(shrunk.outcome, ReserveOutcome::kReserved);
+  EXPECT_TRUE(shrunk.released_replaced);
+  EXPECT_EQ(Stock("a", "eu1").reserved, 1);
+  EXPECT_EQ(Stock("a", "eu1").available(), 2);
+
+  // A replay of the same command: the stored answer, no second effect.
+  ReserveResult replay = Keep(ReplaceIn(state_, "cart-3", "cart-2", {{S("a"), 1}}));
+  EXPECT_EQ(replay.outcome, ReserveOutcome::kAlreadyReserved);
+  EXPECT_FALSE(replay.released_replaced);
+  EXPECT_THAT(replay.entries, IsEmpty());
+  EXPECT_EQ(Stock("a", "eu1").reserved, 1);
+}
+
+TEST_F(ModelTest, ReplaceWithAShortLineStillReleasesTheReplaced) {
+  Receive("a", "eu1", 2);
+  Receive("b", "eu1", 1);
+  ASSERT_EQ(Reserve("cart-1", {{S("a"), 2}}).outcome, ReserveOutcome::kReserved);
+  ReserveResult failed = Keep(ReplaceIn(state_, "cart-2", "cart-1", {{S("a"), 2}, {S("b"), 5}}));
+  EXPECT_EQ(failed.outcome, ReserveOutcome::kInsufficientStock);
+  EXPECT_THAT(failed.short_skus, ElementsAre(S("b")));
+  EXPECT_TRUE(failed.released_replaced);
+  ASSERT_EQ(failed.entries.size(), 1u);
+  EXPECT_EQ(failed.entries[0].kind, LedgerKind::kReleased);
+  EXPECT_EQ(state_.FindReservation(R("cart-1"))->state, ReservationState::kReleased);
+  EXPECT_EQ(state_.FindReservation(R("cart-2")), nullptr);
+  EXPECT_EQ(Stock("a", "eu1").reserved, 0);
+
+  // Unknown SKU: same, the replaced one is released.
+  ASSERT_EQ(Reserve("cart-3", {{S("a"), 1}}).outcome, ReserveOutcome::kReserved);
+  ReserveResult unknown = Keep(ReplaceIn(state_, "cart-4", "cart-3", {{S("zz"), 1}}));
+  EXPECT_EQ(unknown.outcome, ReserveOutcome::kUnknownSku);
+  EXPECT_THAT(unknown.unknown_skus, ElementsAre(S("zz")));
+  EXPECT_TRUE(unknown.released_replaced);
+  EXPECT_EQ(Stock("a", "eu1").reserved, 0);
+
+  // Redelivered after the failure: the replaced one is already released, nothing twice.
+  ReserveResult again = Keep(ReplaceIn(state_, "cart-2", "cart-1", {{S("a"), 2}, {S("b"), 5}}));
+  EXPECT_EQ(again.outcome, ReserveOutcome::kInsufficientStock);
+  EXPECT_FALSE(again.released_replaced);
+  EXPECT_THAT(again.entries, IsEmpty());
+}
+
+TEST_F(ModelTest, ReplaceOfUnknownReleasedOrAllocatedJustReserves) {
+  Receive("a", "eu1", 10);
+  ReserveResult fresh = Keep(ReplaceIn(state_, "cart-2", "never-existed", {{S("a"), 1}}));
+  EXPECT_EQ(fresh.outcome, ReserveOutcome::kReserved);
+  EXPECT_FALSE(fresh.released_replaced);
+  EXPECT_EQ(Stock("a", "eu1").reserved, 1);
+
+  ASSERT_EQ(Keep(state_.Release(R("cart-2"), kNow)).outcome, ReleaseOutcome::kReleased);
+  ReserveResult after_release = Keep(ReplaceIn(state_, "cart-3", "cart-2", {{S("a"), 2}}));
+  EXPECT_EQ(after_release.outcome, ReserveOutcome::kReserved);
+  EXPECT_FALSE(after_release.released_replaced);
+  EXPECT_EQ(Stock("a", "eu1").reserved, 2);
+
+  // An allocated reservation belongs to an order: a replace never touches it.
+  ASSERT_EQ(Keep(state_.Allocate(R("cart-3"), O("o1"), kNow)).outcome, AllocateOutcome::kAllocated);
+  ReserveResult beside = Keep(ReplaceIn(state_, "cart-4", "cart-3", {{S("a"), 1}}));
+  EXPECT_EQ(beside.outcome, ReserveOutcome::kReserved);
+  EXPECT_FALSE(beside.released_replaced);
+  EXPECT_EQ(state_.FindReservation(R("cart-3"))->state, ReservationState::kAllocated);
+  EXPECT_EQ(Stock("a", "eu1").allocated, 2);
+  EXPECT_EQ(Stock("a", "eu1").reserved, 1);
+}
+
+TEST_F(ModelTest, RefusedReplaceLeavesTheReplacedHeld) {
+  Receive("a", "eu1", 10);
+  ASSERT_EQ(Reserve("cart-1", {{S("a"), 2}}).outcome, ReserveOutcome::kReserved);
+  ASSERT_EQ(Reserve("other", {{S("a"), 1}}).outcome, ReserveOutcome::kReserved);
+  // Invalid (zero quantity) and conflicting (id taken with other lines) requests change nothing.
+  ReserveResult invalid = Keep(ReplaceIn(state_, "cart-2", "cart-1", {{S("a"), 0}}));
+  EXPECT_EQ(invalid.outcome, ReserveOutcome::kInvalidRequest);
+  ReserveResult conflict = Keep(ReplaceIn(state_, "other", "cart-1", {{S("a"), 5}}));
+  EXPECT_EQ(conflict.outcome, ReserveOutcome::kConflict);
+  ReserveResult too_long = Keep(ReplaceIn(
+      state_, "cart-2", std::string(kReferenceLengthMax + 1, 'x').c_str(), {{S("a"), 1}}));
+  EXPECT_EQ(too_long.outcome, ReserveOutcome::kInvalidRequest);
+  EXPECT_EQ(state_.FindReservation(R("cart-1"))->state, ReservationState::kActive);
+  EXPECT_EQ(Stock("a", "eu1").reserved, 3);
+}
+
 TEST_F(ModelTest, LocationChoiceRegionFirstThenFewestSplits) {
   Receive("a", "us1", 100);
   Receive("a", "eu1", 5);

@@ -8,6 +8,7 @@
 #include <future>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/hash/hash.h"
@@ -291,7 +292,8 @@ class ShardEngine::Shard {
                          state_.Reserve(ReserveRequest{.id = c.id,
                                                        .lines = c.lines,
                                                        .region = c.region,
-                                                       .expires_at_ms = now_ms + c.ttl_ms},
+                                                       .expires_at_ms = now_ms + c.ttl_ms,
+                                                       .replaces = c.replaces},
                                         now_ms);
                      if (reserved.outcome == ReserveOutcome::kReserved) {
                        engine_.NoteReservation(c.id, index_);
@@ -299,6 +301,7 @@ class ShardEngine::Shard {
                      result.outcome = reserved.outcome;
                      result.short_skus = std::move(reserved.short_skus);
                      result.unknown_skus = std::move(reserved.unknown_skus);
+                     result.released_replaced = reserved.released_replaced;
                      result.reservation = std::move(reserved.reservation);
                      result.entries = std::move(reserved.entries);
                    },
@@ -465,6 +468,29 @@ void ShardEngine::Submit(Command command, CommandCallback done, CommandOrigin or
     result.status = absl::FailedPreconditionError(
         "reservation lines span inventory shards; reserve them separately");
     if (done) done(std::move(result));
+    return;
+  }
+  if (auto* reserve = std::get_if<cmd::Reserve>(&command);
+      reserve != nullptr && !reserve->replaces.empty() && reserve->replaces != reserve->id &&
+      RouteReservation(reserve->replaces) != *shard) {
+    // The replaced reservation lives in another shard: release it there first. Its shard holds
+    // none of the new lines' SKUs, so nothing is lost by not sharing the batch. A failed
+    // release answers the whole command with that failure (nothing of it applied); a redelivery
+    // then finds the old one released and just reserves.
+    ReservationId replaced = std::exchange(reserve->replaces, ReservationId());
+    const size_t target = *shard;
+    shards_[RouteReservation(replaced)]->Enqueue(
+        Shard::Item{cmd::Release{std::move(replaced)},
+                    [this, target, command = std::move(command), done = std::move(done),
+                     origin = std::move(origin)](CommandResult released) mutable {
+                      if (!released.status.ok()) {
+                        if (done) done(std::move(released));
+                        return;
+                      }
+                      shards_[target]->Enqueue(
+                          Shard::Item{std::move(command), std::move(done), std::move(origin)});
+                    },
+                    {}});
     return;
   }
   shards_[*shard]->Enqueue(Shard::Item{std::move(command), std::move(done), std::move(origin)});

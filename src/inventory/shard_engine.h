@@ -12,7 +12,9 @@
 // Routing: stock commands by SKU; Reserve by its lines' SKUs, which must all fall in one
 // shard (with shard_count = 1, the embedded default, they always do; a cross-shard reserve is
 // refused with FailedPrecondition — a two-phase reserve is future work); reservation and order
-// commands by an in-memory index filled when the reservation / allocation is applied.
+// commands by an in-memory index filled when the reservation / allocation is applied. A Reserve
+// that `replaces` a reservation held by another shard is applied as a Release there, then (once
+// that committed) the Reserve in its own shard; a failed release fails the command unapplied.
 //
 // Expiry: SweepExpired() (or the optional background sweeper) expires every reservation due at
 // the Clock's now. An Allocate that arrives after the expiry time loses even if the sweep has
@@ -98,6 +100,10 @@ struct Reserve {
   std::vector<LineRequest> lines;
   std::string region;
   int64_t ttl_ms = 0;  // 1 .. kReservationTtlMaxMs
+  // Optional: the reservation this one replaces, released in the same command (see
+  // InventoryState::Reserve). When it lives in another shard than the new lines, the engine
+  // first releases it there (durably) and then reserves; otherwise both happen in one batch.
+  ReservationId replaces{};
 };
 struct Extend {
   ReservationId id;
@@ -143,6 +149,9 @@ struct CommandResult {
   Outcome outcome;
   std::vector<Sku> short_skus;    // Reserve: kInsufficientStock
   std::vector<Sku> unknown_skus;  // Reserve: kUnknownSku
+  // Reserve with `replaces`: true when this command released the replaced reservation (the
+  // kReleased entries are in `entries`; the service publishes inventory.released for it).
+  bool released_replaced = false;
   // Reserve: kReserved / kAlreadyReserved; Extend, Release, Allocate: the reservation after
   // the command, when it exists.
   std::optional<Reservation> reservation;

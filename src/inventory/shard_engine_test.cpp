@@ -536,6 +536,82 @@ TEST_F(ShardEngineTest, CrossShardReserveIsRefused) {
   EXPECT_EQ(result.status.code(), absl::StatusCode::kFailedPrecondition);
 }
 
+CommandResult Replace(ShardEngine& engine, const std::string& id, const std::string& replaces,
+                      std::vector<LineRequest> lines) {
+  return engine.Execute(cmd::Reserve{.id = ReservationId(id),
+                                     .lines = std::move(lines),
+                                     .region = "eu",
+                                     .ttl_ms = 60'000,
+                                     .replaces = ReservationId(replaces)});
+}
+
+// A cart edit: the replaced reservation is released and the new one reserved in one durable
+// batch, the old units counting for the new one; a redelivery has no second effect; a failed
+// commit leaves both as they were.
+TEST_F(ShardEngineTest, ReserveReplacingAReservationIsOneDurableStep) {
+  StartEngine();
+  ASSERT_TRUE(engine_->AddLocation({LocationId("eu1"), "eu", "Berlin"}).ok());
+  Receive("a", "eu1", 3);
+  ASSERT_EQ(std::get<ReserveOutcome>(Reserve("cart-1", "a", 2).outcome), ReserveOutcome::kReserved);
+
+  faulty_->fail_writes = true;
+  CommandResult failed = Replace(*engine_, "cart-2", "cart-1", {{Sku("a"), 3}});
+  faulty_->fail_writes = false;
+  EXPECT_EQ(failed.status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(DurableStock("a", "eu1").reserved, 2);
+
+  const int64_t batches_before = engine_->stats().batches_committed;
+  CommandResult grown = Replace(*engine_, "cart-2", "cart-1", {{Sku("a"), 3}});
+  ASSERT_TRUE(grown.status.ok()) << grown.status;
+  EXPECT_EQ(std::get<ReserveOutcome>(grown.outcome), ReserveOutcome::kReserved);
+  EXPECT_TRUE(grown.released_replaced);
+  EXPECT_EQ(engine_->stats().batches_committed, batches_before + 1);
+  EXPECT_EQ(DurableStock("a", "eu1").reserved, 3);
+
+  CommandResult replay = Replace(*engine_, "cart-2", "cart-1", {{Sku("a"), 3}});
+  EXPECT_EQ(std::get<ReserveOutcome>(replay.outcome), ReserveOutcome::kAlreadyReserved);
+  EXPECT_FALSE(replay.released_replaced);
+  EXPECT_TRUE(replay.entries.empty());
+
+  // A replacement that cannot be covered still releases what the cart held.
+  CommandResult short_of = Replace(*engine_, "cart-3", "cart-2", {{Sku("a"), 4}});
+  EXPECT_EQ(std::get<ReserveOutcome>(short_of.outcome), ReserveOutcome::kInsufficientStock);
+  EXPECT_THAT(short_of.short_skus, ElementsAre(Sku("a")));
+  EXPECT_TRUE(short_of.released_replaced);
+  EXPECT_EQ(DurableStock("a", "eu1").reserved, 0);
+
+  Restart();
+  auto old_one = store_->LoadReservation(ReservationId("cart-2"));
+  ASSERT_TRUE(old_one.ok() && old_one->has_value());
+  EXPECT_EQ((*old_one)->state, ReservationState::kReleased);
+  EXPECT_EQ(
+      std::get<ReserveOutcome>(Replace(*engine_, "cart-4", "cart-2", {{Sku("a"), 3}}).outcome),
+      ReserveOutcome::kReserved);
+  EXPECT_EQ(DurableStock("a", "eu1").reserved, 3);
+  ExpectLedgerMatchesStock();
+}
+
+// The replaced reservation lives in another shard than the new lines: released there first.
+TEST_F(ShardEngineTest, ReplaceAcrossShardsReleasesInTheOtherShard) {
+  StartEngine(64);
+  ASSERT_TRUE(engine_->AddLocation({LocationId("eu1"), "eu", "Berlin"}).ok());
+  std::string other;
+  for (int i = 0; i < 1000 && other.empty(); ++i) {
+    std::string candidate = "x" + std::to_string(i);
+    if (engine_->ShardOf(Sku(candidate)) != engine_->ShardOf(Sku("a"))) other = candidate;
+  }
+  ASSERT_FALSE(other.empty());
+  Receive("a", "eu1", 5);
+  Receive(other, "eu1", 5);
+  ASSERT_EQ(std::get<ReserveOutcome>(Reserve("cart-1", "a", 2).outcome), ReserveOutcome::kReserved);
+  CommandResult moved = Replace(*engine_, "cart-2", "cart-1", {{Sku(other), 1}});
+  ASSERT_TRUE(moved.status.ok()) << moved.status;
+  EXPECT_EQ(std::get<ReserveOutcome>(moved.outcome), ReserveOutcome::kReserved);
+  EXPECT_EQ(DurableStock("a", "eu1").reserved, 0);
+  EXPECT_EQ(DurableStock(other, "eu1").reserved, 1);
+  ExpectLedgerMatchesStock();
+}
+
 // Many threads hammer reserve / release / allocate / cancel / expire on a few SKUs; the engine
 // checks the invariant after every batch (verify_invariants_each_batch) and at the end the
 // durable ledger projects onto the durable stock table, also after a restart.

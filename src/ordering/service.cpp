@@ -230,11 +230,11 @@ absl::Status OrderingService::PublishInventory(sql::Transaction& tx, std::string
 absl::Status OrderingService::ReplaceCartReservation(sql::Transaction& tx, Cart& cart,
                                                      int64_t now_ms) {
   const std::string correlation = fmt::format("{}{}", kCartCorrelationPrefix, cart.id);
+  // The reservation the cart may still hold (a pending one may have been applied already).
+  std::string previous;
   if (!cart.reservation_id.empty() && (cart.reservation == CartReservation::kPending ||
                                        cart.reservation == CartReservation::kReserved)) {
-    RETURN_IF_ERROR(PublishInventory(tx, "inventory.release",
-                                     Json{{"reservation_id", cart.reservation_id}},
-                                     cart.reservation_id, correlation, now_ms));
+    previous = cart.reservation_id;
     cart.reservation = CartReservation::kReleased;
   }
   ++cart.lines_version;
@@ -243,7 +243,9 @@ absl::Status OrderingService::ReplaceCartReservation(sql::Transaction& tx, Cart&
     cart.reservation_id.clear();
     cart.reservation = CartReservation::kNone;
     cart.reservation_expires_at_ms = 0;
-    return absl::OkStatus();
+    if (previous.empty()) return absl::OkStatus();
+    return PublishInventory(tx, "inventory.release", Json{{"reservation_id", previous}}, previous,
+                            correlation, now_ms);
   }
   cart.reservation_id = fmt::format("cart-{}-{}", cart.id, cart.lines_version);
   cart.reservation = CartReservation::kPending;
@@ -252,6 +254,9 @@ absl::Status OrderingService::ReplaceCartReservation(sql::Transaction& tx, Cart&
                   {"lines", LinesPayload(cart.lines)},
                   {"region", cart.region},
                   {"ttl_seconds", std::max<int64_t>(1, options_.cart_reservation_ttl_ms / 1000)}};
+  // One command instead of a release and a reserve: inventory releases `previous` (if still
+  // active) and reserves the new lines atomically, counting the released units as available.
+  if (!previous.empty()) payload["replaces"] = previous;
   return PublishInventory(tx, "inventory.reserve", payload, cart.reservation_id, correlation,
                           now_ms);
 }

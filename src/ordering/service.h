@@ -235,7 +235,9 @@ class OrderingService {
   void EraseWaiter(const std::string& order_id, uint64_t id);
 
   absl::StatusOr<CartView> PriceCart(sql::Transaction& tx, Cart cart);
-  // Re-reserves the cart's lines after a change (release the old reservation, reserve anew).
+  // Re-reserves the cart's lines after a change: one inventory.reserve that `replaces` the
+  // reservation the cart held (released in the same inventory command), or an
+  // inventory.release alone when the cart is left empty or no longer open.
   absl::Status ReplaceCartReservation(sql::Transaction& tx, Cart& cart, int64_t now_ms);
   using CartEdit = std::function<absl::Status(sql::Transaction&, Cart&)>;
   // Loads the open cart, applies `edit`, bumps the version, writes and prices it.

@@ -15,6 +15,7 @@
 #include "common/json.h"
 #include "gtest/gtest.h"
 #include "ordering/store.h"
+#include "platform/bus/envelope.h"
 #include "platform/bus/schema.h"
 #include "platform/sql/migrations.h"
 #include "platform/sql/sqlite_database.h"
@@ -296,6 +297,62 @@ TEST_F(OrderingServiceTest, ReservationReplyAndCheckoutKeepTheCartLines) {
   EXPECT_EQ(answered->id, order.id);
   EXPECT_FALSE(IsSettled(answered->state()));
   service_->Stop();
+}
+
+// Every cart edit holds the cart's lines with ONE inventory command: a reserve that replaces
+// the previous reservation (inventory releases it in the same step), not a release + reserve.
+TEST_F(OrderingServiceTest, CartLineEditsPublishOneReplacingReserve) {
+  struct Published {
+    std::string type;
+    Json payload;
+  };
+  auto outbox = [&] {
+    std::vector<Published> rows;
+    EXPECT_TRUE(db_->Read([&](sql::Transaction& tx) -> absl::Status {
+                     absl::StatusOr<sql::ResultSet> result =
+                         tx.Query("SELECT envelope FROM outbox ORDER BY seq");
+                     if (!result.ok()) return result.status();
+                     for (const sql::Row& row : result->rows) {
+                       absl::StatusOr<bus::Envelope> envelope = bus::Deserialize(row.Text(0));
+                       if (!envelope.ok()) return envelope.status();
+                       rows.push_back({envelope->type, Json::parse(envelope->payload)});
+                     }
+                     return absl::OkStatus();
+                   })
+                    .ok());
+    return rows;
+  };
+  const std::string cart_id = NewCart("one@example.com");
+  std::vector<Published> first = outbox();
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0].type, "inventory.reserve");
+  EXPECT_FALSE(first[0].payload.contains("replaces"));
+  const std::string first_id = first[0].payload.at("reservation_id").get<std::string>();
+
+  ASSERT_TRUE(Await<CartView>([&](auto done) { service_->AddLine(cart_id, kSku, 2, done); }).ok());
+  std::vector<Published> second = outbox();
+  ASSERT_EQ(second.size(), 2u);  // exactly one more command for the edit
+  EXPECT_EQ(second[1].type, "inventory.reserve");
+  EXPECT_EQ(second[1].payload.at("replaces").get<std::string>(), first_id);
+  const std::string second_id = second[1].payload.at("reservation_id").get<std::string>();
+  EXPECT_NE(second_id, first_id);
+  EXPECT_EQ(LoadCartOrDie(cart_id).reservation_id, second_id);
+  EXPECT_EQ(LoadCartOrDie(cart_id).reservation, CartReservation::kPending);
+
+  // Removing the last line leaves nothing to hold: a plain release of what the cart held.
+  ASSERT_TRUE(Await<CartView>([&](auto done) { service_->SetLine(cart_id, kSku, 0, done); }).ok());
+  std::vector<Published> third = outbox();
+  ASSERT_EQ(third.size(), 3u);
+  EXPECT_EQ(third[2].type, "inventory.release");
+  EXPECT_EQ(third[2].payload.at("reservation_id").get<std::string>(), second_id);
+  EXPECT_EQ(LoadCartOrDie(cart_id).reservation, CartReservation::kNone);
+
+  // A line again: nothing is held, so nothing is replaced.
+  ASSERT_TRUE(Await<CartView>([&](auto done) { service_->AddLine(cart_id, kSku, 1, done); }).ok());
+  std::vector<Published> fourth = outbox();
+  ASSERT_EQ(fourth.size(), 4u);
+  EXPECT_EQ(fourth[3].type, "inventory.reserve");
+  EXPECT_FALSE(fourth[3].payload.contains("replaces"));
 }
 
 }  // namespace
