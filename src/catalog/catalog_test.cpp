@@ -1184,5 +1184,54 @@ TEST(CatalogStore, KeyedChildRowsSurviveTheMigrationAndRepeatedItemsApply) {
   EXPECT_EQ(count("SELECT COUNT(*) FROM catalog_updates WHERE state = 'queued'"), 0);
 }
 
+// The enqueue answer is written as text: it must be the bytes the DOM would dump (sorted keys,
+// nlohmann's escaping), for single writes and for batches mixing accepted and refused items.
+TEST(CatalogService, EnqueueAnswersAreTheDomBytes) {
+  sql::TempDir dir;
+  auto db = sql::OpenSqlite({.path = dir.File("c.db"), .name = "catalog"});
+  ASSERT_TRUE(db.ok());
+  ASSERT_TRUE(bus::InstallBusSchema(**db).ok());
+  ASSERT_TRUE(sql::ApplyMigrations(**db, "catalog", CatalogMigrations()).ok());
+  ManualClock clock;
+  SequentialIdGenerator ids("id\"\\\n_");
+  ProductCache cache(1 << 20);
+  CatalogService service(**db, clock, ids, cache);
+  auto expect_dom_bytes = [](const std::string& body) {
+    absl::StatusOr<Json> parsed = ParseJson(body);
+    ASSERT_TRUE(parsed.ok()) << body;
+    EXPECT_EQ(DumpJson(*parsed), body);
+  };
+  auto single = service.EnqueueAndWait(
+      {WriteCommand{UpdateKind::kCreate, "", Product("mug", "Mug", "MU-1"), {}}},
+      CatalogService::Shape::kSingle);
+  ASSERT_TRUE(single.ok()) << single.status();
+  expect_dom_bytes(single->body);
+  const Json answer = Json::parse(single->body);
+  EXPECT_EQ(answer["status"], "queued");
+  EXPECT_EQ(answer["target_version"], 1);
+  const std::string mug = answer["product_id"];
+
+  auto batch = service.EnqueueAndWait(
+      {WriteCommand{UpdateKind::kCreate, "", Product("cup", "Cup", "CU-1"), {}},
+       WriteCommand{UpdateKind::kPatch, "no \"such\" \x01 product", Json{{"title", "X"}}, {}},
+       WriteCommand{UpdateKind::kPatch, mug, Json{{"title", "Mug 2"}}, int64_t{1}},
+       WriteCommand{UpdateKind::kArchive, mug, nullptr, int64_t{1}}},
+      CatalogService::Shape::kBatch);
+  ASSERT_TRUE(batch.ok()) << batch.status();
+  expect_dom_bytes(batch->body);
+  const Json updates = Json::parse(batch->body)["updates"];
+  ASSERT_EQ(updates.size(), 4u);
+  EXPECT_EQ(updates[0]["status"], "queued");
+  EXPECT_EQ(updates[0]["kind"], "create");
+  EXPECT_EQ(updates[1]["status"], "rejected");
+  EXPECT_EQ(updates[2]["target_version"], 2);
+  EXPECT_EQ(updates[2]["index"], 2);
+  EXPECT_EQ(updates[3]["status"], "rejected");  // version 1 is stale once the patch is queued
+
+  auto empty = service.EnqueueAndWait({}, CatalogService::Shape::kBatch);
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  EXPECT_EQ(empty->body, R"({"updates":[]})");
+}
+
 }  // namespace
 }  // namespace emporium::catalog

@@ -617,6 +617,8 @@ bool IsValidUtf8(std::string_view text) {
 
 // Appends `text` as a JSON string exactly as DumpJson writes it (nlohmann's escaping with
 // ensure_ascii off); text that is not valid UTF-8 goes through the DOM for its replacement rule.
+}  // namespace
+
 void AppendJsonString(std::string& out, std::string_view text) {
   if (!IsValidUtf8(text)) {
     out += DumpJson(Json(std::string(text)));
@@ -662,6 +664,8 @@ void AppendJsonString(std::string& out, std::string_view text) {
   out.append(text.data() + run_start, text.size() - run_start);
   out += '"';
 }
+
+namespace {
 
 // Appends `"key":` (keys are written in the DOM's sorted order by the callers).
 void AppendKey(std::string& out, std::string_view key) {

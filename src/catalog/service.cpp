@@ -21,25 +21,36 @@ absl::Status PreconditionFailed(std::string message) {
       WithErrorCode(absl::FailedPreconditionError(std::move(message)), "version_mismatch"), 412);
 }
 
-Json AcceptedJson(const QueuedUpdate& update) {
-  return Json{{"update_id", update.id},
-              {"product_id", update.product_id},
-              {"target_version", update.target_version},
-              {"status", "queued"}};
+// An accepted update's answer, appended as DumpJson of its DOM would write it (keys sorted);
+// a batch item also carries its index and kind.
+void AppendAcceptedJson(std::string& out, const QueuedUpdate& update,
+                        std::optional<size_t> batch_index) {
+  out += '{';
+  if (batch_index) {
+    out += fmt::format("\"index\":{},\"kind\":", *batch_index);
+    AppendJsonString(out, UpdateKindName(update.kind));
+    out += ',';
+  }
+  out += "\"product_id\":";
+  AppendJsonString(out, update.product_id);
+  out += fmt::format(",\"status\":\"queued\",\"target_version\":{},\"update_id\":",
+                     update.target_version);
+  AppendJsonString(out, update.id);
+  out += '}';
 }
 
 // A batch item refused at enqueue time: its index, the product it named and the error in the
 // API's error shape plus the HTTP status a single write would have answered.
-Json RefusedJson(size_t index, const WriteCommand& command, const absl::Status& refused) {
+Json RefusedJson(size_t index, UpdateKind kind, const std::string& product_id,
+                 const absl::Status& refused) {
   const http::Response error = http::ErrorResponse(refused);
   absl::StatusOr<Json> body = ParseJson(error.body);
   Json json = {{"index", index},
-               {"kind", UpdateKindName(command.kind)},
+               {"kind", UpdateKindName(kind)},
                {"status", "rejected"},
                {"http_status", error.status},
                {"error", body.ok() ? body->value("error", Json::object()) : Json::object()}};
-  json["product_id"] =
-      command.kind == UpdateKind::kCreate ? Json(nullptr) : Json(command.product_id);
+  json["product_id"] = kind == UpdateKind::kCreate ? Json(nullptr) : Json(product_id);
   return json;
 }
 
@@ -164,29 +175,49 @@ void CatalogService::RunIdempotent(IdempotencyRequest idempotency, Body body, Do
 
 void CatalogService::Enqueue(std::vector<WriteCommand> commands, Shape shape,
                              IdempotencyRequest idempotency, Done done) {
-  // Ids are drawn outside the job so a retried job body keeps the same ids.
-  // Payloads are serialized here too, on the caller's thread: the job runs on the single
-  // writer thread, which every write of the process shares.
-  std::vector<std::string> update_ids;
-  std::vector<std::string> payloads;
-  update_ids.reserve(commands.size());
-  payloads.reserve(commands.size());
+  // What the job needs of each command, taken here on the caller's thread: ids are drawn
+  // outside the job so a retried job body keeps the same ids, and the payload is serialized
+  // (and its DOM freed) here rather than on the single writer thread every write shares.
+  struct Queued {
+    UpdateKind kind = UpdateKind::kCreate;
+    std::string update_id;
+    std::string product_id;
+    std::optional<int64_t> if_match;
+    std::optional<std::string> handle;  // when the payload names one
+    std::string payload;
+  };
+  std::vector<Queued> queued;
+  queued.reserve(commands.size());
   for (WriteCommand& command : commands) {
-    update_ids.push_back(ids_.Next());
-    if (command.kind == UpdateKind::kCreate) command.product_id = ids_.Next();
-    payloads.push_back(command.kind == UpdateKind::kArchive ? "null" : DumpJson(command.payload));
+    Queued item;
+    item.kind = command.kind;
+    item.update_id = ids_.Next();
+    item.product_id =
+        command.kind == UpdateKind::kCreate ? ids_.Next() : std::move(command.product_id);
+    item.if_match = command.if_match;
+    if (command.payload.is_object()) {
+      if (auto it = command.payload.find("handle");
+          it != command.payload.end() && it->is_string()) {
+        item.handle = it->get<std::string>();
+      }
+    }
+    item.payload = command.kind == UpdateKind::kArchive ? "null" : DumpJson(command.payload);
+    queued.push_back(std::move(item));
   }
+  commands.clear();
   const int64_t now_ms = clock_.NowMs();
-  Body body = [commands = std::move(commands), update_ids = std::move(update_ids),
-               payloads = std::move(payloads), shape,
+  Body body = [queued = std::move(queued), shape,
                now_ms](sql::Transaction& tx) -> absl::StatusOr<StoredResponse> {
-    Json accepted = Json::array();
+    // The answer is written as text in the DOM's key order (the bytes DumpJson of the DOM
+    // gave): per item, a refusal (rare) still goes through its DOM.
+    std::string items;
+    items.reserve(queued.size() * 160);
     std::map<std::string, int64_t> heads;  // product -> queued version, within this request
-    for (size_t i = 0; i < commands.size(); ++i) {
-      const WriteCommand& command = commands[i];
+    for (size_t i = 0; i < queued.size(); ++i) {
+      const Queued& command = queued[i];
       const std::string prefix = shape == Shape::kBatch ? fmt::format("products[{}]", i) : "";
       QueuedUpdate update;
-      update.id = update_ids[i];
+      update.id = command.update_id;
       update.product_id = command.product_id;
       update.kind = command.kind;
       update.base_version = command.if_match;
@@ -212,10 +243,8 @@ void CatalogService::Enqueue(std::vector<WriteCommand> commands, Shape shape,
                                            *command.if_match, head)),
             shape == Shape::kBatch ? ParamPath(prefix, "expected_version") : "If-Match");
       }
-      if (refused.ok() && command.payload.is_object() && command.payload.contains("handle") &&
-          command.payload.at("handle").is_string()) {
-        absl::StatusOr<std::optional<std::string>> owner =
-            HandleOwner(tx, command.payload.at("handle").get<std::string>());
+      if (refused.ok() && command.handle) {
+        absl::StatusOr<std::optional<std::string>> owner = HandleOwner(tx, *command.handle);
         if (!owner.ok()) return owner.status();
         if (owner->has_value() && **owner != command.product_id) {
           refused = http::WithHttpStatus(
@@ -226,14 +255,15 @@ void CatalogService::Enqueue(std::vector<WriteCommand> commands, Shape shape,
               409);
         }
       }
+      if (!items.empty()) items += ',';
       if (!refused.ok()) {
         // A single write fails whole; a batch answers per item and queues the others.
         if (shape == Shape::kSingle) return refused;
-        accepted.push_back(RefusedJson(i, command, refused));
+        items += DumpJson(RefusedJson(i, command.kind, command.product_id, refused));
         continue;
       }
       update.target_version = head + 1;
-      update.payload = payloads[i];
+      update.payload = command.payload;
       absl::StatusOr<int64_t> seq = InsertUpdate(tx, update, now_ms);
       if (!seq.ok()) return seq.status();
       if (absl::Status status = SaveHead(tx, update.product_id, update.target_version);
@@ -241,15 +271,11 @@ void CatalogService::Enqueue(std::vector<WriteCommand> commands, Shape shape,
         return status;
       }
       heads[update.product_id] = update.target_version;
-      accepted.push_back(AcceptedJson(update));
-      if (shape == Shape::kBatch) {
-        accepted.back()["index"] = i;
-        accepted.back()["kind"] = UpdateKindName(command.kind);
-      }
+      AppendAcceptedJson(items, update,
+                         shape == Shape::kBatch ? std::optional<size_t>(i) : std::nullopt);
     }
-    Json body_json =
-        shape == Shape::kBatch ? Json{{"updates", std::move(accepted)}} : std::move(accepted.at(0));
-    return StoredResponse{kAccepted, DumpJson(body_json)};
+    return StoredResponse{kAccepted,
+                          shape == Shape::kBatch ? "{\"updates\":[" + items + "]}" : items};
   };
   RunIdempotent(std::move(idempotency), std::move(body), std::move(done), [this] {
     if (enqueued_) enqueued_();
