@@ -1233,5 +1233,54 @@ TEST(CatalogService, EnqueueAnswersAreTheDomBytes) {
   EXPECT_EQ(empty->body, R"({"updates":[]})");
 }
 
+// The SKU ownership check covers every variant: with 11 variants a taken SKU at any position
+// rejects the update, naming the first taken SKU in variant order.
+TEST(CatalogProcessor, SkuTakenIsFoundInEveryChunk) {
+  sql::TempDir dir;
+  auto db = sql::OpenSqlite({.path = dir.File("c.db"), .name = "catalog"});
+  ASSERT_TRUE(db.ok());
+  ASSERT_TRUE(bus::InstallBusSchema(**db).ok());
+  ASSERT_TRUE(sql::ApplyMigrations(**db, "catalog", CatalogMigrations()).ok());
+  ManualClock clock;
+  SequentialIdGenerator ids("id_");
+  ProductCache cache(1 << 20);
+  CatalogService service(**db, clock, ids, cache);
+  Processor processor(**db, clock, ids, service, nullptr);
+  auto many = [](const std::string& handle, const std::string& sku_prefix) {
+    Json product = Product(handle, "Many", sku_prefix + "-0");
+    for (int i = 1; i < 11; ++i) {
+      product["variants"].push_back(
+          Json{{"sku", fmt::format("{}-{}", sku_prefix, i)}, {"prices", {{"USD", "1.00"}}}});
+    }
+    return product;
+  };
+  auto enqueue = [&](const Json& product) {
+    auto answer = service.EnqueueAndWait({WriteCommand{UpdateKind::kCreate, "", product, {}}},
+                                         CatalogService::Shape::kSingle);
+    EXPECT_TRUE(answer.ok()) << answer.status();
+    return answer.ok() ? Json::parse(answer->body)["update_id"].get<std::string>() : "";
+  };
+  enqueue(many("first", "A"));
+  ASSERT_TRUE(processor.Drain().ok());
+  for (int taken : {0, 7, 8, 9, 10}) {
+    Json product = many(fmt::format("second-{}", taken), fmt::format("B{}", taken));
+    product["variants"][static_cast<size_t>(taken)]["sku"] = fmt::format("A-{}", taken);
+    if (taken == 9) product["variants"][10]["sku"] = "A-10";  // two taken: the first is named
+    const std::string update_id = enqueue(product);
+    ASSERT_TRUE(processor.Drain().ok());
+    auto record = service.GetUpdate(update_id);
+    ASSERT_TRUE(record.ok() && record->has_value());
+    EXPECT_EQ((*record)->state, UpdateState::kRejected) << taken;
+    EXPECT_EQ((*record)->reason, "sku_taken");
+    EXPECT_NE((*record)->message.find(fmt::format("SKU A-{} belongs", taken)), std::string::npos)
+        << (*record)->message;
+  }
+  const std::string clean = enqueue(many("third", "C"));
+  ASSERT_TRUE(processor.Drain().ok());
+  auto record = service.GetUpdate(clean);
+  ASSERT_TRUE(record.ok() && record->has_value());
+  EXPECT_EQ((*record)->state, UpdateState::kApplied);
+}
+
 }  // namespace
 }  // namespace emporium::catalog
