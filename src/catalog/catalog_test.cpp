@@ -650,6 +650,58 @@ TEST(CatalogSearch, FacetsOfDocumentsInTheOlderSlotLayout) {
   EXPECT_EQ(result->price_buckets[0].count, 4);
 }
 
+// Terms carry no positions: a quoted phrase is answered as the AND of its words (in any order)
+// rather than failing, on a new index and on an older one written with positions alike (a mixed
+// index must not lose its new documents from phrase queries).
+TEST(CatalogSearch, QuotedPhraseMatchesAsAndOfItsWords) {
+  sql::TempDir dir;
+  {
+    Xapian::WritableDatabase legacy(dir.File("search"), Xapian::DB_CREATE_OR_OPEN);
+    Xapian::Document document;
+    Xapian::TermGenerator generator;
+    generator.set_stemmer(Xapian::Stem("english"));
+    generator.set_document(document);
+    generator.index_text("brass desk lamp");  // with positions, as indexes used to be written
+    document.add_boolean_term("Qold");
+    document.set_data(R"({"id":"old"})");
+    legacy.replace_document("Qold", document);
+    legacy.commit();
+  }
+  SearchIndex index(dir.File("search"));
+  ASSERT_TRUE(index.Open().ok());
+  ASSERT_TRUE(index
+                  .Apply({IndexedProduct(1, "Desk lamp", "Acme", "home", 1'000),
+                          IndexedProduct(2, "Lamp for a desk", "Acme", "home", 1'000),
+                          IndexedProduct(3, "Floor lamp", "Acme", "home", 1'000)},
+                         3)
+                  .ok());
+  {
+    Xapian::Database reader(dir.File("search"));
+    Xapian::PositionIterator positions = reader.positionlist_begin(2, "desk");
+    EXPECT_EQ(positions, reader.positionlist_end(2, "desk"));  // new documents: no positions
+  }
+  for (const std::string text : {"\"desk lamp\"", "\"lamp desk\"", "\"Desk lamp\" lam"}) {
+    absl::StatusOr<SearchResult> result = index.Search(TextQuery(text));
+    ASSERT_TRUE(result.ok()) << text << ": " << result.status();
+    std::set<std::string> ids;
+    for (const SearchHit& hit : result->hits) ids.insert(hit.product_id);
+    EXPECT_EQ(ids, (std::set<std::string>{"old", "p1", "p2"})) << text;
+  }
+  absl::StatusOr<SearchResult> unmatched = index.Search(TextQuery("\"floor desk\""));
+  ASSERT_TRUE(unmatched.ok()) << unmatched.status();
+  EXPECT_EQ(unmatched->total, 0);
+  // Field weights still hold without positions: the title match ranks above the description.
+  StoredProduct in_description = IndexedProduct(4, "Stool", "Acme", "home", 1'000);
+  in_description.product.description = "A stool to stand beside a zebrawood table.";
+  ASSERT_TRUE(
+      index.Apply({in_description, IndexedProduct(5, "Zebrawood table", "Acme", "home", 1'000)}, 5)
+          .ok());
+  absl::StatusOr<SearchResult> weighted = index.Search(TextQuery("\"zebrawood table\""));
+  ASSERT_TRUE(weighted.ok()) << weighted.status();
+  ASSERT_EQ(weighted->hits.size(), 2u);
+  EXPECT_EQ(weighted->hits[0].product_id, "p5");
+}
+
 TEST_F(CatalogTest, ReviewsUpdateRatingAndEtag) {
   const std::string id = Create(Product("lamp", "Lamp", "L-1"));
   const std::string path = "/api/v1/products/" + id + "/reviews";

@@ -2,7 +2,9 @@
 // last word (type-ahead; the prefix expands to its 50 most frequent completions at most), field
 // weights title > brand > description, and facet counts for brand, category and price bucket
 // computed in the same query over the matches (see kSearchExactMatchesMax). A document keeps its
-// three facets in one value slot, so counting reads one value per match.
+// three facets in one value slot, so counting reads one value per match. Terms are indexed
+// without positions: a "quoted phrase" (or NEAR) matches as the AND of its words, never exactly
+// (an index written with positions answers the same way; `catalog reindex` shrinks it).
 //
 // The index lives in a directory under the data dir. One WritableDatabase is owned by the
 // catalog processor (Apply/Rebuild from that one thread); searches run on any thread with
