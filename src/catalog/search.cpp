@@ -23,6 +23,9 @@ constexpr Xapian::valueno kBrandSlot = 0;
 constexpr Xapian::valueno kCategorySlot = 1;
 constexpr Xapian::valueno kPriceBucketSlot = 2;
 constexpr Xapian::valueno kFacetsSlot = 3;
+// A hit's summary (JSON). Indexes written before it moved here keep it in the document data;
+// the data tag is zlib-compressed per document by glass, a value is not.
+constexpr Xapian::valueno kSummarySlot = 4;
 constexpr Xapian::termcount kTitleWeight = 3;
 constexpr Xapian::termcount kBrandWeight = 2;
 constexpr Xapian::termcount kDescriptionWeight = 1;
@@ -164,7 +167,7 @@ Xapian::Document MakeDocument(Xapian::TermGenerator& generator, const Product& p
     summary["price"] = {{"USD", usd->ToDecimalString()}};
   }
   if (!product.images.empty()) summary["image"] = product.images.front().url;
-  document.set_data(DumpJson(summary));
+  document.add_value(kSummarySlot, DumpJson(summary));
   return document;
 }
 
@@ -363,7 +366,10 @@ absl::StatusOr<SearchResult> SearchIndex::Search(const SearchQuery& query) {
       result.exact = mset.get_matches_lower_bound() == mset.get_matches_upper_bound();
       for (auto it = mset.begin(); it != mset.end(); ++it) {
         SearchHit hit;
-        absl::StatusOr<Json> summary = ParseJson(it.get_document().get_data());
+        const Xapian::Document document = it.get_document();
+        std::string text = document.get_value(kSummarySlot);
+        if (text.empty()) text = document.get_data();  // indexed before kSummarySlot
+        absl::StatusOr<Json> summary = ParseJson(text);
         hit.summary = summary.ok() ? *summary : Json::object();
         hit.product_id = hit.summary.value("id", std::string());
         hit.score = it.get_weight();

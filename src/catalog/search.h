@@ -4,7 +4,9 @@
 // computed in the same query over the matches (see kSearchExactMatchesMax). A document keeps its
 // three facets in one value slot, so counting reads one value per match. Terms are indexed
 // without positions: a "quoted phrase" (or NEAR) matches as the AND of its words, never exactly
-// (an index written with positions answers the same way; `catalog reindex` shrinks it).
+// (an index written with positions answers the same way; `catalog reindex` shrinks it). A hit's
+// summary is a value slot, not the document data (which glass zlib-compresses per document);
+// documents indexed before that keep theirs in the data and are read from there.
 //
 // The index lives in a directory under the data dir. One WritableDatabase is owned by the
 // catalog processor (Apply/Rebuild from that one thread); searches run on any thread with
