@@ -340,6 +340,47 @@ TEST(CatalogProcessor, OrderingRedeliveryAndStaleRejection) {
                     return absl::OkStatus();
                   })
                   .ok());
+
+  // A queued payload that is not JSON fails its job (and, after the bounded attempts, is
+  // rejected as processing_failed); one that is JSON but no valid product is rejected as
+  // invalid_product; an update queued behind both is applied.
+  const std::vector<std::pair<std::string, std::string>> rows = {
+      {"u-corrupt", "{\"handle\":\"x\",\x01"},
+      {"u-incompatible", R"({"handle":"fern","title":5,"variants":[]})"},
+      {"u-good", DumpJson(Product("fern", "Fern", "FE-1"))}};
+  ASSERT_TRUE((*db)
+                  ->Write([&](sql::Transaction& tx) -> absl::Status {
+                    for (const auto& [update_id, payload] : rows) {
+                      QueuedUpdate update;
+                      update.id = update_id;
+                      update.product_id = "p-" + update_id;
+                      update.kind = UpdateKind::kCreate;
+                      update.target_version = 1;
+                      update.payload = payload;
+                      if (absl::Status status = InsertUpdate(tx, update, 0).status(); !status.ok())
+                        return status;
+                    }
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  constexpr int kRunsMax = 4 * kUpdateAttemptsMax;
+  for (int run = 0; run < kRunsMax; ++run) {
+    absl::StatusOr<int64_t> settled = processor.RunOnce();
+    if (settled.ok() && *settled == 0) break;
+  }
+  auto corrupt = service.GetUpdate("u-corrupt");
+  ASSERT_TRUE(corrupt.ok() && corrupt->has_value());
+  EXPECT_EQ((*corrupt)->state, UpdateState::kRejected);
+  EXPECT_EQ((*corrupt)->reason, "processing_failed");
+  EXPECT_NE((*corrupt)->message.find("bad payload"), std::string::npos) << (*corrupt)->message;
+  auto incompatible = service.GetUpdate("u-incompatible");
+  ASSERT_TRUE(incompatible.ok() && incompatible->has_value());
+  EXPECT_EQ((*incompatible)->state, UpdateState::kRejected);
+  EXPECT_EQ((*incompatible)->reason, "invalid_product");
+  auto good = service.GetUpdate("u-good");
+  ASSERT_TRUE(good.ok() && good->has_value());
+  EXPECT_EQ((*good)->state, UpdateState::kApplied);
+  EXPECT_EQ((*service.GetStoredProduct("p-u-good"))->product.title, "Fern");
   (*db)->Close();
 }
 
