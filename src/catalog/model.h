@@ -187,9 +187,6 @@ struct ProductJsonText {
   size_t rating_offset = 0;
 };
 ProductJsonText ProductToJsonText(const Product& product);
-// Appends `text` as a JSON string, the bytes DumpJson writes for it (nlohmann's escaping;
-// invalid UTF-8 replaced the same way).
-void AppendJsonString(std::string& out, std::string_view text);
 // DumpJson(ProductReadJsonFrom(ProductToJson(product), rating)) from ProductToJsonText's output.
 std::string ProductReadJsonText(const ProductJsonText& document, const RatingSummary& rating);
 

@@ -48,4 +48,13 @@ std::string ParamPath(std::string_view prefix, std::string_view field);
 // Serializes compactly; invalid UTF-8 is replaced rather than thrown on.
 std::string DumpJson(const Json& value);
 
+// True when `text` is well-formed UTF-8 (no overlongs, surrogates or code points past
+// U+10FFFF): the input DumpJson writes through unchanged.
+bool IsValidUtf8(std::string_view text);
+
+// Appends `text` as a JSON string, the bytes DumpJson writes for it (nlohmann's escaping, UTF-8
+// passed through; invalid UTF-8 goes through the DOM, whose replacement rules stay the one
+// definition of how such input is repaired). For hot paths that format JSON without a DOM.
+void AppendJsonString(std::string& out, std::string_view text);
+
 }  // namespace emporium

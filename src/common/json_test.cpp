@@ -49,5 +49,33 @@ TEST(JsonTest, DumpNeverThrowsOnBadUtf8) {
   EXPECT_NO_THROW(DumpJson(value));
 }
 
+TEST(JsonTest, AppendJsonStringWritesDumpJsonsBytes) {
+  const std::string hostile[] = {
+      "",
+      "plain",
+      "quote \" backslash \\ slash /",
+      std::string("controls \b\f\n\r\t \x01 \x1f end"),
+      std::string("nul \0 inside", 13),
+      "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x9b\x92",  // 2-, 3- and 4-byte UTF-8
+      "\xff\xfe invalid",                           // the DOM's replacement rules
+      "overlong \xc0\xaf",
+      "surrogate \xed\xa0\x80",
+      "truncated \xe2\x82",
+  };
+  for (const std::string& text : hostile) {
+    std::string out = "prefix:";
+    AppendJsonString(out, text);
+    EXPECT_EQ(out, "prefix:" + DumpJson(Json(text))) << text;
+  }
+}
+
+TEST(JsonTest, IsValidUtf8RejectsOverlongsSurrogatesAndTruncation) {
+  EXPECT_TRUE(IsValidUtf8("caf\xc3\xa9 \xf4\x8f\xbf\xbf"));  // U+10FFFF is the last
+  EXPECT_FALSE(IsValidUtf8("\xc0\xaf"));
+  EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80"));
+  EXPECT_FALSE(IsValidUtf8("\xf4\x90\x80\x80"));
+  EXPECT_FALSE(IsValidUtf8("\xe2\x82"));
+}
+
 }  // namespace
 }  // namespace emporium

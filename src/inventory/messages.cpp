@@ -160,51 +160,8 @@ Event MakeEvent(std::string_view type, const std::string& key, const Json& paylo
   return Event{std::string(type), key, DumpJson(payload)};
 }
 
-// Appends `text` as a JSON string, byte for byte as DumpJson escapes it. The hot events
-// (reserved, allocated: one per command on a flash sale) are formatted directly instead of
-// through a JSON DOM; their keys are written in the DOM's (sorted) order.
-void AppendJsonString(std::string& out, std::string_view text) {
-  const bool ascii = std::all_of(text.begin(), text.end(),
-                                 [](char c) { return static_cast<unsigned char>(c) < 0x80; });
-  if (!ascii) {
-    out += DumpJson(Json(std::string(text)));  // UTF-8 validation and replacement
-    return;
-  }
-  out += '"';
-  for (char c : text) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\b':
-        out += "\\b";
-        break;
-      case '\f':
-        out += "\\f";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += fmt::format("\\u{:04x}", static_cast<int>(c));
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-}
-
+// The hot events (reserved, allocated: one per command on a flash sale) are formatted directly
+// instead of through a JSON DOM; their keys are written in the DOM's (sorted) order.
 // {"created_at_ms","expires_at_ms","id","lines","order_id","region","reservation_id","state"}:
 // ReservationJson plus reservation_id, as DumpJson would write it.
 std::string ReservedPayload(const Reservation& reservation, const ReservationId& id) {

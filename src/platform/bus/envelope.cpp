@@ -51,90 +51,6 @@ absl::Status ReadString(const Json& object, const char* field, std::string& out)
   return absl::OkStatus();
 }
 
-// True when `text` is well-formed UTF-8 (no overlongs, surrogates or code points past
-// U+10FFFF), the input nlohmann::json::dump writes through unchanged.
-bool IsValidUtf8(std::string_view text) {
-  const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
-  const size_t size = text.size();
-  size_t i = 0;
-  while (i < size) {
-    const unsigned char lead = bytes[i];
-    if (lead < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t length = 0;
-    uint32_t min = 0;
-    uint32_t code = 0;
-    if ((lead & 0xE0) == 0xC0) {
-      length = 2;
-      min = 0x80;
-      code = lead & 0x1Fu;
-    } else if ((lead & 0xF0) == 0xE0) {
-      length = 3;
-      min = 0x800;
-      code = lead & 0x0Fu;
-    } else if ((lead & 0xF8) == 0xF0) {
-      length = 4;
-      min = 0x10000;
-      code = lead & 0x07u;
-    } else {
-      return false;
-    }
-    if (size - i < length) return false;
-    for (size_t k = 1; k < length; ++k) {
-      const unsigned char next = bytes[i + k];
-      if ((next & 0xC0) != 0x80) return false;
-      code = (code << 6) | (next & 0x3Fu);
-    }
-    if (code < min || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) return false;
-    i += length;
-  }
-  return true;
-}
-
-// Appends `text` (valid UTF-8) as the inside of a JSON string, escaped as
-// nlohmann::json::dump(ensure_ascii = false) escapes it.
-void AppendJsonEscaped(std::string& out, std::string_view text) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  size_t run_start = 0;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
-    out.append(text.data() + run_start, i - run_start);
-    run_start = i + 1;
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\b':
-        out += "\\b";
-        break;
-      case '\f':
-        out += "\\f";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default: {
-        const char escaped[] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 0xF]};
-        out.append(escaped, sizeof(escaped));
-        break;
-      }
-    }
-  }
-  out.append(text.data() + run_start, text.size() - run_start);
-}
-
 }  // namespace
 
 absl::Status Validate(const Envelope& envelope) {
@@ -171,55 +87,25 @@ absl::Status Validate(const Envelope& envelope) {
   return absl::OkStatus();
 }
 
-namespace {
-
-// The reference serializer: what Serialize writes, built through a JSON DOM.
-std::string SerializeThroughDom(const Envelope& envelope) {
-  Json object = Json::object();
-  object["id"] = envelope.id;
-  object["type"] = envelope.type;
-  object["source"] = envelope.source;
-  object["key"] = envelope.key;
-  object["correlation_id"] = envelope.correlation_id;
-  object["causation_id"] = envelope.causation_id;
-  if (envelope.reply_to.has_value()) object["reply_to"] = *envelope.reply_to;
-  object["traceparent"] = envelope.traceparent;
-  object["occurred_at_ms"] = envelope.occurred_at_ms;
-  object["payload"] = envelope.payload;
-  // Invalid UTF-8 is replaced rather than thrown on; payloads are JSON text, so valid input
-  // round-trips byte for byte.
-  return object.dump(-1, ' ', false, Json::error_handler_t::replace);
-}
-
-}  // namespace
-
 std::string Serialize(const Envelope& envelope) {
   // The outbox serializes every published message on the database writer thread, so this is
   // written straight into one string instead of through a JSON DOM (a map node and a string
   // copy per field, then a second pass to dump). Keys are emitted in the DOM's (sorted) order
-  // and strings escaped exactly as nlohmann::json::dump does, so the bytes are identical. A
-  // string that is not valid UTF-8 takes the DOM path, whose replacement rules stay the one
-  // definition of how such input is repaired.
+  // and strings by AppendJsonString (DumpJson's bytes, invalid UTF-8 repaired alike), so the
+  // bytes are identical.
   const std::string* fields[] = {
       &envelope.causation_id, &envelope.correlation_id, &envelope.id,          &envelope.key,
       &envelope.payload,      &envelope.source,         &envelope.traceparent, &envelope.type};
   size_t size = 160;
-  for (const std::string* field : fields) {
-    if (!IsValidUtf8(*field)) return SerializeThroughDom(envelope);
-    size += field->size() + field->size() / 8;
-  }
-  if (envelope.reply_to.has_value()) {
-    if (!IsValidUtf8(*envelope.reply_to)) return SerializeThroughDom(envelope);
-    size += envelope.reply_to->size() + 16;
-  }
+  for (const std::string* field : fields) size += field->size() + field->size() / 8;
+  if (envelope.reply_to.has_value()) size += envelope.reply_to->size() + 16;
   std::string out;
   out.reserve(size);
   auto member = [&out](std::string_view name, const std::string& value) {
     out += '"';
     out += name;
-    out += "\":\"";
-    AppendJsonEscaped(out, value);
-    out += '"';
+    out += "\":";
+    AppendJsonString(out, value);
   };
   out += '{';
   member("causation_id", envelope.causation_id);
