@@ -171,6 +171,71 @@ Xapian::Document MakeDocument(Xapian::TermGenerator& generator, const Product& p
   return document;
 }
 
+// Runs `query` on `database`. Every Xapian object it makes is destroyed before it returns.
+SearchResult SearchOn(Xapian::Database& database, const SearchQuery& query) {
+  Xapian::QueryParser parser;
+  parser.set_stemmer(Xapian::Stem("english"));
+  parser.set_stemming_strategy(Xapian::QueryParser::STEM_SOME);
+  parser.set_database(database);
+  parser.set_default_op(Xapian::Query::OP_AND);
+  parser.set_max_expansion(kPrefixExpansionMax, Xapian::Query::WILDCARD_LIMIT_MOST_FREQUENT,
+                           Xapian::QueryParser::FLAG_PARTIAL);
+  Xapian::Query text_query =
+      query.text.empty()
+          // A fresh match-all query, not the shared static Xapian::Query::MatchAll, whose
+          // reference count is not atomic (Xapian documents it as unsafe across threads).
+          ? Xapian::Query(std::string())
+          // No positions are indexed: a "quoted phrase" (or NEAR) is answered as AND, the
+          // same on an older index that holds positions as on a newer or mixed one.
+          : parser.parse_query(query.text, Xapian::QueryParser::FLAG_DEFAULT |
+                                               Xapian::QueryParser::FLAG_PARTIAL |
+                                               Xapian::QueryParser::FLAG_NO_POSITIONS);
+  std::vector<Xapian::Query> filters;
+  if (query.brand) filters.emplace_back("XB" + Lower(*query.brand));
+  if (query.category) filters.emplace_back("XC" + *query.category);
+  Xapian::Query full = text_query;
+  if (!filters.empty()) {
+    full = Xapian::Query(Xapian::Query::OP_FILTER, full,
+                         Xapian::Query(Xapian::Query::OP_AND, filters.begin(), filters.end()));
+  }
+  Xapian::Enquire enquire(database);
+  enquire.set_query(full);
+  enquire.set_weighting_scheme(Xapian::BM25Weight());
+  FacetSpy facet_spy(FacetSpy::LayoutOf(database));
+  enquire.add_matchspy(&facet_spy);
+  // check_at_least bounds the work: up to kSearchExactMatchesMax matches the total and
+  // the facets are exact; beyond, they are scaled up from those best matches.
+  Xapian::MSet mset = enquire.get_mset(static_cast<Xapian::doccount>(query.offset),
+                                       static_cast<Xapian::doccount>(query.limit),
+                                       static_cast<Xapian::doccount>(kSearchExactMatchesMax));
+  SearchResult result;
+  result.total = mset.get_matches_estimated();
+  result.exact = mset.get_matches_lower_bound() == mset.get_matches_upper_bound();
+  for (auto it = mset.begin(); it != mset.end(); ++it) {
+    SearchHit hit;
+    const Xapian::Document document = it.get_document();
+    std::string text = document.get_value(kSummarySlot);
+    if (text.empty()) text = document.get_data();  // indexed before kSummarySlot
+    absl::StatusOr<Json> summary = ParseJson(text);
+    hit.summary = summary.ok() ? *summary : Json::object();
+    hit.product_id = hit.summary.value("id", std::string());
+    hit.score = it.get_weight();
+    result.hits.push_back(std::move(hit));
+  }
+  result.brands = facet_spy.Facets(0);
+  result.categories = facet_spy.Facets(1);
+  result.price_buckets = facet_spy.Facets(2);
+  if (!result.exact && facet_spy.total() > 0) {
+    const double scale = static_cast<double>(result.total) / static_cast<double>(facet_spy.total());
+    for (auto* facets : {&result.brands, &result.categories, &result.price_buckets}) {
+      for (FacetCount& facet : *facets) {
+        facet.count = std::llround(static_cast<double>(facet.count) * scale);
+      }
+    }
+  }
+  return result;
+}
+
 }  // namespace
 
 std::string PriceBucket(int64_t usd_minor) {
@@ -327,66 +392,10 @@ absl::StatusOr<SearchResult> SearchIndex::Search(const SearchQuery& query) {
     std::unique_ptr<Reader> reader;
     try {
       reader = AcquireReader();
-      Xapian::Database& database = reader->database;
-      Xapian::QueryParser parser;
-      parser.set_stemmer(Xapian::Stem("english"));
-      parser.set_stemming_strategy(Xapian::QueryParser::STEM_SOME);
-      parser.set_database(database);
-      parser.set_default_op(Xapian::Query::OP_AND);
-      parser.set_max_expansion(kPrefixExpansionMax, Xapian::Query::WILDCARD_LIMIT_MOST_FREQUENT,
-                               Xapian::QueryParser::FLAG_PARTIAL);
-      Xapian::Query text_query =
-          query.text.empty()
-              ? Xapian::Query::MatchAll
-              // No positions are indexed: a "quoted phrase" (or NEAR) is answered as AND, the
-              // same on an older index that holds positions as on a newer or mixed one.
-              : parser.parse_query(query.text, Xapian::QueryParser::FLAG_DEFAULT |
-                                                   Xapian::QueryParser::FLAG_PARTIAL |
-                                                   Xapian::QueryParser::FLAG_NO_POSITIONS);
-      std::vector<Xapian::Query> filters;
-      if (query.brand) filters.emplace_back("XB" + Lower(*query.brand));
-      if (query.category) filters.emplace_back("XC" + *query.category);
-      Xapian::Query full = text_query;
-      if (!filters.empty()) {
-        full = Xapian::Query(Xapian::Query::OP_FILTER, full,
-                             Xapian::Query(Xapian::Query::OP_AND, filters.begin(), filters.end()));
-      }
-      Xapian::Enquire enquire(database);
-      enquire.set_query(full);
-      enquire.set_weighting_scheme(Xapian::BM25Weight());
-      FacetSpy facet_spy(FacetSpy::LayoutOf(database));
-      enquire.add_matchspy(&facet_spy);
-      // check_at_least bounds the work: up to kSearchExactMatchesMax matches the total and
-      // the facets are exact; beyond, they are scaled up from those best matches.
-      Xapian::MSet mset = enquire.get_mset(static_cast<Xapian::doccount>(query.offset),
-                                           static_cast<Xapian::doccount>(query.limit),
-                                           static_cast<Xapian::doccount>(kSearchExactMatchesMax));
-      SearchResult result;
-      result.total = mset.get_matches_estimated();
-      result.exact = mset.get_matches_lower_bound() == mset.get_matches_upper_bound();
-      for (auto it = mset.begin(); it != mset.end(); ++it) {
-        SearchHit hit;
-        const Xapian::Document document = it.get_document();
-        std::string text = document.get_value(kSummarySlot);
-        if (text.empty()) text = document.get_data();  // indexed before kSummarySlot
-        absl::StatusOr<Json> summary = ParseJson(text);
-        hit.summary = summary.ok() ? *summary : Json::object();
-        hit.product_id = hit.summary.value("id", std::string());
-        hit.score = it.get_weight();
-        result.hits.push_back(std::move(hit));
-      }
-      result.brands = facet_spy.Facets(0);
-      result.categories = facet_spy.Facets(1);
-      result.price_buckets = facet_spy.Facets(2);
-      if (!result.exact && facet_spy.total() > 0) {
-        const double scale =
-            static_cast<double>(result.total) / static_cast<double>(facet_spy.total());
-        for (auto* facets : {&result.brands, &result.categories, &result.price_buckets}) {
-          for (FacetCount& facet : *facets) {
-            facet.count = std::llround(static_cast<double>(facet.count) * scale);
-          }
-        }
-      }
+      // Every Xapian object below (parser, queries, enquire, mset, documents) holds references
+      // into the reader's Database, counted without atomics; they must all be gone before the
+      // reader goes back to the pool and another thread takes it, so SearchOn makes them all.
+      SearchResult result = SearchOn(reader->database, query);
       ReleaseReader(std::move(reader));
       return result;
     } catch (const Xapian::DatabaseModifiedError&) {
