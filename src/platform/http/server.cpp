@@ -121,6 +121,28 @@ struct Exchange {
   Request request;
 };
 
+// Lets other threads post to a worker's io_context only while it exists: an answer or a stream
+// write from a handler's thread can race Shutdown, which destroys the io_contexts. Shutdown
+// closes the gate first; a post either completes before that or is skipped.
+class PostGate {
+ public:
+  explicit PostGate(asio::io_context::executor_type executor) : executor_(executor) {}
+  template <typename Handler>
+  void Post(Handler&& handler) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (open_) asio::post(executor_, std::forward<Handler>(handler));
+  }
+  void Close() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    open_ = false;
+  }
+
+ private:
+  asio::io_context::executor_type executor_;
+  std::mutex mutex_;
+  bool open_ = true;
+};
+
 // Marks the exchange finished when the waiting coroutine frame goes away for any reason
 // (normal completion, or destruction by a stopped io_context).
 struct ExchangeGuard {
@@ -138,7 +160,7 @@ struct ExchangeGuard {
 class ServerBodyStream final : public BodyStream,
                                public std::enable_shared_from_this<ServerBodyStream> {
  public:
-  explicit ServerBodyStream(asio::io_context::executor_type executor) : executor_(executor) {}
+  explicit ServerBodyStream(std::shared_ptr<PostGate> gate) : gate_(std::move(gate)) {}
 
   bool Write(std::string bytes) override {
     {
@@ -198,7 +220,7 @@ class ServerBodyStream final : public BodyStream,
   }
   void Wake() {
     std::weak_ptr<ServerBodyStream> weak = weak_from_this();
-    asio::post(executor_, [weak] {
+    gate_->Post([weak] {
       std::shared_ptr<ServerBodyStream> self = weak.lock();
       if (!self) return;
       std::lock_guard<std::mutex> lock(self->mutex_);
@@ -206,7 +228,7 @@ class ServerBodyStream final : public BodyStream,
     });
   }
 
-  asio::io_context::executor_type executor_;
+  std::shared_ptr<PostGate> gate_;
   mutable std::mutex mutex_;
   std::deque<std::string> queue_;
   size_t queued_bytes_ = 0;
@@ -241,6 +263,7 @@ struct SeriesCache {
 
 struct Worker {
   asio::io_context io{1};
+  std::shared_ptr<PostGate> gate = std::make_shared<PostGate>(io.get_executor());
   std::optional<tcp::acceptor> acceptor;
   std::unordered_set<Connection*> connections;  // io thread only
   SeriesCache series;                           // io thread only
@@ -400,7 +423,9 @@ void HttpServer::Shutdown(absl::Duration drain_timeout) {
   for (auto& worker : impl.workers) {
     if (worker->thread.joinable()) worker->thread.join();
   }
-  // Destroying the io_contexts destroys any suspended connection, which drops late answers.
+  // Destroying the io_contexts destroys any suspended connection, which drops late answers;
+  // answers and stream writes arriving from other threads after this post nothing.
+  for (auto& worker : impl.workers) worker->gate->Close();
   impl.workers.clear();
   std::lock_guard<std::mutex> lock(impl.state_mutex);
   impl.stopped = true;
@@ -509,13 +534,12 @@ asio::awaitable<Response> HttpServer::Impl::Handle(Worker& worker, Exchange& exc
   timer.expires_after(ToChrono(options.request_timeout));
   exchange.timer = &timer;
   ExchangeGuard guard{shared};
-  auto executor = worker.io.get_executor();
-  Responder respond = [shared, executor](Response response) {
+  Responder respond = [shared, gate = worker.gate](Response response) {
     std::lock_guard<std::mutex> lock(shared->mutex);
     if (shared->finished || shared->response.has_value()) return;
     shared->response = std::move(response);
     if (shared->in_dispatch) return;  // the connection checks right after Dispatch returns
-    asio::post(executor, [shared] {
+    gate->Post([shared] {
       std::lock_guard<std::mutex> inner(shared->mutex);
       if (shared->timer != nullptr) shared->timer->cancel();
     });
@@ -548,7 +572,7 @@ asio::awaitable<Response> HttpServer::Impl::Handle(Worker& worker, Exchange& exc
 
 asio::awaitable<size_t> HttpServer::Impl::SendStream(Worker& worker, Connection& connection,
                                                      Response& response) {
-  auto stream = std::make_shared<ServerBodyStream>(worker.io.get_executor());
+  auto stream = std::make_shared<ServerBodyStream>(worker.gate);
   StreamGuard guard{stream};
   asio::steady_timer wake(worker.io);
   stream->SetTimer(&wake);
