@@ -2,11 +2,14 @@
 // HTTP (the sandbox keeps its own durable books), with both payments transactions (attempt,
 // then outcome + outbox) durably committed in the payments SQLite database.
 //
-// Usage: payments_bench [results.md] [--seconds N] [--concurrency N]
-// Writes a Markdown report (to the path, when given) and prints it.
+// Usage: payments_bench [results.md] [--seconds N] [--concurrency N] [--phases]
+// Writes a Markdown report (to the path, when given) and prints it. --phases wraps the payments
+// database and the PSP client in timing decorators and adds where an authorization's time goes
+// (mean ms per authorization: reads, each write's queue wait / job / commit wait, the PSP call).
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -29,6 +32,112 @@ namespace {
 
 using namespace emporium;  // NOLINT: a benchmark's main file
 
+using SteadyClock = std::chrono::steady_clock;
+
+// ---- --phases: where an authorization's time goes ----------------------------------------
+
+enum class Phase {
+  kFraudRead,    // the read before step 1 (fraud history, card), reader wait included
+  kStep1Queue,   // step 1: Write() called -> the job starts on the writer
+  kStep1Job,     // step 1: the job itself
+  kStep1Commit,  // step 1: the job ends -> Write() returns (rest of batch + commit)
+  kAttemptRead,  // a read of the attempt before the PSP call (when it is not preloaded)
+  kPspCall,      // HTTP round trip, including the sandbox's own durable commit
+  kStep3Queue,   // step 3, as step 1
+  kStep3Job,
+  kStep3Commit,
+};
+constexpr int kPhaseCount = 9;
+constexpr const char* kPhaseNames[kPhaseCount] = {
+    "fraud read",         "step 1 queue wait", "step 1 job",
+    "step 1 commit wait", "attempt read",      "PSP call (HTTP + sandbox)",
+    "step 3 queue wait",  "step 3 job",        "step 3 commit wait"};
+
+std::array<std::atomic<int64_t>, kPhaseCount> phase_ns{};
+// On a caller's thread, the n-th read and write of the current authorization (the caller
+// resets them): the first write is step 1, a later one step 3 (run there when the attempt is
+// driven inline). On the service's own threads (workers) a write is step 3.
+thread_local bool is_caller_thread = false;
+thread_local int caller_reads = 0;
+thread_local int caller_writes = 0;
+
+void AddPhase(Phase phase, SteadyClock::time_point begin, SteadyClock::time_point end) {
+  phase_ns[static_cast<size_t>(phase)].fetch_add(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(end - begin).count(),
+      std::memory_order_relaxed);
+}
+
+// Times Read() and the three parts of Write() of the wrapped database.
+class TimedDatabase final : public sql::Database {
+ public:
+  explicit TimedDatabase(sql::Database& inner) : inner_(inner) {}
+  absl::Status Write(sql::WriteJob job) override {
+    const bool step1 = is_caller_thread && caller_writes++ == 0;
+    const auto called = SteadyClock::now();
+    SteadyClock::time_point started = called;
+    SteadyClock::time_point ended = called;
+    absl::Status status = inner_.Write([&](sql::Transaction& tx) {
+      started = SteadyClock::now();
+      absl::Status result = job(tx);
+      ended = SteadyClock::now();
+      return result;
+    });
+    const auto returned = SteadyClock::now();
+    AddPhase(step1 ? Phase::kStep1Queue : Phase::kStep3Queue, called, started);
+    AddPhase(step1 ? Phase::kStep1Job : Phase::kStep3Job, started, ended);
+    AddPhase(step1 ? Phase::kStep1Commit : Phase::kStep3Commit, ended, returned);
+    return status;
+  }
+  void SubmitWrite(sql::WriteJob job, sql::WriteDone done) override {
+    inner_.SubmitWrite(std::move(job), std::move(done));
+  }
+  absl::Status Read(sql::ReadJob job) override {
+    const bool fraud = is_caller_thread && caller_reads++ == 0;
+    const auto begin = SteadyClock::now();
+    absl::Status status = inner_.Read(std::move(job));
+    AddPhase(fraud ? Phase::kFraudRead : Phase::kAttemptRead, begin, SteadyClock::now());
+    return status;
+  }
+  void AddCommitListener(std::function<void()> listener) override {
+    inner_.AddCommitListener(std::move(listener));
+  }
+  sql::WriteStats stats() const override { return inner_.stats(); }
+  std::string_view dialect() const override { return inner_.dialect(); }
+  void Close() override { inner_.Close(); }
+
+ private:
+  sql::Database& inner_;
+};
+
+// Times the PSP calls of the wrapped client.
+class TimedPspClient final : public payments::PspClient {
+ public:
+  explicit TimedPspClient(payments::PspClient& inner) : inner_(inner) {}
+  absl::StatusOr<payments::PspResult> Authorize(const std::string& key, int64_t amount_minor,
+                                                const std::string& currency,
+                                                const std::string& card_number,
+                                                const std::string& reference) override {
+    const auto begin = SteadyClock::now();
+    auto result = inner_.Authorize(key, amount_minor, currency, card_number, reference);
+    AddPhase(Phase::kPspCall, begin, SteadyClock::now());
+    return result;
+  }
+  absl::StatusOr<payments::PspResult> Capture(const std::string& key, const std::string& id,
+                                              int64_t amount_minor) override {
+    return inner_.Capture(key, id, amount_minor);
+  }
+  absl::StatusOr<payments::PspResult> Void(const std::string& key, const std::string& id) override {
+    return inner_.Void(key, id);
+  }
+  absl::StatusOr<payments::PspResult> Refund(const std::string& key, const std::string& id,
+                                             int64_t amount_minor) override {
+    return inner_.Refund(key, id, amount_minor);
+  }
+
+ private:
+  payments::PspClient& inner_;
+};
+
 // CPU seconds (user + system) and context switches of the whole process so far.
 struct Usage {
   double cpu_seconds = 0;
@@ -44,7 +153,7 @@ Usage ProcessUsage() {
           static_cast<int64_t>(usage.ru_nvcsw + usage.ru_nivcsw)};
 }
 
-int Run(const std::string& report_path, int seconds, int concurrency) {
+int Run(const std::string& report_path, int seconds, int concurrency, bool phases) {
   char pattern[] = "/tmp/emporium-payments-bench.XXXXXX";
   if (mkdtemp(pattern) == nullptr) return 1;
   const std::string dir = pattern;
@@ -67,10 +176,14 @@ int Run(const std::string& report_path, int seconds, int concurrency) {
   // Each customer buys many times a second here: velocity rules would (rightly) park them.
   options.fraud.card_attempts_max = INT64_MAX;
   options.fraud.customer_attempts_max = INT64_MAX;
+  TimedDatabase timed_db(**db);
+  TimedPspClient timed_psp(*psp);
+  sql::Database& service_db = phases ? static_cast<sql::Database&>(timed_db) : **db;
+  payments::PspClient& service_psp = phases ? static_cast<payments::PspClient&>(timed_psp) : *psp;
   payments::PaymentsService service(
-      **db,
+      service_db,
       payments::Vault(*payments::VaultKeyring::Parse(payments::VaultKeyring::GenerateEntry("k1"))),
-      *psp, options);
+      service_psp, options);
   service.Start();
   // Realistic fraud inputs: many customers, one card each (created concurrently).
   constexpr int kCustomersPerCaller = 20;
@@ -93,10 +206,12 @@ int Run(const std::string& report_path, int seconds, int concurrency) {
   std::atomic<int64_t> failures{0};
   std::vector<std::vector<double>> latencies(static_cast<size_t>(concurrency));
   std::vector<std::thread> threads;
+  for (auto& total : phase_ns) total.store(0);
   const Usage usage_before = ProcessUsage();
   const auto started = std::chrono::steady_clock::now();
   for (int t = 0; t < concurrency; ++t) {
     threads.emplace_back([&, t] {
+      is_caller_thread = true;
       for (int64_t i = 0; !stop.load(); ++i) {
         payments::AuthorizeCommand command;
         command.order_id = fmt::format("bench-{}-{}", t, i);
@@ -106,6 +221,8 @@ int Run(const std::string& report_path, int seconds, int concurrency) {
         command.payment_method = tokens[static_cast<size_t>(t)].at(customer);
         command.amount_minor = 1'000 + i % 1'000;
         command.currency = "USD";
+        caller_reads = 0;
+        caller_writes = 0;
         const auto begin = std::chrono::steady_clock::now();
         auto intent = service.Authorize(command);
         const auto end = std::chrono::steady_clock::now();
@@ -166,6 +283,23 @@ int Run(const std::string& report_path, int seconds, int concurrency) {
                         failures.load(), rate, percentile(0.50), percentile(0.99), cpu_us_per_auth,
                         switches_per_auth)
          << fmt::format("Target >= 5,000 auth/s: **{}**.\n", rate >= 5'000 ? "met" : "not met");
+  if (phases) {
+    // Means over every authorization of the window (failures included in the phase sums).
+    report << "\n| phase (--phases) | mean ms per authorization |\n|---|---:|\n";
+    double accounted_ms = 0;
+    for (int p = 0; p < kPhaseCount; ++p) {
+      const double ms =
+          static_cast<double>(phase_ns[static_cast<size_t>(p)].load()) / 1e6 / operations;
+      accounted_ms += ms;
+      report << fmt::format("| {} | {:.2f} |\n", kPhaseNames[p], ms);
+    }
+    double mean_ms = 0;
+    for (double latency : all) mean_ms += latency;
+    mean_ms /= operations;
+    report << fmt::format("| rest (hand-offs between threads, wake-ups) | {:.2f} |\n",
+                          mean_ms - accounted_ms)
+           << fmt::format("| **total (mean latency)** | **{:.2f}** |\n", mean_ms);
+  }
   std::printf("%s", report.str().c_str());
   if (!report_path.empty()) std::ofstream(report_path) << report.str();
   std::string cleanup = "rm -rf " + dir;
@@ -178,15 +312,18 @@ int main(int argc, char** argv) {
   std::string report_path;
   int seconds = 10;
   int concurrency = 64;
+  bool phases = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--seconds" && i + 1 < argc) {
       seconds = std::max(1, std::atoi(argv[++i]));
     } else if (arg == "--concurrency" && i + 1 < argc) {
       concurrency = std::clamp(std::atoi(argv[++i]), 1, 1024);
+    } else if (arg == "--phases") {
+      phases = true;
     } else {
       report_path = arg;
     }
   }
-  return Run(report_path, seconds, concurrency);
+  return Run(report_path, seconds, concurrency, phases);
 }
