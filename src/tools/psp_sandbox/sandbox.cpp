@@ -189,8 +189,12 @@ struct PspSandbox::Impl {
 
   void AddRoutes() {
     router.AddSync("POST", "/v1/authorizations", [this](const http::Request& request) {
-      return Idempotent(request,
-                        [this, &request](sql::Transaction& tx) { return Authorize(tx, request); });
+      // Parsed, validated and answered before the write job, which then only runs SQL: the
+      // books' writer is one thread every authorization queues behind.
+      absl::StatusOr<PreparedAuthorization> prepared = PrepareAuthorize(request);
+      return Idempotent(request, [this, &prepared](sql::Transaction& tx) {
+        return ApplyAuthorize(tx, prepared);
+      });
     });
     router.AddSync("POST", "/v1/authorizations/{id}/capture", [this](const http::Request& r) {
       return Idempotent(r, [this, &r](sql::Transaction& tx) { return Capture(tx, r); });
@@ -273,7 +277,15 @@ struct PspSandbox::Impl {
     return response;
   }
 
-  absl::StatusOr<Effect> Authorize(sql::Transaction& tx, const http::Request& request) {
+  // An authorization request, checked and answered before its write job: the effect to
+  // answer and, for a charged card, the row to insert (`insert` empty for a declined card or a
+  // processing error, which write nothing but the idempotency record).
+  struct PreparedAuthorization {
+    Effect effect;
+    std::optional<std::vector<sql::Value>> insert;
+  };
+
+  absl::StatusOr<PreparedAuthorization> PrepareAuthorize(const http::Request& request) {
     absl::StatusOr<Json> body = ParseJsonObject(request.body);
     if (!body.ok()) return body.status();
     absl::StatusOr<int64_t> amount = RequireInt(*body, "amount_minor", 1, kAmountMinorMax);
@@ -287,38 +299,51 @@ struct PspSandbox::Impl {
     if (card->size() < 12 || card->find_first_not_of("0123456789") != std::string::npos) {
       return InvalidParam("card_number", "card_number must be 12..19 digits");
     }
-    Effect effect;
+    PreparedAuthorization prepared;
     if (*card == kCardInsufficientFunds) {
-      effect.response = CardError("insufficient_funds", "The card has insufficient funds.");
-      return effect;
+      prepared.effect.response =
+          CardError("insufficient_funds", "The card has insufficient funds.");
+      return prepared;
     }
     if (*card == kCardStolen) {
-      effect.response = CardError("stolen_card", "The card was reported stolen.");
-      return effect;
+      prepared.effect.response = CardError("stolen_card", "The card was reported stolen.");
+      return prepared;
     }
     if (*card == kCardProcessingError) {
-      effect.response = Error(500, "processing_error", "The processor failed.");
-      return effect;
+      prepared.effect.response = Error(500, "processing_error", "The processor failed.");
+      return prepared;
     }
-    const std::string id = "auth_" + RandomHex(12);
+    std::string id = "auth_" + RandomHex(12);
     const int64_t now_ms = NowMs();
     const int64_t expires_ms = now_ms + absl::ToInt64Milliseconds(options.authorization_ttl);
-    const std::string last4 = card->substr(card->size() - 4);
-    const std::string reference_text = reference->value_or("");
-    auto inserted = tx.Execute(
-        "INSERT INTO authorizations (id, amount_minor, currency, card_last4, reference, status, "
-        "created_at_ms, expires_at_ms) VALUES (?, ?, ?, ?, ?, 'authorized', ?, ?)",
-        {id, *amount, *currency, last4, reference_text, now_ms, expires_ms});
-    if (!inserted.ok()) return inserted.status();
-    // The new row in kSelectAuthorization's column order, without reading it back.
+    std::string last4 = card->substr(card->size() - 4);
+    std::string reference_text = reference->value_or("");
+    // The new row in kSelectAuthorization's column order: the answer is the row as stored.
     const Json object = AuthorizationJson(
         sql::Row({id, *amount, *currency, last4, reference_text, std::string("authorized"),
                   int64_t{0}, int64_t{0}, now_ms, expires_ms}));
-    effect.response = http::Response::Json(201, object);
+    prepared.effect.response = http::Response::Json(201, object);
     // The object is copied for the notifier only when there is one.
-    if (notify_client) effect.notification = {{"authorization.succeeded", object}};
-    effect.drop_connection = *card == kCardLostResponse;
-    return effect;
+    if (notify_client) prepared.effect.notification = {{"authorization.succeeded", object}};
+    prepared.effect.drop_connection = *card == kCardLostResponse;
+    prepared.insert = std::vector<sql::Value>{
+        std::move(id), *amount,   *currency, std::move(last4), std::move(reference_text),
+        now_ms,        expires_ms};
+    return prepared;
+  }
+
+  // The write job's part of an authorization: the row, when the card is charged.
+  absl::StatusOr<Effect> ApplyAuthorize(sql::Transaction& tx,
+                                        const absl::StatusOr<PreparedAuthorization>& prepared) {
+    if (!prepared.ok()) return prepared.status();
+    if (prepared->insert.has_value()) {
+      auto inserted = tx.Execute(
+          "INSERT INTO authorizations (id, amount_minor, currency, card_last4, reference, status, "
+          "created_at_ms, expires_at_ms) VALUES (?, ?, ?, ?, ?, 'authorized', ?, ?)",
+          *prepared->insert);
+      if (!inserted.ok()) return inserted.status();
+    }
+    return prepared->effect;
   }
 
   // Loads an authorization, expiring it first when its time has passed.
