@@ -261,6 +261,94 @@ TEST_F(PaymentsServiceTest, AuthorizeCaptureRefundVoidThroughThePsp) {
   EXPECT_EQ(Count("SELECT COUNT(*) FROM outbox WHERE type = 'payment.authorized'"), 2);
 }
 
+// A blocking Authorize drives its attempt on the caller's thread with what step 1 committed
+// (the card revealed by the read before it). Callers racing on one order, with the sweep
+// re-driving open attempts every 10 ms, still make exactly one PSP call and one charge.
+TEST_F(PaymentsServiceTest, ConcurrentAuthorizesOfOneOrderChargeOnce) {
+  StartService();
+  const std::string token = AddCard("cus_1", sandbox::kCardSuccess);
+  constexpr int kCallers = 8;
+  std::vector<absl::StatusOr<IntentRecord>> results(kCallers, absl::UnknownError("unset"));
+  std::vector<std::thread> callers;
+  for (int i = 0; i < kCallers; ++i) {
+    callers.emplace_back([&, i] {
+      AuthorizeCommand command = Command("o-race", token);
+      command.command_id = fmt::format("cmd-race-{}", i);
+      results[static_cast<size_t>(i)] = service_->Authorize(command);
+    });
+  }
+  for (std::thread& caller : callers) caller.join();
+  for (const auto& result : results) {
+    ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_EQ(result->id, results.front()->id);
+  }
+  // Every caller answers once the one attempt is settled: a caller that arrives while it is
+  // driven waits for it, one that arrives later reads the settled attempt.
+  auto settled = service_->GetIntent(results.front()->id);
+  ASSERT_TRUE(settled.ok());
+  EXPECT_EQ(settled->state, IntentState::kAuthorized);
+  EXPECT_EQ(psp_->calls.load(), 1);
+  EXPECT_EQ(SandboxAuthorizations(), 1);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM psp_attempts"), 1);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM outbox WHERE type = 'payment.authorized'"), 1);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM payment_commands"), kCallers);
+}
+
+// The card found by the read before step 1 is checked as the write transaction would: another
+// customer's card and an unknown token are refused, and nothing is written or sent.
+TEST_F(PaymentsServiceTest, AuthorizeRefusesAnotherCustomersOrUnknownCard) {
+  StartService();
+  const std::string token = AddCard("cus_1", sandbox::kCardSuccess);
+  auto foreign = service_->Authorize(Command("o1", token, 1'000, "cus_2"));
+  EXPECT_EQ(foreign.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ErrorParam(foreign.status()), "payment_method");
+  auto unknown = service_->Authorize(Command("o2", "pm_unknown"));
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ErrorParam(unknown.status()), "payment_method");
+  EXPECT_EQ(psp_->calls.load(), 0);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM payment_intents"), 0);
+  auto mine = service_->Authorize(Command("o3", token));
+  ASSERT_TRUE(mine.ok()) << mine.status();
+  EXPECT_EQ(mine->state, IntentState::kAuthorized);
+}
+
+// The payment.* event payload is written without a DOM: the same bytes as the DOM's dump,
+// hostile strings included (quotes, controls, non-ASCII, invalid UTF-8).
+TEST(IntentEventPayload, EqualsTheDomDump) {
+  const std::vector<std::string> texts = {"",
+                                          "plain",
+                                          "q\"uote\\back",
+                                          "ctl\x01\n\t\x7f",
+                                          "caf\xc3\xa9 \xe2\x82\xac",
+                                          "bad\xff\xfe utf8",
+                                          "trunc\xe2\x82"};
+  for (const std::string& text : texts) {
+    IntentRecord intent;
+    intent.id = "pi_" + text;
+    intent.order_id = text;
+    intent.customer_id = "cus " + text;
+    intent.state = IntentState::kPartiallyRefunded;
+    intent.amounts.amount_minor = 123'456;
+    intent.amounts.authorized_minor = 123'456;
+    intent.amounts.captured_minor = -7;
+    intent.amounts.refunded_minor = INT64_MAX;
+    intent.amounts.currency = text.empty() ? "USD" : text;
+    for (const std::string& reason : {std::string(), text, std::string("fraud_rejected")}) {
+      Json dom = {{"intent_id", intent.id},
+                  {"order_id", intent.order_id},
+                  {"customer_id", intent.customer_id},
+                  {"state", IntentStateName(intent.state)},
+                  {"amount_minor", intent.amounts.amount_minor},
+                  {"authorized_minor", intent.amounts.authorized_minor},
+                  {"captured_minor", intent.amounts.captured_minor},
+                  {"refunded_minor", intent.amounts.refunded_minor},
+                  {"currency", intent.amounts.currency}};
+      if (!reason.empty()) dom["reason"] = reason;
+      EXPECT_EQ(IntentEventPayload(intent, reason), DumpJson(dom)) << text << " / " << reason;
+    }
+  }
+}
+
 TEST_F(PaymentsServiceTest, RedeliveredCommandsActOnce) {
   StartService();
   const std::string token = AddCard("cus_1", sandbox::kCardSuccess);

@@ -108,10 +108,22 @@ std::string_view AuthorizeOutcomeName(AuthorizeOutcome outcome) {
   return "unknown";  // unreachable: the switch is exhaustive
 }
 
+struct PaymentsService::Preloaded {
+  Preloaded(AttemptRecord a, IntentRecord i) : attempt(std::move(a)), intent(std::move(i)) {}
+  Preloaded(const Preloaded&) = delete;
+  Preloaded& operator=(const Preloaded&) = delete;
+  ~Preloaded() { sodium_memzero(card_number.data(), card_number.size()); }
+
+  AttemptRecord attempt;
+  IntentRecord intent;
+  std::string card_number;
+};
+
 // What step 1 produced: the intent, and the attempt to drive (if any).
 struct PaymentsService::Prepared {
   IntentRecord intent;
   std::optional<std::string> attempt_key;
+  std::unique_ptr<Preloaded> preloaded;  // a new authorization's attempt, as committed
 };
 
 // Attempt keys noted by bus-command jobs of the batch being written; more than this many
@@ -398,7 +410,8 @@ absl::StatusOr<AttemptRecord> PaymentsService::NewAttempt(sql::Transaction& tx,
 }
 
 absl::StatusOr<PaymentsService::Prepared> PaymentsService::PrepareAuthorize(
-    sql::Transaction& tx, const AuthorizeCommand& c, const std::optional<FraudInput>& fraud) {
+    sql::Transaction& tx, const AuthorizeCommand& c, const std::optional<FraudInput>& fraud,
+    const std::optional<PaymentMethod>& known_method) {
   if (c.order_id.empty() || c.order_id.size() > kIdCharsMax) {
     return InvalidParam("order_id", "order_id must be 1..128 characters");
   }
@@ -433,7 +446,10 @@ absl::StatusOr<PaymentsService::Prepared> PaymentsService::PrepareAuthorize(
     prepared.attempt_key = attempt->idempotency_key;
     return prepared;
   }
-  absl::StatusOr<PaymentMethod> method = vault_.Find(tx, c.payment_method);
+  // A stored card never changes owner and is never deleted, so one found on the reader before
+  // this transaction is the one this transaction would find.
+  absl::StatusOr<PaymentMethod> method =
+      known_method.has_value() ? *known_method : vault_.Find(tx, c.payment_method);
   if (!method.ok()) {
     if (method.status().code() == absl::StatusCode::kNotFound) {
       return InvalidParam("payment_method", "unknown payment method");
@@ -502,6 +518,7 @@ absl::StatusOr<PaymentsService::Prepared> PaymentsService::PrepareAuthorize(
   if (!attempt.ok()) return attempt.status();
   prepared.intent = intent;
   prepared.attempt_key = attempt->idempotency_key;
+  prepared.preloaded = std::make_unique<Preloaded>(std::move(*attempt), intent);
   return prepared;
 }
 
@@ -573,7 +590,7 @@ void PaymentsService::Dispatch(absl::StatusOr<Prepared> prepared, IntentCallback
     done(std::move(prepared->intent));
     return;
   }
-  Enqueue(*prepared->attempt_key, std::move(done));
+  Enqueue(*prepared->attempt_key, std::move(done), std::move(prepared->preloaded));
 }
 
 absl::StatusOr<PaymentsService::Prepared> PaymentsService::WriteAuthorize(
@@ -589,10 +606,21 @@ absl::StatusOr<PaymentsService::Prepared> PaymentsService::WriteAuthorize(
   draft.billing_country = command.billing_country;
   draft.shipping_country = command.shipping_country;
   draft.amounts.amount_minor = command.amount_minor;
+  // The same read finds the card (so the writer does not) and reveals its number for the PSP
+  // call (so the attempt needs no read of its own after step 1). Whatever it cannot settle is
+  // left to the write transaction and the worker, as before.
+  std::optional<PaymentMethod> method;
+  std::string card_number;
   (void)db_.Read([&](sql::Transaction& tx) -> absl::Status {
     absl::StatusOr<FraudInput> input = LoadFraudHistory(
         tx, draft, clock_.NowMs() - absl::ToInt64Milliseconds(options_.fraud_window));
     if (input.ok()) fraud = *input;
+    absl::StatusOr<PaymentMethod> found = vault_.Find(tx, command.payment_method);
+    if (!found.ok()) return absl::OkStatus();
+    method = std::move(*found);
+    if (method->customer_id != command.customer_id) return absl::OkStatus();
+    absl::StatusOr<std::string> number = vault_.RevealNumber(tx, command.payment_method);
+    if (number.ok()) card_number = std::move(*number);
     return absl::OkStatus();
   });
   absl::StatusOr<Prepared> prepared = absl::UnknownError("unset");
@@ -606,11 +634,19 @@ absl::StatusOr<PaymentsService::Prepared> PaymentsService::WriteAuthorize(
         return absl::OkStatus();
       }
     }
-    prepared = PrepareAuthorize(tx, command, fraud);
+    prepared = PrepareAuthorize(tx, command, fraud, method);
     if (!prepared.ok()) return prepared.status();
     if (http != nullptr) return RecordHttpKey(tx, *http, *prepared);
     return absl::OkStatus();
   });
+  if (status.ok() && prepared.ok() && prepared->preloaded != nullptr) {
+    if (card_number.empty()) {
+      prepared->preloaded.reset();  // not revealed on the reader: the worker reads and settles
+    } else {
+      prepared->preloaded->card_number = card_number;
+    }
+  }
+  sodium_memzero(card_number.data(), card_number.size());
   if (!status.ok()) return status;
   return prepared;
 }
@@ -662,16 +698,56 @@ absl::StatusOr<IntentRecord> PaymentsService::Wait(std::function<void(IntentCall
 }
 
 absl::StatusOr<IntentRecord> PaymentsService::Authorize(const AuthorizeCommand& command) {
-  return Wait([&](IntentCallback done) { AuthorizeAsync(command, std::move(done)); });
+  absl::StatusOr<Prepared> prepared = WriteAuthorize(command, nullptr, nullptr);
+  if (!prepared.ok()) return prepared.status();
+  return DriveInline(std::move(*prepared));
 }
 
 absl::StatusOr<IntentRecord> PaymentsService::Execute(const IntentCommand& command) {
-  return Wait([&](IntentCallback done) { ExecuteAsync(command, std::move(done)); });
+  if (command.operation == PspOperation::kAuthorize) {
+    return absl::InvalidArgumentError("use Authorize for authorizations");
+  }
+  absl::StatusOr<Prepared> prepared = WriteIntentCommand(command, nullptr, nullptr);
+  if (!prepared.ok()) return prepared.status();
+  return DriveInline(std::move(*prepared));
+}
+
+absl::StatusOr<IntentRecord> PaymentsService::DriveInline(Prepared prepared) {
+  if (!prepared.attempt_key.has_value()) return std::move(prepared.intent);
+  const std::string key = *prepared.attempt_key;
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (!running_.load()) {
+      return Coded(absl::UnavailableError("payments is not running"), "outcome_unknown");
+    }
+    if (claimed_.count(key) != 0) {
+      // A worker (the sweep's, or another caller's) drives it already: wait for its outcome,
+      // bounded by command_timeout like any queued command.
+      lock.unlock();
+      return Wait([&](IntentCallback done) { Enqueue(key, std::move(done)); });
+    }
+    // Claimed like a queued job, so the sweep and other callers wait for this drive instead
+    // of calling the PSP a second time.
+    claimed_.insert(key);
+  }
+  absl::StatusOr<IntentRecord> result = ProcessAttempt(key, std::move(prepared.preloaded));
+  std::vector<IntentCallback> callbacks;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (auto it = waiters_.find(key); it != waiters_.end()) {
+      callbacks = std::move(it->second);
+      waiters_.erase(it);
+    }
+    claimed_.erase(key);
+  }
+  for (IntentCallback& callback : callbacks) callback(result);
+  return result;
 }
 
 // ---- Step 2 ----------------------------------------------------------------------------
 
-void PaymentsService::Enqueue(const std::string& attempt_key, IntentCallback done) {
+void PaymentsService::Enqueue(const std::string& attempt_key, IntentCallback done,
+                              std::unique_ptr<Preloaded> preloaded) {
   std::unique_lock<std::mutex> lock(mutex_);
   if (!running_.load()) {
     lock.unlock();
@@ -691,7 +767,7 @@ void PaymentsService::Enqueue(const std::string& attempt_key, IntentCallback don
     return;
   }
   claimed_.insert(attempt_key);
-  queue_.push_back({attempt_key});
+  queue_.push_back({attempt_key, std::move(preloaded)});
   // One job, one worker: the sweep waits on its own condition variable, so notify_one always
   // reaches a worker (waking all 64 for each job cost more CPU than the job's own work).
   wake_.notify_one();
@@ -705,7 +781,7 @@ void PaymentsService::WorkerLoop() {
     Job job = std::move(queue_.front());
     queue_.pop_front();
     lock.unlock();
-    absl::StatusOr<IntentRecord> result = ProcessAttempt(job.attempt_key);
+    absl::StatusOr<IntentRecord> result = ProcessAttempt(job.attempt_key, std::move(job.preloaded));
     lock.lock();
     std::vector<IntentCallback> callbacks;
     if (auto it = waiters_.find(job.attempt_key); it != waiters_.end()) {
@@ -829,11 +905,24 @@ absl::StatusOr<PspResult> PaymentsService::CallPsp(const AttemptRecord& attempt,
   return result;
 }
 
-absl::StatusOr<IntentRecord> PaymentsService::ProcessAttempt(const std::string& attempt_key) {
+absl::StatusOr<IntentRecord> PaymentsService::ProcessAttempt(const std::string& attempt_key,
+                                                             std::unique_ptr<Preloaded> preloaded) {
   std::optional<AttemptRecord> attempt;
   std::optional<IntentRecord> intent;
   std::string card_number;
   absl::Status reveal;
+  if (preloaded != nullptr) {
+    // Step 1 of a new authorization just committed these (pending, first try) and revealed
+    // the card; reading them back would find the same rows. StoreOutcome re-reads the attempt
+    // in its own transaction, so a concurrent settlement still wins there.
+    attempt = std::move(preloaded->attempt);
+    intent = std::move(preloaded->intent);
+    bool outcome_unknown = attempt->status == AttemptStatus::kUnknown;
+    absl::StatusOr<PspResult> result =
+        CallPsp(*attempt, *intent, preloaded->card_number, outcome_unknown);
+    preloaded.reset();  // zeroes the card
+    return StoreOutcome(*attempt, result, outcome_unknown);
+  }
   absl::Status read = db_.Read([&](sql::Transaction& tx) -> absl::Status {
     absl::StatusOr<std::optional<AttemptRecord>> a = LoadAttempt(tx, attempt_key);
     if (!a.ok()) return a.status();
@@ -1028,18 +1117,40 @@ absl::StatusOr<IntentRecord> PaymentsService::StoreOutcome(const AttemptRecord& 
   return answer;
 }
 
+std::string IntentEventPayload(const IntentRecord& intent, std::string_view reason) {
+  // The bytes DumpJson writes for the object {intent_id, order_id, customer_id, state, amounts,
+  // currency, reason?}: nlohmann's object keeps its keys sorted, so they are written in that
+  // order; strings go through AppendJsonString (the same escaping and UTF-8 repair).
+  std::string out;
+  out.reserve(320);
+  out += "{\"amount_minor\":";
+  out += fmt::format_int(intent.amounts.amount_minor).c_str();
+  out += ",\"authorized_minor\":";
+  out += fmt::format_int(intent.amounts.authorized_minor).c_str();
+  out += ",\"captured_minor\":";
+  out += fmt::format_int(intent.amounts.captured_minor).c_str();
+  out += ",\"currency\":";
+  AppendJsonString(out, intent.amounts.currency);
+  out += ",\"customer_id\":";
+  AppendJsonString(out, intent.customer_id);
+  out += ",\"intent_id\":";
+  AppendJsonString(out, intent.id);
+  out += ",\"order_id\":";
+  AppendJsonString(out, intent.order_id);
+  if (!reason.empty()) {
+    out += ",\"reason\":";
+    AppendJsonString(out, reason);
+  }
+  out += ",\"refunded_minor\":";
+  out += fmt::format_int(intent.amounts.refunded_minor).c_str();
+  out += ",\"state\":";
+  AppendJsonString(out, IntentStateName(intent.state));
+  out += '}';
+  return out;
+}
+
 absl::Status PaymentsService::PublishEvent(sql::Transaction& tx, std::string_view type,
                                            const IntentRecord& intent, const std::string& reason) {
-  Json payload = {{"intent_id", intent.id},
-                  {"order_id", intent.order_id},
-                  {"customer_id", intent.customer_id},
-                  {"state", IntentStateName(intent.state)},
-                  {"amount_minor", intent.amounts.amount_minor},
-                  {"authorized_minor", intent.amounts.authorized_minor},
-                  {"captured_minor", intent.amounts.captured_minor},
-                  {"refunded_minor", intent.amounts.refunded_minor},
-                  {"currency", intent.amounts.currency}};
-  if (!reason.empty()) payload["reason"] = reason;
   bus::Envelope envelope;
   envelope.id = ids_.Next();
   envelope.type = std::string(type);
@@ -1047,7 +1158,7 @@ absl::Status PaymentsService::PublishEvent(sql::Transaction& tx, std::string_vie
   envelope.key = intent.order_id;
   envelope.correlation_id = intent.order_id;
   envelope.occurred_at_ms = clock_.NowMs();
-  envelope.payload = DumpJson(payload);
+  envelope.payload = IntentEventPayload(intent, reason);
   return bus::Publish(tx, envelope);
 }
 
@@ -1144,7 +1255,7 @@ absl::Status PaymentsService::HandleBusCommand(sql::Transaction& tx,
     c.shipping_country = text("shipping_country");
     c.client_ip = text("client_ip");
     c.payer_email = text("payer_email").substr(0, kPayerEmailBytesMax);
-    absl::StatusOr<Prepared> prepared = PrepareAuthorize(tx, c, std::nullopt);
+    absl::StatusOr<Prepared> prepared = PrepareAuthorize(tx, c, std::nullopt, std::nullopt);
     if (prepared.ok()) {
       NoteBusAttempt(prepared->attempt_key);
       return absl::OkStatus();

@@ -153,6 +153,11 @@ using HttpCommandCallback = std::function<void(HttpCommandAnswer)>;
 
 using IntentCallback = std::function<void(absl::StatusOr<IntentRecord>)>;
 
+// The payload of the payment.* events: the bytes DumpJson writes for the JSON object
+// {intent_id, order_id, customer_id, state, amount_minor, authorized_minor, captured_minor,
+// refunded_minor, currency, reason (when not empty)}, written without a DOM.
+std::string IntentEventPayload(const IntentRecord& intent, std::string_view reason);
+
 class PaymentsService {
  public:
   // `db` (migrations applied, bus schema installed), `psp` must outlive the service.
@@ -228,8 +233,13 @@ class PaymentsService {
   Vault& vault() { return vault_; }
 
  private:
+  // What step 1 of a new authorization already holds: the attempt and intent as committed and
+  // the revealed card, so the attempt is driven without reading them back (the card is zeroed
+  // when this is destroyed).
+  struct Preloaded;
   struct Job {
     std::string attempt_key;
+    std::unique_ptr<Preloaded> preloaded;  // null: read the attempt from the store
   };
   struct Prepared;
   // Attempts recorded by bus commands inside a write job, handed to the workers by a commit
@@ -238,8 +248,10 @@ class PaymentsService {
   void NoteBusAttempt(const std::optional<std::string>& attempt_key);
 
   // `fraud` precomputed on a reader, or nullopt to read it in `tx`.
+  // `known_method`: the payment method found on a reader before `tx` (nullopt: found in `tx`).
   absl::StatusOr<Prepared> PrepareAuthorize(sql::Transaction& tx, const AuthorizeCommand& c,
-                                            const std::optional<FraudInput>& fraud);
+                                            const std::optional<FraudInput>& fraud,
+                                            const std::optional<PaymentMethod>& known_method);
   absl::StatusOr<Prepared> PrepareIntentCommand(sql::Transaction& tx, const IntentCommand& c);
   // The earlier state of `http`'s key, read in `tx` (kClaimed: the command may run).
   absl::StatusOr<HttpKeyState> CheckHttpKey(sql::Transaction& tx, const HttpIdempotency& http);
@@ -253,6 +265,10 @@ class PaymentsService {
   // an HTTP key; `key_state` (when given) receives the key's state.
   absl::StatusOr<Prepared> WriteAuthorize(const AuthorizeCommand& command,
                                           const HttpIdempotency* http, HttpKeyState* key_state);
+  // Drives a prepared attempt on the calling thread (a blocking caller waits anyway, so the
+  // hand-off to a worker and back is saved); waits for it instead when another thread already
+  // drives it.
+  absl::StatusOr<IntentRecord> DriveInline(Prepared prepared);
   absl::StatusOr<Prepared> WriteIntentCommand(const IntentCommand& command,
                                               const HttpIdempotency* http, HttpKeyState* key_state);
   void DispatchHttp(const HttpKeyState& key_state, absl::StatusOr<Prepared> prepared,
@@ -263,10 +279,12 @@ class PaymentsService {
                                            PspOperation operation, int64_t amount_minor,
                                            std::optional<int64_t> known_group = std::nullopt);
   void Dispatch(absl::StatusOr<Prepared> prepared, IntentCallback done);
-  void Enqueue(const std::string& attempt_key, IntentCallback done);
+  void Enqueue(const std::string& attempt_key, IntentCallback done,
+               std::unique_ptr<Preloaded> preloaded = nullptr);
   void WorkerLoop();
   void SweepLoop();
-  absl::StatusOr<IntentRecord> ProcessAttempt(const std::string& attempt_key);
+  absl::StatusOr<IntentRecord> ProcessAttempt(const std::string& attempt_key,
+                                              std::unique_ptr<Preloaded> preloaded);
   // `card_number`: the revealed card for an authorization (empty otherwise).
   absl::StatusOr<PspResult> CallPsp(const AttemptRecord& attempt, const IntentRecord& intent,
                                     const std::string& card_number, bool& outcome_unknown);
