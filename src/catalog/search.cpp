@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <map>
 #include <string_view>
+#include <unordered_map>
 
 #include "common/format.h"
 #include "fmt/format.h"
@@ -73,8 +74,55 @@ bool DecodeFacets(std::string_view value, std::array<std::string_view, kFacetCou
   return value.empty();
 }
 
-// Counts brand, category and price bucket of every document the matcher examines, reading one
-// value per document (the three legacy slots for documents indexed before kFacetsSlot).
+// Every document's facets as ordinals, indexed by docid, for one revision of the index: counting
+// a match is three array increments instead of a B-tree lookup of its value. Ordinal 0 is an
+// empty value, kFacetOrdinalUnknown a docid without a readable facets value (deleted, or a
+// damaged value): the spy reads that document from the index instead.
+constexpr uint32_t kFacetOrdinalUnknown = UINT32_MAX;
+struct FacetOrdinals {
+  std::string uuid;  // a rebuilt (overwritten) index starts its revisions again
+  Xapian::rev revision = 0;
+  std::vector<std::array<uint32_t, kFacetCount>> by_docid;
+  std::array<std::vector<std::string>, kFacetCount> values;  // ordinal - 1 -> value
+};
+
+// Reads every document's facets value of `database` (one pass over the value stream: ~10 ms
+// for 100,000 documents). False if the index is not wholly in the one-slot layout or has more
+// docids than kSearchFacetColumnDocidsMax; the caller then counts from the index's values.
+bool BuildFacetOrdinals(const Xapian::Database& database, FacetOrdinals& out) {
+  if (database.get_value_freq(kFacetsSlot) != database.get_doccount()) return false;
+  const Xapian::docid last_docid = database.get_lastdocid();
+  if (last_docid >= kSearchFacetColumnDocidsMax) return false;
+  out.uuid = database.get_uuid();
+  out.revision = database.get_revision();
+  out.by_docid.assign(static_cast<size_t>(last_docid) + 1,
+                      {kFacetOrdinalUnknown, kFacetOrdinalUnknown, kFacetOrdinalUnknown});
+  std::array<std::unordered_map<std::string, uint32_t>, kFacetCount> ordinal_of;
+  std::array<std::string_view, kFacetCount> fields;
+  for (auto it = database.valuestream_begin(kFacetsSlot);
+       it != database.valuestream_end(kFacetsSlot); ++it) {
+    const std::string value = *it;
+    if (!DecodeFacets(value, fields)) continue;
+    std::array<uint32_t, kFacetCount>& ordinals = out.by_docid[it.get_docid()];
+    for (size_t i = 0; i < kFacetCount; ++i) {
+      if (fields[i].empty()) {
+        ordinals[i] = 0;
+        continue;
+      }
+      auto [entry, inserted] = ordinal_of[i].try_emplace(std::string(fields[i]), 0);
+      if (inserted) {
+        out.values[i].emplace_back(fields[i]);
+        entry->second = static_cast<uint32_t>(out.values[i].size());
+      }
+      ordinals[i] = entry->second;
+    }
+  }
+  return true;
+}
+
+// Counts brand, category and price bucket of every document the matcher examines: from the
+// facet column when there is one for the searched revision, else reading one value per document
+// (the three legacy slots for documents indexed before kFacetsSlot).
 // Xapian calls it on the searching thread only; it is not shared.
 class FacetSpy : public Xapian::MatchSpy {
  public:
@@ -88,10 +136,25 @@ class FacetSpy : public Xapian::MatchSpy {
     return Layout::kMixed;
   }
 
-  explicit FacetSpy(Layout layout) : layout_(layout) {}
+  // `column` (may be null) must describe the revision being searched and outlive the spy.
+  FacetSpy(Layout layout, const FacetOrdinals* column) : layout_(layout), column_(column) {
+    if (column_ == nullptr) return;
+    for (size_t i = 0; i < kFacetCount; ++i)
+      ordinal_counts_[i].assign(column_->values[i].size(), 0);
+  }
 
   void operator()(const Xapian::Document& document, double /*weight*/) override {
     ++total_;
+    if (column_ != nullptr) {
+      const Xapian::docid docid = document.get_docid();
+      if (docid < column_->by_docid.size() && column_->by_docid[docid][0] != kFacetOrdinalUnknown) {
+        const std::array<uint32_t, kFacetCount>& ordinals = column_->by_docid[docid];
+        for (size_t i = 0; i < kFacetCount; ++i) {
+          if (ordinals[i] != 0) ++ordinal_counts_[i][ordinals[i] - 1];
+        }
+        return;
+      }
+    }
     switch (layout_) {
       case Layout::kLegacySlots:
         CountLegacy(document);
@@ -112,7 +175,18 @@ class FacetSpy : public Xapian::MatchSpy {
 
   int64_t total() const { return total_; }
   // Non-empty values with their counts, largest first, then by value.
-  std::vector<FacetCount> Facets(size_t facet) const {
+  std::vector<FacetCount> Facets(size_t facet) {
+    if (column_ != nullptr) {
+      // Merged with the documents counted from their values (the map keeps one entry per value).
+      for (size_t ordinal = 0; ordinal < ordinal_counts_[facet].size(); ++ordinal) {
+        if (ordinal_counts_[facet][ordinal] == 0) continue;
+        const std::string& value = column_->values[facet][ordinal];
+        auto it = counts_[facet].find(value);
+        if (it == counts_[facet].end()) it = counts_[facet].emplace(value, 0).first;
+        it->second += ordinal_counts_[facet][ordinal];
+        ordinal_counts_[facet][ordinal] = 0;
+      }
+    }
     std::vector<FacetCount> facets;
     facets.reserve(counts_[facet].size());
     for (const auto& [value, count] : counts_[facet]) facets.push_back(FacetCount{value, count});
@@ -137,6 +211,8 @@ class FacetSpy : public Xapian::MatchSpy {
   }
 
   const Layout layout_;
+  const FacetOrdinals* const column_;
+  std::array<std::vector<int64_t>, kFacetCount> ordinal_counts_;
   int64_t total_ = 0;
   std::array<std::map<std::string, int64_t, std::less<>>, kFacetCount> counts_;
 };
@@ -171,8 +247,10 @@ Xapian::Document MakeDocument(Xapian::TermGenerator& generator, const Product& p
   return document;
 }
 
-// Runs `query` on `database`. Every Xapian object it makes is destroyed before it returns.
-SearchResult SearchOn(Xapian::Database& database, const SearchQuery& query) {
+// Runs `query` on `database`, counting facets from `facet_column` if it is not null (it must
+// describe the database's revision). Every Xapian object it makes is destroyed before it returns.
+SearchResult SearchOn(Xapian::Database& database, const SearchQuery& query,
+                      const FacetOrdinals* facet_column) {
   Xapian::QueryParser parser;
   parser.set_stemmer(Xapian::Stem("english"));
   parser.set_stemming_strategy(Xapian::QueryParser::STEM_SOME);
@@ -201,7 +279,7 @@ SearchResult SearchOn(Xapian::Database& database, const SearchQuery& query) {
   Xapian::Enquire enquire(database);
   enquire.set_query(full);
   enquire.set_weighting_scheme(Xapian::BM25Weight());
-  FacetSpy facet_spy(FacetSpy::LayoutOf(database));
+  FacetSpy facet_spy(FacetSpy::LayoutOf(database), facet_column);
   enquire.add_matchspy(&facet_spy);
   // check_at_least bounds the work: up to kSearchExactMatchesMax matches the total and
   // the facets are exact; beyond, they are scaled up from those best matches.
@@ -253,6 +331,8 @@ struct SearchIndex::Writer {
   Xapian::WritableDatabase database;
   Xapian::TermGenerator generator;
 };
+
+struct SearchIndex::FacetColumn : FacetOrdinals {};
 
 struct SearchIndex::Reader {
   Xapian::Database database;
@@ -321,6 +401,10 @@ absl::Status SearchIndex::Apply(const std::vector<StoredProduct>& products,
 absl::Status SearchIndex::Rebuild(
     const std::function<absl::StatusOr<std::vector<StoredProduct>>(int64_t)>& next_page) {
   state_.store(State::kRebuilding);
+  {
+    std::lock_guard lock(facet_mutex_);
+    facet_column_ = nullptr;
+  }
   try {
     if (writer_) writer_->database.close();
     writer_ = std::make_unique<Writer>(
@@ -379,6 +463,34 @@ void SearchIndex::ReleaseReader(std::unique_ptr<Reader> reader) {
   if (pool_.size() < kSearchReaderPoolMax) pool_.push_back(std::move(reader));
 }
 
+std::shared_ptr<const SearchIndex::FacetColumn> SearchIndex::FacetColumnFor(Reader& reader) {
+  const std::string uuid = reader.database.get_uuid();
+  const Xapian::rev revision = reader.database.get_revision();
+  std::shared_ptr<const FacetColumn> current;
+  {
+    std::lock_guard lock(facet_mutex_);
+    current = facet_column_;
+  }
+  if (current != nullptr && current->uuid == uuid) {
+    if (current->revision == revision) return current;
+    if (current->revision > revision) return nullptr;  // a reader not reopened yet
+  }
+  // One search builds at a time; the others count from the values meanwhile.
+  if (facet_column_building_.exchange(true)) return nullptr;
+  struct BuildingFlag {
+    std::atomic<bool>& flag;
+    ~BuildingFlag() { flag.store(false); }
+  } building{facet_column_building_};
+  auto built = std::make_shared<FacetColumn>();
+  if (!BuildFacetOrdinals(reader.database, *built)) return nullptr;
+  std::lock_guard lock(facet_mutex_);
+  if (facet_column_ == nullptr || facet_column_->uuid != built->uuid ||
+      facet_column_->revision < built->revision) {
+    facet_column_ = built;
+  }
+  return built;
+}
+
 absl::StatusOr<SearchResult> SearchIndex::Search(const SearchQuery& query) {
   switch (state_.load()) {
     case State::kUnavailable:
@@ -395,7 +507,8 @@ absl::StatusOr<SearchResult> SearchIndex::Search(const SearchQuery& query) {
       // Every Xapian object below (parser, queries, enquire, mset, documents) holds references
       // into the reader's Database, counted without atomics; they must all be gone before the
       // reader goes back to the pool and another thread takes it, so SearchOn makes them all.
-      SearchResult result = SearchOn(reader->database, query);
+      const std::shared_ptr<const FacetColumn> facet_column = FacetColumnFor(*reader);
+      SearchResult result = SearchOn(reader->database, query, facet_column.get());
       ReleaseReader(std::move(reader));
       return result;
     } catch (const Xapian::DatabaseModifiedError&) {
