@@ -3,6 +3,7 @@
 #include <map>
 #include <set>
 
+#include "common/errors.h"
 #include "common/format.h"
 #include "fmt/format.h"
 #include "platform/bus/envelope.h"
@@ -46,6 +47,52 @@ constexpr size_t kPoisonMessageBytesMax = 500;
 
 bool IsTransientFailure(const absl::Status& status) {
   return resilience::IsRetryableByDefault(status);
+}
+
+PreparedUpdate PrepareUpdate(const QueuedUpdate& update) {
+  PreparedUpdate prepared;
+  prepared.payload = ParseJson(update.payload);
+  if (!prepared.payload.ok()) return prepared;
+  switch (update.kind) {
+    case UpdateKind::kCreate:
+    case UpdateKind::kReplace:
+      prepared.product = ProductFromInput(*prepared.payload, update.product_id, 0, 0, 0);
+      // The DOM is freed here, on the thread that built it, not on the writer's: only a
+      // patch reads it at apply (refusals never do).
+      *prepared.payload = Json();
+      break;
+    case UpdateKind::kPatch:
+    case UpdateKind::kArchive:
+      break;  // built from the stored product, at apply
+  }
+  return prepared;
+}
+
+UpdateOutcome ApplyPreparedUpdate(const std::optional<Product>& current, const QueuedUpdate& update,
+                                  PreparedUpdate prepared, int64_t now_ms) {
+  const int64_t current_version = current ? current->version : 0;
+  // ApplyUpdate's version and existence rules, checked first there as here.
+  const bool refused = (update.base_version && *update.base_version != current_version) ||
+                       (update.kind == UpdateKind::kCreate && current) ||
+                       (update.kind != UpdateKind::kCreate && !current);
+  if (refused || !prepared.product.has_value()) {
+    // Refusals (and their messages) and patches come from the model itself.
+    return ApplyUpdate(current, update.kind, update.product_id, *prepared.payload,
+                       update.base_version, now_ms);
+  }
+  UpdateOutcome outcome;
+  absl::StatusOr<Product>& built = *prepared.product;
+  if (!built.ok()) {
+    outcome.reject = RejectReason::kInvalidProduct;
+    outcome.message =
+        fmt::format("{}: {}", ErrorParam(built.status()).value_or(""), built.status().message());
+    return outcome;
+  }
+  outcome.product = std::move(*built);
+  outcome.product.version = current_version + 1;
+  outcome.product.created_at_ms = current ? current->created_at_ms : now_ms;
+  outcome.product.updated_at_ms = now_ms;
+  return outcome;
 }
 
 absl::Duration FailureBackoff(const ProcessorOptions& options, int64_t consecutive_failures) {
@@ -157,14 +204,24 @@ void Processor::Loop() {
 
 absl::StatusOr<int64_t> Processor::RunOnce() {
   std::vector<QueuedUpdate> updates;
-  absl::Status read = database_.Read([&](sql::Transaction& tx) {
-    absl::StatusOr<std::vector<QueuedUpdate>> loaded =
-        LoadQueuedUpdates(tx, 0, isolate_through_seq_ > 0 ? 1 : options_.batch_updates_max);
-    if (!loaded.ok()) return loaded.status();
-    updates = std::move(*loaded);
-    return absl::OkStatus();
-  });
-  if (!read.ok()) return read;
+  std::vector<std::optional<PreparedUpdate>> prepared;
+  if (!next_updates_.empty() && isolate_through_seq_ == 0) {
+    // Read while the previous batch committed, which settled completely: nothing before
+    // these is still queued.
+    updates = std::move(next_updates_);
+    prepared = std::move(next_prepared_);
+  } else {
+    absl::Status read = database_.Read([&](sql::Transaction& tx) {
+      absl::StatusOr<std::vector<QueuedUpdate>> loaded =
+          LoadQueuedUpdates(tx, 0, isolate_through_seq_ > 0 ? 1 : options_.batch_updates_max);
+      if (!loaded.ok()) return loaded.status();
+      updates = std::move(*loaded);
+      return absl::OkStatus();
+    });
+    if (!read.ok()) return read;
+  }
+  next_updates_.clear();
+  next_prepared_.clear();
   if (updates.empty()) {
     isolate_through_seq_ = 0;
     IndexPending();  // the queue is empty: the search index catches up completely
@@ -172,7 +229,12 @@ absl::StatusOr<int64_t> Processor::RunOnce() {
   }
   if (updates.front().seq > isolate_through_seq_) isolate_through_seq_ = 0;
 
-  BatchOutcome outcome = ApplyBatch(updates);
+  BatchOutcome outcome = ApplyBatch(updates, prepared);
+  if (!outcome.settled.ok()) {
+    // Read behind an update that did not settle: the queue is read again from its start.
+    next_updates_.clear();
+    next_prepared_.clear();
+  }
   if (outcome.settled.ok()) {
     if (failing_seq_ != 0 && failing_seq_ <= updates.back().seq) {
       failing_seq_ = 0;
@@ -221,7 +283,28 @@ absl::Status Processor::RejectPoison(const QueuedUpdate& update, const absl::Sta
   return absl::OkStatus();
 }
 
-Processor::BatchOutcome Processor::ApplyBatch(const std::vector<QueuedUpdate>& updates) {
+void Processor::PrefetchAfter(int64_t after_seq) {
+  next_updates_.clear();
+  next_prepared_.clear();
+  absl::Status read = database_.Read([&](sql::Transaction& tx) {
+    absl::StatusOr<std::vector<QueuedUpdate>> loaded =
+        LoadQueuedUpdates(tx, after_seq, options_.batch_updates_max);
+    if (!loaded.ok()) return loaded.status();
+    next_updates_ = std::move(*loaded);
+    return absl::OkStatus();
+  });
+  if (!read.ok()) {
+    next_updates_.clear();
+    return;
+  }
+  next_prepared_.reserve(next_updates_.size());
+  for (const QueuedUpdate& update : next_updates_)
+    next_prepared_.emplace_back(PrepareUpdate(update));
+}
+
+Processor::BatchOutcome Processor::ApplyBatch(
+    const std::vector<QueuedUpdate>& updates,
+    std::vector<std::optional<PreparedUpdate>>& prepared) {
   const int64_t now_ms = clock_.NowMs();
   // Event ids are drawn outside the jobs so their bodies are pure functions of the database.
   std::vector<std::string> event_ids;
@@ -262,8 +345,8 @@ Processor::BatchOutcome Processor::ApplyBatch(const std::vector<QueuedUpdate>& u
     const size_t first = job * job_size;
     const size_t last = std::min(updates.size(), first + job_size);
     JobResult* result = &results[job];
-    sql::WriteJob body = [this, &updates, &event_ids, &previous, first, last, job_size, result,
-                          now_ms](sql::Transaction& tx) -> absl::Status {
+    sql::WriteJob body = [this, &updates, &prepared, &event_ids, &previous, first, last, job_size,
+                          result, now_ms](sql::Transaction& tx) -> absl::Status {
       result->changes.clear();
       result->applied = 0;
       result->rejected = 0;
@@ -290,13 +373,21 @@ Processor::BatchOutcome Processor::ApplyBatch(const std::vector<QueuedUpdate>& u
         }
         absl::StatusOr<std::optional<StoredProduct>> current = LoadProduct(tx, update.product_id);
         if (!current.ok()) return current.status();
-        absl::StatusOr<Json> payload = ParseJson(update.payload);
-        if (!payload.ok())
+        // Prepared ahead on the processor thread when this batch was prefetched; a job runs
+        // once, and prepares here what it does not find.
+        PreparedUpdate ready;
+        if (i < prepared.size() && prepared[i].has_value()) {
+          ready = std::move(*prepared[i]);
+          prepared[i].reset();
+        } else {
+          ready = PrepareUpdate(update);
+        }
+        if (!ready.payload.ok())
           return absl::DataLossError(fmt::format("update {}: bad payload", update.id));
         std::optional<Product> current_product;
         if (current->has_value()) current_product = (*current)->product;
-        UpdateOutcome outcome = ApplyUpdate(current_product, update.kind, update.product_id,
-                                            *payload, update.base_version, now_ms);
+        UpdateOutcome outcome =
+            ApplyPreparedUpdate(current_product, update, std::move(ready), now_ms);
         if (outcome.reject == RejectReason::kNone) {
           absl::StatusOr<std::optional<std::string>> owner =
               HandleOwner(tx, outcome.product.handle);
@@ -375,7 +466,9 @@ Processor::BatchOutcome Processor::ApplyBatch(const std::vector<QueuedUpdate>& u
       shared->done.notify_all();
     });
   }
-  // While the writer commits this batch, the search index takes the previous one.
+  // While the writer commits this batch, this thread reads and prepares the next one (unless
+  // isolating a poison update, one at a time) and the search index takes the previous one.
+  if (isolate_through_seq_ == 0) PrefetchAfter(updates.back().seq);
   IndexPending();
   {
     std::unique_lock lock(shared->mutex);

@@ -9,7 +9,11 @@
 // jobs (job_updates_max updates each) submitted together, so group commit makes them durable
 // in one transaction and one fsync while each job keeps its own savepoint: a job that fails
 // rolls back alone, and a later update of the same product held behind it stays queued (order
-// per product is kept). After the commit the cache entries are invalidated at once; the search
+// per product is kept). While the writer commits a batch, this thread reads the next one from
+// the queue and parses and builds its products (PrepareUpdate), so the write jobs of that batch
+// only load, check and save; it is used only when the batch before it settled completely (a
+// failure discards it and the queue is read again). After the commit the cache entries are
+// invalidated at once; the search
 // index follows one batch behind on the same thread (the next batch's jobs are committing
 // meanwhile) and catches up completely whenever the queue is empty. On start it catches the
 // search index up with whatever committed before a crash.
@@ -29,6 +33,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -36,8 +41,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "catalog/model.h"
 #include "catalog/search.h"
 #include "catalog/service.h"
+#include "catalog/store.h"
 #include "common/clock.h"
 #include "common/ids.h"
 #include "platform/sql/database.h"
@@ -71,6 +78,25 @@ bool IsTransientFailure(const absl::Status& status);
 
 // The pause after `consecutive_failures` (>= 1) failed batches in a row.
 absl::Duration FailureBackoff(const ProcessorOptions& options, int64_t consecutive_failures);
+
+// A queued update's payload parsed, and for a create or replace its product validated and built,
+// ahead of the write job that applies it (pure work that needs no database).
+struct PreparedUpdate {
+  // The parsed payload; for a create or replace only its status (the DOM is released once the
+  // product is built).
+  absl::StatusOr<Json> payload = absl::FailedPreconditionError("not prepared");
+  // Create / replace: ProductFromInput of the payload with version and timestamps still 0
+  // (they depend on the stored product and are set when the update applies).
+  std::optional<absl::StatusOr<Product>> product;
+};
+
+PreparedUpdate PrepareUpdate(const QueuedUpdate& update);
+
+// ApplyUpdate(current, update.kind, update.product_id, payload, update.base_version, now_ms)
+// with the work PrepareUpdate did ahead: the same outcome, rejection reasons and messages.
+// `prepared.payload` must be OK.
+UpdateOutcome ApplyPreparedUpdate(const std::optional<Product>& current, const QueuedUpdate& update,
+                                  PreparedUpdate prepared, int64_t now_ms);
 
 class Processor {
  public:
@@ -112,8 +138,13 @@ class Processor {
     // The update of that job when it held only one (a poison candidate), else null.
     const QueuedUpdate* failed_alone = nullptr;
   };
-  // Applies `updates` (jobs committed by group commit).
-  BatchOutcome ApplyBatch(const std::vector<QueuedUpdate>& updates);
+  // Applies `updates` (jobs committed by group commit). `prepared` is empty or holds one
+  // PrepareUpdate per update (each taken by the job that applies it).
+  BatchOutcome ApplyBatch(const std::vector<QueuedUpdate>& updates,
+                          std::vector<std::optional<PreparedUpdate>>& prepared);
+  // Reads and prepares the batch after `after_seq` into next_updates_ / next_prepared_ (left
+  // empty when the read fails: the next RunOnce then reads the queue itself).
+  void PrefetchAfter(int64_t after_seq);
   // Indexes the committed products not yet in the search index (pending_index_).
   void IndexPending();
   // Rejects `update` (processing_failed, `error` as the message) in its own transaction.
@@ -138,6 +169,10 @@ class Processor {
   // them; touched only by the one caller of RunOnce.
   std::vector<StoredProduct> pending_index_;
   int64_t pending_index_seq_ = 0;
+  // The next batch, read and prepared while the previous one committed; touched only by the
+  // one caller of RunOnce.
+  std::vector<QueuedUpdate> next_updates_;
+  std::vector<std::optional<PreparedUpdate>> next_prepared_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   bool notified_ = false;
