@@ -71,7 +71,7 @@ void ConfigureSqliteOnce() {
   std::call_once(once, [] { (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
 }
 
-enum class ConnectionRole { kWriter, kReader };
+enum class ConnectionRole { kWriter, kReader, kCheckpointer };
 
 // One SQLite connection and its prepared-statement cache. Used by one thread at a time.
 class Connection {
@@ -113,6 +113,11 @@ class Connection {
       // Writes through a read transaction are a bug; make them fail instead of racing the writer.
       RETURN_IF_ERROR(connection->ExecOnce("PRAGMA query_only=ON"));
     }
+    if (role == ConnectionRole::kWriter) {
+      // No automatic checkpoint after commits: the database decides where checkpoints run
+      // (SqliteDatabase::AfterCommit). The hook also reports the WAL's size after each commit.
+      sqlite3_wal_hook(db, &Connection::OnWalCommit, connection.get());
+    }
     return connection;
   }
 
@@ -124,6 +129,17 @@ class Connection {
   Connection& operator=(const Connection&) = delete;
 
   sqlite3* db() const { return db_; }
+
+  // Pages in the WAL after this connection's last commit (writer only).
+  int wal_pages() const { return wal_pages_; }
+
+  // A PASSIVE checkpoint: copies what it can without waiting for anyone. OK when another
+  // connection's checkpoint is running (SQLITE_BUSY: nothing to do now).
+  absl::Status CheckpointPassive() {
+    int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    if (rc == SQLITE_OK || rc == SQLITE_BUSY) return absl::OkStatus();
+    return MapError(rc, "checkpoint", sqlite3_errmsg(db_));
+  }
 
   // Returns a reset statement for `sql` from the cache, preparing it on a miss. nullptr means
   // the text holds no statement (only whitespace or comments).
@@ -179,6 +195,11 @@ class Connection {
   Connection(sqlite3* db, size_t cache_capacity)
       : db_(db), cache_capacity_(std::max<size_t>(cache_capacity, 1)) {}
 
+  static int OnWalCommit(void* self, sqlite3* /*db*/, const char* /*schema*/, int pages) {
+    static_cast<Connection*>(self)->wal_pages_ = pages;
+    return SQLITE_OK;
+  }
+
   // Setup statements run once; no point caching them.
   absl::Status ExecOnce(const char* sql) {
     char* error = nullptr;
@@ -206,6 +227,7 @@ class Connection {
 
   sqlite3* db_;
   size_t cache_capacity_;
+  int wal_pages_ = 0;
   // Most recently used first.
   std::list<std::pair<std::string, sqlite3_stmt*>> lru_;
   std::unordered_map<std::string, std::list<std::pair<std::string, sqlite3_stmt*>>::iterator>
@@ -373,6 +395,10 @@ class SqliteDatabase final : public Database {
           "emporium_db_write_queue_depth", "Write jobs queued for the writer thread.", labels);
     }
 #endif
+    if (options_.checkpoint_wal_pages > 0) {
+      ASSIGN_OR_RETURN(checkpointer_, Connection::Open(options_, ConnectionRole::kCheckpointer));
+      checkpoint_thread_ = std::thread([this] { CheckpointLoop(); });
+    }
     writer_thread_ = std::thread([this] { WriterLoop(); });
     writer_thread_id_ = writer_thread_.get_id();
     return absl::OkStatus();
@@ -469,6 +495,13 @@ class SqliteDatabase final : public Database {
     }
     queue_cv_.notify_all();
     if (writer_thread_.joinable()) writer_thread_.join();
+    {
+      std::lock_guard<std::mutex> lock(checkpoint_mu_);
+      checkpoint_stopping_ = true;
+    }
+    checkpoint_cv_.notify_all();
+    if (checkpoint_thread_.joinable()) checkpoint_thread_.join();
+    checkpointer_.reset();
     writer_.reset();
     {
       std::unique_lock<std::mutex> lock(readers_mu_);
@@ -581,6 +614,42 @@ class SqliteDatabase final : public Database {
       }
     }
     if (batch_status.ok()) NotifyCommitListeners();
+    if (batch_status.ok()) AfterCommit();
+  }
+
+  // Where the checkpoint after a commit runs (SqliteOptions::checkpoint_wal_pages).
+  void AfterCommit() {
+    const size_t pages = static_cast<size_t>(std::max(writer_->wal_pages(), 0));
+    if (pages >= options_.wal_pages_max) {
+      // The WAL restarts at the next write only if it is completely copied now.
+      if (absl::Status status = writer_->CheckpointPassive(); !status.ok()) {
+        spdlog::warn("sql: checkpoint of {} failed: {}", options_.name, status.ToString());
+      }
+      return;
+    }
+    if (checkpointer_ == nullptr || pages < options_.checkpoint_wal_pages) return;
+    {
+      std::lock_guard<std::mutex> lock(checkpoint_mu_);
+      checkpoint_requested_ = true;
+    }
+    checkpoint_cv_.notify_one();
+  }
+
+  // The background checkpointer: one PASSIVE checkpoint per request (requests made while one
+  // runs fold into the next).
+  void CheckpointLoop() {
+    while (true) {
+      {
+        std::unique_lock<std::mutex> lock(checkpoint_mu_);
+        checkpoint_cv_.wait(lock, [this] { return checkpoint_stopping_ || checkpoint_requested_; });
+        if (checkpoint_stopping_) return;
+        checkpoint_requested_ = false;
+      }
+      if (absl::Status status = checkpointer_->CheckpointPassive(); !status.ok()) {
+        spdlog::warn("sql: background checkpoint of {} failed: {}", options_.name,
+                     status.ToString());
+      }
+    }
   }
 
   void NotifyCommitListeners() {
@@ -607,6 +676,14 @@ class SqliteDatabase final : public Database {
   std::unique_ptr<Connection> writer_;  // Used only by the writer thread once it runs.
   std::thread writer_thread_;
   std::thread::id writer_thread_id_;
+
+  // The background checkpointer (null when SqliteOptions::checkpoint_wal_pages is 0).
+  std::unique_ptr<Connection> checkpointer_;
+  std::thread checkpoint_thread_;
+  std::mutex checkpoint_mu_;
+  std::condition_variable checkpoint_cv_;
+  bool checkpoint_requested_ = false;
+  bool checkpoint_stopping_ = false;
 
   std::mutex readers_mu_;
   std::condition_variable readers_cv_;
@@ -637,6 +714,11 @@ absl::StatusOr<std::unique_ptr<Database>> OpenSqlite(const SqliteOptions& option
   }
   if (options.reader_count < 1) {
     return absl::InvalidArgumentError("sql: SqliteOptions.reader_count must be at least 1");
+  }
+  if (options.wal_pages_max < 1 || options.wal_pages_max > 1'000'000'000 ||
+      options.checkpoint_wal_pages > options.wal_pages_max) {
+    return absl::InvalidArgumentError(
+        "sql: SqliteOptions.wal_pages_max must be at least 1 and at least checkpoint_wal_pages");
   }
   if (options.write_queue_capacity < 1 || options.batch_jobs_max < 1) {
     return absl::InvalidArgumentError(

@@ -3,8 +3,10 @@
 // connections that read consistent snapshots concurrently with the writer.
 //
 // Durability: synchronous=FULL, so a write acknowledged by Write() / SubmitWrite() survives a
-// power loss. Many queued writes share one commit (and so one fsync); that is where the
-// throughput comes from (see bench/group_commit_bench.cpp).
+// power loss. Checkpoints run on a background thread (see SqliteOptions::checkpoint_wal_pages);
+// they only copy what is already durable in the WAL, so a crash during one loses nothing. Many
+// queued writes share one commit (and so one fsync); that is where the throughput comes from (see
+// bench/group_commit_bench.cpp).
 //
 // Thread-safety: the returned Database is thread-safe. Write(), Read() and Close() must not be
 // called from inside a write job or a WriteDone callback (they run on the writer thread);
@@ -41,6 +43,17 @@ struct SqliteOptions {
   size_t batch_jobs_max = 1024;
   // Prepared statements kept per connection, keyed by SQL text; least recently used evicted.
   size_t statement_cache_capacity = 128;
+  // WAL checkpoints (copying committed pages from the WAL into the database file so the WAL
+  // can start over) run on a background thread with its own connection once a commit leaves
+  // at least checkpoint_wal_pages pages in the WAL, instead of on the writer after its commit
+  // (page copies and two fsyncs the writer used to wait for). SQLite restarts the WAL only
+  // when a write begins with it fully copied, which a busy writer never sees; so when a commit
+  // leaves wal_pages_max pages the writer checkpoints what is left itself (little: the
+  // background copied the rest), and the WAL stays bounded near that size. 0 for
+  // checkpoint_wal_pages: no background thread, the writer checkpoints after its commits at
+  // wal_pages_max pages (SQLite's own behaviour with wal_autocheckpoint = wal_pages_max).
+  size_t checkpoint_wal_pages = 1000;
+  size_t wal_pages_max = 10000;
   // Optional: records emporium_db_batch_jobs (histogram) and emporium_db_write_queue_depth
   // (gauge), labelled db=<name>. Must outlive the database.
   obs::MetricsRegistry* metrics = nullptr;

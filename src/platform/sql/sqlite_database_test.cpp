@@ -1,8 +1,15 @@
 #include "platform/sql/sqlite_database.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <condition_variable>
+#include <cstdio>
 #include <filesystem>
+#include <mutex>
+#include <set>
 #include <string>
 
 #include "platform/sql/sql_contract_test.h"
@@ -66,6 +73,13 @@ TEST_F(SqliteDatabaseTest, RejectsBadOptions) {
   EXPECT_EQ(OpenSqlite(options).status().code(), absl::StatusCode::kInvalidArgument);
   options = Options();
   options.batch_jobs_max = 0;
+  EXPECT_EQ(OpenSqlite(options).status().code(), absl::StatusCode::kInvalidArgument);
+  options = Options();
+  options.checkpoint_wal_pages = options.wal_pages_max + 1;
+  EXPECT_EQ(OpenSqlite(options).status().code(), absl::StatusCode::kInvalidArgument);
+  options = Options();
+  options.wal_pages_max = 0;
+  options.checkpoint_wal_pages = 0;
   EXPECT_EQ(OpenSqlite(options).status().code(), absl::StatusCode::kInvalidArgument);
   options = Options();
   options.path = dir_.File("missing/dir/x.db");
@@ -209,6 +223,156 @@ TEST_F(SqliteDatabaseTest, RecordsBatchSizesAndQueueDepth) {
   EXPECT_NE(text.find("emporium_db_write_queue_depth"), std::string::npos) << text;
 }
 #endif
+
+// Rows of ~2 KiB each (a page apiece) so a few hundred writes make a WAL of many pages.
+constexpr std::string_view kCreateRows =
+    "CREATE TABLE rows (id INTEGER PRIMARY KEY, body TEXT NOT NULL)";
+constexpr std::string_view kInsertRow = "INSERT INTO rows (id, body) VALUES (?, ?)";
+constexpr int64_t kWalTestRows = 600;
+constexpr size_t kWalTestCheckpointPages = 16;
+constexpr size_t kWalTestPagesMax = 64;
+
+// Bytes of a WAL holding `pages` frames (32-byte header, 24-byte frame headers).
+int64_t WalBytes(size_t pages) { return 32 + static_cast<int64_t>(pages) * (4096 + 24); }
+
+TEST_F(SqliteDatabaseTest, WalStaysBoundedWhileCheckpointsRunInTheBackground) {
+  SqliteOptions options = Options();
+  options.checkpoint_wal_pages = kWalTestCheckpointPages;
+  options.wal_pages_max = kWalTestPagesMax;
+  auto db = Open(options);
+  ASSERT_NE(db, nullptr);
+  ASSERT_TRUE(db->Write([](Transaction& tx) { return tx.Execute(kCreateRows).status(); }).ok());
+  const std::string body(2000, 'x');
+  int64_t wal_bytes_max = 0;
+  // Groups of concurrent writes (group commit) and single ones, ~2 pages per row.
+  for (int64_t id = 1; id <= kWalTestRows; id += 4) {
+    std::mutex mutex;
+    std::condition_variable done;
+    int remaining = 4;
+    for (int64_t row = id; row < id + 4; ++row) {
+      db->SubmitWrite(
+          [&body, row](Transaction& tx) {
+            return tx.Execute(kInsertRow, {row, body}).status();
+          },
+          [&](absl::Status status) {
+            EXPECT_TRUE(status.ok()) << status;
+            std::lock_guard lock(mutex);
+            --remaining;
+            done.notify_all();
+          });
+    }
+    std::unique_lock lock(mutex);
+    done.wait(lock, [&] { return remaining == 0; });
+    std::error_code error;
+    const auto size = std::filesystem::file_size(dir_.File("test.db-wal"), error);
+    if (!error) wal_bytes_max = std::max(wal_bytes_max, static_cast<int64_t>(size));
+  }
+  // Bounded near wal_pages_max: what one commit adds past it, and what the writer adds while
+  // the background checkpointer holds the checkpoint lock (it then tries again next commit).
+  EXPECT_GT(wal_bytes_max, 0);
+  EXPECT_LE(wal_bytes_max, WalBytes(3 * kWalTestPagesMax));
+  // The checkpoints copied rows into the database file itself.
+  EXPECT_GT(static_cast<int64_t>(std::filesystem::file_size(dir_.File("test.db"))),
+            kWalTestRows / 2 * 2000);
+  int64_t count = 0;
+  ASSERT_TRUE(db->Read([&](Transaction& tx) -> absl::Status {
+                  auto rows = tx.Query("SELECT COUNT(*) FROM rows");
+                  if (!rows.ok()) return rows.status();
+                  count = rows->rows.at(0).Int(0);
+                  return absl::OkStatus();
+                }).ok());
+  EXPECT_EQ(count, kWalTestRows);
+  db->Close();
+}
+
+TEST_F(SqliteDatabaseTest, WriterCheckpointsItselfWithoutTheBackgroundThread) {
+  SqliteOptions options = Options();
+  options.checkpoint_wal_pages = 0;
+  options.wal_pages_max = kWalTestPagesMax;
+  auto db = Open(options);
+  ASSERT_NE(db, nullptr);
+  ASSERT_TRUE(db->Write([](Transaction& tx) { return tx.Execute(kCreateRows).status(); }).ok());
+  const std::string body(2000, 'x');
+  int64_t wal_bytes_max = 0;
+  for (int64_t id = 1; id <= kWalTestRows / 2; ++id) {
+    ASSERT_TRUE(db->Write([&](Transaction& tx) {
+                    return tx.Execute(kInsertRow, {id, body}).status();
+                  }).ok());
+    std::error_code error;
+    const auto size = std::filesystem::file_size(dir_.File("test.db-wal"), error);
+    if (!error) wal_bytes_max = std::max(wal_bytes_max, static_cast<int64_t>(size));
+  }
+  EXPECT_LE(wal_bytes_max, WalBytes(kWalTestPagesMax + 8));
+}
+
+// A writer killed with SIGKILL at an arbitrary point -- checkpoints run all the time here, so
+// often in the middle of one -- loses no acknowledged write, and the file is intact.
+TEST_F(SqliteDatabaseTest, KillDuringBackgroundCheckpointsLosesNoAcknowledgedWrite) {
+  constexpr int64_t kAcknowledgedBeforeKill = 400;
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  const std::string path = dir_.File("crash.db");
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(pipe_fds[0]);
+    SqliteOptions options;
+    options.path = path;
+    options.name = "crash";
+    options.checkpoint_wal_pages = 4;
+    options.wal_pages_max = 32;
+    auto db = OpenSqlite(options);
+    if (!db.ok()) _exit(2);
+    if (!(*db)->Write([](Transaction& tx) { return tx.Execute(kCreateRows).status(); }).ok()) {
+      _exit(3);
+    }
+    const std::string body(2000, 'y');
+    // Bounded: the parent kills it long before the end.
+    for (int64_t id = 1; id <= 1'000'000; ++id) {
+      if (!(*db)
+               ->Write([&](Transaction& tx) {
+                 return tx.Execute(kInsertRow, {id, body}).status();
+               })
+               .ok()) {
+        _exit(4);
+      }
+      if (write(pipe_fds[1], &id, sizeof(id)) != sizeof(id)) _exit(5);
+    }
+    _exit(0);
+  }
+  close(pipe_fds[1]);
+  std::set<int64_t> acknowledged;
+  int64_t id = 0;
+  while (static_cast<int64_t>(acknowledged.size()) < kAcknowledgedBeforeKill &&
+         read(pipe_fds[0], &id, sizeof(id)) == sizeof(id)) {
+    acknowledged.insert(id);
+  }
+  kill(child, SIGKILL);
+  int wait_status = 0;
+  ASSERT_EQ(waitpid(child, &wait_status, 0), child);
+  // Acknowledgements already in the pipe when it died count too.
+  while (read(pipe_fds[0], &id, sizeof(id)) == sizeof(id)) acknowledged.insert(id);
+  close(pipe_fds[0]);
+  ASSERT_GE(static_cast<int64_t>(acknowledged.size()), kAcknowledgedBeforeKill);
+
+  SqliteOptions options = Options();
+  options.path = path;
+  auto db = Open(options);
+  ASSERT_NE(db, nullptr);
+  std::set<int64_t> stored;
+  std::string integrity;
+  ASSERT_TRUE(db->Read([&](Transaction& tx) -> absl::Status {
+                  auto check = tx.Query("PRAGMA integrity_check");
+                  if (!check.ok()) return check.status();
+                  integrity = check->rows.at(0).Text(0);
+                  auto rows = tx.Query("SELECT id FROM rows");
+                  if (!rows.ok()) return rows.status();
+                  for (const Row& row : rows->rows) stored.insert(row.Int(0));
+                  return absl::OkStatus();
+                }).ok());
+  EXPECT_EQ(integrity, "ok");
+  for (int64_t acked : acknowledged) EXPECT_EQ(stored.count(acked), 1u) << "lost row " << acked;
+}
 
 }  // namespace
 }  // namespace emporium::sql
