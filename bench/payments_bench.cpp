@@ -7,6 +7,7 @@
 // database and the PSP client in timing decorators and adds where an authorization's time goes
 // (mean ms per authorization: reads, each write's queue wait / job / commit wait, the PSP call).
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -14,7 +15,9 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -153,6 +156,31 @@ Usage ProcessUsage() {
           static_cast<int64_t>(usage.ru_nvcsw + usage.ru_nivcsw)};
 }
 
+// CPU ticks (utime + stime) of each thread of this process, by thread id.
+std::map<int, int64_t> ThreadTicks() {
+  std::map<int, int64_t> ticks;
+  namespace fs = std::filesystem;
+  std::error_code error;
+  for (const fs::directory_entry& entry : fs::directory_iterator("/proc/self/task", error)) {
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    const size_t close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream fields(line.substr(close + 2));
+    std::string field;
+    int64_t utime = 0;
+    int64_t stime = 0;
+    for (int index = 3; fields >> field && index <= 15; ++index) {
+      if (index == 14) utime = std::atoll(field.c_str());
+      if (index == 15) stime = std::atoll(field.c_str());
+    }
+    ticks[std::atoi(entry.path().filename().c_str())] = utime + stime;
+  }
+  return ticks;
+}
+
 int Run(const std::string& report_path, int seconds, int concurrency, bool phases) {
   char pattern[] = "/tmp/emporium-payments-bench.XXXXXX";
   if (mkdtemp(pattern) == nullptr) return 1;
@@ -207,6 +235,7 @@ int Run(const std::string& report_path, int seconds, int concurrency, bool phase
   std::vector<std::vector<double>> latencies(static_cast<size_t>(concurrency));
   std::vector<std::thread> threads;
   for (auto& total : phase_ns) total.store(0);
+  const std::map<int, int64_t> ticks_before = phases ? ThreadTicks() : std::map<int, int64_t>();
   const Usage usage_before = ProcessUsage();
   const auto started = std::chrono::steady_clock::now();
   for (int t = 0; t < concurrency; ++t) {
@@ -241,6 +270,7 @@ int Run(const std::string& report_path, int seconds, int concurrency, bool phase
   const double elapsed =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   const Usage usage_after = ProcessUsage();
+  const std::map<int, int64_t> ticks_after = phases ? ThreadTicks() : std::map<int, int64_t>();
   service.Stop();
   (*db)->Close();
   sandbox.Shutdown();
@@ -299,6 +329,20 @@ int Run(const std::string& report_path, int seconds, int concurrency, bool phase
     report << fmt::format("| rest (hand-offs between threads, wake-ups) | {:.2f} |\n",
                           mean_ms - accounted_ms)
            << fmt::format("| **total (mean latency)** | **{:.2f}** |\n", mean_ms);
+    // The busiest threads are the two databases' single writers (the serial resources every
+    // commit waits on): their CPU per authorization bounds how short a group commit can be.
+    std::vector<int64_t> busiest;
+    for (const auto& [tid, ticks] : ticks_after) {
+      auto before = ticks_before.find(tid);
+      busiest.push_back(ticks - (before == ticks_before.end() ? 0 : before->second));
+    }
+    std::sort(busiest.rbegin(), busiest.rend());
+    const double us_per_tick = 1e6 / static_cast<double>(sysconf(_SC_CLK_TCK));
+    report << "\nbusiest threads, CPU us per authorization:";
+    for (size_t i = 0; i < std::min<size_t>(3, busiest.size()); ++i) {
+      report << fmt::format(" {:.0f}", static_cast<double>(busiest[i]) * us_per_tick / operations);
+    }
+    report << "\n";
   }
   std::printf("%s", report.str().c_str());
   if (!report_path.empty()) std::ofstream(report_path) << report.str();
