@@ -108,6 +108,9 @@ class Connection {
       // transaction, never recovery, so memory loses nothing; they are bounded by the pages one
       // batch changes.
       RETURN_IF_ERROR(connection->ExecOnce("PRAGMA temp_store=MEMORY"));
+      // Negative: a size in KiB rather than in pages.
+      RETURN_IF_ERROR(connection->ExecOnce(
+          fmt::format("PRAGMA cache_size=-{}", options.writer_cache_kib).c_str()));
     }
     if (role == ConnectionRole::kReader) {
       // Writes through a read transaction are a bug; make them fail instead of racing the writer.
@@ -714,6 +717,9 @@ absl::StatusOr<std::unique_ptr<Database>> OpenSqlite(const SqliteOptions& option
   }
   if (options.reader_count < 1) {
     return absl::InvalidArgumentError("sql: SqliteOptions.reader_count must be at least 1");
+  }
+  if (options.writer_cache_kib < 1 || options.writer_cache_kib > int64_t{1} << 30) {
+    return absl::InvalidArgumentError("sql: SqliteOptions.writer_cache_kib must be in [1, 2^30]");
   }
   if (options.wal_pages_max < 1 || options.wal_pages_max > 1'000'000'000 ||
       options.checkpoint_wal_pages > options.wal_pages_max) {

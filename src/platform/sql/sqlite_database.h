@@ -43,6 +43,11 @@ struct SqliteOptions {
   size_t batch_jobs_max = 1024;
   // Prepared statements kept per connection, keyed by SQL text; least recently used evicted.
   size_t statement_cache_capacity = 128;
+  // Page cache of the writer connection in KiB (SQLite's default is 2 MiB per connection). The
+  // writer of a large database inserts into b-trees all over the file; with a cache smaller
+  // than their working set every step re-reads pages from the OS (a pread and a page
+  // re-parse each). Memory is taken only as pages are used, up to this bound.
+  int64_t writer_cache_kib = 64 * 1024;
   // WAL checkpoints (copying committed pages from the WAL into the database file so the WAL
   // can start over) run on a background thread with its own connection once a commit leaves
   // at least checkpoint_wal_pages pages in the WAL, instead of on the writer after its commit

@@ -78,6 +78,9 @@ TEST_F(SqliteDatabaseTest, RejectsBadOptions) {
   options.checkpoint_wal_pages = options.wal_pages_max + 1;
   EXPECT_EQ(OpenSqlite(options).status().code(), absl::StatusCode::kInvalidArgument);
   options = Options();
+  options.writer_cache_kib = 0;
+  EXPECT_EQ(OpenSqlite(options).status().code(), absl::StatusCode::kInvalidArgument);
+  options = Options();
   options.wal_pages_max = 0;
   options.checkpoint_wal_pages = 0;
   EXPECT_EQ(OpenSqlite(options).status().code(), absl::StatusCode::kInvalidArgument);
@@ -103,6 +106,29 @@ TEST_F(SqliteDatabaseTest, ConfiguresWalAndForeignKeys) {
                   return absl::OkStatus();
                 }).ok());
   EXPECT_TRUE(std::filesystem::exists(dir_.File("test.db")));
+}
+
+TEST_F(SqliteDatabaseTest, WriterPageCacheIsSizedByTheOption) {
+  SqliteOptions options = Options();
+  options.writer_cache_kib = 12345;
+  auto db = Open(options);
+  ASSERT_NE(db, nullptr);
+  int64_t writer_cache = 0;
+  int64_t reader_cache = 0;
+  ASSERT_TRUE(db->Write([&](Transaction& tx) -> absl::Status {
+                  auto size = tx.Query("PRAGMA cache_size");
+                  if (!size.ok()) return size.status();
+                  writer_cache = size->rows.at(0).Int(0);
+                  return absl::OkStatus();
+                }).ok());
+  ASSERT_TRUE(db->Read([&](Transaction& tx) -> absl::Status {
+                  auto size = tx.Query("PRAGMA cache_size");
+                  if (!size.ok()) return size.status();
+                  reader_cache = size->rows.at(0).Int(0);
+                  return absl::OkStatus();
+                }).ok());
+  EXPECT_EQ(writer_cache, -12345);  // negative: KiB
+  EXPECT_EQ(reader_cache, -2000);   // readers keep SQLite's default
 }
 
 TEST_F(SqliteDatabaseTest, WriteFromInsideAJobIsRefusedNotDeadlocked) {
