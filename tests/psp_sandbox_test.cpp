@@ -87,6 +87,55 @@ TEST_F(SandboxTest, IdempotencyKeyReplaysAndRejectsAnotherBody) {
   EXPECT_EQ(Balance()["authorization_count"], 2);
 }
 
+// Authorization ids keep their shape (auth_ + 24 hex digits) and sort by creation time; ids
+// made in the same millisecond still differ. A request is parsed before its write job, but the
+// Idempotency-Key is still checked first, and a refused body records nothing.
+TEST_F(SandboxTest, AuthorizationIdsSortByTimeAndRefusedBodiesRecordNothing) {
+  StartSandbox();
+  clock_.Set(absl::FromUnixMillis(1'700'000'000'000));
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4; ++i) {
+    if (i == 2) clock_.Advance(absl::Milliseconds(1));
+    auto response =
+        Post("/v1/authorizations", Authorization(kCardSuccess), fmt::format("id-{}", i));
+    ASSERT_TRUE(response.ok());
+    ASSERT_EQ(response->status, 201);
+    ids.push_back((*ParseJson(response->body))["id"].get<std::string>());
+  }
+  for (const std::string& id : ids) {
+    ASSERT_EQ(id.size(), 5u + 24u) << id;
+    EXPECT_EQ(id.substr(0, 5), "auth_");
+    EXPECT_EQ(id.find_first_not_of("0123456789abcdef", 5), std::string::npos) << id;
+  }
+  EXPECT_NE(ids[0], ids[1]);
+  EXPECT_LT(ids[0], ids[2]);
+  EXPECT_LT(ids[1], ids[3]);
+
+  // A used key with another (even a malformed) body is a key reuse, as before.
+  http::ClientRequest reused;
+  reused.method = "POST";
+  reused.target = "/v1/authorizations";
+  reused.body = "{not json";
+  reused.headers.Set("Content-Type", "application/json");
+  reused.headers.Set("Idempotency-Key", "id-0");
+  auto conflict = client_->Send(reused);
+  ASSERT_TRUE(conflict.ok());
+  EXPECT_EQ(conflict->status, 422);
+  // A fresh key with a malformed or invalid body is refused and not stored: the same key then
+  // runs a valid request.
+  reused.headers.Set("Idempotency-Key", "fresh");
+  auto malformed = client_->Send(reused);
+  ASSERT_TRUE(malformed.ok());
+  EXPECT_EQ(malformed->status, 400);
+  auto invalid = Post("/v1/authorizations", Authorization("12ab", 1000), "fresh");
+  ASSERT_TRUE(invalid.ok());
+  EXPECT_EQ(invalid->status, 400);
+  auto valid = Post("/v1/authorizations", Authorization(kCardSuccess), "fresh");
+  ASSERT_TRUE(valid.ok());
+  EXPECT_EQ(valid->status, 201);
+  EXPECT_EQ(Balance()["authorization_count"], 5);
+}
+
 TEST_F(SandboxTest, TestCardsPickTheOutcome) {
   StartSandbox();
   auto funds = Post("/v1/authorizations", Authorization(kCardInsufficientFunds), "a");

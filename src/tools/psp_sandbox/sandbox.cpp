@@ -87,6 +87,17 @@ std::string RandomHex(size_t bytes) {
   return hex;
 }
 
+// An object id of the same shape as "<prefix>" + RandomHex(12) (24 hex digits) whose first 12
+// digits are the time in ms: ids made later sort later, so the books' primary-key b-tree grows
+// at its right edge instead of dirtying a random leaf page per insert in every group commit.
+// The 48 random bits that follow keep ids made in the same millisecond apart.
+std::string TimeOrderedId(std::string_view prefix, int64_t now_ms) {
+  std::string id =
+      fmt::format("{}{:012x}", prefix, static_cast<uint64_t>(now_ms) & 0xffffffffffffULL);
+  id += RandomHex(6);
+  return id;
+}
+
 std::string HashRequest(const http::Request& request) {
   const std::string text = fmt::format("{} {}\n{}", request.method, request.path, request.body);
   unsigned char hash[crypto_generichash_BYTES];
@@ -313,8 +324,8 @@ struct PspSandbox::Impl {
       prepared.effect.response = Error(500, "processing_error", "The processor failed.");
       return prepared;
     }
-    std::string id = "auth_" + RandomHex(12);
     const int64_t now_ms = NowMs();
+    std::string id = TimeOrderedId("auth_", now_ms);
     const int64_t expires_ms = now_ms + absl::ToInt64Milliseconds(options.authorization_ttl);
     std::string last4 = card->substr(card->size() - 4);
     std::string reference_text = reference->value_or("");
