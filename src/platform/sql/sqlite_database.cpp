@@ -630,7 +630,15 @@ class SqliteDatabase final : public Database {
       }
       return;
     }
-    if (checkpointer_ == nullptr || pages < options_.checkpoint_wal_pages) return;
+    // One background checkpoint per checkpoint_wal_pages pages the WAL grew by (not one per
+    // commit past the threshold: small commits would keep it copying and fsyncing all the time,
+    // its fsyncs competing with the commits' own).
+    if (pages < checkpoint_requested_at_pages_) checkpoint_requested_at_pages_ = 0;  // restarted
+    if (checkpointer_ == nullptr ||
+        pages < checkpoint_requested_at_pages_ + options_.checkpoint_wal_pages) {
+      return;
+    }
+    checkpoint_requested_at_pages_ = pages;
     {
       std::lock_guard<std::mutex> lock(checkpoint_mu_);
       checkpoint_requested_ = true;
@@ -687,6 +695,8 @@ class SqliteDatabase final : public Database {
   std::condition_variable checkpoint_cv_;
   bool checkpoint_requested_ = false;
   bool checkpoint_stopping_ = false;
+  // The WAL's size when the writer last asked for a background checkpoint (writer thread only).
+  size_t checkpoint_requested_at_pages_ = 0;
 
   std::mutex readers_mu_;
   std::condition_variable readers_cv_;
