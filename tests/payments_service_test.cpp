@@ -312,6 +312,79 @@ TEST_F(PaymentsServiceTest, AuthorizeRefusesAnotherCustomersOrUnknownCard) {
   EXPECT_EQ(mine->state, IntentState::kAuthorized);
 }
 
+// An intent screened before its insert (empty id) gets its fraud facts from cheaper queries;
+// they must equal the general queries' for an id that is not stored, over a history of
+// authorized, declined and windowed intents on several cards, customers and IPs.
+TEST_F(PaymentsServiceTest, UnstoredIntentFraudHistoryEqualsTheGeneralQueries) {
+  PaymentsOptions options;
+  options.clock = &manual_clock_;
+  options.fraud.card_attempts_max = INT64_MAX;
+  options.fraud.customer_attempts_max = INT64_MAX;
+  options.fraud.ip_attempts_max = INT64_MAX;
+  options.fraud.customer_distinct_cards_max = INT64_MAX;
+  StartService(options);
+  const std::string card_a = AddCard("cus_1", sandbox::kCardSuccess);
+  const std::string card_b = AddCard("cus_1", sandbox::kCardInsufficientFunds);
+  const std::string card_c = AddCard("cus_2", sandbox::kCardSuccess);
+  for (int i = 0; i < 12; ++i) {
+    AuthorizeCommand command =
+        Command(fmt::format("o{}", i), i % 3 == 1 ? card_b : card_a, 1'000 + 100 * i);
+    command.client_ip = i % 2 == 0 ? "10.0.0.1" : "10.0.0.2";
+    ASSERT_TRUE(service_->Authorize(command).ok());
+    ASSERT_TRUE(service_->Authorize(Command(fmt::format("p{}", i), card_c, 700, "cus_2")).ok());
+    manual_clock_.Advance(absl::Minutes(10));  // the early ones leave the 1 h window
+  }
+  for (const std::string& customer : {std::string("cus_1"), std::string("cus_2")}) {
+    for (const std::string& card : {card_a, card_b, card_c, std::string("pm_new")}) {
+      for (const std::string& ip : {std::string(), std::string("10.0.0.1")}) {
+        IntentRecord draft;
+        draft.customer_id = customer;
+        draft.fraud_key = customer;
+        draft.payment_method = card;
+        draft.client_ip = ip;
+        const int64_t window_start_ms = manual_clock_.NowMs() - 3'600'000;
+        std::optional<FraudInput> unstored;
+        std::optional<FraudInput> general;
+        ASSERT_TRUE(db_->Read([&](sql::Transaction& tx) -> absl::Status {
+                         auto a = LoadFraudHistory(tx, draft, window_start_ms);
+                         if (!a.ok()) return a.status();
+                         unstored = *a;
+                         IntentRecord named = draft;
+                         named.id = "pi_not_stored";
+                         auto b = LoadFraudHistory(tx, named, window_start_ms);
+                         if (!b.ok()) return b.status();
+                         general = *b;
+                         return absl::OkStatus();
+                       })
+                        .ok());
+        const std::string where = customer + " " + card + " " + ip;
+        EXPECT_EQ(unstored->customer_payment_count, general->customer_payment_count) << where;
+        EXPECT_EQ(unstored->customer_average_amount_minor, general->customer_average_amount_minor)
+            << where;
+        EXPECT_EQ(unstored->card_attempts_in_window, general->card_attempts_in_window) << where;
+        EXPECT_EQ(unstored->customer_attempts_in_window, general->customer_attempts_in_window)
+            << where;
+        EXPECT_EQ(unstored->ip_attempts_in_window, general->ip_attempts_in_window) << where;
+        EXPECT_EQ(unstored->customer_distinct_cards, general->customer_distinct_cards) << where;
+      }
+    }
+  }
+  // And the facts are not trivially zero: the window holds cus_1's recent intents.
+  IntentRecord draft;
+  draft.customer_id = "cus_1";
+  draft.fraud_key = "cus_1";
+  draft.payment_method = card_a;
+  ASSERT_TRUE(db_->Read([&](sql::Transaction& tx) -> absl::Status {
+                   auto facts = LoadFraudHistory(tx, draft, manual_clock_.NowMs() - 3'600'000);
+                   if (!facts.ok()) return facts.status();
+                   EXPECT_GT(facts->customer_payment_count, 0);
+                   EXPECT_GT(facts->customer_attempts_in_window, 0);
+                   EXPECT_EQ(facts->customer_distinct_cards, 2);
+                   return absl::OkStatus();
+                 })
+                  .ok());
+}
+
 // The payment.* event payload is written without a DOM: the same bytes as the DOM's dump,
 // hostile strings included (quotes, controls, non-ASCII, invalid UTF-8).
 TEST(IntentEventPayload, EqualsTheDomDump) {

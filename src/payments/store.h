@@ -141,7 +141,8 @@ absl::StatusOr<std::vector<WaitingHttpKey>> ListHttpKeysOfAttempt(sql::Transacti
 // Forgets `key` (a request that ended without an answer worth replaying).
 absl::Status DeleteHttpIdempotency(sql::Transaction& tx, const std::string& key);
 
-// Facts the fraud rules need, from this database only.
+// Facts the fraud rules need, from this database only. An intent with an empty id is one not
+// stored yet (screened before its insert); its facts are read with cheaper queries.
 absl::StatusOr<FraudInput> LoadFraudHistory(sql::Transaction& tx, const IntentRecord& intent,
                                             int64_t window_start_ms);
 
