@@ -261,9 +261,9 @@ TEST_F(PaymentsServiceTest, AuthorizeCaptureRefundVoidThroughThePsp) {
   EXPECT_EQ(Count("SELECT COUNT(*) FROM outbox WHERE type = 'payment.authorized'"), 2);
 }
 
-// A blocking Authorize drives its attempt on the caller's thread with what step 1 committed
-// (the card revealed by the read before it). Callers racing on one order, with the sweep
-// re-driving open attempts every 10 ms, still make exactly one PSP call and one charge.
+// A new authorization's attempt is driven with what step 1 committed (the card revealed by the
+// read before it). Callers racing on one order, with the sweep re-driving open attempts every
+// 10 ms, still make exactly one PSP call and one charge.
 TEST_F(PaymentsServiceTest, ConcurrentAuthorizesOfOneOrderChargeOnce) {
   StartService();
   const std::string token = AddCard("cus_1", sandbox::kCardSuccess);

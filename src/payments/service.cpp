@@ -697,51 +697,14 @@ absl::StatusOr<IntentRecord> PaymentsService::Wait(std::function<void(IntentCall
   return future.get();
 }
 
+// A blocking caller waits on the same worker path the bus and HTTP take, bounded by
+// command_timeout, so what it measures (payments_bench) is what production runs.
 absl::StatusOr<IntentRecord> PaymentsService::Authorize(const AuthorizeCommand& command) {
-  absl::StatusOr<Prepared> prepared = WriteAuthorize(command, nullptr, nullptr);
-  if (!prepared.ok()) return prepared.status();
-  return DriveInline(std::move(*prepared));
+  return Wait([&](IntentCallback done) { AuthorizeAsync(command, std::move(done)); });
 }
 
 absl::StatusOr<IntentRecord> PaymentsService::Execute(const IntentCommand& command) {
-  if (command.operation == PspOperation::kAuthorize) {
-    return absl::InvalidArgumentError("use Authorize for authorizations");
-  }
-  absl::StatusOr<Prepared> prepared = WriteIntentCommand(command, nullptr, nullptr);
-  if (!prepared.ok()) return prepared.status();
-  return DriveInline(std::move(*prepared));
-}
-
-absl::StatusOr<IntentRecord> PaymentsService::DriveInline(Prepared prepared) {
-  if (!prepared.attempt_key.has_value()) return std::move(prepared.intent);
-  const std::string key = *prepared.attempt_key;
-  {
-    std::unique_lock<std::mutex> lock(mutex_);
-    if (!running_.load()) {
-      return Coded(absl::UnavailableError("payments is not running"), "outcome_unknown");
-    }
-    if (claimed_.count(key) != 0) {
-      // A worker (the sweep's, or another caller's) drives it already: wait for its outcome,
-      // bounded by command_timeout like any queued command.
-      lock.unlock();
-      return Wait([&](IntentCallback done) { Enqueue(key, std::move(done)); });
-    }
-    // Claimed like a queued job, so the sweep and other callers wait for this drive instead
-    // of calling the PSP a second time.
-    claimed_.insert(key);
-  }
-  absl::StatusOr<IntentRecord> result = ProcessAttempt(key, std::move(prepared.preloaded));
-  std::vector<IntentCallback> callbacks;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (auto it = waiters_.find(key); it != waiters_.end()) {
-      callbacks = std::move(it->second);
-      waiters_.erase(it);
-    }
-    claimed_.erase(key);
-  }
-  for (IntentCallback& callback : callbacks) callback(result);
-  return result;
+  return Wait([&](IntentCallback done) { ExecuteAsync(command, std::move(done)); });
 }
 
 // ---- Step 2 ----------------------------------------------------------------------------

@@ -265,10 +265,6 @@ class PaymentsService {
   // an HTTP key; `key_state` (when given) receives the key's state.
   absl::StatusOr<Prepared> WriteAuthorize(const AuthorizeCommand& command,
                                           const HttpIdempotency* http, HttpKeyState* key_state);
-  // Drives a prepared attempt on the calling thread (a blocking caller waits anyway, so the
-  // hand-off to a worker and back is saved); waits for it instead when another thread already
-  // drives it.
-  absl::StatusOr<IntentRecord> DriveInline(Prepared prepared);
   absl::StatusOr<Prepared> WriteIntentCommand(const IntentCommand& command,
                                               const HttpIdempotency* http, HttpKeyState* key_state);
   void DispatchHttp(const HttpKeyState& key_state, absl::StatusOr<Prepared> prepared,
