@@ -156,6 +156,8 @@ const std::vector<Binding>& Bindings() {
                  &Config::database_write_queue_capacity),
       IntSetting("storage.batch_jobs_max", "most writes per group commit (1 disables batching)", 1,
                  65'536, &Config::database_batch_jobs_max),
+      IntSetting("storage.writer_cache_mib", "page cache of each database's writer connection", 1,
+                 4096, &Config::database_writer_cache_mib),
       IntSetting("bus.handler_attempts_max", "attempts before a message is dead-lettered", 1, 100,
                  &Config::bus_handler_attempts_max),
       StringSetting(

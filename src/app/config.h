@@ -83,6 +83,8 @@ struct Config {
   std::string log_path;  // empty = standard error
   int64_t database_write_queue_capacity = 16384;
   int64_t database_batch_jobs_max = 1024;
+  // Each context's database writer keeps up to this many MiB of pages, taken only as used.
+  int64_t database_writer_cache_mib = 64;
   int64_t bus_handler_attempts_max = 5;
   // Staff routes (/api/v1/admin/...) accept `Authorization: Bearer <admin_api_key>` until
   // accounts with roles exist. Empty disables them (401).

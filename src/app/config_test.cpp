@@ -91,6 +91,20 @@ TEST(ConfigTest, InventoryShardQueueCapacityIsBounded) {
   EXPECT_EQ(ErrorParam(config.status()), "inventory.shard_queue_capacity");
 }
 
+TEST(ConfigTest, WriterCacheIsBoundedInMebibytes) {
+  EXPECT_EQ(LoadConfig(ConfigSources{})->database_writer_cache_mib, 64);
+  ConfigSources sources;
+  sources.toml_text = "[storage]\nwriter_cache_mib = 8\n";
+  absl::StatusOr<Config> config = LoadConfig(sources);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->database_writer_cache_mib, 8);
+  ConfigSources zero;
+  zero.overrides = {"storage.writer_cache_mib=0"};
+  config = LoadConfig(zero);
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(ErrorParam(config.status()), "storage.writer_cache_mib");
+}
+
 TEST(ConfigTest, EverySettingIsListedWithItsDefault) {
   bool has_port = false;
   for (const SettingInfo& setting : Settings()) {
