@@ -16,6 +16,7 @@
 
 namespace emporium::catalog {
 namespace {
+using search_internal::FacetOrdinals;
 
 // Slots 0-2 hold one facet each in indexes written before the facets moved into one slot;
 // documents indexed since carry all three in kFacetsSlot (one value read per match instead of
@@ -77,14 +78,39 @@ bool DecodeFacets(std::string_view value, std::array<std::string_view, kFacetCou
 // Every document's facets as ordinals, indexed by docid, for one revision of the index: counting
 // a match is three array increments instead of a B-tree lookup of its value. Ordinal 0 is an
 // empty value, kFacetOrdinalUnknown a docid without a readable facets value (deleted, or a
-// damaged value): the spy reads that document from the index instead.
+// damaged value): the spy reads that document from the index instead. The docids are split
+// into fixed-size chunks held by shared_ptr and the value tables are shared too, so the next
+// revision's column (derived by the writer from this one plus its commit's changes) copies only
+// the chunks and tables that commit touches; the rest is shared with the revisions before it.
 constexpr uint32_t kFacetOrdinalUnknown = UINT32_MAX;
-struct FacetOrdinals {
+constexpr Xapian::docid kFacetChunkDocids = 4096;  // 48 KiB per chunk
+using FacetOrdinalTriple = std::array<uint32_t, kFacetCount>;
+using FacetChunk = std::array<FacetOrdinalTriple, kFacetChunkDocids>;
+using FacetValues = std::vector<std::string>;  // ordinal - 1 -> value
+
+std::shared_ptr<FacetChunk> NewFacetChunk() {
+  auto chunk = std::make_shared<FacetChunk>();
+  chunk->fill({kFacetOrdinalUnknown, kFacetOrdinalUnknown, kFacetOrdinalUnknown});
+  return chunk;
+}
+
+}  // namespace
+struct search_internal::FacetOrdinals {
   std::string uuid;  // a rebuilt (overwritten) index starts its revisions again
   Xapian::rev revision = 0;
-  std::vector<std::array<uint32_t, kFacetCount>> by_docid;
-  std::array<std::vector<std::string>, kFacetCount> values;  // ordinal - 1 -> value
+  Xapian::docid docid_end = 0;  // docids below it have an entry (chunks * kFacetChunkDocids)
+  std::vector<std::shared_ptr<const FacetChunk>> chunks;
+  std::array<std::shared_ptr<const FacetValues>, kFacetCount> values;
+
+  // The ordinals of `docid`, or null when the column does not know its facets.
+  const FacetOrdinalTriple* Find(Xapian::docid docid) const {
+    if (docid >= docid_end) return nullptr;
+    const FacetOrdinalTriple& ordinals =
+        (*chunks[docid / kFacetChunkDocids])[docid % kFacetChunkDocids];
+    return ordinals[0] == kFacetOrdinalUnknown ? nullptr : &ordinals;
+  }
 };
+namespace {
 
 // Reads every document's facets value of `database` (one pass over the value stream: ~10 ms
 // for 100,000 documents). False if the index is not wholly in the one-slot layout or has more
@@ -95,15 +121,20 @@ bool BuildFacetOrdinals(const Xapian::Database& database, FacetOrdinals& out) {
   if (last_docid >= kSearchFacetColumnDocidsMax) return false;
   out.uuid = database.get_uuid();
   out.revision = database.get_revision();
-  out.by_docid.assign(static_cast<size_t>(last_docid) + 1,
-                      {kFacetOrdinalUnknown, kFacetOrdinalUnknown, kFacetOrdinalUnknown});
+  const size_t chunk_count = static_cast<size_t>(last_docid / kFacetChunkDocids) + 1;
+  std::vector<std::shared_ptr<FacetChunk>> chunks;
+  chunks.reserve(chunk_count);
+  for (size_t i = 0; i < chunk_count; ++i) chunks.push_back(NewFacetChunk());
+  std::array<std::shared_ptr<FacetValues>, kFacetCount> values;
+  for (auto& table : values) table = std::make_shared<FacetValues>();
   std::array<std::unordered_map<std::string, uint32_t>, kFacetCount> ordinal_of;
   std::array<std::string_view, kFacetCount> fields;
   for (auto it = database.valuestream_begin(kFacetsSlot);
        it != database.valuestream_end(kFacetsSlot); ++it) {
     const std::string value = *it;
     if (!DecodeFacets(value, fields)) continue;
-    std::array<uint32_t, kFacetCount>& ordinals = out.by_docid[it.get_docid()];
+    const Xapian::docid docid = it.get_docid();
+    FacetOrdinalTriple& ordinals = (*chunks[docid / kFacetChunkDocids])[docid % kFacetChunkDocids];
     for (size_t i = 0; i < kFacetCount; ++i) {
       if (fields[i].empty()) {
         ordinals[i] = 0;
@@ -111,14 +142,148 @@ bool BuildFacetOrdinals(const Xapian::Database& database, FacetOrdinals& out) {
       }
       auto [entry, inserted] = ordinal_of[i].try_emplace(std::string(fields[i]), 0);
       if (inserted) {
-        out.values[i].emplace_back(fields[i]);
-        entry->second = static_cast<uint32_t>(out.values[i].size());
+        values[i]->emplace_back(fields[i]);
+        entry->second = static_cast<uint32_t>(values[i]->size());
       }
       ordinals[i] = entry->second;
     }
   }
+  out.docid_end = static_cast<Xapian::docid>(chunk_count * kFacetChunkDocids);
+  out.chunks.assign(chunks.begin(), chunks.end());
+  for (size_t i = 0; i < kFacetCount; ++i) out.values[i] = std::move(values[i]);
   return true;
 }
+
+// A document's three facet values (brand, category, price bucket) as the index stores them.
+std::array<std::string, kFacetCount> FacetFields(const Product& product) {
+  std::optional<Money> usd = LowestPrice(product, "USD");
+  return {product.brand, product.category, usd ? PriceBucket(usd->amount_minor()) : std::string()};
+}
+
+// The writer's side of the facet column: the column of its last commit and what the pending
+// changes do to it. Owned by the processor thread (the writer); what it publishes is immutable.
+// A commit touching few documents costs a copy of the chunks it touches (48 KiB each) and of
+// the chunk pointers (8 bytes per 4,096 docids), not a pass over the index.
+class FacetColumnTracker {
+ public:
+  bool tracking() const { return base_ != nullptr; }
+  const std::shared_ptr<const FacetOrdinals>& base() const { return base_; }
+
+  // Follows `column` (the column of the writer's last commit) from now on.
+  void Adopt(std::shared_ptr<const FacetOrdinals> column) {
+    Stop();
+    for (size_t i = 0; i < kFacetCount; ++i) {
+      const FacetValues& values = *column->values[i];
+      ordinal_of_[i].reserve(values.size());
+      for (size_t ordinal = 0; ordinal < values.size(); ++ordinal) {
+        ordinal_of_[i].emplace(values[ordinal], static_cast<uint32_t>(ordinal + 1));
+      }
+      adopted_values_[i] = values.size();
+    }
+    base_ = std::move(column);
+  }
+  // Forgets the column (a failed write, a rebuild): searches build one again, the writer
+  // adopts it.
+  void Stop() {
+    base_ = nullptr;
+    changes_.clear();
+    for (auto& map : ordinal_of_) map.clear();
+  }
+
+  // Records what the pending commit does to `docid`: new facets, or (null) deleted.
+  void Set(Xapian::docid docid, std::array<std::string, kFacetCount> fields) {
+    if (tracking()) changes_.push_back(Change{docid, false, std::move(fields)});
+  }
+  void Delete(Xapian::docid docid) {
+    if (tracking()) changes_.push_back(Change{docid, true, {}});
+  }
+
+  // The column of `revision`, committed with the recorded changes; it becomes the base. Null
+  // (and tracking stops) if the column would pass its bounds: too many docids, or value tables
+  // grown well past their size at adoption (values no longer used are only dropped by a full
+  // build, which the next search then makes).
+  std::shared_ptr<const FacetOrdinals> Commit(Xapian::rev revision) {
+    if (!tracking()) return nullptr;
+    if (revision <= base_->revision) {
+      Stop();  // not a new revision; cannot happen with a commit that wrote our metadata
+      return nullptr;
+    }
+    auto next = std::make_shared<FacetOrdinals>();
+    next->uuid = base_->uuid;
+    next->revision = revision;
+    next->docid_end = base_->docid_end;
+    next->chunks = base_->chunks;
+    next->values = base_->values;
+    std::vector<std::shared_ptr<FacetChunk>> copied(next->chunks.size());
+    std::array<std::shared_ptr<FacetValues>, kFacetCount> grown;
+    for (Change& change : changes_) {
+      if (change.docid >= kSearchFacetColumnDocidsMax) {
+        Stop();
+        return nullptr;
+      }
+      const size_t chunk = change.docid / kFacetChunkDocids;
+      if (chunk >= next->chunks.size()) {
+        if (change.deleted) continue;  // never had an entry
+        while (next->chunks.size() <= chunk) {
+          copied.push_back(NewFacetChunk());
+          next->chunks.push_back(copied.back());
+        }
+        next->docid_end = static_cast<Xapian::docid>(next->chunks.size() * kFacetChunkDocids);
+      }
+      if (copied[chunk] == nullptr) {
+        copied[chunk] = std::make_shared<FacetChunk>(*next->chunks[chunk]);
+        next->chunks[chunk] = copied[chunk];
+      }
+      FacetOrdinalTriple& ordinals = (*copied[chunk])[change.docid % kFacetChunkDocids];
+      if (change.deleted) {
+        ordinals = {kFacetOrdinalUnknown, kFacetOrdinalUnknown, kFacetOrdinalUnknown};
+        continue;
+      }
+      for (size_t i = 0; i < kFacetCount; ++i) {
+        std::string& field = change.fields[i];
+        if (field.empty()) {
+          ordinals[i] = 0;
+          continue;
+        }
+        auto it = ordinal_of_[i].find(field);
+        if (it == ordinal_of_[i].end()) {
+          if (grown[i] == nullptr) {
+            grown[i] = std::make_shared<FacetValues>(*next->values[i]);
+            next->values[i] = grown[i];
+          }
+          grown[i]->push_back(field);
+          it = ordinal_of_[i]
+                   .emplace(std::move(field), static_cast<uint32_t>(grown[i]->size()))
+                   .first;
+        }
+        ordinals[i] = it->second;
+      }
+    }
+    changes_.clear();
+    for (size_t i = 0; i < kFacetCount; ++i) {
+      if (next->values[i]->size() > 2 * adopted_values_[i] + kFacetColumnNewValuesMax) {
+        Stop();
+        return nullptr;
+      }
+    }
+    base_ = next;
+    return next;
+  }
+
+ private:
+  // Values a followed column may gain beyond twice its tables at adoption before it is left to
+  // a full build (which keeps only the values in use).
+  static constexpr size_t kFacetColumnNewValuesMax = 4096;
+  struct Change {
+    Xapian::docid docid = 0;
+    bool deleted = false;
+    std::array<std::string, kFacetCount> fields;
+  };
+  std::shared_ptr<const FacetOrdinals> base_;
+  std::vector<Change> changes_;  // since the last commit, in order
+  std::array<std::unordered_map<std::string, uint32_t>, kFacetCount> ordinal_of_;
+  std::array<size_t, kFacetCount> adopted_values_{};
+};
 
 // Counts brand, category and price bucket of every document the matcher examines: from the
 // facet column when there is one for the searched revision, else reading one value per document
@@ -140,17 +305,15 @@ class FacetSpy : public Xapian::MatchSpy {
   FacetSpy(Layout layout, const FacetOrdinals* column) : layout_(layout), column_(column) {
     if (column_ == nullptr) return;
     for (size_t i = 0; i < kFacetCount; ++i)
-      ordinal_counts_[i].assign(column_->values[i].size(), 0);
+      ordinal_counts_[i].assign(column_->values[i]->size(), 0);
   }
 
   void operator()(const Xapian::Document& document, double /*weight*/) override {
     ++total_;
     if (column_ != nullptr) {
-      const Xapian::docid docid = document.get_docid();
-      if (docid < column_->by_docid.size() && column_->by_docid[docid][0] != kFacetOrdinalUnknown) {
-        const std::array<uint32_t, kFacetCount>& ordinals = column_->by_docid[docid];
+      if (const FacetOrdinalTriple* ordinals = column_->Find(document.get_docid())) {
         for (size_t i = 0; i < kFacetCount; ++i) {
-          if (ordinals[i] != 0) ++ordinal_counts_[i][ordinals[i] - 1];
+          if ((*ordinals)[i] != 0) ++ordinal_counts_[i][(*ordinals)[i] - 1];
         }
         return;
       }
@@ -180,7 +343,7 @@ class FacetSpy : public Xapian::MatchSpy {
       // Merged with the documents counted from their values (the map keeps one entry per value).
       for (size_t ordinal = 0; ordinal < ordinal_counts_[facet].size(); ++ordinal) {
         if (ordinal_counts_[facet][ordinal] == 0) continue;
-        const std::string& value = column_->values[facet][ordinal];
+        const std::string& value = (*column_->values[facet])[ordinal];
         auto it = counts_[facet].find(value);
         if (it == counts_[facet].end()) it = counts_[facet].emplace(value, 0).first;
         it->second += ordinal_counts_[facet][ordinal];
@@ -232,10 +395,9 @@ Xapian::Document MakeDocument(Xapian::TermGenerator& generator, const Product& p
   for (const std::string& path : CategoryAncestors(product.category)) {
     document.add_boolean_term("XC" + path);
   }
+  const std::array<std::string, kFacetCount> facets = FacetFields(product);
+  document.add_value(kFacetsSlot, EncodeFacets(facets[0], facets[1], facets[2]));
   std::optional<Money> usd = LowestPrice(product, "USD");
-  document.add_value(kFacetsSlot,
-                     EncodeFacets(product.brand, product.category,
-                                  usd ? PriceBucket(usd->amount_minor()) : std::string()));
   Json summary = {
       {"id", product.id},       {"handle", product.handle},     {"title", product.title},
       {"brand", product.brand}, {"category", product.category}, {"version", product.version}};
@@ -330,9 +492,11 @@ struct SearchIndex::Writer {
   }
   Xapian::WritableDatabase database;
   Xapian::TermGenerator generator;
+  FacetColumnTracker facets;
+  // False while the database may hold changes of a failed Apply that the tracker did not
+  // record: the column of the next commit cannot be derived, only adopted after it.
+  bool clean = true;
 };
-
-struct SearchIndex::FacetColumn : FacetOrdinals {};
 
 struct SearchIndex::Reader {
   Xapian::Database database;
@@ -357,6 +521,10 @@ absl::Status SearchIndex::Open() {
     const std::string seq = writer_->database.get_metadata(kSeqMetadataKey);
     last_update_seq_.store(seq.empty() ? 0 : std::stoll(seq));
     document_count_.store(writer_->database.get_doccount());
+    {
+      std::lock_guard lock(facet_mutex_);
+      index_uuid_ = writer_->database.get_uuid();
+    }
     generation_.fetch_add(1);
     state_.store(State::kReady);
     return absl::OkStatus();
@@ -373,9 +541,20 @@ absl::Status SearchIndex::Open() {
 absl::Status SearchIndex::IndexProducts(const std::vector<StoredProduct>& products) {
   for (const StoredProduct& stored : products) {
     const std::string id_term = "Q" + stored.product.id;
+    FacetColumnTracker& facets = writer_->facets;
     if (stored.product.status == ProductStatus::kActive) {
-      writer_->database.replace_document(id_term, MakeDocument(writer_->generator, stored.product));
+      // The docid it replaces (or a new one); other documents with the term (there are none
+      // in an index this class wrote) are deleted and keep a stale, never-matched entry.
+      const Xapian::docid docid = writer_->database.replace_document(
+          id_term, MakeDocument(writer_->generator, stored.product));
+      facets.Set(docid, FacetFields(stored.product));
     } else {
+      if (facets.tracking()) {
+        for (auto it = writer_->database.postlist_begin(id_term);
+             it != writer_->database.postlist_end(id_term); ++it) {
+          facets.Delete(*it);
+        }
+      }
       writer_->database.delete_document(id_term);
     }
   }
@@ -385,15 +564,46 @@ absl::Status SearchIndex::IndexProducts(const std::vector<StoredProduct>& produc
 absl::Status SearchIndex::Apply(const std::vector<StoredProduct>& products,
                                 int64_t last_update_seq) {
   if (!writer_) return absl::UnavailableError("search index is not open");
+  FacetColumnTracker& facets = writer_->facets;
   try {
-    if (absl::Status status = IndexProducts(products); !status.ok()) return status;
+    if (!facets.tracking() && writer_->clean) {
+      // Follow the column a search built for the revision the writer is at, if there is one.
+      std::shared_ptr<const FacetOrdinals> published;
+      {
+        std::lock_guard lock(facet_mutex_);
+        published = facet_column_;
+      }
+      if (published != nullptr && published->uuid == writer_->database.get_uuid() &&
+          published->revision == writer_->database.get_revision()) {
+        facets.Adopt(std::move(published));
+      }
+    }
+    writer_->clean = false;
+    if (absl::Status status = IndexProducts(products); !status.ok()) {
+      facets.Stop();
+      return status;
+    }
     writer_->database.set_metadata(kSeqMetadataKey, std::to_string(last_update_seq));
+    // From the commit until the column is published, a search on the new revision counts
+    // from the values rather than building a column of its own.
+    facet_column_coming_.store(facets.tracking());
     writer_->database.commit();
+    writer_->clean = true;
+    // Published after the commit, tagged with the revision it committed: a reader at another
+    // revision (older, or a retried commit's) never takes it.
+    if (std::shared_ptr<const FacetOrdinals> next =
+            facets.Commit(writer_->database.get_revision())) {
+      std::lock_guard lock(facet_mutex_);
+      facet_column_ = std::move(next);
+    }
+    facet_column_coming_.store(false);
     last_update_seq_.store(last_update_seq);
     document_count_.store(writer_->database.get_doccount());
     generation_.fetch_add(1);
     return absl::OkStatus();
   } catch (const Xapian::Error& error) {
+    facets.Stop();
+    facet_column_coming_.store(false);
     return absl::UnavailableError(fmt::format("search index: {}", error.get_description()));
   }
 }
@@ -409,6 +619,10 @@ absl::Status SearchIndex::Rebuild(
     if (writer_) writer_->database.close();
     writer_ = std::make_unique<Writer>(
         Xapian::WritableDatabase(directory_, Xapian::DB_CREATE_OR_OVERWRITE));
+    {
+      std::lock_guard lock(facet_mutex_);
+      index_uuid_ = writer_->database.get_uuid();
+    }
     int64_t after_seq = 0;
     int64_t since_commit = 0;
     while (true) {
@@ -463,29 +677,46 @@ void SearchIndex::ReleaseReader(std::unique_ptr<Reader> reader) {
   if (pool_.size() < kSearchReaderPoolMax) pool_.push_back(std::move(reader));
 }
 
-std::shared_ptr<const SearchIndex::FacetColumn> SearchIndex::FacetColumnFor(Reader& reader) {
+std::shared_ptr<const FacetOrdinals> SearchIndex::FacetColumnFor(Reader& reader) {
   const std::string uuid = reader.database.get_uuid();
   const Xapian::rev revision = reader.database.get_revision();
-  std::shared_ptr<const FacetColumn> current;
+  auto usable = [&](const std::shared_ptr<const FacetOrdinals>& column) {
+    return column != nullptr && column->uuid == uuid && column->revision >= revision;
+  };
+  std::shared_ptr<const FacetOrdinals> current;
   {
     std::lock_guard lock(facet_mutex_);
     current = facet_column_;
   }
-  if (current != nullptr && current->uuid == uuid) {
-    if (current->revision == revision) return current;
-    if (current->revision > revision) return nullptr;  // a reader not reopened yet
+  if (usable(current)) {
+    // An older column is never used; a reader not reopened yet counts from the values.
+    return current->revision == revision ? current : nullptr;
   }
+  // The writer is committing a revision whose column it derives: count from the values now,
+  // the column is published right after. (Checked before looking again, so a column published
+  // in between is found.)
+  const bool coming = facet_column_coming_.load();
+  {
+    std::lock_guard lock(facet_mutex_);
+    current = facet_column_;
+  }
+  if (usable(current)) return current->revision == revision ? current : nullptr;
+  if (coming) return nullptr;
   // One search builds at a time; the others count from the values meanwhile.
   if (facet_column_building_.exchange(true)) return nullptr;
   struct BuildingFlag {
     std::atomic<bool>& flag;
     ~BuildingFlag() { flag.store(false); }
   } building{facet_column_building_};
-  auto built = std::make_shared<FacetColumn>();
+  auto built = std::make_shared<FacetOrdinals>();
   if (!BuildFacetOrdinals(reader.database, *built)) return nullptr;
+  facet_column_builds_.fetch_add(1);
   std::lock_guard lock(facet_mutex_);
-  if (facet_column_ == nullptr || facet_column_->uuid != built->uuid ||
-      facet_column_->revision < built->revision) {
+  // Kept only for the index the writer has open (not one a rebuild has replaced since) and if
+  // nothing newer was published meanwhile.
+  if (built->uuid == index_uuid_ &&
+      (facet_column_ == nullptr || facet_column_->uuid != built->uuid ||
+       facet_column_->revision < built->revision)) {
     facet_column_ = built;
   }
   return built;
@@ -507,7 +738,7 @@ absl::StatusOr<SearchResult> SearchIndex::Search(const SearchQuery& query) {
       // Every Xapian object below (parser, queries, enquire, mset, documents) holds references
       // into the reader's Database, counted without atomics; they must all be gone before the
       // reader goes back to the pool and another thread takes it, so SearchOn makes them all.
-      const std::shared_ptr<const FacetColumn> facet_column = FacetColumnFor(*reader);
+      const std::shared_ptr<const FacetOrdinals> facet_column = FacetColumnFor(*reader);
       SearchResult result = SearchOn(reader->database, query, facet_column.get());
       ReleaseReader(std::move(reader));
       return result;

@@ -15,10 +15,13 @@
 // at once; it never waits on the writer.
 //
 // Facet counting reads an in-memory column of each document's facets (ordinals per docid,
-// like a search engine's doc values), built from the index's facet value slot once per index
-// revision by the first search that sees that revision; reading the value from the index for
-// every match was half of a broad query's CPU (a B-tree lookup and pread per few documents).
-// Searches that find no column for their revision (it is being built, or the index is in an
+// like a search engine's doc values); reading the value from the index for every match was
+// half of a broad query's CPU (a B-tree lookup and pread per few documents). The first search
+// on an index with no column builds it from the facet value slot (~10 ms per 100k documents);
+// from then on the writer derives each commit's column from the previous one plus that
+// commit's changes (copy-on-write chunks) and publishes it tagged with the revision it
+// committed, so searches on the new revision find it at once. Searches that find no column for
+// their revision (it is being built or published, the reader is older, the index is in an
 // older layout) count from the index's values as before, so counts never depend on it.
 //
 // Thread-safety: Search, state() and document_count() from any thread; Open, Apply and Rebuild
@@ -40,6 +43,9 @@
 #include "common/json.h"
 
 namespace emporium::catalog {
+namespace search_internal {
+struct FacetOrdinals;  // the facet column of one index revision (search.cpp)
+}  // namespace search_internal
 
 inline constexpr int64_t kSearchLimitMax = 100;
 inline constexpr size_t kSearchQueryBytesMax = 500;
@@ -110,19 +116,20 @@ class SearchIndex {
 
   State state() const { return state_.load(); }
   int64_t document_count() const { return document_count_.load(); }
+  // How many facet columns searches have built from the index (not derived by the writer).
+  int64_t facet_column_builds() const { return facet_column_builds_.load(); }
   // Test hook: forces the state (e.g. kUnavailable to exercise the 503 path).
   void SetStateForTest(State state) { state_.store(state); }
 
  private:
   struct Writer;
   struct Reader;
-  struct FacetColumn;
   absl::Status IndexProducts(const std::vector<StoredProduct>& products);
   std::unique_ptr<Reader> AcquireReader();
   void ReleaseReader(std::unique_ptr<Reader> reader);
   // The facet column for the reader's revision: the published one, or one built now from the
   // reader if this revision is newer and no other search is building one; null otherwise.
-  std::shared_ptr<const FacetColumn> FacetColumnFor(Reader& reader);
+  std::shared_ptr<const search_internal::FacetOrdinals> FacetColumnFor(Reader& reader);
 
   const std::string directory_;
   std::unique_ptr<Writer> writer_;
@@ -132,9 +139,15 @@ class SearchIndex {
   std::atomic<int64_t> document_count_{0};
   std::mutex pool_mutex_;
   std::vector<std::unique_ptr<Reader>> pool_;
-  std::mutex facet_mutex_;  // guards facet_column_ (a pointer swap, never held while building)
-  std::shared_ptr<const FacetColumn> facet_column_;
+  // Guards facet_column_ and index_uuid_ (a pointer swap, never held while building).
+  std::mutex facet_mutex_;
+  // The newest column (the writer's, or one a search built); older ones live as long as the
+  // searches holding them.
+  std::shared_ptr<const search_internal::FacetOrdinals> facet_column_;
+  std::string index_uuid_;  // of the index the writer has open
   std::atomic<bool> facet_column_building_{false};
+  std::atomic<bool> facet_column_coming_{false};  // the writer is committing a derived column
+  std::atomic<int64_t> facet_column_builds_{0};
 };
 
 }  // namespace emporium::catalog
