@@ -4,12 +4,16 @@
 //
 // Measures (a) the disk's raw rate of 512-byte write + fdatasync, (b) 64 writer threads doing
 // single-row durable inserts through the batched writer, (c) the same with one transaction per
-// write (batch_jobs_max = 1). Prints a table and writes it as markdown to output.md (default
-// bench/results/group_commit.md). Data lives in a fresh directory under data_dir (default /tmp),
-// removed afterwards; it must be on the disk you want to measure (not tmpfs).
+// write (batch_jobs_max = 1). CPU µs/write is the whole process's user+system CPU time over the
+// scenario divided by the writes (writer threads, the database's writer thread, wake-ups): the
+// figure that does not swing with the load of a shared machine the way writes/s does. Prints a
+// table and writes it as markdown to output.md (default bench/results/group_commit.md). Data lives
+// in a fresh directory under data_dir (default /tmp), removed afterwards; it must be on the disk
+// you want to measure (not tmpfs).
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -40,7 +44,18 @@ struct Result {
   double p50_ms = 0;
   double p99_ms = 0;
   double mean_batch = 0;  // 0: not applicable
+  double cpu_us_per_op = 0;
 };
+
+// User + system CPU time of the whole process so far, in microseconds.
+double ProcessCpuUs() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto us = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) * 1e6 + static_cast<double>(t.tv_usec);
+  };
+  return us(usage.ru_utime) + us(usage.ru_stime);
+}
 
 double Percentile(std::vector<double>& values, double q) {
   if (values.empty()) return 0;
@@ -63,6 +78,7 @@ Result MeasureFdatasync(const std::string& dir) {
   }
   char block[512] = {};
   std::vector<double> latencies;
+  const double cpu_start_us = ProcessCpuUs();
   auto start = Clock::now();
   while (Clock::now() - start < kFsyncDuration) {
     auto t0 = Clock::now();
@@ -77,6 +93,9 @@ Result MeasureFdatasync(const std::string& dir) {
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   close(fd);
   result.operations = static_cast<int64_t>(latencies.size());
+  if (result.operations > 0) {
+    result.cpu_us_per_op = (ProcessCpuUs() - cpu_start_us) / static_cast<double>(result.operations);
+  }
   result.p50_ms = Percentile(latencies, 0.50);
   result.p99_ms = Percentile(latencies, 0.99);
   return result;
@@ -108,6 +127,7 @@ Result MeasureWriters(const std::string& dir, const std::string& scenario, size_
   emporium::sql::WriteStats before = db.stats();
   std::vector<std::vector<double>> latencies(kWriterThreads);
   std::atomic<int64_t> failures{0};
+  const double cpu_start_us = ProcessCpuUs();
   auto start = Clock::now();
   auto deadline = start + kWriterDuration;
   std::vector<std::thread> threads;
@@ -129,11 +149,13 @@ Result MeasureWriters(const std::string& dir, const std::string& scenario, size_
   }
   for (auto& thread : threads) thread.join();
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const double cpu_us = ProcessCpuUs() - cpu_start_us;
   emporium::sql::WriteStats after = db.stats();
   db.Close();
   std::vector<double> all;
   for (auto& per_thread : latencies) all.insert(all.end(), per_thread.begin(), per_thread.end());
   result.operations = after.jobs_committed - before.jobs_committed;
+  if (result.operations > 0) result.cpu_us_per_op = cpu_us / static_cast<double>(result.operations);
   int64_t batches = after.batches_committed - before.batches_committed;
   result.mean_batch =
       batches > 0 ? static_cast<double>(result.operations) / static_cast<double>(batches) : 0;
@@ -147,13 +169,14 @@ Result MeasureWriters(const std::string& dir, const std::string& scenario, size_
 
 std::string Table(const std::vector<Result>& results) {
   std::string table =
-      "| scenario | operations | writes/s | p50 latency (ms) | p99 latency (ms) | mean batch |\n"
-      "|---|---:|---:|---:|---:|---:|\n";
+      "| scenario | operations | writes/s | p50 latency (ms) | p99 latency (ms) | mean batch | CPU "
+      "µs/write |\n"
+      "|---|---:|---:|---:|---:|---:|---:|\n";
   for (const Result& r : results) {
-    table +=
-        fmt::format("| {} | {} | {:.0f} | {:.2f} | {:.2f} | {} |\n", r.scenario, r.operations,
-                    r.seconds > 0 ? static_cast<double>(r.operations) / r.seconds : 0.0, r.p50_ms,
-                    r.p99_ms, r.mean_batch > 0 ? fmt::format("{:.1f}", r.mean_batch) : "-");
+    table += fmt::format(
+        "| {} | {} | {:.0f} | {:.2f} | {:.2f} | {} | {:.1f} |\n", r.scenario, r.operations,
+        r.seconds > 0 ? static_cast<double>(r.operations) / r.seconds : 0.0, r.p50_ms, r.p99_ms,
+        r.mean_batch > 0 ? fmt::format("{:.1f}", r.mean_batch) : "-", r.cpu_us_per_op);
   }
   return table;
 }
