@@ -1,10 +1,14 @@
 #include "platform/sql/sqlite_database.h"
 
+#include <linux/futex.h>
 #include <sqlite3.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
@@ -147,8 +151,8 @@ class Connection {
   // Returns a reset statement for `sql` from the cache, preparing it on a miss. nullptr means
   // the text holds no statement (only whitespace or comments).
   absl::StatusOr<sqlite3_stmt*> Prepare(std::string_view sql) {
-    std::string key(sql);
-    if (auto it = index_.find(key); it != index_.end()) {
+    // Looked up by the caller's view: a hit (nearly every statement) copies no SQL text.
+    if (auto it = index_.find(sql); it != index_.end()) {
       lru_.splice(lru_.begin(), lru_, it->second);
       return it->second->second;
     }
@@ -173,10 +177,10 @@ class Connection {
             fmt::format("sqlite: one statement per call; got more in \"{}\"", sql));
       }
     }
-    lru_.emplace_front(std::move(key), statement);
-    index_.emplace(lru_.front().first, lru_.begin());
+    lru_.emplace_front(std::string(sql), statement);
+    index_.emplace(std::string_view(lru_.front().first), lru_.begin());
     if (lru_.size() > cache_capacity_) {
-      index_.erase(lru_.back().first);
+      index_.erase(std::string_view(lru_.back().first));
       sqlite3_finalize(lru_.back().second);
       lru_.pop_back();
     }
@@ -231,9 +235,10 @@ class Connection {
   sqlite3* db_;
   size_t cache_capacity_;
   int wal_pages_ = 0;
-  // Most recently used first.
+  // Most recently used first. The index's keys view the SQL text owned by the list nodes, which
+  // never move; an entry leaves the index before its node is erased.
   std::list<std::pair<std::string, sqlite3_stmt*>> lru_;
-  std::unordered_map<std::string, std::list<std::pair<std::string, sqlite3_stmt*>>::iterator>
+  std::unordered_map<std::string_view, std::list<std::pair<std::string, sqlite3_stmt*>>::iterator>
       index_;
 };
 
@@ -333,6 +338,7 @@ class SqliteTransaction final : public Transaction {
     RETURN_IF_ERROR(Bind(statement, params, sql));
     int column_count = sqlite3_column_count(statement);
     if (result != nullptr) {
+      result->columns.reserve(static_cast<size_t>(column_count));
       for (int c = 0; c < column_count; ++c) {
         const char* name = sqlite3_column_name(statement, c);
         result->columns.emplace_back(name != nullptr ? name : "");
@@ -370,6 +376,56 @@ absl::Status RunGuarded(const std::function<absl::Status(Transaction&)>& job,
     return absl::InternalError("sql job threw a non-standard exception");
   }
 }
+
+// The hand-off of one Write() outcome from the writer thread to the thread blocked in Write():
+// one atomic word and, only if that thread is already asleep, one futex wake. A mutex and
+// condition variable pair cost the writer a second wake per job: woken while the writer still
+// held the mutex (it must notify under it, since the waiter may destroy the pair as soon as it
+// can lock), the waiter blocked on the mutex and had to be woken again.
+//
+// Lifetime: the waiter may return from Wait() and destroy the Completion as soon as Post()'s
+// exchange publishes the outcome, so Post() touches only the word's address after it: a futex
+// wake on memory reused for another futex wakes that one spuriously, which every futex user
+// (this loop, glibc's mutexes and condition variables) tolerates.
+class Completion {
+ public:
+  // Called once, on any thread.
+  void Post(absl::Status status) {
+    status_ = std::move(status);
+    void* word = &state_;
+    if (state_.exchange(kPosted, std::memory_order_acq_rel) == kSleeping) {
+      syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+    }
+  }
+
+  // Blocks until Post() and returns its outcome. Called once, by the owning thread.
+  absl::Status Wait() {
+    uint32_t state = state_.load(std::memory_order_acquire);
+    while (state != kPosted) {
+      // Announce the sleep first, so Post() knows to wake us; a failed exchange reloads state.
+      if (state == kWaiting &&
+          !state_.compare_exchange_weak(state, kSleeping, std::memory_order_acquire)) {
+        continue;
+      }
+      // Returns at once if Post() came first (the word is no longer kSleeping); spurious
+      // returns and EINTR just go round again.
+      syscall(SYS_futex, &state_, FUTEX_WAIT_PRIVATE, kSleeping, nullptr, nullptr, 0);
+      state = state_.load(std::memory_order_acquire);
+    }
+    return std::move(status_);
+  }
+
+ private:
+  static constexpr uint32_t kWaiting = 0;
+  static constexpr uint32_t kSleeping = 1;
+  static constexpr uint32_t kPosted = 2;
+  static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t) &&
+                    std::atomic<uint32_t>::is_always_lock_free,
+                "the futex word must be a plain 32-bit integer");
+
+  std::atomic<uint32_t> state_{kWaiting};
+  absl::Status status_;
+};
 
 struct PendingWrite {
   WriteJob job;
@@ -412,22 +468,10 @@ class SqliteDatabase final : public Database {
       return absl::FailedPreconditionError(
           "sql: Write() called from inside a write job or WriteDone; it would wait on itself");
     }
-    struct Waiter {
-      std::mutex mu;
-      std::condition_variable cv;
-      bool done = false;
-      absl::Status status;
-    } waiter;
-    SubmitWrite(std::move(job), [&waiter](absl::Status status) {
-      // Notify under the lock: the waiter may destroy `waiter` as soon as it can lock.
-      std::lock_guard<std::mutex> lock(waiter.mu);
-      waiter.status = std::move(status);
-      waiter.done = true;
-      waiter.cv.notify_one();
-    });
-    std::unique_lock<std::mutex> lock(waiter.mu);
-    waiter.cv.wait(lock, [&waiter] { return waiter.done; });
-    return waiter.status;
+    Completion completion;
+    SubmitWrite(std::move(job),
+                [&completion](absl::Status status) { completion.Post(std::move(status)); });
+    return completion.Wait();
   }
 
   void SubmitWrite(WriteJob job, WriteDone done) override {
@@ -442,9 +486,12 @@ class SqliteDatabase final : public Database {
       } else {
         queue_.push_back(PendingWrite{std::move(job), std::move(done)});
         SetQueueDepth(queue_.size());
-        queue_cv_.notify_one();
-        return;
       }
+    }
+    if (rejected.ok()) {
+      // After unlocking, so a sleeping writer does not wake only to block on queue_mu_.
+      queue_cv_.notify_one();
+      return;
     }
     // Rejections are reported on the caller's thread, before SubmitWrite returns.
     done(std::move(rejected));
@@ -462,11 +509,20 @@ class SqliteDatabase final : public Database {
       free_readers_.pop_back();
     }
     absl::Status status = RunRead(*connection, job);
+    bool closing = false;
     {
       std::lock_guard<std::mutex> lock(readers_mu_);
       free_readers_.push_back(connection);
+      closing = readers_closing_;
     }
-    readers_cv_.notify_all();
+    // One returned connection serves one waiting reader, so wake one, not all of them to fight
+    // over it. Once closing, Close() may be the one waiting (no Read() waits then: they all
+    // left with Unavailable), so wake everyone to be sure it hears.
+    if (closing) {
+      readers_cv_.notify_all();
+    } else {
+      readers_cv_.notify_one();
+    }
     return status;
   }
 

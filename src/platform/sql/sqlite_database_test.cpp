@@ -5,12 +5,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdio>
 #include <filesystem>
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "platform/sql/sql_contract_test.h"
 #include "platform/sql/sqlite_test_util.h"
@@ -230,6 +233,92 @@ TEST_F(SqliteDatabaseTest, ReadersRunConcurrently) {
   other.join();
   EXPECT_TRUE(first.ok()) << first;
   EXPECT_TRUE(second.ok()) << second;
+}
+
+// Write() hands each outcome from the writer thread to its caller through a futex word rather
+// than a mutex and condition variable: every caller must get its own job's outcome (success, or
+// the error that job returned), however the batches interleave and whether or not the caller was
+// already asleep when the outcome came.
+TEST_F(SqliteDatabaseTest, EveryBlockingWriterGetsItsOwnOutcome) {
+  auto db = Open(Options());
+  ASSERT_NE(db, nullptr);
+  ASSERT_TRUE(db->Write([](Transaction& transaction) {
+                  return transaction.Execute("CREATE TABLE t (id INTEGER PRIMARY KEY)").status();
+                }).ok());
+  constexpr int64_t kThreads = 16;
+  constexpr int64_t kWritesPerThread = 200;
+  std::atomic<int64_t> mismatches{0};
+  std::vector<std::thread> threads;
+  for (int64_t t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&db, &mismatches, t] {
+      for (int64_t i = 0; i < kWritesPerThread; ++i) {
+        const int64_t id = t * kWritesPerThread + i;
+        absl::Status status = db->Write([id](Transaction& transaction) -> absl::Status {
+          auto inserted = transaction.Execute("INSERT INTO t (id) VALUES (?)", {id});
+          if (!inserted.ok()) return inserted.status();
+          // Every third job fails after its insert: rolled back alone, its own error returned.
+          if (id % 3 == 0) return absl::NotFoundError(std::to_string(id));
+          return absl::OkStatus();
+        });
+        const bool expected_failure = id % 3 == 0;
+        const bool as_expected = expected_failure ? status.code() == absl::StatusCode::kNotFound &&
+                                                        status.message() == std::to_string(id)
+                                                  : status.ok();
+        if (!as_expected) mismatches.fetch_add(1);
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(mismatches.load(), 0);
+  auto check = db->Read([](Transaction& transaction) -> absl::Status {
+    auto rows = transaction.Query("SELECT COUNT(*), SUM(id % 3 = 0) FROM t");
+    if (!rows.ok()) return rows.status();
+    EXPECT_EQ(rows->rows.at(0).Int(0), kThreads * kWritesPerThread * 2 / 3);
+    EXPECT_EQ(rows->rows.at(0).Int(1), 0);
+    return absl::OkStatus();
+  });
+  EXPECT_TRUE(check.ok()) << check;
+}
+
+// A Write() rejected before it reaches the queue is answered on the caller's thread, before it
+// would wait: it must return at once with the rejection.
+TEST_F(SqliteDatabaseTest, WriteAfterCloseReturnsUnavailableWithoutWaiting) {
+  auto db = Open(Options());
+  ASSERT_NE(db, nullptr);
+  db->Close();
+  absl::Status status = db->Write([](Transaction&) { return absl::OkStatus(); });
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+}
+
+// Returning a reader connection wakes one waiting reader (not all of them); with far more
+// readers than connections every read must still get one and finish.
+TEST_F(SqliteDatabaseTest, ReadsQueuedForFewConnectionsAllFinish) {
+  SqliteOptions options = Options();
+  options.reader_count = 2;
+  auto db = Open(options);
+  ASSERT_NE(db, nullptr);
+  ASSERT_TRUE(db->Write([](Transaction& transaction) {
+                  return transaction.Execute("CREATE TABLE t (id INTEGER PRIMARY KEY)").status();
+                }).ok());
+  constexpr int kThreads = 12;
+  constexpr int kReadsPerThread = 100;
+  std::atomic<int> finished{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&db, &finished] {
+      for (int i = 0; i < kReadsPerThread; ++i) {
+        absl::Status status = db->Read([](Transaction& transaction) {
+          return transaction.Query("SELECT COUNT(*) FROM t").status();
+        });
+        if (status.ok()) finished.fetch_add(1);
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(finished.load(), kThreads * kReadsPerThread);
+  db->Close();
+  EXPECT_EQ(db->Read([](Transaction&) { return absl::OkStatus(); }).code(),
+            absl::StatusCode::kUnavailable);
 }
 
 #if EMPORIUM_SQL_HAS_OBS
