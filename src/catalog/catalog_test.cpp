@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "catalog/module.h"
+#include "catalog/search_test_util.h"
 #include "catalog/seed.h"
 #include "common/errors.h"
 #include "fmt/format.h"
@@ -563,25 +564,6 @@ SearchQuery TextQuery(std::string text) {
   SearchQuery query;
   query.text = std::move(text);
   return query;
-}
-
-// An active product for the search index alone (no store), priced in USD.
-StoredProduct IndexedProduct(int64_t n, std::string title, std::string brand, std::string category,
-                             int64_t usd_minor) {
-  StoredProduct stored;
-  stored.product.id = fmt::format("p{}", n);
-  stored.product.handle = fmt::format("h{}", n);
-  stored.product.title = std::move(title);
-  stored.product.brand = std::move(brand);
-  stored.product.category = std::move(category);
-  stored.product.status = ProductStatus::kActive;
-  stored.product.version = 1;
-  Variant variant;
-  variant.sku = fmt::format("s{}", n);
-  variant.prices.push_back(*Money::FromMinor(usd_minor, "USD"));
-  stored.product.variants.push_back(variant);
-  stored.update_seq = n;
-  return stored;
 }
 
 // Searches on several threads share the pooled readers: a reader goes back to the pool only

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "catalog/search_test_util.h"
 #include "fmt/format.h"
 #include "gtest/gtest.h"
 #include "platform/sql/sqlite_test_util.h"
@@ -27,22 +28,16 @@ SearchQuery TextQuery(std::string text) {
   return query;
 }
 
-StoredProduct Lamp(int64_t n, std::string title, std::string brand, std::string category,
-                   int64_t usd_minor, ProductStatus status = ProductStatus::kActive) {
-  StoredProduct stored;
-  stored.product.id = fmt::format("p{}", n);
-  stored.product.handle = fmt::format("h{}", n);
-  stored.product.title = std::move(title);
-  stored.product.brand = std::move(brand);
-  stored.product.category = std::move(category);
-  stored.product.status = status;
-  stored.product.version = 1;
-  Variant variant;
-  variant.sku = fmt::format("s{}", n);
-  variant.prices.push_back(*Money::FromMinor(usd_minor, "USD"));
-  stored.product.variants.push_back(variant);
-  stored.update_seq = n;
-  return stored;
+// Rebuilds the index from `products`, served as one page.
+absl::Status RebuildFrom(SearchIndex& index, const std::map<int64_t, StoredProduct>& products) {
+  bool served = false;
+  return index.Rebuild([&](int64_t) -> absl::StatusOr<std::vector<StoredProduct>> {
+    if (served) return std::vector<StoredProduct>();
+    served = true;
+    std::vector<StoredProduct> page;
+    for (const auto& [n, stored] : products) page.push_back(stored);
+    return page;
+  });
 }
 
 std::map<std::string, int64_t> AsMap(const std::vector<FacetCount>& facets) {
@@ -116,9 +111,9 @@ StoredProduct RandomChange(std::mt19937& random, std::map<int64_t, StoredProduct
   const int64_t n = 1 + static_cast<int64_t>(random() % static_cast<uint32_t>(next_n + 3));
   if (n >= next_n) {
     const int64_t added = next_n++;
-    products[added] = Lamp(added, added % 2 == 0 ? "Desk lamp" : "Floor lamp",
-                           added % 4 == 0 ? "" : fmt::format("New{}", random() % 50), "new",
-                           static_cast<int64_t>(random() % 40'000));
+    products[added] = IndexedProduct(added, added % 2 == 0 ? "Desk lamp" : "Floor lamp",
+                                     added % 4 == 0 ? "" : fmt::format("New{}", random() % 50),
+                                     "new", static_cast<int64_t>(random() % 40'000));
     return products[added];
   }
   Product& product = products[n].product;
@@ -152,9 +147,9 @@ TEST(CatalogSearchFacets, WriterDerivesTheColumnOfEverySmallCommit) {
   std::vector<StoredProduct> batch;
   int64_t next_n = 1;
   for (; next_n <= 300; ++next_n) {
-    products[next_n] =
-        Lamp(next_n, next_n % 3 == 0 ? "Desk lamp" : "Floor lamp",
-             fmt::format("Brand{}", next_n % 11), fmt::format("cat{}", next_n % 5), next_n * 97);
+    products[next_n] = IndexedProduct(next_n, next_n % 3 == 0 ? "Desk lamp" : "Floor lamp",
+                                      fmt::format("Brand{}", next_n % 11),
+                                      fmt::format("cat{}", next_n % 5), next_n * 97);
     batch.push_back(products[next_n]);
   }
   int64_t seq = 1;
@@ -198,7 +193,8 @@ TEST(CatalogSearchFacets, FailedCommitRetryRebuildAndRestartKeepCountsExact) {
     ASSERT_TRUE(index.Open().ok());
     std::vector<StoredProduct> batch;
     for (; next_n <= 100; ++next_n) {
-      products[next_n] = Lamp(next_n, "Desk lamp", fmt::format("B{}", next_n % 7), "home", 900);
+      products[next_n] =
+          IndexedProduct(next_n, "Desk lamp", fmt::format("B{}", next_n % 7), "home", 900);
       batch.push_back(products[next_n]);
     }
     ASSERT_TRUE(index.Apply(batch, seq++).ok());
@@ -212,7 +208,7 @@ TEST(CatalogSearchFacets, FailedCommitRetryRebuildAndRestartKeepCountsExact) {
     std::map<int64_t, StoredProduct> before_failure = products;
     products[5].product.brand = "Changed";
     products[5].product.category = "elsewhere";
-    StoredProduct poison = Lamp(99'999, "Desk lamp", "Poison", "home", 900);
+    StoredProduct poison = IndexedProduct(99'999, "Desk lamp", "Poison", "home", 900);
     poison.product.id = std::string(400, 'x');
     ASSERT_FALSE(index.Apply({products[5], poison, products[6]}, seq).ok());
     // Retried without the poison: the counts are the batch's, the column again the writer's
@@ -238,18 +234,10 @@ TEST(CatalogSearchFacets, FailedCommitRetryRebuildAndRestartKeepCountsExact) {
 
     // Rebuild: a new index (uuid); the first search builds, then the writer follows again.
     products.clear();
-    for (int64_t n = 1; n <= 50; ++n) products[n] = Lamp(n, "Floor lamp", "Solo", "garden", 100);
+    for (int64_t n = 1; n <= 50; ++n)
+      products[n] = IndexedProduct(n, "Floor lamp", "Solo", "garden", 100);
     next_n = 51;
-    bool served = false;
-    ASSERT_TRUE(index
-                    .Rebuild([&](int64_t) -> absl::StatusOr<std::vector<StoredProduct>> {
-                      if (served) return std::vector<StoredProduct>();
-                      served = true;
-                      std::vector<StoredProduct> page;
-                      for (const auto& [n, stored] : products) page.push_back(stored);
-                      return page;
-                    })
-                    .ok());
+    ASSERT_TRUE(RebuildFrom(index, products).ok());
     const int64_t builds = index.facet_column_builds();
     ExpectFacets(index, products, "lamp");
     for (int commit = 0; commit < 10; ++commit) {
@@ -279,9 +267,9 @@ TEST(CatalogSearchFacets, CountsFollowEveryRevisionApplyDeleteAndRebuild) {
   std::vector<StoredProduct> batch;
   for (int64_t n = 1; n <= 60; ++n) {
     // Brands repeat, some products have none; two words so queries match different subsets.
-    products[n] = Lamp(n, n % 3 == 0 ? "Desk lamp" : "Floor lamp",
-                       n % 7 == 0 ? "" : fmt::format("Brand{}", n % 5),
-                       n % 2 == 0 ? "home" : "home/lighting", 1'000 * n);
+    products[n] = IndexedProduct(n, n % 3 == 0 ? "Desk lamp" : "Floor lamp",
+                                 n % 7 == 0 ? "" : fmt::format("Brand{}", n % 5),
+                                 n % 2 == 0 ? "home" : "home/lighting", 1'000 * n);
     batch.push_back(products[n]);
   }
   ASSERT_TRUE(index.Apply(batch, 60).ok());
@@ -298,7 +286,7 @@ TEST(CatalogSearchFacets, CountsFollowEveryRevisionApplyDeleteAndRebuild) {
     products[n].product.status = ProductStatus::kArchived;
     batch.push_back(products[n]);
   }
-  products[61] = Lamp(61, "Desk lamp", "Newcomer", "office", 9'000);
+  products[61] = IndexedProduct(61, "Desk lamp", "Newcomer", "office", 9'000);
   batch.push_back(products[61]);
   ASSERT_TRUE(index.Apply(batch, 61).ok());
   ExpectFacets(index, products, "lamp");
@@ -306,17 +294,9 @@ TEST(CatalogSearchFacets, CountsFollowEveryRevisionApplyDeleteAndRebuild) {
 
   // A rebuild starts a new database (new uuid, revisions from the start again).
   std::map<int64_t, StoredProduct> rebuilt;
-  for (int64_t n = 100; n < 110; ++n) rebuilt[n] = Lamp(n, "Desk lamp", "Solo", "garden", 500);
-  bool served = false;
-  ASSERT_TRUE(index
-                  .Rebuild([&](int64_t) -> absl::StatusOr<std::vector<StoredProduct>> {
-                    if (served) return std::vector<StoredProduct>();
-                    served = true;
-                    std::vector<StoredProduct> page;
-                    for (const auto& [n, stored] : rebuilt) page.push_back(stored);
-                    return page;
-                  })
-                  .ok());
+  for (int64_t n = 100; n < 110; ++n)
+    rebuilt[n] = IndexedProduct(n, "Desk lamp", "Solo", "garden", 500);
+  ASSERT_TRUE(RebuildFrom(index, rebuilt).ok());
   ExpectFacets(index, rebuilt, "lamp");
   ExpectFacets(index, rebuilt, "desk");
 }
@@ -370,7 +350,7 @@ TEST(CatalogSearchFacets, CountsAgreeWithMatchesWhileTheWriterCommits) {
   constexpr int kSearchesPerThreadMax = 2'000;
   std::vector<StoredProduct> batch;
   for (int64_t n = 1; n <= kProducts; ++n) {
-    batch.push_back(Lamp(n, "Desk lamp", fmt::format("B{}", n % 4), "home", 1'000));
+    batch.push_back(IndexedProduct(n, "Desk lamp", fmt::format("B{}", n % 4), "home", 1'000));
   }
   ASSERT_TRUE(index.Apply(batch, kProducts).ok());
   std::atomic<bool> done{false};
@@ -396,10 +376,12 @@ TEST(CatalogSearchFacets, CountsAgreeWithMatchesWhileTheWriterCommits) {
     // Each commit archives one product and brings back the one archived before, renamed.
     std::vector<StoredProduct> change;
     const int64_t archived = 1 + commit % kProducts;
-    change.push_back(Lamp(archived, "Desk lamp", "B0", "home", 1'000, ProductStatus::kArchived));
+    change.push_back(
+        IndexedProduct(archived, "Desk lamp", "B0", "home", 1'000, ProductStatus::kArchived));
     const int64_t restored = 1 + (commit + kProducts - 1) % kProducts;
     if (commit > 0) {
-      change.push_back(Lamp(restored, "Desk lamp", fmt::format("R{}", commit), "office", 1'000));
+      change.push_back(
+          IndexedProduct(restored, "Desk lamp", fmt::format("R{}", commit), "office", 1'000));
     }
     ASSERT_TRUE(index.Apply(change, kProducts + commit + 1).ok());
   }
@@ -424,7 +406,7 @@ TEST(CatalogSearchFacets, SearchesDuringCommitsCountExactlyOneRevision) {
   std::map<int64_t, StoredProduct> products;
   std::vector<StoredProduct> batch;
   for (int64_t n = 1; n <= kProducts; ++n) {
-    products[n] = Lamp(n, "Desk lamp", fmt::format("B{}", n % 5), "home", 1'000);
+    products[n] = IndexedProduct(n, "Desk lamp", fmt::format("B{}", n % 5), "home", 1'000);
     batch.push_back(products[n]);
   }
   ASSERT_TRUE(index.Apply(batch, 1).ok());
