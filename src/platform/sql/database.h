@@ -12,9 +12,12 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -31,6 +34,82 @@ struct Blob {
 
 // A bound parameter or a column value. std::monostate is SQL NULL.
 using Value = std::variant<std::monostate, int64_t, double, std::string, Blob>;
+
+// One bound parameter of a Query / Execute call. Text and blobs are viewed, not copied: the
+// caller's strings (and a braced list's temporaries, which live until the call returns) outlive
+// the call. Numbers and NULL are held by value. Implicit on purpose, so callers write
+// `{id, name, 3}` as they would a std::vector<Value>. Cheap to copy.
+class Param {
+ public:
+  enum class Kind { kNull, kInt, kDouble, kText, kBlob };
+
+  Param(const Value& value) : value_(&value) {}                         // NOLINT
+  Param(const std::string& text) : kind_(Kind::kText), bytes_(text) {}  // NOLINT
+  Param(const char* text) : kind_(Kind::kText), bytes_(text) {}         // NOLINT
+  Param(const Blob& blob) : kind_(Kind::kBlob), bytes_(blob.bytes) {}   // NOLINT
+  Param(std::monostate /*null*/) {}                                     // NOLINT
+  // Numbers, converted exactly as Value's own constructor converts them (to int64_t or double;
+  // a conversion Value refuses does not compile here either).
+  template <typename T>
+  requires(std::is_arithmetic_v<std::remove_cvref_t<T>>&& std::is_constructible_v<Value, T>)
+      Param(T number) {  // NOLINT
+    Value value(number);
+    if (const auto* integer = std::get_if<int64_t>(&value)) {
+      kind_ = Kind::kInt;
+      integer_ = *integer;
+    } else {
+      kind_ = Kind::kDouble;
+      real_ = std::get<double>(value);
+    }
+  }
+
+  Kind kind() const { return value_ != nullptr ? static_cast<Kind>(value_->index()) : kind_; }
+  // Valid for kInt / kDouble / kText / kBlob respectively.
+  int64_t integer() const { return value_ != nullptr ? std::get<int64_t>(*value_) : integer_; }
+  double real() const { return value_ != nullptr ? std::get<double>(*value_) : real_; }
+  std::string_view bytes() const {
+    if (value_ == nullptr) return bytes_;
+    if (const auto* text = std::get_if<std::string>(value_)) return *text;
+    return std::get<Blob>(*value_).bytes;
+  }
+
+ private:
+  static_assert(std::is_same_v<std::variant_alternative_t<1, Value>, int64_t> &&
+                    std::is_same_v<std::variant_alternative_t<2, Value>, double> &&
+                    std::is_same_v<std::variant_alternative_t<3, Value>, std::string> &&
+                    std::is_same_v<std::variant_alternative_t<4, Value>, Blob>,
+                "Param::Kind follows Value's alternatives");
+
+  Kind kind_ = Kind::kNull;  // The rest hold the parameter when value_ is null.
+  int64_t integer_ = 0;
+  double real_ = 0;
+  std::string_view bytes_;
+  const Value* value_ = nullptr;  // The caller's Value, viewed.
+};
+
+// The parameters of one Query / Execute call: a view of a braced list of Params or of a
+// std::vector<Value>, without copying either. Valid only during the call it is passed to: build
+// it in the call's argument list, never store it.
+class Params {
+ public:
+  Params() = default;
+  Params(std::initializer_list<Param> params)  // NOLINT(google-explicit-constructor)
+      : list_(params), size_(params.size()) {}
+  Params(const std::vector<Value>& values)  // NOLINT(google-explicit-constructor)
+      : values_(values.data()), size_(values.size()) {}
+
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  // For drivers.
+  Param operator[](size_t index) const {
+    return values_ == nullptr ? list_.begin()[index] : Param(values_[index]);
+  }
+
+ private:
+  std::initializer_list<Param> list_;
+  const Value* values_ = nullptr;  // Set when viewing a vector.
+  size_t size_ = 0;
+};
 
 class Row {
  public:
@@ -64,11 +143,10 @@ struct ResultSet {
 class Transaction {
  public:
   virtual ~Transaction() = default;
-  virtual absl::StatusOr<ResultSet> Query(std::string_view sql,
-                                          const std::vector<Value>& params = {}) = 0;
+  // `params` views the caller's values (see Params): pass a braced list or a vector.
+  virtual absl::StatusOr<ResultSet> Query(std::string_view sql, Params params = {}) = 0;
   // Runs a statement that returns no rows; returns the number of rows it changed.
-  virtual absl::StatusOr<int64_t> Execute(std::string_view sql,
-                                          const std::vector<Value>& params = {}) = 0;
+  virtual absl::StatusOr<int64_t> Execute(std::string_view sql, Params params = {}) = 0;
 };
 
 // A unit of work run inside a write transaction. Returning a non-OK status rolls back this

@@ -204,6 +204,44 @@ TEST_P(SqlContractTest, EveryValueTypeRoundTrips) {
   EXPECT_EQ(result->rows[1].OptionalText(3), std::optional<std::string>(""));
 }
 
+// Callers pass parameters as braced lists whose strings are often temporaries; the driver may
+// view them without copying, so they must still read back intact.
+TEST_P(SqlContractTest, BracedListParametersWithTemporariesRoundTrip) {
+  ASSERT_TRUE(Exec("CREATE TABLE vals (id BIGINT PRIMARY KEY, i BIGINT, d DOUBLE PRECISION, "
+                   "t TEXT, b BLOB, n TEXT)")
+                  .ok());
+  const std::string long_text(200, 'x');
+  ASSERT_TRUE(
+      db_->Write([&](Transaction& transaction) -> absl::Status {
+           for (int64_t id = 1; id <= 3; ++id) {
+             auto inserted = transaction.Execute(
+                 "INSERT INTO vals (id, i, d, t, b, n) VALUES (?, ?, ?, ?, ?, ?)",
+                 {id, 40 + id, 0.5 * static_cast<double>(id), long_text + std::to_string(id),
+                  Blob{std::string("\0z", 2)}, std::monostate{}});
+             if (!inserted.ok()) return inserted.status();
+           }
+           return transaction.Execute("UPDATE vals SET t = ? WHERE id = ?", {"", 3}).status();
+         })
+          .ok());
+  auto result = db_->Read([&](Transaction& transaction) -> absl::Status {
+    auto rows =
+        transaction.Query("SELECT i, d, t, b, n FROM vals WHERE id >= ? ORDER BY id", {int64_t{1}});
+    if (!rows.ok()) return rows.status();
+    EXPECT_EQ(rows->rows.size(), 3u);
+    for (int64_t id = 1; id <= static_cast<int64_t>(rows->rows.size()); ++id) {
+      const Row& row = rows->rows[static_cast<size_t>(id - 1)];
+      EXPECT_EQ(row.Int(0), 40 + id);
+      EXPECT_EQ(row.Double(1), 0.5 * static_cast<double>(id));
+      EXPECT_EQ(row.Text(2), id == 3 ? "" : long_text + std::to_string(id));
+      EXPECT_FALSE(row.IsNull(2));  // Empty text is text, not NULL.
+      EXPECT_EQ(row.value(3), Value(Blob{std::string("\0z", 2)}));
+      EXPECT_TRUE(row.IsNull(4));
+    }
+    return absl::OkStatus();
+  });
+  EXPECT_TRUE(result.ok()) << result;
+}
+
 TEST_P(SqlContractTest, ExecuteReturnsChangedRows) {
   ASSERT_TRUE(Exec("CREATE TABLE t (id BIGINT PRIMARY KEY, n BIGINT NOT NULL)").ok());
   absl::StatusOr<int64_t> changed;

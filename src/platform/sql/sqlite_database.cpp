@@ -257,7 +257,7 @@ class StatementReset {
   sqlite3_stmt* statement_;
 };
 
-absl::Status Bind(sqlite3_stmt* statement, const std::vector<Value>& params, std::string_view sql) {
+absl::Status Bind(sqlite3_stmt* statement, Params params, std::string_view sql) {
   int expected = sqlite3_bind_parameter_count(statement);
   if (static_cast<size_t>(expected) != params.size()) {
     return absl::InternalError(
@@ -265,24 +265,35 @@ absl::Status Bind(sqlite3_stmt* statement, const std::vector<Value>& params, std
   }
   for (size_t i = 0; i < params.size(); ++i) {
     int index = static_cast<int>(i) + 1;
-    const Value& value = params[i];
+    const Param param = params[i];
     int rc = SQLITE_OK;
     // The parameters outlive the statement's execution (bindings are cleared before Query
     // returns), so SQLite need not copy text and blobs.
-    if (std::holds_alternative<std::monostate>(value)) {
-      rc = sqlite3_bind_null(statement, index);
-    } else if (const auto* i64 = std::get_if<int64_t>(&value)) {
-      rc = sqlite3_bind_int64(statement, index, *i64);
-    } else if (const auto* d = std::get_if<double>(&value)) {
-      rc = sqlite3_bind_double(statement, index, *d);
-    } else if (const auto* text = std::get_if<std::string>(&value)) {
-      rc = sqlite3_bind_text64(statement, index, text->data(), text->size(), SQLITE_STATIC,
-                               SQLITE_UTF8);
-    } else if (const auto* blob = std::get_if<Blob>(&value)) {
-      // A null pointer would bind NULL, so an empty blob is bound as a zero-length blob.
-      rc = blob->bytes.empty() ? sqlite3_bind_zeroblob(statement, index, 0)
-                               : sqlite3_bind_blob64(statement, index, blob->bytes.data(),
-                                                     blob->bytes.size(), SQLITE_STATIC);
+    switch (param.kind()) {
+      case Param::Kind::kNull:
+        rc = sqlite3_bind_null(statement, index);
+        break;
+      case Param::Kind::kInt:
+        rc = sqlite3_bind_int64(statement, index, param.integer());
+        break;
+      case Param::Kind::kDouble:
+        rc = sqlite3_bind_double(statement, index, param.real());
+        break;
+      case Param::Kind::kText: {
+        std::string_view text = param.bytes();
+        // A null pointer would bind NULL, not empty text.
+        rc = sqlite3_bind_text64(statement, index, text.data() != nullptr ? text.data() : "",
+                                 text.size(), SQLITE_STATIC, SQLITE_UTF8);
+        break;
+      }
+      case Param::Kind::kBlob: {
+        std::string_view bytes = param.bytes();
+        // A null pointer would bind NULL, so an empty blob is bound as a zero-length blob.
+        rc = bytes.empty()
+                 ? sqlite3_bind_zeroblob(statement, index, 0)
+                 : sqlite3_bind_blob64(statement, index, bytes.data(), bytes.size(), SQLITE_STATIC);
+        break;
+      }
     }
     if (rc != SQLITE_OK) {
       return MapError(rc, fmt::format("bind parameter {} of \"{}\"", index, sql),
@@ -318,19 +329,19 @@ class SqliteTransaction final : public Transaction {
  public:
   explicit SqliteTransaction(Connection& connection) : connection_(connection) {}
 
-  absl::StatusOr<ResultSet> Query(std::string_view sql, const std::vector<Value>& params) override {
+  absl::StatusOr<ResultSet> Query(std::string_view sql, Params params) override {
     ResultSet result;
     RETURN_IF_ERROR(Run(sql, params, &result));
     return result;
   }
 
-  absl::StatusOr<int64_t> Execute(std::string_view sql, const std::vector<Value>& params) override {
+  absl::StatusOr<int64_t> Execute(std::string_view sql, Params params) override {
     RETURN_IF_ERROR(Run(sql, params, nullptr));
     return last_changes_;
   }
 
  private:
-  absl::Status Run(std::string_view sql, const std::vector<Value>& params, ResultSet* result) {
+  absl::Status Run(std::string_view sql, Params params, ResultSet* result) {
     last_changes_ = 0;
     ASSIGN_OR_RETURN(sqlite3_stmt * statement, connection_.Prepare(sql));
     if (statement == nullptr) return absl::OkStatus();
