@@ -50,6 +50,22 @@ INSTANTIATE_TEST_SUITE_P(Sqlite, SqlContractTest,
                              "sqlite", [] { return std::make_unique<SqliteBackend>(); }}),
                          contract::ContractParamName);
 
+enum class On { kWriter, kReader };
+
+// The first column of the first row `sql` answers, read in a write job or on a reader.
+absl::StatusOr<int64_t> QueryInt(Database& db, const char* sql, On on) {
+  int64_t value = 0;
+  auto job = [&](Transaction& tx) -> absl::Status {
+    auto rows = tx.Query(sql);
+    if (!rows.ok()) return rows.status();
+    value = rows->rows.at(0).Int(0);
+    return absl::OkStatus();
+  };
+  absl::Status status = on == On::kWriter ? db.Write(job) : db.Read(job);
+  if (!status.ok()) return status;
+  return value;
+}
+
 class SqliteDatabaseTest : public ::testing::Test {
  protected:
   SqliteOptions Options() {
@@ -116,22 +132,9 @@ TEST_F(SqliteDatabaseTest, WriterPageCacheIsSizedByTheOption) {
   options.writer_cache_kib = 12345;
   auto db = Open(options);
   ASSERT_NE(db, nullptr);
-  int64_t writer_cache = 0;
-  int64_t reader_cache = 0;
-  ASSERT_TRUE(db->Write([&](Transaction& tx) -> absl::Status {
-                  auto size = tx.Query("PRAGMA cache_size");
-                  if (!size.ok()) return size.status();
-                  writer_cache = size->rows.at(0).Int(0);
-                  return absl::OkStatus();
-                }).ok());
-  ASSERT_TRUE(db->Read([&](Transaction& tx) -> absl::Status {
-                  auto size = tx.Query("PRAGMA cache_size");
-                  if (!size.ok()) return size.status();
-                  reader_cache = size->rows.at(0).Int(0);
-                  return absl::OkStatus();
-                }).ok());
-  EXPECT_EQ(writer_cache, -12345);  // negative: KiB
-  EXPECT_EQ(reader_cache, -2000);   // readers keep SQLite's default
+  EXPECT_EQ(QueryInt(*db, "PRAGMA cache_size", On::kWriter).value_or(0), -12345);  // KiB
+  // Readers keep SQLite's default.
+  EXPECT_EQ(QueryInt(*db, "PRAGMA cache_size", On::kReader).value_or(0), -2000);
 }
 
 TEST_F(SqliteDatabaseTest, WriteFromInsideAJobIsRefusedNotDeadlocked) {
@@ -389,14 +392,7 @@ TEST_F(SqliteDatabaseTest, WalStaysBoundedWhileCheckpointsRunInTheBackground) {
   // The checkpoints copied rows into the database file itself.
   EXPECT_GT(static_cast<int64_t>(std::filesystem::file_size(dir_.File("test.db"))),
             kWalTestRows / 2 * 2000);
-  int64_t count = 0;
-  ASSERT_TRUE(db->Read([&](Transaction& tx) -> absl::Status {
-                  auto rows = tx.Query("SELECT COUNT(*) FROM rows");
-                  if (!rows.ok()) return rows.status();
-                  count = rows->rows.at(0).Int(0);
-                  return absl::OkStatus();
-                }).ok());
-  EXPECT_EQ(count, kWalTestRows);
+  EXPECT_EQ(QueryInt(*db, "SELECT COUNT(*) FROM rows", On::kReader).value_or(-1), kWalTestRows);
   db->Close();
 }
 
