@@ -14,6 +14,7 @@
 #include "catalog/search_test_util.h"
 #include "catalog/seed.h"
 #include "common/errors.h"
+#include "common/status_macros.h"
 #include "fmt/format.h"
 #include "gtest/gtest.h"
 #include "platform/bus/bus_runtime.h"
@@ -28,6 +29,16 @@ namespace {
 
 constexpr const char* kKey = "test-admin-key";
 constexpr int kPollRoundsMax = 2000;
+
+// A catalog database in `dir` with the bus tables and every catalog migration.
+absl::StatusOr<std::unique_ptr<sql::Database>> OpenCatalogDatabase(const sql::TempDir& dir) {
+  absl::StatusOr<std::unique_ptr<sql::Database>> db =
+      sql::OpenSqlite({.path = dir.File("c.db"), .name = "catalog"});
+  if (!db.ok()) return db.status();
+  RETURN_IF_ERROR(bus::InstallBusSchema(**db));
+  RETURN_IF_ERROR(sql::ApplyMigrations(**db, "catalog", CatalogMigrations()));
+  return db;
+}
 
 Json Product(const std::string& handle, const std::string& title, const std::string& sku,
              const std::string& usd = "10.00") {
@@ -272,10 +283,8 @@ TEST_F(CatalogTest, IdempotencyKeyReplaysAndRejectsReuse) {
 
 TEST(CatalogProcessor, OrderingRedeliveryAndStaleRejection) {
   sql::TempDir dir;
-  auto db = sql::OpenSqlite({.path = dir.File("c.db"), .name = "catalog"});
-  ASSERT_TRUE(db.ok());
-  ASSERT_TRUE(bus::InstallBusSchema(**db).ok());
-  ASSERT_TRUE(sql::ApplyMigrations(**db, "catalog", CatalogMigrations()).ok());
+  auto db = OpenCatalogDatabase(dir);
+  ASSERT_TRUE(db.ok()) << db.status();
   ManualClock clock;
   SequentialIdGenerator ids("id_");
   ProductCache cache(1 << 20);
@@ -392,10 +401,8 @@ TEST(CatalogProcessor, OrderingRedeliveryAndStaleRejection) {
 // the failed product is held (still queued) until the failed one settles -- order per product.
 TEST(CatalogProcessor, FailedJobHoldsItsProductOnlyAndOrderIsKept) {
   sql::TempDir dir;
-  auto db = sql::OpenSqlite({.path = dir.File("c.db"), .name = "catalog"});
-  ASSERT_TRUE(db.ok());
-  ASSERT_TRUE(bus::InstallBusSchema(**db).ok());
-  ASSERT_TRUE(sql::ApplyMigrations(**db, "catalog", CatalogMigrations()).ok());
+  auto db = OpenCatalogDatabase(dir);
+  ASSERT_TRUE(db.ok()) << db.status();
   ManualClock clock;
   SequentialIdGenerator ids("id_");
   ProductCache cache(1 << 20);
@@ -1314,10 +1321,8 @@ TEST(CatalogStore, KeyedChildRowsSurviveTheMigrationAndRepeatedItemsApply) {
 // nlohmann's escaping), for single writes and for batches mixing accepted and refused items.
 TEST(CatalogService, EnqueueAnswersAreTheDomBytes) {
   sql::TempDir dir;
-  auto db = sql::OpenSqlite({.path = dir.File("c.db"), .name = "catalog"});
-  ASSERT_TRUE(db.ok());
-  ASSERT_TRUE(bus::InstallBusSchema(**db).ok());
-  ASSERT_TRUE(sql::ApplyMigrations(**db, "catalog", CatalogMigrations()).ok());
+  auto db = OpenCatalogDatabase(dir);
+  ASSERT_TRUE(db.ok()) << db.status();
   ManualClock clock;
   SequentialIdGenerator ids("id\"\\\n_");
   ProductCache cache(1 << 20);
@@ -1363,10 +1368,8 @@ TEST(CatalogService, EnqueueAnswersAreTheDomBytes) {
 // rejects the update, naming the first taken SKU in variant order.
 TEST(CatalogProcessor, SkuTakenIsFoundInEveryChunk) {
   sql::TempDir dir;
-  auto db = sql::OpenSqlite({.path = dir.File("c.db"), .name = "catalog"});
-  ASSERT_TRUE(db.ok());
-  ASSERT_TRUE(bus::InstallBusSchema(**db).ok());
-  ASSERT_TRUE(sql::ApplyMigrations(**db, "catalog", CatalogMigrations()).ok());
+  auto db = OpenCatalogDatabase(dir);
+  ASSERT_TRUE(db.ok()) << db.status();
   ManualClock clock;
   SequentialIdGenerator ids("id_");
   ProductCache cache(1 << 20);

@@ -522,14 +522,19 @@ TEST_F(ShardEngineTest, FullQueueAnswersRetryableUnavailableWithNoEffect) {
   ExpectLedgerMatchesStock();
 }
 
+// A SKU that hashes to another shard than `sku`, or "" if none of the candidates does.
+std::string SkuOutsideShardOf(ShardEngine& engine, const std::string& sku) {
+  for (int i = 0; i < 1000; ++i) {
+    std::string candidate = "x" + std::to_string(i);
+    if (engine.ShardOf(Sku(candidate)) != engine.ShardOf(Sku(sku))) return candidate;
+  }
+  return "";
+}
+
 TEST_F(ShardEngineTest, CrossShardReserveIsRefused) {
   StartEngine(64);
   ASSERT_TRUE(engine_->AddLocation({LocationId("eu1"), "eu", "Berlin"}).ok());
-  std::string other;
-  for (int i = 0; i < 1000 && other.empty(); ++i) {
-    std::string candidate = "x" + std::to_string(i);
-    if (engine_->ShardOf(Sku(candidate)) != engine_->ShardOf(Sku("a"))) other = candidate;
-  }
+  const std::string other = SkuOutsideShardOf(*engine_, "a");
   ASSERT_FALSE(other.empty());
   CommandResult result = engine_->Execute(
       cmd::Reserve{ReservationId("r"), {{Sku("a"), 1}, {Sku(other), 1}}, "eu", 1000});
@@ -595,11 +600,7 @@ TEST_F(ShardEngineTest, ReserveReplacingAReservationIsOneDurableStep) {
 TEST_F(ShardEngineTest, ReplaceAcrossShardsReleasesInTheOtherShard) {
   StartEngine(64);
   ASSERT_TRUE(engine_->AddLocation({LocationId("eu1"), "eu", "Berlin"}).ok());
-  std::string other;
-  for (int i = 0; i < 1000 && other.empty(); ++i) {
-    std::string candidate = "x" + std::to_string(i);
-    if (engine_->ShardOf(Sku(candidate)) != engine_->ShardOf(Sku("a"))) other = candidate;
-  }
+  const std::string other = SkuOutsideShardOf(*engine_, "a");
   ASSERT_FALSE(other.empty());
   Receive("a", "eu1", 5);
   Receive(other, "eu1", 5);
