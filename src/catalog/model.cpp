@@ -467,9 +467,12 @@ absl::StatusOr<Product> ProductFromJson(const Json& json) {
                           read_int("created_at_ms"), read_int("updated_at_ms"));
 }
 
-UpdateOutcome ApplyUpdate(const std::optional<Product>& current, UpdateKind kind,
-                          const std::string& product_id, const Json& payload,
-                          std::optional<int64_t> base_version, int64_t now_ms) {
+namespace {
+
+// ApplyUpdate's version and existence rules: the refusal, or nullopt when the update may apply.
+std::optional<UpdateOutcome> RefuseUpdate(const std::optional<Product>& current, UpdateKind kind,
+                                          const std::string& product_id,
+                                          std::optional<int64_t> base_version) {
   UpdateOutcome outcome;
   const int64_t current_version = current ? current->version : 0;
   if (base_version && *base_version != current_version) {
@@ -488,6 +491,31 @@ UpdateOutcome ApplyUpdate(const std::optional<Product>& current, UpdateKind kind
     outcome.message = fmt::format("product {} does not exist", product_id);
     return outcome;
   }
+  return std::nullopt;
+}
+
+// The outcome of an update whose product was built (or failed to build) as `product`.
+UpdateOutcome BuiltOutcome(absl::StatusOr<Product> product) {
+  UpdateOutcome outcome;
+  if (!product.ok()) {
+    outcome.reject = RejectReason::kInvalidProduct;
+    outcome.message = fmt::format("{}: {}", ErrorParam(product.status()).value_or(""),
+                                  product.status().message());
+    return outcome;
+  }
+  outcome.product = std::move(*product);
+  return outcome;
+}
+
+}  // namespace
+
+UpdateOutcome ApplyUpdate(const std::optional<Product>& current, UpdateKind kind,
+                          const std::string& product_id, const Json& payload,
+                          std::optional<int64_t> base_version, int64_t now_ms) {
+  if (std::optional<UpdateOutcome> refused =
+          RefuseUpdate(current, kind, product_id, base_version)) {
+    return std::move(*refused);
+  }
   // A create or replace reads the payload in place (no copy of its DOM).
   Json document;
   const Json* source = &document;
@@ -505,17 +533,25 @@ UpdateOutcome ApplyUpdate(const std::optional<Product>& current, UpdateKind kind
       document["status"] = "archived";
       break;
   }
+  const int64_t current_version = current ? current->version : 0;
   const int64_t created_at_ms = current ? current->created_at_ms : now_ms;
-  absl::StatusOr<Product> product =
-      ProductFromInput(*source, product_id, current_version + 1, created_at_ms, now_ms);
-  if (!product.ok()) {
-    outcome.reject = RejectReason::kInvalidProduct;
-    outcome.message = fmt::format("{}: {}", ErrorParam(product.status()).value_or(""),
-                                  product.status().message());
-    return outcome;
+  return BuiltOutcome(
+      ProductFromInput(*source, product_id, current_version + 1, created_at_ms, now_ms));
+}
+
+UpdateOutcome ApplyBuiltUpdate(const std::optional<Product>& current, UpdateKind kind,
+                               const std::string& product_id, absl::StatusOr<Product> built,
+                               std::optional<int64_t> base_version, int64_t now_ms) {
+  if (std::optional<UpdateOutcome> refused =
+          RefuseUpdate(current, kind, product_id, base_version)) {
+    return std::move(*refused);
   }
-  outcome.product = std::move(*product);
-  return outcome;
+  if (built.ok()) {
+    built->version = (current ? current->version : 0) + 1;
+    built->created_at_ms = current ? current->created_at_ms : now_ms;
+    built->updated_at_ms = now_ms;
+  }
+  return BuiltOutcome(std::move(built));
 }
 
 absl::StatusOr<Review> ReviewFromInput(const Json& input, std::string id, std::string product_id,

@@ -139,6 +139,13 @@ UpdateOutcome ApplyUpdate(const std::optional<Product>& current, UpdateKind kind
                           const std::string& product_id, const Json& payload,
                           std::optional<int64_t> base_version, int64_t now_ms);
 
+// ApplyUpdate for a create or replace whose payload was already built into `built` (by
+// ProductFromInput with version and times 0, e.g. ahead of time on another thread): the same
+// checks in the same order, the same outcome and messages.
+UpdateOutcome ApplyBuiltUpdate(const std::optional<Product>& current, UpdateKind kind,
+                               const std::string& product_id, absl::StatusOr<Product> built,
+                               std::optional<int64_t> base_version, int64_t now_ms);
+
 // ---- Wire form ----
 
 Json ProductToJson(const Product& product);

@@ -3,7 +3,6 @@
 #include <map>
 #include <set>
 
-#include "common/errors.h"
 #include "common/format.h"
 #include "fmt/format.h"
 #include "platform/bus/envelope.h"
@@ -70,29 +69,12 @@ PreparedUpdate PrepareUpdate(const QueuedUpdate& update) {
 
 UpdateOutcome ApplyPreparedUpdate(const std::optional<Product>& current, const QueuedUpdate& update,
                                   PreparedUpdate prepared, int64_t now_ms) {
-  const int64_t current_version = current ? current->version : 0;
-  // ApplyUpdate's version and existence rules, checked first there as here.
-  const bool refused = (update.base_version && *update.base_version != current_version) ||
-                       (update.kind == UpdateKind::kCreate && current) ||
-                       (update.kind != UpdateKind::kCreate && !current);
-  if (refused || !prepared.product.has_value()) {
-    // Refusals (and their messages) and patches come from the model itself.
+  if (!prepared.product.has_value()) {  // a patch or archive: built from the stored product
     return ApplyUpdate(current, update.kind, update.product_id, *prepared.payload,
                        update.base_version, now_ms);
   }
-  UpdateOutcome outcome;
-  absl::StatusOr<Product>& built = *prepared.product;
-  if (!built.ok()) {
-    outcome.reject = RejectReason::kInvalidProduct;
-    outcome.message =
-        fmt::format("{}: {}", ErrorParam(built.status()).value_or(""), built.status().message());
-    return outcome;
-  }
-  outcome.product = std::move(*built);
-  outcome.product.version = current_version + 1;
-  outcome.product.created_at_ms = current ? current->created_at_ms : now_ms;
-  outcome.product.updated_at_ms = now_ms;
-  return outcome;
+  return ApplyBuiltUpdate(current, update.kind, update.product_id, std::move(*prepared.product),
+                          update.base_version, now_ms);
 }
 
 absl::Duration FailureBackoff(const ProcessorOptions& options, int64_t consecutive_failures) {
@@ -211,14 +193,10 @@ absl::StatusOr<int64_t> Processor::RunOnce() {
     updates = std::move(next_updates_);
     prepared = std::move(next_prepared_);
   } else {
-    absl::Status read = database_.Read([&](sql::Transaction& tx) {
-      absl::StatusOr<std::vector<QueuedUpdate>> loaded =
-          LoadQueuedUpdates(tx, 0, isolate_through_seq_ > 0 ? 1 : options_.batch_updates_max);
-      if (!loaded.ok()) return loaded.status();
-      updates = std::move(*loaded);
-      return absl::OkStatus();
-    });
-    if (!read.ok()) return read;
+    absl::StatusOr<std::vector<QueuedUpdate>> loaded =
+        ReadQueue(0, isolate_through_seq_ > 0 ? 1 : options_.batch_updates_max);
+    if (!loaded.ok()) return loaded.status();
+    updates = std::move(*loaded);
   }
   next_updates_.clear();
   next_prepared_.clear();
@@ -283,20 +261,25 @@ absl::Status Processor::RejectPoison(const QueuedUpdate& update, const absl::Sta
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::vector<QueuedUpdate>> Processor::ReadQueue(int64_t after_seq, int64_t limit) {
+  std::vector<QueuedUpdate> updates;
+  absl::Status read = database_.Read([&](sql::Transaction& tx) {
+    absl::StatusOr<std::vector<QueuedUpdate>> loaded = LoadQueuedUpdates(tx, after_seq, limit);
+    if (!loaded.ok()) return loaded.status();
+    updates = std::move(*loaded);
+    return absl::OkStatus();
+  });
+  if (!read.ok()) return read;
+  return updates;
+}
+
 void Processor::PrefetchAfter(int64_t after_seq) {
   next_updates_.clear();
   next_prepared_.clear();
-  absl::Status read = database_.Read([&](sql::Transaction& tx) {
-    absl::StatusOr<std::vector<QueuedUpdate>> loaded =
-        LoadQueuedUpdates(tx, after_seq, options_.batch_updates_max);
-    if (!loaded.ok()) return loaded.status();
-    next_updates_ = std::move(*loaded);
-    return absl::OkStatus();
-  });
-  if (!read.ok()) {
-    next_updates_.clear();
-    return;
-  }
+  absl::StatusOr<std::vector<QueuedUpdate>> loaded =
+      ReadQueue(after_seq, options_.batch_updates_max);
+  if (!loaded.ok()) return;
+  next_updates_ = std::move(*loaded);
   next_prepared_.reserve(next_updates_.size());
   for (const QueuedUpdate& update : next_updates_)
     next_prepared_.emplace_back(PrepareUpdate(update));

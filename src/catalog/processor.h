@@ -142,6 +142,8 @@ class Processor {
   // PrepareUpdate per update (each taken by the job that applies it).
   BatchOutcome ApplyBatch(const std::vector<QueuedUpdate>& updates,
                           std::vector<std::optional<PreparedUpdate>>& prepared);
+  // Up to `limit` queued updates after `after_seq`, in queue order, from a reader.
+  absl::StatusOr<std::vector<QueuedUpdate>> ReadQueue(int64_t after_seq, int64_t limit);
   // Reads and prepares the batch after `after_seq` into next_updates_ / next_prepared_ (left
   // empty when the read fails: the next RunOnce then reads the queue itself).
   void PrefetchAfter(int64_t after_seq);
