@@ -32,6 +32,7 @@
 #include "boost/asio/write.hpp"
 #include "boost/beast/core.hpp"
 #include "boost/beast/http.hpp"
+#include "common/thread_name.h"
 #include "fmt/format.h"
 #include "platform/http/trace_context.h"
 #include "platform/obs/metrics.h"
@@ -377,7 +378,10 @@ absl::Status HttpServer::Start() {
   for (auto& worker : impl.workers) {
     asio::co_spawn(worker->io, impl.Accept(*worker), asio::detached);
     Worker* raw = worker.get();
-    worker->thread = std::thread([&impl, raw] { impl.RunWorker(*raw); });
+    worker->thread = std::thread([&impl, raw] {
+      SetCurrentThreadName("http-io");
+      impl.RunWorker(*raw);
+    });
   }
   return absl::OkStatus();
 }

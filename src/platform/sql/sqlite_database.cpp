@@ -22,6 +22,7 @@
 
 #include "absl/status/status.h"
 #include "common/status_macros.h"
+#include "common/thread_name.h"
 #include "fmt/format.h"
 #include "spdlog/spdlog.h"
 
@@ -467,9 +468,15 @@ class SqliteDatabase final : public Database {
 #endif
     if (options_.checkpoint_wal_pages > 0) {
       ASSIGN_OR_RETURN(checkpointer_, Connection::Open(options_, ConnectionRole::kCheckpointer));
-      checkpoint_thread_ = std::thread([this] { CheckpointLoop(); });
+      checkpoint_thread_ = std::thread([this] {
+        SetCurrentThreadName("db-ckpt:" + options_.name);
+        CheckpointLoop();
+      });
     }
-    writer_thread_ = std::thread([this] { WriterLoop(); });
+    writer_thread_ = std::thread([this] {
+      SetCurrentThreadName("db-w:" + options_.name);
+      WriterLoop();
+    });
     writer_thread_id_ = writer_thread_.get_id();
     return absl::OkStatus();
   }
