@@ -1,9 +1,16 @@
 #include "accounts/workers.h"
 
+#include "common/thread_name.h"
+
 namespace emporium::accounts {
 
 BlockingWorkers::BlockingWorkers(int threads, size_t queue_max) : queue_max_(queue_max) {
-  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
+  for (int i = 0; i < threads; ++i) {
+    threads_.emplace_back([this] {
+      SetCurrentThreadName("acct-worker");
+      Run();
+    });
+  }
 }
 
 BlockingWorkers::~BlockingWorkers() { Stop(); }

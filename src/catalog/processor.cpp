@@ -4,6 +4,7 @@
 #include <set>
 
 #include "common/format.h"
+#include "common/thread_name.h"
 #include "fmt/format.h"
 #include "platform/bus/envelope.h"
 #include "platform/bus/outbox.h"
@@ -102,7 +103,10 @@ void Processor::Start() {
     std::lock_guard lock(mutex_);
     stopping_ = false;
   }
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    SetCurrentThreadName("cat-processor");
+    Loop();
+  });
 }
 
 void Processor::Stop() {

@@ -8,6 +8,7 @@
 #include "common/errors.h"
 #include "common/format.h"
 #include "common/status_macros.h"
+#include "common/thread_name.h"
 #include "fmt/format.h"
 #include "platform/bus/outbox.h"
 #include "platform/http/message.h"
@@ -152,8 +153,15 @@ void OrderingService::Start() {
     std::lock_guard hub_lock(hub_->mutex);
     hub_->stopping = false;
   }
-  notifier_ = std::thread([this] { RunNotifier(); });
-  if (options_.sweep_interval_ms > 0) sweeper_ = std::thread([this] { RunSweeper(); });
+  notifier_ = std::thread([this] {
+    SetCurrentThreadName("ord-notifier");
+    RunNotifier();
+  });
+  if (options_.sweep_interval_ms > 0)
+    sweeper_ = std::thread([this] {
+      SetCurrentThreadName("ord-sweeper");
+      RunSweeper();
+    });
 }
 
 void OrderingService::Stop() {

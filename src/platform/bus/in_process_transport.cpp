@@ -5,6 +5,7 @@
 #include <thread>
 #include <utility>
 
+#include "common/thread_name.h"
 #include "fmt/format.h"
 #include "platform/bus/envelope.h"
 
@@ -97,7 +98,10 @@ bool InProcessTransport::RunOnHelper(std::function<void()> task) {
   helper_tasks_.push_back(std::move(task));
   if (helper_tasks_.size() > helpers_idle_ && helpers_.size() < kDeliveryHelpersMax) {
     try {
-      helpers_.emplace_back([this] { HelperLoop(); });
+      helpers_.emplace_back([this] {
+        SetCurrentThreadName("bus-deliver");
+        HelperLoop();
+      });
     } catch (const std::system_error&) {
       if (helpers_.empty()) {
         helper_tasks_.pop_back();

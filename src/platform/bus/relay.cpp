@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "common/status_macros.h"
+#include "common/thread_name.h"
 #include "fmt/format.h"
 #include "platform/bus/outbox.h"
 #include "platform/obs/metrics.h"
@@ -65,7 +66,10 @@ void Relay::Start() {
     wake_->stopping = false;
     wake_->pending = true;  // scan once at start: a previous run may have left rows behind
   }
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    SetCurrentThreadName("relay:" + db_name_);
+    Run();
+  });
 }
 
 void Relay::Stop() {

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "common/status_macros.h"
+#include "common/thread_name.h"
 #include "fmt/format.h"
 #include "platform/bus/outbox.h"
 
@@ -22,7 +23,10 @@ void RequestClient::Start() {
   std::lock_guard<std::mutex> lock(mutex_);
   if (thread_.joinable()) return;
   stopping_ = false;
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    SetCurrentThreadName("bus-request");
+    Run();
+  });
 }
 
 void RequestClient::Stop() {
