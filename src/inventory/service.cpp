@@ -13,6 +13,7 @@
 #include "common/format.h"
 #include "common/ids.h"
 #include "common/status_macros.h"
+#include "common/thread_name.h"
 #include "fmt/format.h"
 #include "inventory/messages.h"
 #include "platform/bus/outbox.h"
@@ -110,9 +111,15 @@ absl::Status InventoryService::Start() {
   if (pump_->started) return absl::FailedPreconditionError("inventory service already started");
   if (pump_->stopping) return absl::FailedPreconditionError("inventory service stopped");
   pump_->started = true;
-  pump_->pump_thread = std::thread([this] { RunPump(); });
+  pump_->pump_thread = std::thread([this] {
+    SetCurrentThreadName("inv-pump");
+    RunPump();
+  });
   if (options_.sweep_interval_ms > 0) {
-    pump_->sweeper_thread = std::thread([this] { RunSweeper(); });
+    pump_->sweeper_thread = std::thread([this] {
+      SetCurrentThreadName("inv-sweep");
+      RunSweeper();
+    });
   }
   return absl::OkStatus();
 }

@@ -13,6 +13,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/hash/hash.h"
 #include "common/errors.h"
+#include "common/thread_name.h"
 #include "fmt/format.h"
 
 namespace emporium::inventory {
@@ -75,7 +76,10 @@ class ShardEngine::Shard {
   }
 
   void StartThread() {
-    thread_ = std::thread([this] { Run(); });
+    thread_ = std::thread([this] {
+      SetCurrentThreadName(fmt::format("inv-shard:{}", index_));
+      Run();
+    });
   }
 
   void Enqueue(Item item) {
@@ -376,7 +380,10 @@ absl::StatusOr<std::unique_ptr<ShardEngine>> ShardEngine::Start(sql::Database& d
   }
   for (auto& shard : engine->shards_) shard->StartThread();
   if (options.sweep_interval_ms > 0) {
-    engine->sweeper_->thread = std::thread([raw = engine.get()] { raw->RunSweeper(); });
+    engine->sweeper_->thread = std::thread([raw = engine.get()] {
+      SetCurrentThreadName("inv-eng-sweep");
+      raw->RunSweeper();
+    });
   }
   return engine;
 }
