@@ -8,7 +8,9 @@
 #include <chrono>
 #include <fstream>
 #include <future>
+#include <mutex>
 #include <random>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -127,8 +129,8 @@ class PaymentsServiceTest : public ::testing::Test {
   void StartServiceOn(sql::Database& db, PaymentsOptions options = {}) {
     options.notification_secret = "whsec_test";
     options.sweep_interval = absl::Milliseconds(10);
-    service_ = std::make_unique<PaymentsService>(
-        db, Vault(*VaultKeyring::Parse(VaultKeyring::GenerateEntry("k1"))), *psp_, options);
+    service_ = std::make_unique<PaymentsService>(db, Vault(*VaultKeyring::Parse(vault_entry_)),
+                                                 *psp_, options);
     service_->Start();
   }
 
@@ -213,6 +215,8 @@ class PaymentsServiceTest : public ::testing::Test {
   }
 
   sql::TempDir dir_;
+  // One key for every service of a test, so a restarted service reads the cards stored before.
+  const std::string vault_entry_ = VaultKeyring::GenerateEntry("k1");
   // Declared before service_, which must be destroyed first: its threads use them until then.
   obs::MetricsRegistry metrics_;
   ManualClock manual_clock_;
@@ -292,6 +296,59 @@ TEST_F(PaymentsServiceTest, ConcurrentAuthorizesOfOneOrderChargeOnce) {
   EXPECT_EQ(Count("SELECT COUNT(*) FROM psp_attempts"), 1);
   EXPECT_EQ(Count("SELECT COUNT(*) FROM outbox WHERE type = 'payment.authorized'"), 1);
   EXPECT_EQ(Count("SELECT COUNT(*) FROM payment_commands"), kCallers);
+}
+
+// AuthorizeAsync answers once, after the outcome is durable (its callback usually runs on the
+// database's writer thread right after step 3's commit), and Stop() waits for the writes still
+// in flight: every caller is answered exactly once, none after Stop() returns, and what was
+// left open is settled by the next service's sweep without charging twice.
+TEST_F(PaymentsServiceTest, AsyncAnswersComeOnceAfterTheCommitAndStopWaitsForThem) {
+  PaymentsOptions options;
+  // One customer buys 48 times at once here: velocity rules would (rightly) park them.
+  options.fraud.card_attempts_max = INT64_MAX;
+  options.fraud.customer_attempts_max = INT64_MAX;
+  StartService(options);
+  const std::string token = AddCard("cus_1", sandbox::kCardSuccess);
+  constexpr int kSettled = 24;
+  constexpr int kInterrupted = 24;
+  std::atomic<int> answered{0};
+  std::atomic<int> durable{0};
+  std::mutex ids_mutex;
+  std::set<std::string> answered_orders;
+  auto submit = [&](int i) {
+    const std::string order = fmt::format("o-async-{}", i);
+    service_->AuthorizeAsync(Command(order, token), [&, order](absl::StatusOr<IntentRecord> r) {
+      {
+        std::lock_guard<std::mutex> lock(ids_mutex);
+        EXPECT_TRUE(answered_orders.insert(order).second) << order << " answered twice";
+      }
+      if (r.ok()) {
+        // What the answer says is already committed.
+        absl::StatusOr<IntentRecord> stored = service_->GetIntent(r->id);
+        EXPECT_TRUE(stored.ok()) << stored.status();
+        if (stored.ok() && stored->state == r->state) durable.fetch_add(1);
+      }
+      answered.fetch_add(1);
+    });
+  };
+  for (int i = 0; i < kSettled; ++i) submit(i);
+  ASSERT_TRUE(testing::WaitFor([&] { return answered.load() == kSettled; }));
+  EXPECT_EQ(durable.load(), kSettled);
+  for (int i = kSettled; i < kSettled + kInterrupted; ++i) submit(i);
+  service_->Stop();
+  EXPECT_EQ(answered.load(), kSettled + kInterrupted);
+  service_.reset();
+  EXPECT_EQ(answered.load(), kSettled + kInterrupted);
+
+  // The next service's sweep drives whatever Stop() left open; each order is charged once.
+  StartService(options);
+  EXPECT_TRUE(testing::WaitFor(
+      [&] { return Count("SELECT COUNT(*) FROM psp_attempts WHERE status <> 'succeeded'") == 0; }));
+  const int64_t intents = Count("SELECT COUNT(*) FROM payment_intents");
+  EXPECT_EQ(intents, kSettled + kInterrupted);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM payment_intents WHERE state = 'authorized'"), intents);
+  EXPECT_EQ(SandboxAuthorizations(), intents);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM outbox WHERE type = 'payment.authorized'"), intents);
 }
 
 // The card found by the read before step 1 is checked as the write transaction would: another

@@ -9,6 +9,7 @@
 #include "common/format.h"
 #include "common/json.h"
 #include "common/status_macros.h"
+#include "common/thread_name.h"
 #include "fmt/format.h"
 #include "platform/bus/outbox.h"
 #include "platform/obs/log.h"
@@ -206,10 +207,14 @@ void PaymentsService::CountAuthorize(AuthorizeOutcome outcome) {
 void PaymentsService::Start() {
   if (running_.exchange(true)) return;
   for (int i = 0; i < std::max(1, options_.worker_count); ++i) {
-    workers_.emplace_back([this] { WorkerLoop(); });
+    workers_.emplace_back([this] {
+      SetCurrentThreadName("pay-worker");
+      WorkerLoop();
+    });
   }
   for (int i = 0; i < kApiThreadCount; ++i) {
     api_threads_.emplace_back([this] {
+      SetCurrentThreadName("pay-api");
       std::unique_lock<std::mutex> lock(api_mutex_);
       while (true) {
         api_wake_.wait(lock, [this] { return !api_queue_.empty() || !running_.load(); });
@@ -222,7 +227,10 @@ void PaymentsService::Start() {
       }
     });
   }
-  sweeper_ = std::thread([this] { SweepLoop(); });
+  sweeper_ = std::thread([this] {
+    SetCurrentThreadName("pay-sweep");
+    SweepLoop();
+  });
 }
 
 void PaymentsService::Stop() {
@@ -238,7 +246,10 @@ void PaymentsService::Stop() {
   // Anyone still waiting learns the service stopped; their attempts stay open for the sweep.
   std::map<std::string, std::vector<IntentCallback>> waiters;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::unique_lock<std::mutex> lock(mutex_);
+    // Submitted writes still call back into the service. The Database calls every WriteDone
+    // exactly once (committed, failed or refused on Close), so this wait ends.
+    async_writes_done_.wait(lock, [this] { return async_writes_ == 0; });
     waiters.swap(waiters_);
     queue_.clear();
     claimed_.clear();
@@ -338,9 +349,11 @@ void PaymentsService::DispatchHttp(const HttpKeyState& key_state, absl::StatusOr
 
 void PaymentsService::AuthorizeHttp(const AuthorizeCommand& command, const HttpIdempotency& http,
                                     HttpCommandCallback done) {
-  HttpKeyState key_state;
-  absl::StatusOr<Prepared> prepared = WriteAuthorize(command, &http, &key_state);
-  DispatchHttp(key_state, std::move(prepared), std::move(done));
+  SubmitAuthorize(command, &http,
+                  [this, done = std::move(done)](const HttpKeyState& key_state,
+                                                 absl::StatusOr<Prepared> prepared) {
+                    DispatchHttp(key_state, std::move(prepared), done);
+                  });
 }
 
 void PaymentsService::ExecuteHttp(const IntentCommand& command, const HttpIdempotency& http,
@@ -593,11 +606,39 @@ void PaymentsService::Dispatch(absl::StatusOr<Prepared> prepared, IntentCallback
   Enqueue(*prepared->attempt_key, std::move(done), std::move(prepared->preloaded));
 }
 
-absl::StatusOr<PaymentsService::Prepared> PaymentsService::WriteAuthorize(
-    const AuthorizeCommand& command, const HttpIdempotency* http, HttpKeyState* key_state) {
+void PaymentsService::BeginAsyncWrite() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++async_writes_;
+}
+
+void PaymentsService::EndAsyncWrite() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (--async_writes_ == 0) async_writes_done_.notify_all();
+}
+
+void PaymentsService::SubmitAuthorize(const AuthorizeCommand& command, const HttpIdempotency* http,
+                                      PreparedCallback then) {
+  // What the job and its WriteDone share; the job runs later on the writer thread, so it holds
+  // its own copy of the command. The revealed card is zeroed when this is destroyed.
+  struct Step1 {
+    Step1(const AuthorizeCommand& c, const HttpIdempotency* h) : command(c) {
+      if (h != nullptr) http = *h;
+    }
+    Step1(const Step1&) = delete;
+    Step1& operator=(const Step1&) = delete;
+    ~Step1() { sodium_memzero(card_number.data(), card_number.size()); }
+
+    AuthorizeCommand command;
+    std::optional<HttpIdempotency> http;
+    std::optional<FraudInput> fraud;
+    std::optional<PaymentMethod> method;
+    std::string card_number;
+    HttpKeyState key_state;
+    absl::StatusOr<Prepared> prepared = absl::UnknownError("unset");
+  };
+  auto step = std::make_shared<Step1>(command, http);
   // Fraud history is read on a reader connection first, so the single writer only writes; a
   // velocity count that misses a concurrent checkout by a few milliseconds is acceptable.
-  std::optional<FraudInput> fraud;
   IntentRecord draft;
   draft.customer_id = command.customer_id;
   draft.payment_method = command.payment_method;
@@ -609,46 +650,53 @@ absl::StatusOr<PaymentsService::Prepared> PaymentsService::WriteAuthorize(
   // The same read finds the card (so the writer does not) and reveals its number for the PSP
   // call (so the attempt needs no read of its own after step 1). Whatever it cannot settle is
   // left to the write transaction and the worker, as before.
-  std::optional<PaymentMethod> method;
-  std::string card_number;
   (void)db_.Read([&](sql::Transaction& tx) -> absl::Status {
     absl::StatusOr<FraudInput> input = LoadFraudHistory(
         tx, draft, clock_.NowMs() - absl::ToInt64Milliseconds(options_.fraud_window));
-    if (input.ok()) fraud = *input;
+    if (input.ok()) step->fraud = *input;
     absl::StatusOr<PaymentMethod> found = vault_.Find(tx, command.payment_method);
     if (!found.ok()) return absl::OkStatus();
-    method = std::move(*found);
-    if (method->customer_id != command.customer_id) return absl::OkStatus();
+    step->method = std::move(*found);
+    if (step->method->customer_id != command.customer_id) return absl::OkStatus();
     absl::StatusOr<std::string> number = vault_.RevealNumber(tx, command.payment_method);
-    if (number.ok()) card_number = std::move(*number);
+    if (number.ok()) step->card_number = std::move(*number);
     return absl::OkStatus();
   });
-  absl::StatusOr<Prepared> prepared = absl::UnknownError("unset");
-  absl::Status status = db_.Write([&](sql::Transaction& tx) -> absl::Status {
-    if (http != nullptr) {
-      absl::StatusOr<HttpKeyState> state = CheckHttpKey(tx, *http);
-      if (!state.ok()) return state.status();
-      *key_state = *state;
-      if (key_state->claim != HttpKeyClaim::kClaimed) {
-        prepared = Prepared{};
+  // Submitted, not waited for: the WriteDone hands the attempt to a worker (or answers) on the
+  // writer thread, so the caller's thread is not woken only to pass it on.
+  BeginAsyncWrite();
+  db_.SubmitWrite(
+      [this, step](sql::Transaction& tx) -> absl::Status {
+        if (step->http.has_value()) {
+          absl::StatusOr<HttpKeyState> state = CheckHttpKey(tx, *step->http);
+          if (!state.ok()) return state.status();
+          step->key_state = *state;
+          if (step->key_state.claim != HttpKeyClaim::kClaimed) {
+            step->prepared = Prepared{};
+            return absl::OkStatus();
+          }
+        }
+        step->prepared = PrepareAuthorize(tx, step->command, step->fraud, step->method);
+        if (!step->prepared.ok()) return step->prepared.status();
+        if (step->http.has_value()) return RecordHttpKey(tx, *step->http, *step->prepared);
         return absl::OkStatus();
-      }
-    }
-    prepared = PrepareAuthorize(tx, command, fraud, method);
-    if (!prepared.ok()) return prepared.status();
-    if (http != nullptr) return RecordHttpKey(tx, *http, *prepared);
-    return absl::OkStatus();
-  });
-  if (status.ok() && prepared.ok() && prepared->preloaded != nullptr) {
-    if (card_number.empty()) {
-      prepared->preloaded.reset();  // not revealed on the reader: the worker reads and settles
-    } else {
-      prepared->preloaded->card_number = card_number;
-    }
-  }
-  sodium_memzero(card_number.data(), card_number.size());
-  if (!status.ok()) return status;
-  return prepared;
+      },
+      [this, step, then = std::move(then)](absl::Status status) {
+        if (!status.ok()) {
+          then(step->key_state, status);
+        } else {
+          if (step->prepared.ok() && step->prepared->preloaded != nullptr) {
+            if (step->card_number.empty()) {
+              // Not revealed on the reader: the worker reads and settles.
+              step->prepared->preloaded.reset();
+            } else {
+              step->prepared->preloaded->card_number = step->card_number;
+            }
+          }
+          then(step->key_state, std::move(step->prepared));
+        }
+        EndAsyncWrite();
+      });
 }
 
 absl::StatusOr<PaymentsService::Prepared> PaymentsService::WriteIntentCommand(
@@ -674,7 +722,11 @@ absl::StatusOr<PaymentsService::Prepared> PaymentsService::WriteIntentCommand(
 }
 
 void PaymentsService::AuthorizeAsync(const AuthorizeCommand& command, IntentCallback done) {
-  Dispatch(WriteAuthorize(command, nullptr, nullptr), std::move(done));
+  SubmitAuthorize(
+      command, nullptr,
+      [this, done = std::move(done)](const HttpKeyState&, absl::StatusOr<Prepared> prepared) {
+        Dispatch(std::move(prepared), done);
+      });
 }
 
 void PaymentsService::ExecuteAsync(const IntentCommand& command, IntentCallback done) {
@@ -744,18 +796,28 @@ void PaymentsService::WorkerLoop() {
     Job job = std::move(queue_.front());
     queue_.pop_front();
     lock.unlock();
-    absl::StatusOr<IntentRecord> result = ProcessAttempt(job.attempt_key, std::move(job.preloaded));
+    // The worker is free again once the PSP answered: step 3 commits (and its waiters are
+    // answered) on the writer thread while this worker takes the next attempt.
+    ProcessAttempt(job.attempt_key, std::move(job.preloaded),
+                   [this, key = job.attempt_key](absl::StatusOr<IntentRecord> result) {
+                     FinishAttempt(key, std::move(result));
+                   });
     lock.lock();
-    std::vector<IntentCallback> callbacks;
-    if (auto it = waiters_.find(job.attempt_key); it != waiters_.end()) {
+  }
+}
+
+void PaymentsService::FinishAttempt(const std::string& attempt_key,
+                                    absl::StatusOr<IntentRecord> result) {
+  std::vector<IntentCallback> callbacks;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (auto it = waiters_.find(attempt_key); it != waiters_.end()) {
       callbacks = std::move(it->second);
       waiters_.erase(it);
     }
-    claimed_.erase(job.attempt_key);
-    lock.unlock();
-    for (IntentCallback& callback : callbacks) callback(result);
-    lock.lock();
+    claimed_.erase(attempt_key);
   }
+  for (IntentCallback& callback : callbacks) callback(result);
 }
 
 absl::StatusOr<int64_t> PaymentsService::ExpireStaleAuthorizations() {
@@ -868,8 +930,9 @@ absl::StatusOr<PspResult> PaymentsService::CallPsp(const AttemptRecord& attempt,
   return result;
 }
 
-absl::StatusOr<IntentRecord> PaymentsService::ProcessAttempt(const std::string& attempt_key,
-                                                             std::unique_ptr<Preloaded> preloaded) {
+void PaymentsService::ProcessAttempt(const std::string& attempt_key,
+                                     std::unique_ptr<Preloaded> preloaded,
+                                     SettledCallback settled) {
   std::optional<AttemptRecord> attempt;
   std::optional<IntentRecord> intent;
   std::string card_number;
@@ -884,7 +947,8 @@ absl::StatusOr<IntentRecord> PaymentsService::ProcessAttempt(const std::string& 
     absl::StatusOr<PspResult> result =
         CallPsp(*attempt, *intent, preloaded->card_number, outcome_unknown);
     preloaded.reset();  // zeroes the card
-    return StoreOutcome(*attempt, result, outcome_unknown);
+    StoreOutcome(*attempt, std::move(result), outcome_unknown, std::move(settled));
+    return;
   }
   absl::Status read = db_.Read([&](sql::Transaction& tx) -> absl::Status {
     absl::StatusOr<std::optional<AttemptRecord>> a = LoadAttempt(tx, attempt_key);
@@ -910,37 +974,55 @@ absl::StatusOr<IntentRecord> PaymentsService::ProcessAttempt(const std::string& 
   });
   if (!read.ok()) {
     sodium_memzero(card_number.data(), card_number.size());
-    return read;
+    settled(read);
+    return;
   }
   switch (attempt->status) {
     case AttemptStatus::kSucceeded:
-      return *intent;
+      settled(*intent);
+      return;
     case AttemptStatus::kFailed:
       if (attempt->operation == PspOperation::kAuthorize && intent->state == IntentState::kFailed) {
-        return *intent;  // a decline is an answer, not an error
+        settled(*intent);  // a decline is an answer, not an error
+        return;
       }
-      return Coded(absl::FailedPreconditionError(
-                       fmt::format("the PSP refused the {}", PspOperationName(attempt->operation))),
-                   attempt->result_code.empty() ? "psp_rejected" : attempt->result_code);
+      settled(Coded(absl::FailedPreconditionError(fmt::format(
+                        "the PSP refused the {}", PspOperationName(attempt->operation))),
+                    attempt->result_code.empty() ? "psp_rejected" : attempt->result_code));
+      return;
     case AttemptStatus::kPending:
     case AttemptStatus::kUnknown:
       break;
   }
   bool outcome_unknown = attempt->status == AttemptStatus::kUnknown;
-  if (!reveal.ok()) return StoreOutcome(*attempt, reveal, outcome_unknown);
+  if (!reveal.ok()) {
+    StoreOutcome(*attempt, reveal, outcome_unknown, std::move(settled));
+    return;
+  }
   absl::StatusOr<PspResult> result = CallPsp(*attempt, *intent, card_number, outcome_unknown);
   sodium_memzero(card_number.data(), card_number.size());
-  return StoreOutcome(*attempt, result, outcome_unknown);
+  StoreOutcome(*attempt, std::move(result), outcome_unknown, std::move(settled));
 }
 
 // ---- Step 3 ----------------------------------------------------------------------------
 
-absl::StatusOr<IntentRecord> PaymentsService::StoreOutcome(const AttemptRecord& called,
-                                                           const absl::StatusOr<PspResult>& result,
-                                                           bool outcome_unknown) {
-  absl::StatusOr<IntentRecord> answer = absl::UnknownError("unset");
-  std::optional<AuthorizeOutcome> settled;  // counted once the outcome is committed
-  auto settle = [&](sql::Transaction& tx) -> absl::Status {
+void PaymentsService::StoreOutcome(const AttemptRecord& called_attempt,
+                                   absl::StatusOr<PspResult> psp_result, bool outcome_unknown,
+                                   SettledCallback done) {
+  // What the job (on the writer thread) and its WriteDone share.
+  struct Step3 {
+    AttemptRecord called;
+    absl::StatusOr<PspResult> result;
+    absl::StatusOr<IntentRecord> answer = absl::UnknownError("unset");
+    std::optional<AuthorizeOutcome> settled;  // counted once the outcome is committed
+  };
+  auto step = std::make_shared<Step3>(
+      Step3{called_attempt, std::move(psp_result), absl::UnknownError("unset"), std::nullopt});
+  auto settle = [this, outcome_unknown](Step3& s, sql::Transaction& tx) -> absl::Status {
+    const AttemptRecord& called = s.called;
+    const absl::StatusOr<PspResult>& result = s.result;
+    absl::StatusOr<IntentRecord>& answer = s.answer;
+    std::optional<AuthorizeOutcome>& settled = s.settled;
     settled.reset();
     absl::StatusOr<std::optional<AttemptRecord>> loaded = LoadAttempt(tx, called.idempotency_key);
     if (!loaded.ok()) return loaded.status();
@@ -1070,14 +1152,22 @@ absl::StatusOr<IntentRecord> PaymentsService::StoreOutcome(const AttemptRecord& 
     }
     return absl::OkStatus();
   };
-  absl::Status status = db_.Write([&](sql::Transaction& tx) -> absl::Status {
-    RETURN_IF_ERROR(settle(tx));
-    // The HTTP keys waiting on this attempt get their answer in the same transaction.
-    return AnswerHttpKeys(tx, called.idempotency_key, answer);
-  });
-  if (!status.ok()) return status;
-  if (settled.has_value()) CountAuthorize(*settled);
-  return answer;
+  BeginAsyncWrite();
+  db_.SubmitWrite(
+      [this, step, settle](sql::Transaction& tx) -> absl::Status {
+        RETURN_IF_ERROR(settle(*step, tx));
+        // The HTTP keys waiting on this attempt get their answer in the same transaction.
+        return AnswerHttpKeys(tx, step->called.idempotency_key, step->answer);
+      },
+      [this, step, done = std::move(done)](absl::Status status) {
+        if (!status.ok()) {
+          done(std::move(status));
+        } else {
+          if (step->settled.has_value()) CountAuthorize(*step->settled);
+          done(std::move(step->answer));
+        }
+        EndAsyncWrite();
+      });
 }
 
 std::string IntentEventPayload(const IntentRecord& intent, std::string_view reason) {

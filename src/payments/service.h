@@ -183,7 +183,11 @@ class PaymentsService {
   // "outcome_unknown" (the sweep will settle it).
   absl::StatusOr<IntentRecord> Authorize(const AuthorizeCommand& command);
   absl::StatusOr<IntentRecord> Execute(const IntentCommand& command);
-  // The same, answering through `done` (on a worker thread) instead of blocking.
+  // The same, answering through `done` instead of blocking. `done` runs where the outcome
+  // becomes durable: usually on the payments database's writer thread right after the commit
+  // (so no thread is woken only to pass the answer on), else on a worker or the caller's
+  // thread. It must be quick and must not wait on the payments database (a Write() from the
+  // writer thread fails with FailedPrecondition); hand slow work to another thread.
   void AuthorizeAsync(const AuthorizeCommand& command, IntentCallback done);
   void ExecuteAsync(const IntentCommand& command, IntentCallback done);
 
@@ -210,6 +214,7 @@ class PaymentsService {
   //    stores the rendered answer, or forgets the key when the answer is not replayable (5xx);
   //  - a refused command (bad input, illegal transition) rolls back and records nothing.
   // An in-progress key older than `http_claim_stale` is taken as abandoned and runs again.
+  // `done` runs as AuthorizeAsync's does (quick, never waiting on the payments database).
   void AuthorizeHttp(const AuthorizeCommand& command, const HttpIdempotency& http,
                      HttpCommandCallback done);
   void ExecuteHttp(const IntentCommand& command, const HttpIdempotency& http,
@@ -263,8 +268,13 @@ class PaymentsService {
                               const absl::StatusOr<IntentRecord>& answer);
   // Step 1 of an authorization (fraud history read first, then the write), optionally under
   // an HTTP key; `key_state` (when given) receives the key's state.
-  absl::StatusOr<Prepared> WriteAuthorize(const AuthorizeCommand& command,
-                                          const HttpIdempotency* http, HttpKeyState* key_state);
+  // Step 1 of an authorization submitted to the writer (the fraud history and card are read
+  // on the caller's thread first); `then` gets the key's state and the outcome on the writer
+  // thread once the batch is durable (or on the caller's thread when the write is refused).
+  // Null `http`: no HTTP key.
+  using PreparedCallback = std::function<void(const HttpKeyState&, absl::StatusOr<Prepared>)>;
+  void SubmitAuthorize(const AuthorizeCommand& command, const HttpIdempotency* http,
+                       PreparedCallback then);
   absl::StatusOr<Prepared> WriteIntentCommand(const IntentCommand& command,
                                               const HttpIdempotency* http, HttpKeyState* key_state);
   void DispatchHttp(const HttpKeyState& key_state, absl::StatusOr<Prepared> prepared,
@@ -279,14 +289,24 @@ class PaymentsService {
                std::unique_ptr<Preloaded> preloaded = nullptr);
   void WorkerLoop();
   void SweepLoop();
-  absl::StatusOr<IntentRecord> ProcessAttempt(const std::string& attempt_key,
-                                              std::unique_ptr<Preloaded> preloaded);
+  // Step 2 and 3 of an attempt; `settled` gets the outcome once it is durable: on the worker
+  // when nothing was written, else on the writer thread after step 3's commit.
+  using SettledCallback = std::function<void(absl::StatusOr<IntentRecord>)>;
+  void ProcessAttempt(const std::string& attempt_key, std::unique_ptr<Preloaded> preloaded,
+                      SettledCallback settled);
+  // Hands an attempt's outcome to everyone waiting on it and releases its claim.
+  void FinishAttempt(const std::string& attempt_key, absl::StatusOr<IntentRecord> result);
   // `card_number`: the revealed card for an authorization (empty otherwise).
   absl::StatusOr<PspResult> CallPsp(const AttemptRecord& attempt, const IntentRecord& intent,
                                     const std::string& card_number, bool& outcome_unknown);
-  absl::StatusOr<IntentRecord> StoreOutcome(const AttemptRecord& attempt,
-                                            const absl::StatusOr<PspResult>& result,
-                                            bool outcome_unknown);
+  // Step 3, submitted to the writer without waiting for it: the worker is free for the next
+  // attempt while the batch commits, and `settled` runs on the writer thread.
+  void StoreOutcome(const AttemptRecord& attempt, absl::StatusOr<PspResult> result,
+                    bool outcome_unknown, SettledCallback settled);
+  // Every SubmitWrite of the service counts itself in `async_writes_` until its WriteDone
+  // returns, so Stop() can wait for the callbacks that still refer to the service.
+  void BeginAsyncWrite();
+  void EndAsyncWrite();
   absl::Status PublishEvent(sql::Transaction& tx, std::string_view type, const IntentRecord& intent,
                             const std::string& reason);
   absl::StatusOr<IntentRecord> Wait(std::function<void(IntentCallback)> start);
@@ -315,6 +335,8 @@ class PaymentsService {
   std::thread sweeper_;
   std::atomic<bool> running_{false};
   std::shared_ptr<CommittedAttempts> committed_attempts_;
+  int64_t async_writes_ = 0;                   // guarded by mutex_
+  std::condition_variable async_writes_done_;  // async_writes_ dropped to 0
 
   std::mutex api_mutex_;
   std::condition_variable api_wake_;
