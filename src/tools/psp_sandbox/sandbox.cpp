@@ -22,6 +22,7 @@
 #include "common/errors.h"
 #include "common/format.h"
 #include "common/json.h"
+#include "common/thread_name.h"
 #include "fmt/format.h"
 #include "platform/http/client.h"
 #include "platform/http/message.h"
@@ -602,7 +603,10 @@ struct PspSandbox::Impl {
     }
     client.connection_count_max = 4;
     notify_client = std::make_unique<http::HttpClient>(client);
-    notify_thread = std::thread([this] { NotifyLoop(); });
+    notify_thread = std::thread([this] {
+      SetCurrentThreadName("psp-notify");
+      NotifyLoop();
+    });
     return absl::OkStatus();
   }
 
@@ -626,6 +630,7 @@ struct PspSandbox::Impl {
       open_sockets.insert(socket.native_handle());
       lock.unlock();
       std::thread([this, s = std::move(socket)]() mutable {
+        SetCurrentThreadName("psp-conn");
         const int handle = s.native_handle();
         ServeConnection(s);
         std::lock_guard<std::mutex> guard(mutex);
@@ -733,7 +738,10 @@ absl::Status PspSandbox::Start() {
                                               ec.message()));
   }
   if (absl::Status status = impl_->StartNotifier(); !status.ok()) return status;
-  impl_->accept_thread = std::thread([this] { impl_->AcceptLoop(); });
+  impl_->accept_thread = std::thread([this] {
+    SetCurrentThreadName("psp-accept");
+    impl_->AcceptLoop();
+  });
   return absl::OkStatus();
 }
 
