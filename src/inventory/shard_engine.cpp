@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/hash/hash.h"
 #include "common/errors.h"
 #include "common/thread_name.h"
@@ -63,8 +64,11 @@ class ShardEngine::Shard {
 
   absl::Status Load() {
     state_ = InventoryState();
-    return engine_.store_.LoadInto(
-        state_, [this](const Sku& sku) { return engine_.ShardOf(sku) == index_; });
+    std::vector<ReservationId> legacy_lines;
+    absl::Status loaded = engine_.store_.LoadInto(
+        state_, [this](const Sku& sku) { return engine_.ShardOf(sku) == index_; }, &legacy_lines);
+    legacy_lines_ = absl::flat_hash_set<ReservationId>(legacy_lines.begin(), legacy_lines.end());
+    return loaded;
   }
 
   // Registers the shard's reservations and orders in the engine's routing index.
@@ -160,23 +164,19 @@ class ShardEngine::Shard {
     if (status.ok()) {
       for (Item& item : batch) {
         results.push_back(Apply(item.work, now_ms));
-        // The model never forgets a reservation, so kReserved means the id is new to the
-        // database too (an id it knows answers kAlreadyReserved or kConflict).
-        if (const auto* reserve = std::get_if<Command>(&item.work);
-            reserve != nullptr && std::holds_alternative<cmd::Reserve>(*reserve) &&
-            results.back().status.ok() &&
-            std::get<ReserveOutcome>(results.back().outcome) == ReserveOutcome::kReserved) {
-          record.created.push_back(std::get<cmd::Reserve>(*reserve).id);
-        }
         const std::vector<LedgerEntry>& entries = results.back().entries;
         record.entries.insert(record.entries.end(), entries.begin(), entries.end());
       }
-      std::sort(record.created.begin(), record.created.end());
       InventoryState::Changes changes = state_.TakeChanges();
       for (const StockKey& key : changes.stock) record.stock.push_back(*state_.FindStock(key));
+      // Only reservations stored before migration 0005 have line rows to delete; the shard
+      // learnt which at load and forgets each once a committed batch rewrote it.
+      record.legacy_lines.emplace();
       for (const ReservationId& id : changes.reservations) {
         record.reservations.push_back(*state_.FindReservation(id));
+        if (legacy_lines_.contains(id)) record.legacy_lines->push_back(id);
       }
+      std::sort(record.legacy_lines->begin(), record.legacy_lines->end());
       if (engine_.options_.verify_invariants_each_batch) {
         if (absl::Status check = state_.CheckInvariants(); !check.ok()) {
           std::fprintf(stderr, "inventory shard %zu: invariant broken: %s\n", index_,
@@ -212,6 +212,9 @@ class ShardEngine::Shard {
           fmt::format("inventory batch not committed: {}", status.ToString()));
       for (Item& item : batch) Reject(std::move(item), answer);
       return;
+    }
+    if (record.legacy_lines.has_value()) {
+      for (const ReservationId& id : *record.legacy_lines) legacy_lines_.erase(id);
     }
     batches_committed.fetch_add(1);
     commands_applied.fetch_add(static_cast<int64_t>(batch.size()));
@@ -347,7 +350,9 @@ class ShardEngine::Shard {
   ShardEngine& engine_;
   const size_t index_;
   InventoryState state_;  // touched only by the writer thread (and by Load before it starts)
-  bool healthy_ = true;   // false after a failed reload
+  // Ids with rows in the pre-0005 reservation_lines table (as state_, writer thread only).
+  absl::flat_hash_set<ReservationId> legacy_lines_;
+  bool healthy_ = true;  // false after a failed reload
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<Item> queue_;

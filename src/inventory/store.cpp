@@ -142,8 +142,6 @@ std::vector<Value> StockParams(const StockLevel& level) {
           level.reserved,    level.allocated,        level.version};
 }
 
-std::string IdsToJson(const std::vector<std::string>& ids) { return nlohmann::json(ids).dump(); }
-
 absl::StatusOr<std::vector<std::string>> IdsFromJson(const std::string& text) {
   nlohmann::json parsed = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (!parsed.is_array()) return absl::DataLossError("reservations: id list is not an array");
@@ -161,6 +159,24 @@ absl::StatusOr<std::vector<std::string>> IdsFromJson(const std::string& text) {
 bool PlainJsonText(std::string_view text) {
   return std::all_of(text.begin(), text.end(),
                      [](char c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; });
+}
+
+// A JSON array of strings (shipment_ids, return_ids); by hand for the usual empty list and
+// plain ids (written for every changed reservation on the writer thread), else nlohmann.
+std::string IdsToJson(const std::vector<std::string>& ids) {
+  if (!std::all_of(ids.begin(), ids.end(),
+                   [](const std::string& id) { return PlainJsonText(id); })) {
+    return nlohmann::json(ids).dump();
+  }
+  std::string out = "[";
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i > 0) out += ',';
+    out += '"';
+    out += ids[i];
+    out += '"';
+  }
+  out += ']';
+  return out;
 }
 
 // reservations.lines: [{"sku":s,"quantity":n,"splits":[{"location":l,"quantity":n,
@@ -332,10 +348,12 @@ absl::Status InventoryStore::WriteBatch(Transaction& transaction, const BatchRec
     params.emplace_back(IdsToJson(reservation.shipment_ids));
     params.emplace_back(IdsToJson(reservation.return_ids));
     params.emplace_back(LinesToJson(reservation.lines));
-    if (!std::binary_search(batch.created.begin(), batch.created.end(), reservation.id)) {
+    if (!batch.legacy_lines.has_value() ||
+        std::binary_search(batch.legacy_lines->begin(), batch.legacy_lines->end(),
+                           reservation.id)) {
       // A reservation stored before migration 0005 has its lines in reservation_lines; from its
-      // first rewrite on they live inline only, so the old rows go. For newer reservations the
-      // table is empty and this is one seek in an empty tree.
+      // first rewrite on they live inline only, so the old rows go. Newer reservations have no
+      // rows there, and a caller that knows which ids do (the shard engine) skips the others.
       RETURN_IF_ERROR(
           transaction.Execute(kDeleteReservationLines, {reservation.id.value()}).status());
     }
@@ -346,7 +364,8 @@ absl::Status InventoryStore::WriteBatch(Transaction& transaction, const BatchRec
 }
 
 absl::Status InventoryStore::LoadInto(InventoryState& state,
-                                      const std::function<bool(const Sku&)>& owns) {
+                                      const std::function<bool(const Sku&)>& owns,
+                                      std::vector<ReservationId>* legacy_lines) {
   return db_.Read([&](Transaction& transaction) -> absl::Status {
     ASSIGN_OR_RETURN(sql::ResultSet locations, transaction.Query(kSelectLocations));
     for (const Row& row : locations.rows) {
@@ -357,9 +376,9 @@ absl::Status InventoryStore::LoadInto(InventoryState& state,
       if (owns(level.sku)) state.LoadStock(level);
     }
     // Lines of reservations stored before migration 0005 (newer ones carry theirs inline).
-    ASSIGN_OR_RETURN(sql::ResultSet legacy_lines, transaction.Query(kSelectReservationLines));
+    ASSIGN_OR_RETURN(sql::ResultSet legacy_rows, transaction.Query(kSelectReservationLines));
     std::map<std::string, std::vector<ReservationLine>> lines_by_reservation;
-    for (const Row& row : legacy_lines.rows) {
+    for (const Row& row : legacy_rows.rows) {
       std::vector<ReservationLine>& reservation_lines = lines_by_reservation[row.Text(0)];
       const size_t line_no = static_cast<size_t>(row.Int(1));
       if (line_no == reservation_lines.size()) {
@@ -372,6 +391,10 @@ absl::Status InventoryStore::LoadInto(InventoryState& state,
                                                       .quantity = row.Int(6),
                                                       .shipped = row.Int(7),
                                                       .returned = row.Int(8)});
+    }
+    if (legacy_lines != nullptr) {
+      legacy_lines->clear();
+      for (const auto& [id, lines] : lines_by_reservation) legacy_lines->emplace_back(id);
     }
     ASSIGN_OR_RETURN(sql::ResultSet reservations, transaction.Query(kSelectReservations));
     for (const Row& row : reservations.rows) {

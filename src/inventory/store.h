@@ -34,10 +34,11 @@ struct BatchRecord {
   std::vector<StockLevel> stock;  // final state of every row the batch changed
   // Final state of every reservation it changed, written as one row each (lines inline).
   std::vector<Reservation> reservations;
-  // Sorted ids among `reservations` created by this batch: they cannot have lines in the
-  // pre-0005 reservation_lines table, so WriteBatch skips deleting them. Empty (the safe
-  // default): every written reservation's old line rows are deleted.
-  std::vector<ReservationId> created;
+  // Set: the sorted ids among `reservations` that may still have rows in the pre-0005
+  // reservation_lines table (LoadInto reports them); WriteBatch deletes the old line rows of
+  // those only. Unset (the safe default): every written reservation's old line rows are
+  // deleted, one statement per reservation.
+  std::optional<std::vector<ReservationId>> legacy_lines;
   bool empty() const { return entries.empty() && stock.empty() && reservations.empty(); }
 };
 
@@ -60,8 +61,11 @@ class InventoryStore {
   static absl::Status WriteBatch(sql::Transaction& transaction, const BatchRecord& batch);
 
   // Loads locations, and the stock rows and reservations whose SKU `owns` accepts (a
-  // reservation belongs to the owner of its first line's SKU), into a fresh `state`.
-  absl::Status LoadInto(InventoryState& state, const std::function<bool(const Sku&)>& owns);
+  // reservation belongs to the owner of its first line's SKU), into a fresh `state`. When
+  // `legacy_lines` is given, it receives every id that has rows in the pre-0005
+  // reservation_lines table (sorted; see BatchRecord::legacy_lines).
+  absl::Status LoadInto(InventoryState& state, const std::function<bool(const Sku&)>& owns,
+                        std::vector<ReservationId>* legacy_lines = nullptr);
 
   // Committed stock rows of up to kAvailabilitySkusMax SKUs (InvalidArgument beyond).
   absl::StatusOr<std::vector<StockLevel>> LoadStock(const std::vector<Sku>& skus);
