@@ -141,6 +141,15 @@ class Connection {
   // Pages in the WAL after this connection's last commit (writer only).
   int wal_pages() const { return wal_pages_; }
 
+  // Pages this connection wrote since the last call (SQLITE_DBSTATUS_CACHE_WRITE, reset).
+  int64_t TakePagesWritten() {
+    int current = 0, highwater = 0;
+    if (sqlite3_db_status(db_, SQLITE_DBSTATUS_CACHE_WRITE, &current, &highwater, 1) != SQLITE_OK) {
+      return 0;
+    }
+    return current;
+  }
+
   // A PASSIVE checkpoint: copies what it can without waiting for anyone. OK when another
   // connection's checkpoint is running (SQLITE_BUSY: nothing to do now).
   absl::Status CheckpointPassive() {
@@ -464,6 +473,9 @@ class SqliteDatabase final : public Database {
           obs::SizeBuckets());
       queue_depth_metric_ = &options_.metrics->GetGauge(
           "emporium_db_write_queue_depth", "Write jobs queued for the writer thread.", labels);
+      pages_written_metric_ = &options_.metrics->GetCounter(
+          "emporium_db_pages_written_total",
+          "Database pages the writer wrote in committed batches (WAL frames for SQLite).", labels);
     }
 #endif
     if (options_.checkpoint_wal_pages > 0) {
@@ -555,6 +567,7 @@ class SqliteDatabase final : public Database {
     stats.jobs_committed = jobs_committed_.load(std::memory_order_relaxed);
     stats.jobs_failed = jobs_failed_.load(std::memory_order_relaxed);
     stats.queue_depth = queue_depth_.load(std::memory_order_relaxed);
+    stats.pages_written = pages_written_.load(std::memory_order_relaxed);
     return stats;
   }
 
@@ -670,11 +683,16 @@ class SqliteDatabase final : public Database {
     if (!batch_status.ok()) {
       spdlog::warn("sql: batch of {} jobs on {} failed: {}", batch.size(), options_.name,
                    batch_status.ToString());
-    } else {
+    }
+    // Counted for committed batches only; a failed batch's pages are dropped with the count.
+    const int64_t pages = connection.TakePagesWritten();
+    if (batch_status.ok()) {
+      pages_written_.fetch_add(pages, std::memory_order_relaxed);
       batches_committed_.fetch_add(1, std::memory_order_relaxed);
 #if EMPORIUM_SQL_HAS_OBS
       if (batch_jobs_metric_ != nullptr)
         batch_jobs_metric_->Observe(static_cast<double>(batch.size()));
+      if (pages_written_metric_ != nullptr) pages_written_metric_->Increment(pages);
 #endif
     }
     jobs_committed_.fetch_add(committed, std::memory_order_relaxed);
@@ -785,9 +803,11 @@ class SqliteDatabase final : public Database {
   std::atomic<int64_t> jobs_committed_{0};
   std::atomic<int64_t> jobs_failed_{0};
   std::atomic<int64_t> queue_depth_{0};
+  std::atomic<int64_t> pages_written_{0};
 #if EMPORIUM_SQL_HAS_OBS
   obs::Histogram* batch_jobs_metric_ = nullptr;
   obs::Gauge* queue_depth_metric_ = nullptr;
+  obs::Counter* pages_written_metric_ = nullptr;
 #endif
 };
 

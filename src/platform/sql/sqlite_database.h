@@ -59,8 +59,9 @@ struct SqliteOptions {
   // wal_pages_max pages (SQLite's own behaviour with wal_autocheckpoint = wal_pages_max).
   size_t checkpoint_wal_pages = 1000;
   size_t wal_pages_max = 10000;
-  // Optional: records emporium_db_batch_jobs (histogram) and emporium_db_write_queue_depth
-  // (gauge), labelled db=<name>. Must outlive the database.
+  // Optional: records emporium_db_batch_jobs (histogram), emporium_db_write_queue_depth (gauge)
+  // and emporium_db_pages_written_total (counter), labelled db=<name>. Must outlive the
+  // database.
   obs::MetricsRegistry* metrics = nullptr;
 };
 

@@ -339,8 +339,34 @@ TEST_F(SqliteDatabaseTest, RecordsBatchSizesAndQueueDepth) {
   EXPECT_NE(text.find("emporium_db_batch_jobs"), std::string::npos) << text;
   EXPECT_NE(text.find("db=\"orders\""), std::string::npos) << text;
   EXPECT_NE(text.find("emporium_db_write_queue_depth"), std::string::npos) << text;
+  EXPECT_NE(text.find("emporium_db_pages_written_total{db=\"orders\"}"), std::string::npos) << text;
 }
 #endif
+
+TEST_F(SqliteDatabaseTest, CountsThePagesCommittedBatchesWrote) {
+  auto db = Open(Options());
+  ASSERT_NE(db, nullptr);
+  ASSERT_TRUE(
+      db->Write([](Transaction& transaction) {
+          return transaction.Execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)").status();
+        }).ok());
+  const int64_t after_create = db->stats().pages_written;
+  EXPECT_GE(after_create, 1);
+  // Rows of ~3 KiB: each insert needs at least one new leaf page of its own.
+  constexpr int64_t kRows = 10;
+  ASSERT_TRUE(db->Write([](Transaction& transaction) -> absl::Status {
+                  for (int64_t i = 0; i < kRows; ++i) {
+                    absl::Status status = transaction
+                                              .Execute("INSERT INTO t (id, body) VALUES (?, ?)",
+                                                       {i, std::string(3000, 'x')})
+                                              .status();
+                    if (!status.ok()) return status;
+                  }
+                  return absl::OkStatus();
+                }).ok());
+  const int64_t after_inserts = db->stats().pages_written;
+  EXPECT_GE(after_inserts - after_create, kRows);
+}
 
 // Rows of ~2 KiB each (a page apiece) so a few hundred writes make a WAL of many pages.
 constexpr std::string_view kCreateRows =
