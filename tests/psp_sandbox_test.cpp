@@ -1,6 +1,11 @@
 // The PSP sandbox over real loopback HTTP: idempotency, test cards, the lost response,
 // captures/refunds/voids, expiry, balance, failure injection and signed notifications.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <mutex>
@@ -173,6 +178,76 @@ TEST_F(SandboxTest, LostResponseChargesOnceAndTheSameKeyRecoversIt) {
   // A new key is a new charge (and loses its response again).
   EXPECT_FALSE(Post("/v1/authorizations", Authorization(kCardLostResponse, 777), "lost-2").ok());
   EXPECT_EQ(Balance()["authorization_count"], 2);
+}
+
+// Answers to POSTs are written by the books' writer once durable and GETs by the connection
+// thread: a client that pipelines both on one connection still gets every answer, in order,
+// and a request with "Connection: close" gets its answer before the close.
+TEST_F(SandboxTest, PipelinedRequestsAreAnsweredInOrder) {
+  StartSandbox();
+  constexpr int kRequests = 24;
+  std::string wire;
+  for (int i = 0; i < kRequests; ++i) {
+    const bool last = i + 1 == kRequests;
+    if (i % 6 == 5) {
+      wire += fmt::format("GET /v1/balance HTTP/1.1\r\nHost: x\r\n{}\r\n",
+                          last ? "Connection: close\r\n" : "");
+      continue;
+    }
+    const std::string body = DumpJson(Authorization(kCardSuccess, 1000 + i));
+    wire += fmt::format(
+        "POST /v1/authorizations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Idempotency-Key: pipe-{}\r\nContent-Length: {}\r\n{}\r\n{}",
+        i, body.size(), last ? "Connection: close\r\n" : "", body);
+  }
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(sandbox_->port());
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  ASSERT_EQ(::send(fd, wire.data(), wire.size(), MSG_NOSIGNAL), static_cast<ssize_t>(wire.size()));
+  // Read until the sandbox closes (the last request asked for it), bounded by a deadline.
+  std::string received;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd waiting{fd, POLLIN, 0};
+    if (::poll(&waiting, 1, 1000) <= 0) continue;
+    char chunk[4096];
+    const ssize_t n = ::recv(fd, chunk, sizeof(chunk), 0);
+    if (n <= 0) break;
+    received.append(chunk, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  // Split the stream into answers by their Content-Length.
+  std::vector<std::pair<int, Json>> answers;
+  size_t at = 0;
+  while (at < received.size() && answers.size() < kRequests + 1) {
+    const size_t head_end = received.find("\r\n\r\n", at);
+    ASSERT_NE(head_end, std::string::npos);
+    const std::string head = received.substr(at, head_end - at);
+    const size_t length_at = head.find("Content-Length: ");
+    ASSERT_NE(length_at, std::string::npos) << head;
+    const size_t length = std::stoul(head.substr(length_at + 16));
+    const int status = std::stoi(head.substr(9, 3));
+    absl::StatusOr<Json> body = ParseJson(received.substr(head_end + 4, length));
+    ASSERT_TRUE(body.ok()) << head;
+    answers.emplace_back(status, *body);
+    at = head_end + 4 + length;
+  }
+  ASSERT_EQ(answers.size(), static_cast<size_t>(kRequests));
+  for (int i = 0; i < kRequests; ++i) {
+    const auto& [status, body] = answers[static_cast<size_t>(i)];
+    if (i % 6 == 5) {
+      EXPECT_EQ(status, 200) << i;
+      EXPECT_TRUE(body.contains("authorization_count")) << i;
+    } else {
+      EXPECT_EQ(status, 201) << i;
+      EXPECT_EQ(body.at("amount_minor"), 1000 + i) << i;
+    }
+  }
+  EXPECT_EQ(Balance()["authorization_count"], kRequests - kRequests / 6);
 }
 
 TEST_F(SandboxTest, CaptureRefundVoidAndBalance) {

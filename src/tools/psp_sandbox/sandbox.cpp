@@ -3,6 +3,7 @@
 #include <sodium.h>
 #include <sys/socket.h>
 
+#include <cerrno>
 #include <utility>
 // <utility> must precede Asio (see the architecture notes).
 #include <atomic>
@@ -11,7 +12,6 @@
 #include <boost/beast/http.hpp>
 #include <condition_variable>
 #include <deque>
-#include <future>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -43,6 +43,7 @@ constexpr char kDropConnectionHeader[] = "X-Sandbox-Drop-Connection";
 constexpr size_t kBodyBytesMax = 64 << 10;
 constexpr int kRequestsPerConnectionMax = 100'000;
 constexpr int kIdleTimeoutSeconds = 60;
+constexpr int kWriteTimeoutSeconds = 10;  // a send of an answer's rest, per call
 constexpr int64_t kAmountMinorMax = 100'000'000'000;
 constexpr size_t kIdempotencyKeyCharsMax = 255;
 constexpr size_t kNotificationQueueMax = 100'000;
@@ -200,22 +201,39 @@ struct PspSandbox::Impl {
   // ---- HTTP handlers -------------------------------------------------------------------
 
   void AddRoutes() {
-    router.AddSync("POST", "/v1/authorizations", [this](const http::Request& request) {
-      // Parsed, validated and answered before the write job, which then only runs SQL: the
-      // books' writer is one thread every authorization queues behind.
-      absl::StatusOr<PreparedAuthorization> prepared = PrepareAuthorize(request);
-      return Idempotent(request, [this, &prepared](sql::Transaction& tx) {
-        return ApplyAuthorize(tx, prepared);
-      });
-    });
-    router.AddSync("POST", "/v1/authorizations/{id}/capture", [this](const http::Request& r) {
-      return Idempotent(r, [this, &r](sql::Transaction& tx) { return Capture(tx, r); });
-    });
-    router.AddSync("POST", "/v1/authorizations/{id}/void", [this](const http::Request& r) {
-      return Idempotent(r, [this, &r](sql::Transaction& tx) { return Void(tx, r); });
-    });
-    router.AddSync("POST", "/v1/refunds", [this](const http::Request& r) {
-      return Idempotent(r, [this, &r](sql::Transaction& tx) { return Refund(tx, r); });
+    // The POSTs answer from their write job's WriteDone on the books' writer thread, once the
+    // effect is durable: no connection thread sleeps on the commit (see ServeConnection).
+    router.Add(
+        "POST", "/v1/authorizations", [this](http::Request& request, http::Responder respond) {
+          // Parsed, validated and answered before the write job, which then only runs SQL: the
+          // books' writer is one thread every authorization queues behind.
+          auto prepared =
+              std::make_shared<absl::StatusOr<PreparedAuthorization>>(PrepareAuthorize(request));
+          Idempotent(
+              request,
+              [this, prepared](sql::Transaction& tx) { return ApplyAuthorize(tx, *prepared); },
+              std::move(respond));
+        });
+    // The job runs later on the writer: it keeps its own copy of the request.
+    router.Add("POST", "/v1/authorizations/{id}/capture",
+               [this](http::Request& r, http::Responder respond) {
+                 auto request = std::make_shared<const http::Request>(r);
+                 Idempotent(
+                     r, [this, request](sql::Transaction& tx) { return Capture(tx, *request); },
+                     std::move(respond));
+               });
+    router.Add("POST", "/v1/authorizations/{id}/void",
+               [this](http::Request& r, http::Responder respond) {
+                 auto request = std::make_shared<const http::Request>(r);
+                 Idempotent(
+                     r, [this, request](sql::Transaction& tx) { return Void(tx, *request); },
+                     std::move(respond));
+               });
+    router.Add("POST", "/v1/refunds", [this](http::Request& r, http::Responder respond) {
+      auto request = std::make_shared<const http::Request>(r);
+      Idempotent(
+          r, [this, request](sql::Transaction& tx) { return Refund(tx, *request); },
+          std::move(respond));
     });
     router.AddSync("GET", "/v1/authorizations/{id}",
                    [this](const http::Request& r) { return GetAuthorization(r.PathParam("id")); });
@@ -224,69 +242,87 @@ struct PspSandbox::Impl {
     router.AddSync("GET", "/v1/balance", [this](const http::Request&) { return Balance(); });
   }
 
-  // Runs `effect` inside one write transaction together with the idempotency record.
-  http::Response Idempotent(
-      const http::Request& request,
-      const std::function<absl::StatusOr<Effect>(sql::Transaction&)>& effect) {
+  using EffectJob = std::function<absl::StatusOr<Effect>(sql::Transaction&)>;
+
+  // Runs `effect` inside one write transaction together with the idempotency record, and
+  // answers through `respond` once that transaction is durable: from the WriteDone on the
+  // books' writer thread (or at once, on the calling thread, for a refused request).
+  void Idempotent(const http::Request& request, EffectJob effect, http::Responder respond) {
     if (options.failure_rate > 0 && Uniform01() < options.failure_rate) {
-      return Error(503, "psp_unavailable", "The processor is temporarily unavailable.");
+      respond(Error(503, "psp_unavailable", "The processor is temporarily unavailable."));
+      return;
     }
-    std::string key;
+    // What the job and its WriteDone share.
+    struct Call {
+      std::string key;
+      std::string hash;
+      EffectJob effect;
+      std::optional<Effect> result;
+    };
+    auto call = std::make_shared<Call>();
     if (auto header = request.Header("Idempotency-Key"); header.has_value()) {
-      key = std::string(*header);
-      if (key.empty() || key.size() > kIdempotencyKeyCharsMax) {
-        return Error(400, "invalid_idempotency_key", "Idempotency-Key must be 1..255 chars.");
+      call->key = std::string(*header);
+      if (call->key.empty() || call->key.size() > kIdempotencyKeyCharsMax) {
+        respond(Error(400, "invalid_idempotency_key", "Idempotency-Key must be 1..255 chars."));
+        return;
       }
     }
-    const std::string hash = HashRequest(request);
-    std::optional<Effect> result;
-    std::optional<std::pair<std::string, Json>> notification;
-    absl::Status status = db->Write([&](sql::Transaction& tx) -> absl::Status {
-      if (!key.empty()) {
-        auto stored = tx.Query(
-            "SELECT request_hash, status, body FROM idempotency WHERE idempotency_key = ?", {key});
-        if (!stored.ok()) return stored.status();
-        if (!stored->empty()) {
-          const sql::Row& row = stored->rows.front();
-          Effect replay;
-          if (row.Text(0) != hash) {
-            replay.response = Error(422, "idempotency_key_reused",
-                                    "This Idempotency-Key was used with another request.");
-          } else {
-            replay.response =
-                http::Response::Json(static_cast<int>(row.Int(1)), *ParseJson(row.Text(2)));
-            replay.response.headers.Set("Idempotent-Replayed", "true");
+    call->hash = HashRequest(request);
+    call->effect = std::move(effect);
+    db->SubmitWrite(
+        [this, call](sql::Transaction& tx) -> absl::Status {
+          const std::string& key = call->key;
+          if (!key.empty()) {
+            auto stored = tx.Query(
+                "SELECT request_hash, status, body FROM idempotency WHERE idempotency_key = ?",
+                {key});
+            if (!stored.ok()) return stored.status();
+            if (!stored->empty()) {
+              const sql::Row& row = stored->rows.front();
+              Effect replay;
+              if (row.Text(0) != call->hash) {
+                replay.response = Error(422, "idempotency_key_reused",
+                                        "This Idempotency-Key was used with another request.");
+              } else {
+                replay.response =
+                    http::Response::Json(static_cast<int>(row.Int(1)), *ParseJson(row.Text(2)));
+                replay.response.headers.Set("Idempotent-Replayed", "true");
+              }
+              call->result = std::move(replay);
+              return absl::OkStatus();
+            }
           }
-          result = std::move(replay);
+          absl::StatusOr<Effect> done = call->effect(tx);
+          if (!done.ok()) return done.status();
+          // A 5xx means nothing happened: not stored, so a retry may succeed.
+          if (!key.empty() && done->response.status < 500) {
+            auto inserted = tx.Execute(
+                "INSERT INTO idempotency (idempotency_key, request_hash, status, body, "
+                "created_at_ms) VALUES (?, ?, ?, ?, ?)",
+                {key, call->hash, int64_t{done->response.status}, done->response.body, NowMs()});
+            if (!inserted.ok()) return inserted.status();
+          }
+          call->result = std::move(*done);
           return absl::OkStatus();
-        }
-      }
-      absl::StatusOr<Effect> done = effect(tx);
-      if (!done.ok()) return done.status();
-      // A 5xx means nothing happened: not stored, so a retry may succeed.
-      if (!key.empty() && done->response.status < 500) {
-        auto inserted = tx.Execute(
-            "INSERT INTO idempotency (idempotency_key, request_hash, status, body, "
-            "created_at_ms) VALUES (?, ?, ?, ?, ?)",
-            {key, hash, int64_t{done->response.status}, done->response.body, NowMs()});
-        if (!inserted.ok()) return inserted.status();
-      }
-      notification = std::move(done->notification);
-      result = std::move(*done);
-      return absl::OkStatus();
-    });
-    if (!status.ok()) {
-      if (status.code() == absl::StatusCode::kInvalidArgument ||
-          status.code() == absl::StatusCode::kNotFound ||
-          status.code() == absl::StatusCode::kFailedPrecondition) {
-        return http::ErrorResponse(status);
-      }
-      return Error(503, "psp_unavailable", "The processor could not record the request.");
-    }
-    if (notification.has_value()) Notify(notification->first, notification->second);
-    http::Response response = std::move(result->response);
-    if (result->drop_connection) response.headers.Set(kDropConnectionHeader, "1");
-    return response;
+        },
+        [this, call, respond = std::move(respond)](absl::Status status) {
+          if (!status.ok() || !call->result.has_value()) {
+            if (status.code() == absl::StatusCode::kInvalidArgument ||
+                status.code() == absl::StatusCode::kNotFound ||
+                status.code() == absl::StatusCode::kFailedPrecondition) {
+              respond(http::ErrorResponse(status));
+              return;
+            }
+            respond(Error(503, "psp_unavailable", "The processor could not record the request."));
+            return;
+          }
+          Effect& result = *call->result;
+          if (result.notification.has_value()) {
+            Notify(result.notification->first, result.notification->second);
+          }
+          if (result.drop_connection) result.response.headers.Set(kDropConnectionHeader, "1");
+          respond(std::move(result.response));
+        });
   }
 
   // An authorization request, checked and answered before its write job: the effect to
@@ -643,17 +679,107 @@ struct PspSandbox::Impl {
     }
   }
 
+  // One connection's answer in flight. A request's answer is written by whichever thread
+  // has it: the connection thread for the GETs, the books' writer thread (WriteDone) for the
+  // POSTs, so the connection thread goes straight back to reading instead of sleeping on the
+  // commit and being woken to write. The socket stays open until the answer is written.
+  struct Connection {
+    explicit Connection(int handle) : fd(handle) {}
+    const int fd;
+    std::mutex mutex;
+    std::condition_variable answered_cv;
+    bool answering = false;  // a request's answer is not written yet
+    bool waiting = false;    // the connection thread waits for it
+    bool close = false;      // close once it is written (dropped, Connection: close, unsent)
+    std::string unsent;      // what a non-blocking send could not write at once
+  };
+
+  // Waits until the answer in flight (if any) is written. False when the connection must close.
+  static bool WaitAnswered(Connection& connection) {
+    std::unique_lock<std::mutex> lock(connection.mutex);
+    connection.waiting = true;
+    connection.answered_cv.wait(lock, [&connection] { return !connection.answering; });
+    connection.waiting = false;
+    return !connection.close;
+  }
+
+  static std::string SerializeResponse(const http::Response& response, bool keep_alive) {
+    const beast::string_view reason =
+        bhttp::obsolete_reason(bhttp::int_to_status(static_cast<unsigned>(response.status)));
+    std::string wire = fmt::format("HTTP/1.1 {} {}\r\n", response.status,
+                                   std::string_view(reason.data(), reason.size()));
+    for (const auto& [name, value] : response.headers.entries()) {
+      wire += name;
+      wire += ": ";
+      wire += value;
+      wire += "\r\n";
+    }
+    wire += fmt::format("Server: psp-sandbox\r\nContent-Length: {}\r\n", response.body.size());
+    if (!keep_alive) wire += "Connection: close\r\n";
+    wire += "\r\n";
+    wire += response.body;
+    return wire;
+  }
+
+  // Writes an answer without blocking (it runs on the books' writer thread for the POSTs).
+  // Whatever the socket does not take at once (a client that pipelines requests and does not
+  // read its answers) is left to the connection thread, which writes it with a bounded wait
+  // and closes: reading is shut down to wake it.
+  static void Answer(Connection& connection, const http::Response& response, bool keep_alive) {
+    bool close = !keep_alive;
+    std::string unsent;
+    if (response.headers.Has(kDropConnectionHeader)) {
+      // "Charged, but the response is lost": the effect is committed; close without a word.
+      ::shutdown(connection.fd, SHUT_RDWR);
+      close = true;
+    } else {
+      const std::string wire = SerializeResponse(response, keep_alive);
+      size_t sent = 0;
+      while (sent < wire.size()) {
+        const ssize_t n = ::send(connection.fd, wire.data() + sent, wire.size() - sent,
+                                 MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+          sent += static_cast<size_t>(n);
+        } else if (n < 0 && errno == EINTR) {
+          continue;
+        } else {
+          break;
+        }
+      }
+      if (sent < wire.size()) {
+        close = true;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+          unsent = wire.substr(sent);
+          ::shutdown(connection.fd, SHUT_RD);
+        } else {
+          ::shutdown(connection.fd, SHUT_RDWR);  // the peer is gone
+        }
+      }
+    }
+    std::lock_guard<std::mutex> lock(connection.mutex);
+    connection.answering = false;
+    connection.close = connection.close || close;
+    connection.unsent = std::move(unsent);
+    if (connection.waiting) connection.answered_cv.notify_one();
+  }
+
   void ServeConnection(tcp::socket& socket) {
     boost::system::error_code ec;
     socket.set_option(tcp::no_delay(true), ec);
     timeval timeout{kIdleTimeoutSeconds, 0};
     setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+    timeval write_timeout{kWriteTimeoutSeconds, 0};
+    setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &write_timeout,
+               sizeof(write_timeout));
+    auto connection = std::make_shared<Connection>(socket.native_handle());
     beast::flat_buffer buffer;
     for (int i = 0; i < kRequestsPerConnectionMax && !stopping.load(); ++i) {
       bhttp::request_parser<bhttp::string_body> parser;
       parser.body_limit(kBodyBytesMax);
       bhttp::read(socket, buffer, parser, ec);
-      if (ec) return;
+      if (ec) break;
+      // A pipelined request waits for the answer before it: answers go out in order.
+      if (!WaitAnswered(*connection)) break;
       const auto& message = parser.get();
       http::Request request;
       request.method = std::string(message.method_string());
@@ -667,29 +793,33 @@ struct PspSandbox::Impl {
         request.headers.Add(std::string(field.name_string()), std::string(field.value()));
       }
       request.body = message.body();
+      const bool keep_alive = message.keep_alive();
       SimulateLatency();
-      std::promise<http::Response> promise;
-      std::future<http::Response> future = promise.get_future();
-      auto shared_promise = std::make_shared<std::promise<http::Response>>(std::move(promise));
-      router.Dispatch(request, [shared_promise](http::Response response) {
-        shared_promise->set_value(std::move(response));
-      });
-      http::Response response = future.get();
-      if (response.headers.Has(kDropConnectionHeader)) {
-        // "Charged, but the response is lost": the effect is committed; close without a word.
-        socket.shutdown(tcp::socket::shutdown_both, ec);
-        return;
+      {
+        std::lock_guard<std::mutex> lock(connection->mutex);
+        connection->answering = true;
       }
-      bhttp::response<bhttp::string_body> reply;
-      reply.version(11);
-      reply.result(static_cast<unsigned>(response.status));
-      for (const auto& [name, value] : response.headers.entries()) reply.set(name, value);
-      reply.set(bhttp::field::server, "psp-sandbox");
-      reply.body() = std::move(response.body);
-      reply.prepare_payload();
-      reply.keep_alive(message.keep_alive());
-      bhttp::write(socket, reply, ec);
-      if (ec || !message.keep_alive()) return;
+      router.Dispatch(request, [connection, keep_alive](http::Response response) {
+        Answer(*connection, response, keep_alive);
+      });
+      if (!keep_alive) break;
+    }
+    // The socket is closed after this returns: the answer in flight is written first.
+    WaitAnswered(*connection);
+    std::string unsent;
+    {
+      std::lock_guard<std::mutex> lock(connection->mutex);
+      unsent.swap(connection->unsent);
+    }
+    size_t sent = 0;
+    while (sent < unsent.size()) {  // bounded by SO_SNDTIMEO per send
+      const ssize_t n =
+          ::send(connection->fd, unsent.data() + sent, unsent.size() - sent, MSG_NOSIGNAL);
+      if (n > 0) {
+        sent += static_cast<size_t>(n);
+      } else if (!(n < 0 && errno == EINTR)) {
+        break;
+      }
     }
   }
 

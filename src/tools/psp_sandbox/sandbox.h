@@ -24,8 +24,12 @@
 // `Psp-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>`, retried with
 // backoff, and (by flag) duplicated and delivered out of order.
 //
-// The server is thread-per-connection (blocking Beast I/O) so simulated latency can simply
-// sleep; connections are bounded by `connections_max`.
+// The server reads each connection on its own thread (blocking Beast I/O) so simulated latency
+// can simply sleep; connections are bounded by `connections_max`. A POST is answered by the
+// books' writer thread as soon as its transaction is durable (a non-blocking send), so the
+// connection thread is back to reading at once instead of sleeping on the commit; a client
+// that pipelines requests gets its answers in order, and one that does not read them is
+// closed after the answer that no longer fits its socket.
 //
 // Thread-safety: Start/Shutdown from the owner thread; port() after Start.
 #pragma once
