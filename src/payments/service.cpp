@@ -262,12 +262,15 @@ void PaymentsService::Stop() {
 }
 
 absl::Status PaymentsService::RunAsync(std::function<void()> task) {
-  std::lock_guard<std::mutex> lock(api_mutex_);
-  if (!running_.load()) return absl::UnavailableError("payments is not running");
-  if (api_queue_.size() >= kApiQueueMax) {
-    return absl::ResourceExhaustedError("payments is overloaded");
+  {
+    std::lock_guard<std::mutex> lock(api_mutex_);
+    if (!running_.load()) return absl::UnavailableError("payments is not running");
+    if (api_queue_.size() >= kApiQueueMax) {
+      return absl::ResourceExhaustedError("payments is overloaded");
+    }
+    api_queue_.push_back(std::move(task));
   }
-  api_queue_.push_back(std::move(task));
+  // After unlocking, so the woken API thread does not block on api_mutex_ at once.
   api_wake_.notify_one();
   return absl::OkStatus();
 }
@@ -785,6 +788,9 @@ void PaymentsService::Enqueue(const std::string& attempt_key, IntentCallback don
   queue_.push_back({attempt_key, std::move(preloaded)});
   // One job, one worker: the sweep waits on its own condition variable, so notify_one always
   // reaches a worker (waking all 64 for each job cost more CPU than the job's own work).
+  // Notified after unlocking: a worker woken under the lock would block on mutex_ at once and
+  // have to be woken a second time (this runs on the database's writer thread).
+  lock.unlock();
   wake_.notify_one();
 }
 
