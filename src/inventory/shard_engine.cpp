@@ -1,6 +1,11 @@
 #include "inventory/shard_engine.h"
 
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -88,6 +93,7 @@ class ShardEngine::Shard {
 
   void Enqueue(Item item) {
     absl::Status refused = absl::OkStatus();
+    bool wake = false;
     {
       std::lock_guard lock(mutex_);
       if (stopping_) {
@@ -100,6 +106,9 @@ class ShardEngine::Shard {
         queue_full_rejections.fetch_add(1);
       } else {
         queue_.push_back(std::move(item));
+        // The writer waits only for a first command, or (lingering) for linger_target_ of
+        // them: one wake-up each, not one per command.
+        wake = queue_.size() == 1 || queue_.size() == linger_target_;
       }
     }
     // Answered outside the lock: the callback may submit again.
@@ -107,7 +116,7 @@ class ShardEngine::Shard {
       Reject(std::move(item), std::move(refused));
       return;
     }
-    wake_.notify_one();
+    if (wake) wake_.notify_one();
   }
 
   void Stop() {
@@ -134,12 +143,25 @@ class ShardEngine::Shard {
 
   void Run() {
     std::vector<Item> batch;
+    const auto linger = std::chrono::microseconds(engine_.options_.batch_linger_us);
+    size_t last_batch_size = 0;
     while (true) {
       {
         std::unique_lock lock(mutex_);
         wake_.wait(lock, [this] { return !queue_.empty() || stopping_; });
         if (queue_.empty()) return;  // stopping, and everything queued was answered
+        // Fewer commands queued than the last batch answered: most of those callers are
+        // about to submit their next command (closed loops), so wait a bounded moment for them
+        // and commit them together instead of in two batches.
+        const size_t target = std::min(last_batch_size, engine_.options_.batch_commands_max);
+        if (linger.count() > 0 && queue_.size() < target && !stopping_) {
+          linger_target_ = target;
+          wake_.wait_for(lock, linger,
+                         [this, target] { return queue_.size() >= target || stopping_; });
+          linger_target_ = 0;
+        }
         const size_t count = std::min(queue_.size(), engine_.options_.batch_commands_max);
+        last_batch_size = count;
         batch.clear();
         for (size_t i = 0; i < count; ++i) {
           batch.push_back(std::move(queue_.front()));
@@ -356,6 +378,7 @@ class ShardEngine::Shard {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<Item> queue_;
+  size_t linger_target_ = 0;  // > 0 while Run() lingers for this many queued commands
   bool stopping_ = false;
   std::thread thread_;
 };
@@ -372,7 +395,8 @@ absl::StatusOr<std::unique_ptr<ShardEngine>> ShardEngine::Start(sql::Database& d
                                                                 const Clock& clock,
                                                                 EngineOptions options) {
   if (options.shard_count == 0 || options.queue_capacity == 0 || options.batch_commands_max == 0 ||
-      options.expire_per_sweep_max == 0 || options.sweep_interval_ms < 0) {
+      options.expire_per_sweep_max == 0 || options.sweep_interval_ms < 0 ||
+      options.batch_linger_us < 0 || options.batch_linger_us > kBatchLingerMaxUs) {
     return absl::InvalidArgumentError("inventory engine: bad options");
   }
   std::unique_ptr<ShardEngine> engine(new ShardEngine(db, clock, options));
@@ -508,12 +532,57 @@ void ShardEngine::Submit(Command command, CommandCallback done, CommandOrigin or
   shards_[*shard]->Enqueue(Shard::Item{std::move(command), std::move(done), std::move(origin)});
 }
 
+namespace {
+
+// The hand-off of one Execute() result from the shard's writer thread to the blocked caller:
+// one atomic word and, only if the caller already sleeps, one futex wake (a promise/future pair
+// allocated its shared state and ran call_once and a mutex per command). Lifetime: the caller
+// may return and destroy the hand-off as soon as Post()'s exchange publishes the result, so
+// Post() touches only the word's address after it; a futex wake on memory reused for another
+// futex wakes that one spuriously, which every futex user tolerates.
+class ResultHandoff {
+ public:
+  void Post(CommandResult result) {
+    result_ = std::move(result);
+    void* word = &state_;
+    if (state_.exchange(kPosted, std::memory_order_acq_rel) == kSleeping) {
+      syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+    }
+  }
+
+  CommandResult Wait() {
+    uint32_t state = state_.load(std::memory_order_acquire);
+    while (state != kPosted) {
+      // Announce the sleep first, so Post() knows to wake; a failed exchange reloads state.
+      if (state == kWaiting &&
+          !state_.compare_exchange_weak(state, kSleeping, std::memory_order_acquire)) {
+        continue;
+      }
+      // Returns at once if Post() came first; spurious returns and EINTR go round again.
+      syscall(SYS_futex, &state_, FUTEX_WAIT_PRIVATE, kSleeping, nullptr, nullptr, 0);
+      state = state_.load(std::memory_order_acquire);
+    }
+    return std::move(result_);
+  }
+
+ private:
+  static constexpr uint32_t kWaiting = 0;
+  static constexpr uint32_t kSleeping = 1;
+  static constexpr uint32_t kPosted = 2;
+  static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t) &&
+                    std::atomic<uint32_t>::is_always_lock_free,
+                "the futex word must be a plain 32-bit integer");
+
+  std::atomic<uint32_t> state_{kWaiting};
+  CommandResult result_;
+};
+
+}  // namespace
+
 CommandResult ShardEngine::Execute(Command command) {
-  std::promise<CommandResult> promise;
-  std::future<CommandResult> future = promise.get_future();
-  Submit(std::move(command),
-         [&promise](CommandResult result) { promise.set_value(std::move(result)); });
-  return future.get();
+  ResultHandoff handoff;
+  Submit(std::move(command), [&handoff](CommandResult result) { handoff.Post(std::move(result)); });
+  return handoff.Wait();
 }
 
 absl::Status ShardEngine::AddLocation(const Location& location) {

@@ -4,11 +4,13 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <string>
 #include <thread>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "fmt/format.h"
@@ -124,10 +126,12 @@ class ShardEngineTest : public ::testing::Test {
     if (db_) db_->Close();
   }
 
-  void StartEngine(size_t shard_count = 1, size_t queue_capacity = 65'536) {
+  void StartEngine(size_t shard_count = 1, size_t queue_capacity = 65'536,
+                   int64_t batch_linger_us = EngineOptions{}.batch_linger_us) {
     EngineOptions options;
     options.shard_count = shard_count;
     options.queue_capacity = queue_capacity;
+    options.batch_linger_us = batch_linger_us;
     options.verify_invariants_each_batch = true;
     auto engine = ShardEngine::Start(*faulty_, clock_, options);
     ASSERT_TRUE(engine.ok()) << engine.status();
@@ -188,6 +192,86 @@ TEST_F(ShardEngineTest, RejectsBadOptions) {
   options.shard_count = 0;
   EXPECT_EQ(ShardEngine::Start(*db_, clock_, options).status().code(),
             absl::StatusCode::kInvalidArgument);
+  for (int64_t linger_us : {int64_t{-1}, kBatchLingerMaxUs + 1}) {
+    EngineOptions lingering;
+    lingering.batch_linger_us = linger_us;
+    EXPECT_EQ(ShardEngine::Start(*db_, clock_, lingering).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << linger_us;
+  }
+}
+
+// Group-commit gathering: after a batch of four, the writer waits (bounded) for four commands
+// before committing again: a lone command waits out the bound, then commits alone; after a
+// batch of two, two commands submitted one after the other share a commit; Stop() during the
+// wait still answers what was queued.
+TEST_F(ShardEngineTest, LingersForAsManyCommandsAsTheLastBatchHeld) {
+  StartEngine(/*shard_count=*/1, /*queue_capacity=*/65'536, kBatchLingerMaxUs);
+  ASSERT_TRUE(engine_->AddLocation({LocationId("w1"), "eu", ""}).ok());
+  Receive("sku-1", "w1", 100);
+  std::atomic<int> next_id{0};
+  auto submit_all = [&](int count) {
+    auto answered = std::make_shared<Latch>(count);
+    auto failures = std::make_shared<std::atomic<int>>(0);
+    for (int i = 0; i < count; ++i) {
+      engine_->Submit(
+          cmd::Reserve{
+              ReservationId(fmt::format("r{}", next_id++)), {{Sku("sku-1"), 1}}, "eu", 60'000},
+          [answered, failures](CommandResult result) {
+            if (!result.status.ok() ||
+                std::get<ReserveOutcome>(result.outcome) != ReserveOutcome::kReserved) {
+              failures->fetch_add(1);
+            }
+            answered->CountDown();
+          });
+    }
+    return std::make_pair(answered, failures);
+  };
+  // A batch of four: the writer is held in Write() with one command while four queue up.
+  faulty_->HoldWrites();
+  const int64_t entered = faulty_->writes_entered();
+  auto [first, first_failures] = submit_all(1);
+  ASSERT_TRUE(faulty_->WaitForWritesEntered(entered + 1));
+  auto [four, four_failures] = submit_all(4);
+  faulty_->ReleaseWrites();
+  ASSERT_TRUE(first->Wait());
+  ASSERT_TRUE(four->Wait());
+  EXPECT_EQ(*first_failures + *four_failures, 0);
+  EXPECT_EQ(engine_->stats().batch_commands_largest, 4);
+
+  // A lone command now waits out the bound for three more that never come, then commits alone.
+  int64_t batches = engine_->stats().batches_committed;
+  const auto lone_start = std::chrono::steady_clock::now();
+  auto [lone, lone_failures] = submit_all(1);
+  ASSERT_TRUE(lone->Wait());
+  EXPECT_GE(std::chrono::steady_clock::now() - lone_start,
+            std::chrono::microseconds(kBatchLingerMaxUs));
+  EXPECT_EQ(*lone_failures, 0);
+  EXPECT_EQ(engine_->stats().batches_committed, batches + 1);
+
+  // A batch of two (held as above); then two commands one after the other share a commit.
+  faulty_->HoldWrites();
+  const int64_t entered_again = faulty_->writes_entered();
+  auto [held, held_failures] = submit_all(1);
+  ASSERT_TRUE(faulty_->WaitForWritesEntered(entered_again + 1));
+  auto [two, two_failures] = submit_all(2);
+  faulty_->ReleaseWrites();
+  ASSERT_TRUE(held->Wait());
+  ASSERT_TRUE(two->Wait());
+  batches = engine_->stats().batches_committed;
+  auto [pair_a, pair_a_failures] = submit_all(1);
+  auto [pair_b, pair_b_failures] = submit_all(1);
+  ASSERT_TRUE(pair_a->Wait());
+  ASSERT_TRUE(pair_b->Wait());
+  EXPECT_EQ(*held_failures + *two_failures + *pair_a_failures + *pair_b_failures, 0);
+  EXPECT_EQ(engine_->stats().batches_committed, batches + 1);
+
+  // Stopping while the writer lingers for a second command: the first is still answered.
+  auto [last, last_failures] = submit_all(1);
+  engine_->Stop();
+  ASSERT_TRUE(last->Wait());
+  EXPECT_EQ(*last_failures, 0);
+  EXPECT_EQ(DurableStock("sku-1", "w1").reserved, 12);
 }
 
 TEST_F(ShardEngineTest, FlashSaleSellsExactlyWhatIsOnHand) {
