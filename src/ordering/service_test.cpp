@@ -13,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "common/errors.h"
 #include "common/json.h"
+#include "fmt/format.h"
 #include "gtest/gtest.h"
 #include "ordering/store.h"
 #include "platform/bus/envelope.h"
@@ -124,6 +125,33 @@ class OrderingServiceTest : public ::testing::Test {
   std::unique_ptr<sql::Database> db_;
   std::unique_ptr<OrderingService> service_;
 };
+
+// The sweep runs every 100 ms for the life of the process: a plan that scans the orders table
+// would cost the whole order history each time. SQLite's own plan, read with EXPLAIN QUERY PLAN.
+TEST_F(OrderingServiceTest, PeriodicAndGuestQueriesAreAnsweredFromIndexes) {
+  NewCart("guest@example.com");  // some rows, so the plans are not of empty tables
+  for (const IndexedQuery& query : QueriesThatMustUseAnIndex()) {
+    std::vector<std::string> plan;
+    ASSERT_TRUE(db_->Read([&](sql::Transaction& tx) -> absl::Status {
+                     absl::StatusOr<sql::ResultSet> rows =
+                         tx.Query(fmt::format("EXPLAIN QUERY PLAN {}", query.sql), query.params);
+                     if (!rows.ok()) return rows.status();
+                     for (const sql::Row& row : rows->rows) plan.push_back(row.Text(3));
+                     return absl::OkStatus();
+                   })
+                    .ok())
+        << query.sql;
+    ASSERT_FALSE(plan.empty()) << query.sql;
+    for (const std::string& step : plan) {
+      // Each step reads the query's own small index ("SEARCH t USING INDEX x (...)", or for the
+      // count "SCAN t USING COVERING INDEX x"); never the table ("SCAN orders") nor a temp B-tree
+      // that sorts every row found.
+      EXPECT_NE(step.find(fmt::format("INDEX {}", query.index)), std::string::npos)
+          << query.sql << ": " << step;
+      EXPECT_EQ(step.find("TEMP B-TREE"), std::string::npos) << query.sql << ": " << step;
+    }
+  }
+}
 
 TEST_F(OrderingServiceTest, VerifiedCustomerGetsTheGuestOrdersAndCartsOfTheirEmail) {
   const Order guest = Checkout(NewCart("Buyer@Example.com"), "guest");

@@ -477,6 +477,19 @@ absl::StatusOr<std::vector<Order>> ListOrders(sql::Transaction& tx, const OrderQ
   return orders;
 }
 
+std::vector<IndexedQuery> QueriesThatMustUseAnIndex() {
+  return {
+      {kSelectDue, {int64_t{0}, int64_t{1}}, "orders_running_by_deadline"},
+      {kCountUnfinished, {}, "orders_running_by_deadline"},
+      {kSelectGuestOrdersByEmail,
+       {std::string("guest@example.com"), int64_t{1}},
+       "orders_guest_by_email"},
+      {kSelectGuestCartsByEmail,
+       {std::string("guest@example.com"), int64_t{1}},
+       "carts_guest_by_email"},
+  };
+}
+
 absl::StatusOr<std::vector<std::string>> DueSagas(sql::Transaction& tx, int64_t now_ms,
                                                   int64_t limit) {
   ASSIGN_OR_RETURN(sql::ResultSet rows, tx.Query(kSelectDue, {now_ms, limit}));

@@ -10,6 +10,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -154,6 +155,16 @@ absl::StatusOr<std::vector<Order>> StuckSagas(sql::Transaction& tx, int64_t befo
                                               int64_t limit);
 // Every order id (auditor, tests).
 absl::StatusOr<int64_t> CountUnfinishedSagas(sql::Transaction& tx);
+
+// The queries whose cost must follow what is live, not the whole order history: the deadline
+// sweep (every 100 ms), the unfinished-saga count and the guest look-ups by e-mail. With example
+// parameters and the index (a small one) that should answer each, so a test can check the plan.
+struct IndexedQuery {
+  std::string_view sql;
+  std::vector<sql::Value> params;
+  std::string_view index;
+};
+std::vector<IndexedQuery> QueriesThatMustUseAnIndex();
 
 // ---- Idempotency keys ----
 struct IdempotencyRecord {
