@@ -115,6 +115,15 @@ const ChunkedInsert& LedgerInsert() {
   return *insert;
 }
 
+const ChunkedInsert& StockUpsert() {
+  static const auto* upsert = new ChunkedInsert(
+      "INSERT INTO stock (sku, location_id, on_hand, reserved, allocated, version) VALUES", 6,
+      "ON CONFLICT (sku, location_id) DO UPDATE SET "
+      "on_hand = excluded.on_hand, reserved = excluded.reserved, "
+      "allocated = excluded.allocated, version = excluded.version");
+  return *upsert;
+}
+
 const ChunkedInsert& ReservationUpsert() {
   static const auto* upsert = new ChunkedInsert(
       "INSERT INTO reservations (id, region, created_at_ms, expires_at_ms, state, order_id, "
@@ -333,9 +342,19 @@ absl::Status InventoryStore::WriteBatch(Transaction& transaction, const BatchRec
     params.emplace_back(entry.time_ms);
   }
   RETURN_IF_ERROR(LedgerInsert().Run(transaction, params));
+  // A batch changes each stock row at most once (changes are collected per key), so the
+  // multi-row upsert never names one key twice.
+  params.clear();
+  params.reserve(batch.stock.size() * 6);
   for (const StockLevel& level : batch.stock) {
-    RETURN_IF_ERROR(transaction.Execute(kUpsertStock, StockParams(level)).status());
+    params.emplace_back(level.sku.value());
+    params.emplace_back(level.location.value());
+    params.emplace_back(level.on_hand);
+    params.emplace_back(level.reserved);
+    params.emplace_back(level.allocated);
+    params.emplace_back(level.version);
   }
+  RETURN_IF_ERROR(StockUpsert().Run(transaction, params));
   params.clear();
   params.reserve(batch.reservations.size() * 9);
   for (const Reservation& reservation : batch.reservations) {
