@@ -2,10 +2,11 @@
 // HTTP (the sandbox keeps its own durable books), with both payments transactions (attempt,
 // then outcome + outbox) durably committed in the payments SQLite database.
 //
-// Usage: payments_bench [results.md] [--seconds N] [--concurrency N] [--phases]
+// Usage: payments_bench [results.md] [--seconds N] [--concurrency N] [--workers N] [--phases]
 // Writes a Markdown report (to the path, when given) and prints it. --phases wraps the payments
 // database and the PSP client in timing decorators and adds where an authorization's time goes
 // (mean ms per authorization: reads, each write's queue wait / job / commit wait, the PSP call).
+// --workers sets the service's PSP workers (default: one per caller).
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -207,7 +208,7 @@ std::map<int, int64_t> ThreadTicks() {
   return ticks;
 }
 
-int Run(const std::string& report_path, int seconds, int concurrency, bool phases) {
+int Run(const std::string& report_path, int seconds, int concurrency, int workers, bool phases) {
   char pattern[] = "/tmp/emporium-payments-bench.XXXXXX";
   if (mkdtemp(pattern) == nullptr) return 1;
   const std::string dir = pattern;
@@ -226,7 +227,7 @@ int Run(const std::string& report_path, int seconds, int concurrency, bool phase
   auto psp = payments::MakeHttpPspClient(
       {.host = "127.0.0.1", .port = sandbox.port(), .connection_count_max = concurrency});
   payments::PaymentsOptions options;
-  options.worker_count = concurrency;
+  options.worker_count = workers > 0 ? workers : concurrency;
   // Each customer buys many times a second here: velocity rules would (rightly) park them.
   options.fraud.card_attempts_max = INT64_MAX;
   options.fraud.customer_attempts_max = INT64_MAX;
@@ -383,6 +384,7 @@ int main(int argc, char** argv) {
   std::string report_path;
   int seconds = 10;
   int concurrency = 64;
+  int workers = 0;  // 0: one per caller
   bool phases = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -390,11 +392,13 @@ int main(int argc, char** argv) {
       seconds = std::max(1, std::atoi(argv[++i]));
     } else if (arg == "--concurrency" && i + 1 < argc) {
       concurrency = std::clamp(std::atoi(argv[++i]), 1, 1024);
+    } else if (arg == "--workers" && i + 1 < argc) {
+      workers = std::clamp(std::atoi(argv[++i]), 1, 1024);
     } else if (arg == "--phases") {
       phases = true;
     } else {
       report_path = arg;
     }
   }
-  return Run(report_path, seconds, concurrency, phases);
+  return Run(report_path, seconds, concurrency, workers, phases);
 }
