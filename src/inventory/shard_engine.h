@@ -4,6 +4,9 @@
 // them, applies them in arrival order to its in-memory InventoryState (the pure model), then
 // persists the batch's ledger entries, changed stock rows and changed reservations in ONE
 // durable write through the Database port, and only after that commit answers each command.
+// When fewer commands are queued than the last batch held, the writer first waits up to
+// EngineOptions::batch_linger_us for that many (closed-loop callers answered together come
+// back together), so they share one commit.
 // A flash sale on one SKU is thus one thread draining a queue: no lock waits, no retries, no
 // oversell (the model refuses what the stock cannot cover). If the commit fails, the shard
 // reloads its state from the database and every command of the batch is answered with the
