@@ -477,6 +477,90 @@ TEST_F(BusTest, RelayPrunesPublishedOutboxRowsAndOldInboxRows) {
   EXPECT_EQ(Applied(*db, "self"), 3);
 }
 
+// Rows straight into the outbox: seq 1..count, published at `published_at_ms` (NULL for 0).
+void InsertOutboxRows(sql::Database& db, int64_t first_seq, int64_t count,
+                      int64_t published_at_ms) {
+  ASSERT_TRUE(db.Write([&](sql::Transaction& tx) -> absl::Status {
+                  for (int64_t seq = first_seq; seq < first_seq + count; ++seq) {
+                    sql::Value published = published_at_ms == 0 ? sql::Value(std::monostate{})
+                                                                : sql::Value(published_at_ms);
+                    absl::Status status =
+                        tx.Execute(
+                              "INSERT INTO outbox (seq, id, type, key, envelope, "
+                              "created_at_ms, published_at_ms) VALUES (?, ?, 'a.b', 'k', ?, "
+                              "1, ?)",
+                              {seq, "m-" + std::to_string(seq), sql::Blob{"{}"}, published})
+                            .status();
+                    if (!status.ok()) return status;
+                  }
+                  return absl::OkStatus();
+                }).ok());
+}
+
+int64_t PruneOutboxOnce(sql::Database& db, int64_t before_ms, int64_t examine_max) {
+  int64_t deleted = -1;
+  EXPECT_TRUE(db.Write([&](sql::Transaction& tx) -> absl::Status {
+                  absl::StatusOr<int64_t> pruned = PruneOutbox(tx, before_ms, examine_max);
+                  if (!pruned.ok()) return pruned.status();
+                  deleted = *pruned;
+                  return absl::OkStatus();
+                }).ok());
+  return deleted;
+}
+
+// A prune examines only the front of the outbox (lowest seq), deletes what is old there, keeps
+// the newest row and unpublished ones, and reports 0 once the front holds nothing old.
+TEST_F(BusTest, OutboxPruneWorksThroughTheFrontInChunks) {
+  auto db = OpenDb(dir_, "context");
+  InsertOutboxRows(*db, 1, 5, /*published_at_ms=*/100);   // old
+  InsertOutboxRows(*db, 6, 1, /*published_at_ms=*/0);     // stuck, unpublished
+  InsertOutboxRows(*db, 7, 4, /*published_at_ms=*/100);   // old
+  InsertOutboxRows(*db, 11, 3, /*published_at_ms=*/900);  // young
+  EXPECT_EQ(PruneOutboxOnce(*db, 500, 3), 3);             // seq 1-3
+  EXPECT_EQ(PruneOutboxOnce(*db, 500, 3), 2);             // seq 4-5; 6 is unpublished
+  EXPECT_EQ(PruneOutboxOnce(*db, 500, 3), 2);             // seq 7-8 (6 still counted in the front)
+  EXPECT_EQ(PruneOutboxOnce(*db, 500, 3), 2);             // seq 9-10
+  EXPECT_EQ(PruneOutboxOnce(*db, 500, 3), 0);  // 6, 11, 12: nothing old left at the front
+  EXPECT_EQ(QueryInt(*db, "SELECT COUNT(*) FROM outbox"), 4);
+  EXPECT_EQ(QueryInt(*db, "SELECT MIN(seq) FROM outbox"), 6);
+  // Everything published is old now; the newest row (13) stays so seq keeps increasing.
+  EXPECT_EQ(PruneOutboxOnce(*db, 1000, 100), 2);
+  EXPECT_EQ(QueryInt(*db, "SELECT COUNT(*) FROM outbox"), 2);
+  EXPECT_EQ(QueryInt(*db, "SELECT MAX(seq) FROM outbox"), 13);
+}
+
+// More old rows than one relay turn prunes (8 chunks of 1,000): the relay keeps going in later
+// turns without waiting for the next prune interval, and the inbox is pruned the same way.
+TEST_F(BusTest, RelayPrunesALargeBacklogInChunksOverSeveralTurns) {
+  constexpr int64_t kOldRows = 9500;
+  auto db = OpenDb(dir_, "context");
+  InsertOutboxRows(*db, 1, kOldRows, absl::ToUnixMillis(clock_.Now()));
+  ASSERT_TRUE(db->Write([&](sql::Transaction& tx) -> absl::Status {
+                  for (int64_t i = 0; i < kOldRows; ++i) {
+                    absl::Status status = tx.Execute(
+                                                "INSERT INTO inbox (consumer, message_id, "
+                                                "processed_at_ms) VALUES ('c', ?, ?)",
+                                                {"m-" + std::to_string(i), clock_.NowMs()})
+                                              .status();
+                    if (!status.ok()) return status;
+                  }
+                  return absl::OkStatus();
+                }).ok());
+  BusOptions options = Options();
+  options.clock = &clock_;
+  clock_.Advance(absl::Hours(24 * 8));  // past both retentions
+  BusRuntime bus(options);
+  ASSERT_TRUE(bus.AddDatabase("context", *db).ok());
+  ASSERT_TRUE(bus.Start().ok());
+  // The clock stands still: only the backlog path can finish the job within one interval.
+  ASSERT_TRUE(Eventually([&] {
+    return QueryInt(*db, "SELECT COUNT(*) FROM outbox") == 1 &&
+           QueryInt(*db, "SELECT COUNT(*) FROM inbox") == 0;
+  }));
+  EXPECT_EQ(QueryInt(*db, "SELECT MAX(seq) FROM outbox"), kOldRows);
+  bus.Stop();
+}
+
 TEST_F(BusTest, OutboxDepthGaugeAndRuntimeMisuse) {
   auto producer = OpenDb(dir_, "producer");
   BusRuntime bus(Options());

@@ -45,13 +45,18 @@ constexpr std::string_view kSelectUnpublished =
 constexpr std::string_view kMarkPublished =
     "UPDATE outbox SET published_at_ms = ? "
     "WHERE seq >= ? AND seq <= ? AND published_at_ms IS NULL";
+// The front of the table by seq (a primary-key range), not every row: see PruneOutbox.
 constexpr std::string_view kPrune =
-    "DELETE FROM outbox WHERE published_at_ms IS NOT NULL AND published_at_ms < ? "
-    "AND seq < (SELECT MAX(seq) FROM outbox)";
+    "DELETE FROM outbox WHERE seq <= (SELECT MAX(seq) FROM "
+    "(SELECT seq FROM outbox ORDER BY seq LIMIT ?) AS front) "
+    "AND seq < (SELECT MAX(seq) FROM outbox) "
+    "AND published_at_ms IS NOT NULL AND published_at_ms < ?";
 constexpr std::string_view kCountUnpublished =
     "SELECT COUNT(*) FROM outbox WHERE published_at_ms IS NULL";
 
-constexpr std::string_view kPruneInbox = "DELETE FROM inbox WHERE processed_at_ms < ?";
+constexpr std::string_view kPruneInbox =
+    "DELETE FROM inbox WHERE (consumer, message_id) IN (SELECT consumer, message_id FROM inbox "
+    "WHERE processed_at_ms < ? ORDER BY processed_at_ms LIMIT ?)";
 
 }  // namespace
 
@@ -112,12 +117,14 @@ absl::StatusOr<int64_t> MarkPublished(sql::Transaction& tx, int64_t seq_first, i
   return tx.Execute(kMarkPublished, {now_ms, seq_first, seq_last});
 }
 
-absl::StatusOr<int64_t> PruneOutbox(sql::Transaction& tx, int64_t published_before_ms) {
-  return tx.Execute(kPrune, {published_before_ms});
+absl::StatusOr<int64_t> PruneOutbox(sql::Transaction& tx, int64_t published_before_ms,
+                                    int64_t examine_max) {
+  return tx.Execute(kPrune, {examine_max, published_before_ms});
 }
 
-absl::StatusOr<int64_t> PruneInbox(sql::Transaction& tx, int64_t processed_before_ms) {
-  return tx.Execute(kPruneInbox, {processed_before_ms});
+absl::StatusOr<int64_t> PruneInbox(sql::Transaction& tx, int64_t processed_before_ms,
+                                   int64_t limit) {
+  return tx.Execute(kPruneInbox, {processed_before_ms, limit});
 }
 
 absl::StatusOr<int64_t> CountUnpublished(sql::Transaction& tx) {

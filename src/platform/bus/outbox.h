@@ -49,12 +49,18 @@ absl::StatusOr<std::vector<OutboxRow>> ReadUnpublished(sql::Transaction& tx, int
 // Marks unpublished rows with seq in [seq_first, seq_last] published; returns how many.
 absl::StatusOr<int64_t> MarkPublished(sql::Transaction& tx, int64_t seq_first, int64_t seq_last,
                                       int64_t now_ms);
-// Deletes rows published before `published_before_ms`, except the newest row.
-absl::StatusOr<int64_t> PruneOutbox(sql::Transaction& tx, int64_t published_before_ms);
+// Deletes, among the `examine_max` oldest rows (lowest seq), those published before
+// `published_before_ms`, never the newest row; returns how many. The relay publishes in seq
+// order, so the old rows are at the front: pruning walks the front in bounded chunks (0
+// deleted: nothing old is left there) instead of searching the whole table in one statement.
+absl::StatusOr<int64_t> PruneOutbox(sql::Transaction& tx, int64_t published_before_ms,
+                                    int64_t examine_max);
 absl::StatusOr<int64_t> CountUnpublished(sql::Transaction& tx);
 // Deletes inbox rows processed before `processed_before_ms`. The inbox retention must exceed
 // the longest time a message can be redelivered (the outbox retention and any transport
-// replay window), or a late duplicate would be handled again.
-absl::StatusOr<int64_t> PruneInbox(sql::Transaction& tx, int64_t processed_before_ms);
+// replay window), or a late duplicate would be handled again. At most `limit` rows, oldest
+// first; returns how many.
+absl::StatusOr<int64_t> PruneInbox(sql::Transaction& tx, int64_t processed_before_ms,
+                                   int64_t limit);
 
 }  // namespace emporium::bus

@@ -19,6 +19,12 @@ constexpr int kBatchesPerWakeMax = 64;
 // under load the previous mark has long committed when the next batch is delivered, and with
 // batching off (a commit per write) more would only queue commits ahead of business writes.
 constexpr int64_t kMarkWritesInFlightMax = 1;
+// Pruning deletes in chunks of at most this many rows per table, each chunk its own write job,
+// so the writer interleaves the context's own writes instead of stalling behind one large
+// delete (a day of outbox rows can be millions); one turn of the relay runs at most
+// kPruneChunksPerTurn chunks and leaves the rest to its next turn, after it published again.
+constexpr int64_t kPruneChunkRows = 1000;
+constexpr int kPruneChunksPerTurn = 8;
 
 }  // namespace
 
@@ -164,15 +170,38 @@ void Relay::AwaitMarks(absl::Time deadline) {
 
 void Relay::MaybePrune() {
   const absl::Time now = options_.clock->Now();
-  if (now < next_prune_) return;
-  next_prune_ = now + options_.prune_interval;
+  if (!prune_backlog_) {
+    if (now < next_prune_) return;
+    next_prune_ = now + options_.prune_interval;
+  }
   const int64_t outbox_before_ms = absl::ToUnixMillis(now - options_.outbox_retention);
   const int64_t inbox_before_ms = absl::ToUnixMillis(now - options_.inbox_retention);
-  absl::Status status = db_.Write([&](sql::Transaction& tx) -> absl::Status {
-    RETURN_IF_ERROR(PruneOutbox(tx, outbox_before_ms).status());
-    return PruneInbox(tx, inbox_before_ms).status();
-  });
-  if (!status.ok() && errors_total_ != nullptr) errors_total_->Increment();
+  bool outbox_more = true;
+  bool inbox_more = true;
+  for (int chunk = 0; chunk < kPruneChunksPerTurn && (outbox_more || inbox_more); ++chunk) {
+    int64_t outbox_deleted = 0;
+    int64_t inbox_deleted = 0;
+    absl::Status status = db_.Write([&](sql::Transaction& tx) -> absl::Status {
+      if (outbox_more) {
+        ASSIGN_OR_RETURN(outbox_deleted, PruneOutbox(tx, outbox_before_ms, kPruneChunkRows));
+      }
+      if (inbox_more) {
+        ASSIGN_OR_RETURN(inbox_deleted, PruneInbox(tx, inbox_before_ms, kPruneChunkRows));
+      }
+      return absl::OkStatus();
+    });
+    if (!status.ok()) {
+      // Tried again at the next interval.
+      if (errors_total_ != nullptr) errors_total_->Increment();
+      prune_backlog_ = false;
+      return;
+    }
+    // The outbox's old rows are at its front: a chunk that found none there means none is left.
+    outbox_more = outbox_more && outbox_deleted > 0;
+    inbox_more = inbox_more && inbox_deleted == kPruneChunkRows;
+  }
+  prune_backlog_ = outbox_more || inbox_more;
+  if (prune_backlog_) Wake();  // continue after the next publish, not after prune_interval
 }
 
 void Relay::Run() {

@@ -14,7 +14,7 @@
 // unmarked by hand are re-published.
 // Stop() waits for the submitted writes (bounded by drain_timeout). Published rows are
 // deleted after outbox_retention, and this database's inbox rows after inbox_retention (checked
-// every prune_interval).
+// every prune_interval, deleted in bounded chunks between publishes).
 //
 // Thread-safety: Start/Stop from one owner thread; Wake() from any thread.
 #pragma once
@@ -121,6 +121,9 @@ class Relay {
 
   std::thread thread_;
   absl::Time next_prune_ = absl::InfinitePast();
+  // The last prune turn stopped at its chunk bound with old rows left: the next turn continues
+  // without waiting for prune_interval. Relay thread only.
+  bool prune_backlog_ = false;
   obs::Counter* published_total_ = nullptr;
   obs::Counter* errors_total_ = nullptr;
   std::optional<int64_t> depth_gauge_id_;
