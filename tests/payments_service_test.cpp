@@ -215,6 +215,7 @@ class PaymentsServiceTest : public ::testing::Test {
   }
 
   sql::TempDir dir_;
+  std::unique_ptr<FaultyDatabase> faulty_;  // outlives the service, stopped in TearDown
   // One key for every service of a test, so a restarted service reads the cards stored before.
   const std::string vault_entry_ = VaultKeyring::GenerateEntry("k1");
   // Declared before service_, which must be destroyed first: its threads use them until then.
@@ -895,7 +896,9 @@ TEST_F(PaymentsServiceTest, NoCardNumberAnywhereButTheVaultCiphertext) {
 // it answers: a failure (crash) in either transaction leaves neither half behind, and the
 // recovery sweep that settles an interrupted attempt also writes its key's answer.
 TEST_F(PaymentsServiceTest, HttpKeyRecordCommitsWithTheChangeItAnswers) {
-  FaultyDatabase faulty(*db_);
+  // Held by the fixture: the service (and its sweep) is stopped in TearDown, after this body.
+  faulty_ = std::make_unique<FaultyDatabase>(*db_);
+  FaultyDatabase& faulty = *faulty_;
   StartServiceOn(faulty);
   const std::string token = AddCard("cus_1", sandbox::kCardSuccess);
   const HttpIdempotency http{"key-1", "hash-1", HttpAnswerKind::kAuthorize};
