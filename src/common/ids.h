@@ -1,8 +1,9 @@
 // Identifiers: time-ordered UUIDv7 text ids behind an IdGenerator port, and strong id types.
 //
 // UUIDv7 (RFC 9562) puts the millisecond timestamp first, so ids sort by creation time and
-// index well, and fills the rest with 74 bits from a cryptographic source, so ids cannot be
-// guessed. Ids from one generator are strictly increasing even within a millisecond.
+// index well; its 12-bit rand_a field counts within a millisecond (so ids from one generator are
+// strictly increasing), and the last 62 bits come from a cryptographic source, so ids cannot be
+// guessed.
 #pragma once
 
 #include <compare>

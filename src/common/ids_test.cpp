@@ -37,6 +37,27 @@ TEST(UuidV7Test, StrictlyIncreasingWithinOneMillisecondAndAcrossThreads) {
   EXPECT_EQ(all.size(), 12000u);
 }
 
+// The random tails (the last 62 bits) are never reused, across threads and across refills of
+// each thread's pool of random bytes (512 bytes = 64 ids): a repeat among 12,000 ids of 62
+// random bits would mean bytes handed out twice.
+TEST(UuidV7Test, RandomPartsAreNeverReused) {
+  ManualClock clock;
+  UuidV7Generator generator(clock);
+  std::vector<std::vector<std::string>> per_thread(4);
+  std::vector<std::thread> threads;
+  for (auto& ids : per_thread) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 3000; ++i) ids.push_back(generator.Next());
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  std::set<std::string> tails;
+  for (const auto& ids : per_thread) {
+    for (const std::string& id : ids) tails.insert(id.substr(19));  // variant nibble onwards
+  }
+  EXPECT_EQ(tails.size(), 12000u);
+}
+
 TEST(UuidV7Test, SortsByTime) {
   ManualClock clock;
   UuidV7Generator generator(clock);
