@@ -224,6 +224,10 @@ const std::vector<Binding>& Bindings() {
       InventoryIntSetting("inventory.shard_queue_capacity",
                           "commands waiting per inventory shard before 503 inventory_busy", 16,
                           10'000'000, &InventoryConfig::shard_queue_capacity),
+      InventoryIntSetting("inventory.batch_linger_us",
+                          "microseconds a shard waits to gather as many commands as its last "
+                          "batch before committing fewer (0: never waits)",
+                          0, 100'000, &InventoryConfig::batch_linger_us),
       StringSetting("ordering.shipping",
                     "flat shipping per region and currency, 'us:USD=499,CAD=999;*:USD=999' "
                     "(minor units; '*' = other regions; empty: the built-in rates)",

@@ -65,6 +65,9 @@ struct InventoryConfig {
   // Commands waiting per inventory shard; beyond it a command is answered 503 inventory_busy
   // (a bus command stays queued and is dispatched again).
   int64_t shard_queue_capacity = 65536;
+  // How long a shard waits to gather as many commands as its last batch held before it commits
+  // fewer (group-commit gathering, like PostgreSQL's commit_delay); 0 commits at once.
+  int64_t batch_linger_us = 200;
 };
 
 struct OrderingConfig {

@@ -91,6 +91,20 @@ TEST(ConfigTest, InventoryShardQueueCapacityIsBounded) {
   EXPECT_EQ(ErrorParam(config.status()), "inventory.shard_queue_capacity");
 }
 
+TEST(ConfigTest, InventoryBatchLingerIsBounded) {
+  EXPECT_EQ(LoadConfig(ConfigSources{})->inventory.batch_linger_us, 200);
+  ConfigSources sources;
+  sources.toml_text = "[inventory]\nbatch_linger_us = 0\n";
+  absl::StatusOr<Config> config = LoadConfig(sources);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->inventory.batch_linger_us, 0);
+  ConfigSources too_long;
+  too_long.overrides = {"inventory.batch_linger_us=100001"};
+  config = LoadConfig(too_long);
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(ErrorParam(config.status()), "inventory.batch_linger_us");
+}
+
 TEST(ConfigTest, WriterCacheIsBoundedInMebibytes) {
   EXPECT_EQ(LoadConfig(ConfigSources{})->database_writer_cache_mib, 64);
   ConfigSources sources;

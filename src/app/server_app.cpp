@@ -62,6 +62,7 @@ absl::StatusOr<std::vector<ContextRuntime>> BuildContexts(const Config& config) 
   inventory::InventoryModuleOptions inventory_options;
   inventory_options.shard_queue_capacity =
       static_cast<size_t>(config.inventory.shard_queue_capacity);
+  inventory_options.batch_linger_us = config.inventory.batch_linger_us;
   contexts.push_back(
       ContextRuntime{std::make_unique<inventory::InventoryModule>(inventory_options), nullptr});
   payments::PaymentsModuleOptions payments_options;

@@ -31,6 +31,7 @@ struct InventoryModuleOptions {
   // Commands waiting per shard; beyond it a command is answered Unavailable (kQueueFullCode:
   // HTTP 503 + Retry-After; a bus command stays in the durable queue and is dispatched later).
   size_t shard_queue_capacity = EngineOptions{}.queue_capacity;
+  int64_t batch_linger_us = EngineOptions{}.batch_linger_us;
   const Clock* clock = &SystemClock::Instance();  // must outlive the module
 };
 
