@@ -11,6 +11,7 @@ build_packages=(
   libboost-dev libsqlite3-dev libabsl-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libcli11-dev libtomlplusplus-dev libssl-dev libsodium-dev libargon2-dev
   libgtest-dev libgmock-dev libbenchmark-dev libxapian-dev libyaml-cpp-dev
+  libgoogle-perftools-dev
 )
 test_packages=(sqlite3 procps psmisc)
 bench_packages=(wrk nginx-light)
