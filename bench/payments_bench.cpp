@@ -6,7 +6,8 @@
 // Writes a Markdown report (to the path, when given) and prints it. --phases wraps the payments
 // database and the PSP client in timing decorators and adds where an authorization's time goes
 // (mean ms per authorization: reads, each write's queue wait / job / commit wait, the PSP call).
-// --workers sets the service's PSP workers (default: one per caller).
+// --workers sets the service's PSP workers (default: the service's own default, which the
+// server runs with).
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -227,7 +228,7 @@ int Run(const std::string& report_path, int seconds, int concurrency, int worker
   auto psp = payments::MakeHttpPspClient(
       {.host = "127.0.0.1", .port = sandbox.port(), .connection_count_max = concurrency});
   payments::PaymentsOptions options;
-  options.worker_count = workers > 0 ? workers : concurrency;
+  if (workers > 0) options.worker_count = workers;  // else the service default, as in production
   // Each customer buys many times a second here: velocity rules would (rightly) park them.
   options.fraud.card_attempts_max = INT64_MAX;
   options.fraud.customer_attempts_max = INT64_MAX;
@@ -324,9 +325,9 @@ int Run(const std::string& report_path, int seconds, int concurrency, int worker
   std::ostringstream report;
   report << "# Payments: authorizations end to end\n\n"
          << fmt::format(
-                "- {} concurrent callers for {:.1f} s; PaymentsService -> PSP sandbox over "
-                "loopback HTTP (pooled keep-alive), both in this process\n",
-                concurrency, elapsed)
+                "- {} concurrent callers for {:.1f} s; PaymentsService ({} PSP workers) -> PSP "
+                "sandbox over loopback HTTP (pooled keep-alive), both in this process\n",
+                concurrency, elapsed, options.worker_count)
          << "- per authorization: attempt transaction, PSP call (the sandbox commits its own "
             "books durably), outcome + outbox transaction; SQLite WAL, synchronous=FULL, group "
             "commit\n"
@@ -384,7 +385,7 @@ int main(int argc, char** argv) {
   std::string report_path;
   int seconds = 10;
   int concurrency = 64;
-  int workers = 0;  // 0: one per caller
+  int workers = 0;  // 0: the service default
   bool phases = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
