@@ -352,8 +352,40 @@ TEST_F(PaymentsServiceTest, AsyncAnswersComeOnceAfterTheCommitAndStopWaitsForThe
   EXPECT_EQ(Count("SELECT COUNT(*) FROM outbox WHERE type = 'payment.authorized'"), intents);
 }
 
-// The card found by the read before step 1 is checked as the write transaction would: another
-// customer's card and an unknown token are refused, and nothing is written or sent.
+// Screening runs in the write transaction, so a burst on one card submitted all at once (the
+// authorizations share a batch) is counted exactly: each sees every earlier one, and only the
+// first card_attempts_max pass the card velocity rule. (Read on a reader snapshot before the
+// write, the whole burst saw the same empty history and passed.)
+TEST_F(PaymentsServiceTest, ABurstOnOneCardIsCountedExactlyByTheVelocityRule) {
+  PaymentsOptions options;
+  options.fraud.card_attempts_max = 5;
+  options.fraud.customer_attempts_max = INT64_MAX;
+  options.fraud.ip_attempts_max = INT64_MAX;
+  StartService(options);
+  const std::string token = AddCard("cus_1", sandbox::kCardSuccess);
+  constexpr int kBurst = 12;
+  std::mutex mutex;
+  std::map<IntentState, int> states;
+  std::atomic<int> answered{0};
+  for (int i = 0; i < kBurst; ++i) {
+    service_->AuthorizeAsync(Command(fmt::format("o-burst-{}", i), token),
+                             [&](absl::StatusOr<IntentRecord> r) {
+                               EXPECT_TRUE(r.ok()) << r.status();
+                               if (r.ok()) {
+                                 std::lock_guard<std::mutex> lock(mutex);
+                                 ++states[r->state];
+                               }
+                               answered.fetch_add(1);
+                             });
+  }
+  ASSERT_TRUE(testing::WaitFor([&] { return answered.load() == kBurst; }));
+  std::lock_guard<std::mutex> lock(mutex);
+  EXPECT_EQ(states[IntentState::kAuthorized], 5);
+  EXPECT_EQ(states[IntentState::kInReview], kBurst - 5);
+  EXPECT_EQ(SandboxAuthorizations(), 5);
+}
+
+// Another customer's card and an unknown token are refused, and nothing is written or sent.
 TEST_F(PaymentsServiceTest, AuthorizeRefusesAnotherCustomersOrUnknownCard) {
   StartService();
   const std::string token = AddCard("cus_1", sandbox::kCardSuccess);

@@ -252,11 +252,10 @@ class PaymentsService {
   struct CommittedAttempts;
   void NoteBusAttempt(const std::optional<std::string>& attempt_key);
 
-  // `fraud` precomputed on a reader, or nullopt to read it in `tx`.
-  // `known_method`: the payment method found on a reader before `tx` (nullopt: found in `tx`).
-  absl::StatusOr<Prepared> PrepareAuthorize(sql::Transaction& tx, const AuthorizeCommand& c,
-                                            const std::optional<FraudInput>& fraud,
-                                            const std::optional<PaymentMethod>& known_method);
+  // Screens and records a new authorization (or finds the order's intent) inside `tx`, the
+  // writer's transaction: the fraud history it counts includes every authorization committed or
+  // earlier in the same batch, so a burst on one card cannot slip past the velocity rules.
+  absl::StatusOr<Prepared> PrepareAuthorize(sql::Transaction& tx, const AuthorizeCommand& c);
   absl::StatusOr<Prepared> PrepareIntentCommand(sql::Transaction& tx, const IntentCommand& c);
   // The earlier state of `http`'s key, read in `tx` (kClaimed: the command may run).
   absl::StatusOr<HttpKeyState> CheckHttpKey(sql::Transaction& tx, const HttpIdempotency& http);
