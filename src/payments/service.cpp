@@ -472,7 +472,6 @@ absl::StatusOr<PaymentsService::Prepared> PaymentsService::PrepareAuthorize(
     return InvalidParam("payment_method", "the payment method belongs to another customer");
   }
   IntentRecord intent;
-  intent.id = "pi_" + ids_.Next();
   intent.order_id = c.order_id;
   intent.customer_id = c.customer_id;
   intent.payment_method = c.payment_method;
@@ -484,13 +483,15 @@ absl::StatusOr<PaymentsService::Prepared> PaymentsService::PrepareAuthorize(
   intent.fraud_key = FraudKeyFor(c.customer_id, c.payer_email, c.payment_method);
   intent.created_at_ms = clock_.NowMs();
   intent.updated_at_ms = intent.created_at_ms;
-  // The intent is screened before it is stored and then inserted once in its screened state
-  // (the history queries exclude it by id either way), which spares an UPDATE of the row and
-  // its indexes; the stored row is the same as inserting and then updating it.
+  // The intent is screened before it is stored and then inserted once in its screened state,
+  // which spares an UPDATE of the row and its indexes; the stored row is the same as inserting
+  // and then updating it. Without an id yet it is read as an unstored intent: the history
+  // queries need not exclude it, so they count from their indexes alone.
   absl::StatusOr<FraudInput> history = LoadFraudHistory(
       tx, intent, intent.created_at_ms - absl::ToInt64Milliseconds(options_.fraud_window));
   if (!history.ok()) return history.status();
   const FraudAssessment assessment = ScoreFraud(*history, options_.fraud);
+  intent.id = "pi_" + ids_.Next();
   intent.fraud_score = assessment.score;
   intent.fraud_reasons = Join(assessment.reasons);
   ++intent.version;  // version 1 was the unscreened intent
