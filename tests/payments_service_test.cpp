@@ -385,6 +385,26 @@ TEST_F(PaymentsServiceTest, ABurstOnOneCardIsCountedExactlyByTheVelocityRule) {
   EXPECT_EQ(SandboxAuthorizations(), 5);
 }
 
+// A stopped or never started service takes no new authorization: it answers at once, writes
+// nothing and calls no PSP, and it can be destroyed right after (no write still calls back).
+TEST_F(PaymentsServiceTest, AStoppedServiceRefusesAuthorizationsAndWritesNothing) {
+  StartService();
+  const std::string token = AddCard("cus_1", sandbox::kCardSuccess);
+  service_->Stop();
+  auto refused = service_->Authorize(Command("o-stopped", token));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable);
+  service_ = std::make_unique<PaymentsService>(*db_, Vault(*VaultKeyring::Parse(vault_entry_)),
+                                               *psp_, PaymentsOptions{});  // never started
+  refused = service_->Authorize(Command("o-never-started", token));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable);
+  service_.reset();
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM payment_intents"), 0);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM psp_attempts"), 0);
+  EXPECT_EQ(SandboxAuthorizations(), 0);
+}
+
 // Another customer's card and an unknown token are refused, and nothing is written or sent.
 TEST_F(PaymentsServiceTest, AuthorizeRefusesAnotherCustomersOrUnknownCard) {
   StartService();

@@ -194,6 +194,9 @@ PaymentsService::~PaymentsService() {
     committed_attempts_->service = nullptr;
   }
   Stop();
+  // Stop() returns at once for a service that was never started; a write it submitted may
+  // still be about to call back.
+  AwaitAsyncWrites();
   if (options_.metrics != nullptr && breaker_gauge_id_ >= 0) {
     options_.metrics->RemoveCallbackGauge(breaker_gauge_id_);
   }
@@ -235,6 +238,10 @@ void PaymentsService::Start() {
 
 void PaymentsService::Stop() {
   if (!running_.exchange(false)) return;
+  // Through each mutex once, so a thread that saw running_ true under it is waiting by now
+  // and hears the notification (else it could wait out its whole timeout, or forever).
+  { std::lock_guard<std::mutex> lock(mutex_); }
+  { std::lock_guard<std::mutex> lock(api_mutex_); }
   wake_.notify_all();
   sweep_wake_.notify_all();
   api_wake_.notify_all();
@@ -245,11 +252,10 @@ void PaymentsService::Stop() {
   api_threads_.clear();
   // Anyone still waiting learns the service stopped; their attempts stay open for the sweep.
   std::map<std::string, std::vector<IntentCallback>> waiters;
+  // Submitted writes still call back into the service.
+  AwaitAsyncWrites();
   {
-    std::unique_lock<std::mutex> lock(mutex_);
-    // Submitted writes still call back into the service. The Database calls every WriteDone
-    // exactly once (committed, failed or refused on Close), so this wait ends.
-    async_writes_done_.wait(lock, [this] { return async_writes_ == 0; });
+    std::lock_guard<std::mutex> lock(mutex_);
     waiters.swap(waiters_);
     queue_.clear();
     claimed_.clear();
@@ -603,6 +609,13 @@ void PaymentsService::Dispatch(absl::StatusOr<Prepared> prepared, IntentCallback
   Enqueue(*prepared->attempt_key, std::move(done), std::move(prepared->preloaded));
 }
 
+bool PaymentsService::TryBeginAsyncWrite() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!running_.load()) return false;
+  ++async_writes_;
+  return true;
+}
+
 void PaymentsService::BeginAsyncWrite() {
   std::lock_guard<std::mutex> lock(mutex_);
   ++async_writes_;
@@ -611,6 +624,13 @@ void PaymentsService::BeginAsyncWrite() {
 void PaymentsService::EndAsyncWrite() {
   std::lock_guard<std::mutex> lock(mutex_);
   if (--async_writes_ == 0) async_writes_done_.notify_all();
+}
+
+void PaymentsService::AwaitAsyncWrites() {
+  // The Database calls every WriteDone exactly once (committed, failed or refused on Close),
+  // so this wait ends.
+  std::unique_lock<std::mutex> lock(mutex_);
+  async_writes_done_.wait(lock, [this] { return async_writes_ == 0; });
 }
 
 void PaymentsService::SubmitAuthorize(const AuthorizeCommand& command, const HttpIdempotency* http,
@@ -636,8 +656,12 @@ void PaymentsService::SubmitAuthorize(const AuthorizeCommand& command, const Htt
   // command: velocity counts then see every earlier authorization, and the writer's warm page
   // cache reads the history for less than a reader whose cache every commit invalidates.
   // Submitted, not waited for: the WriteDone hands the attempt to a worker (or answers) on the
-  // writer thread, so the caller's thread is not woken only to pass it on.
-  BeginAsyncWrite();
+  // writer thread, so the caller's thread is not woken only to pass it on. A stopped (or not
+  // yet started) service writes nothing and answers here.
+  if (!TryBeginAsyncWrite()) {
+    then(step->key_state, absl::UnavailableError("payments is not running"));
+    return;
+  }
   db_.SubmitWrite(
       [this, step](sql::Transaction& tx) -> absl::Status {
         if (step->http.has_value()) {
@@ -662,6 +686,7 @@ void PaymentsService::SubmitAuthorize(const AuthorizeCommand& command, const Htt
         return absl::OkStatus();
       },
       [this, step, then = std::move(then)](absl::Status status) {
+        AsyncWriteEnd end{this};
         if (!status.ok()) {
           then(step->key_state, status);
         } else {
@@ -675,7 +700,6 @@ void PaymentsService::SubmitAuthorize(const AuthorizeCommand& command, const Htt
           }
           then(step->key_state, std::move(step->prepared));
         }
-        EndAsyncWrite();
       });
 }
 
@@ -800,7 +824,14 @@ void PaymentsService::FinishAttempt(const std::string& attempt_key,
     }
     claimed_.erase(attempt_key);
   }
-  for (IntentCallback& callback : callbacks) callback(result);
+  // Each waiter is answered even if an earlier one's callback throws.
+  for (IntentCallback& callback : callbacks) {
+    try {
+      callback(result);
+    } catch (const std::exception& error) {
+      obs::Logger("payments").Error("a waiter's callback threw", {{"error", error.what()}});
+    }
+  }
 }
 
 absl::StatusOr<int64_t> PaymentsService::ExpireStaleAuthorizations() {
@@ -1143,13 +1174,13 @@ void PaymentsService::StoreOutcome(const AttemptRecord& called_attempt,
         return AnswerHttpKeys(tx, step->called.idempotency_key, step->answer);
       },
       [this, step, done = std::move(done)](absl::Status status) {
+        AsyncWriteEnd end{this};
         if (!status.ok()) {
           done(std::move(status));
         } else {
           if (step->settled.has_value()) CountAuthorize(*step->settled);
           done(std::move(step->answer));
         }
-        EndAsyncWrite();
       });
 }
 

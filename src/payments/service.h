@@ -303,9 +303,18 @@ class PaymentsService {
   void StoreOutcome(const AttemptRecord& attempt, absl::StatusOr<PspResult> result,
                     bool outcome_unknown, SettledCallback settled);
   // Every SubmitWrite of the service counts itself in `async_writes_` until its WriteDone
-  // returns, so Stop() can wait for the callbacks that still refer to the service.
+  // returns, so Stop() and the destructor can wait for the callbacks that still refer to the
+  // service. TryBeginAsyncWrite refuses (false) once the service is not running: a new command
+  // is not started then. BeginAsyncWrite always counts (a worker recording a PSP answer
+  // while Stop() joins it). AsyncWriteEnd ends the count however its WriteDone leaves.
+  bool TryBeginAsyncWrite();
   void BeginAsyncWrite();
   void EndAsyncWrite();
+  void AwaitAsyncWrites();
+  struct AsyncWriteEnd {
+    PaymentsService* service;
+    ~AsyncWriteEnd() { service->EndAsyncWrite(); }
+  };
   absl::Status PublishEvent(sql::Transaction& tx, std::string_view type, const IntentRecord& intent,
                             const std::string& reason);
   absl::StatusOr<IntentRecord> Wait(std::function<void(IntentCallback)> start);

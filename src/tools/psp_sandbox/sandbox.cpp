@@ -43,7 +43,7 @@ constexpr char kDropConnectionHeader[] = "X-Sandbox-Drop-Connection";
 constexpr size_t kBodyBytesMax = 64 << 10;
 constexpr int kRequestsPerConnectionMax = 100'000;
 constexpr int kIdleTimeoutSeconds = 60;
-constexpr int kWriteTimeoutSeconds = 10;  // a send of an answer's rest, per call
+constexpr int kWriteTimeoutSeconds = 10;  // sending an answer's rest: per call and in all
 constexpr int64_t kAmountMinorMax = 100'000'000'000;
 constexpr size_t kIdempotencyKeyCharsMax = 255;
 constexpr size_t kNotificationQueueMax = 100'000;
@@ -811,8 +811,11 @@ struct PspSandbox::Impl {
       std::lock_guard<std::mutex> lock(connection->mutex);
       unsent.swap(connection->unsent);
     }
+    // SO_SNDTIMEO bounds each send; the deadline bounds them together, so a peer that reads a
+    // few bytes now and then cannot keep this thread past Shutdown()'s wait.
+    const absl::Time deadline = absl::Now() + absl::Seconds(kWriteTimeoutSeconds);
     size_t sent = 0;
-    while (sent < unsent.size()) {  // bounded by SO_SNDTIMEO per send
+    while (sent < unsent.size() && absl::Now() < deadline) {
       const ssize_t n =
           ::send(connection->fd, unsent.data() + sent, unsent.size() - sent, MSG_NOSIGNAL);
       if (n > 0) {
