@@ -4,7 +4,9 @@
 
 #include <array>
 #include <cassert>
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 namespace emporium {
@@ -14,8 +16,14 @@ void FillRandom(uint8_t* data, size_t size) {
   size_t filled = 0;
   while (filled < size) {
     ssize_t got = getrandom(data + filled, size - filled, 0);
-    // getrandom only fails for bad arguments or EINTR; retry on the latter.
-    if (got > 0) filled += static_cast<size_t>(got);
+    if (got > 0) {
+      filled += static_cast<size_t>(got);
+    } else if (got < 0 && errno != EINTR && errno != EAGAIN) {
+      // No CSPRNG (e.g. a seccomp filter refusing the call: ENOSYS/EPERM): ids that could be
+      // guessed are worse than stopping, and looping here would hang every caller.
+      std::fprintf(stderr, "emporium: getrandom failed: %s\n", std::strerror(errno));
+      std::abort();
+    }
   }
 }
 
