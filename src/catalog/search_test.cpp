@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <functional>
 #include <map>
 #include <random>
 #include <string>
@@ -341,6 +342,36 @@ TEST(CatalogSearchFacets, DamagedFacetValueFallsBackToTheDocument) {
   }
 }
 
+// Two threads search "lamp" (at most `searches_max` times each) while `commit_all` runs on
+// this thread; `is_right` judges each answered result. "Changing too fast" is an allowed answer
+// and is not judged. Returns how many searches were answered and how many were wrong.
+struct SearchTally {
+  int answered = 0;
+  int wrong = 0;
+};
+SearchTally SearchLampWhile(SearchIndex& index, int searches_max,
+                            const std::function<bool(const SearchResult&)>& is_right,
+                            const std::function<void()>& commit_all) {
+  std::atomic<bool> done{false};
+  std::atomic<int> wrong{0};
+  std::atomic<int> answered{0};
+  auto searcher = [&] {
+    for (int i = 0; i < searches_max && !done.load(); ++i) {
+      absl::StatusOr<SearchResult> result = index.Search(TextQuery("lamp"));
+      if (!result.ok()) continue;
+      ++answered;
+      if (!is_right(*result)) ++wrong;
+    }
+  };
+  std::thread first(searcher);
+  std::thread second(searcher);
+  commit_all();
+  done.store(true);
+  first.join();
+  second.join();
+  return {answered.load(), wrong.load()};
+}
+
 TEST(CatalogSearchFacets, CountsAgreeWithMatchesWhileTheWriterCommits) {
   sql::TempDir dir;
   SearchIndex index(dir.File("search"));
@@ -353,43 +384,34 @@ TEST(CatalogSearchFacets, CountsAgreeWithMatchesWhileTheWriterCommits) {
     batch.push_back(IndexedProduct(n, "Desk lamp", fmt::format("B{}", n % 4), "home", 1'000));
   }
   ASSERT_TRUE(index.Apply(batch, kProducts).ok());
-  std::atomic<bool> done{false};
-  std::atomic<int> mismatches{0};
-  std::atomic<int> answered{0};
-  auto searcher = [&] {
-    for (int i = 0; i < kSearchesPerThreadMax && !done.load(); ++i) {
-      absl::StatusOr<SearchResult> result = index.Search(TextQuery("lamp"));
-      if (!result.ok()) continue;  // "changing too fast" is an allowed answer
-      ++answered;
-      int64_t brand_sum = 0;
-      for (const FacetCount& facet : result->brands) brand_sum += facet.count;
-      int64_t category_sum = 0;
-      for (const FacetCount& facet : result->categories) category_sum += facet.count;
-      // Every product has a brand and a category: the counts must add up to the total of
-      // the same revision, whichever revision the search saw.
-      if (brand_sum != result->total || category_sum != result->total) ++mismatches;
-    }
-  };
-  std::thread first(searcher);
-  std::thread second(searcher);
-  for (int commit = 0; commit < kCommits; ++commit) {
-    // Each commit archives one product and brings back the one archived before, renamed.
-    std::vector<StoredProduct> change;
-    const int64_t archived = 1 + commit % kProducts;
-    change.push_back(
-        IndexedProduct(archived, "Desk lamp", "B0", "home", 1'000, ProductStatus::kArchived));
-    const int64_t restored = 1 + (commit + kProducts - 1) % kProducts;
-    if (commit > 0) {
-      change.push_back(
-          IndexedProduct(restored, "Desk lamp", fmt::format("R{}", commit), "office", 1'000));
-    }
-    ASSERT_TRUE(index.Apply(change, kProducts + commit + 1).ok());
-  }
-  done.store(true);
-  first.join();
-  second.join();
-  EXPECT_GT(answered.load(), 0);
-  EXPECT_EQ(mismatches.load(), 0);
+  const SearchTally tally = SearchLampWhile(
+      index, kSearchesPerThreadMax,
+      [](const SearchResult& result) {
+        int64_t brand_sum = 0;
+        for (const FacetCount& facet : result.brands) brand_sum += facet.count;
+        int64_t category_sum = 0;
+        for (const FacetCount& facet : result.categories) category_sum += facet.count;
+        // Every product has a brand and a category: the counts must add up to the total of
+        // the same revision, whichever revision the search saw.
+        return brand_sum == result.total && category_sum == result.total;
+      },
+      [&] {
+        for (int commit = 0; commit < kCommits; ++commit) {
+          // Each commit archives one product and brings back the one archived before, renamed.
+          std::vector<StoredProduct> change;
+          const int64_t archived = 1 + commit % kProducts;
+          change.push_back(
+              IndexedProduct(archived, "Desk lamp", "B0", "home", 1'000, ProductStatus::kArchived));
+          const int64_t restored = 1 + (commit + kProducts - 1) % kProducts;
+          if (commit > 0) {
+            change.push_back(
+                IndexedProduct(restored, "Desk lamp", fmt::format("R{}", commit), "office", 1'000));
+          }
+          EXPECT_TRUE(index.Apply(change, kProducts + commit + 1).ok());
+        }
+      });
+  EXPECT_GT(tally.answered, 0);
+  EXPECT_EQ(tally.wrong, 0);
   ExpectFacets(index, {}, "nothing-matches-this");
 }
 
@@ -422,31 +444,20 @@ TEST(CatalogSearchFacets, SearchesDuringCommitsCountExactlyOneRevision) {
     commits.push_back({products[n]});
     brands_of_revision.push_back(ExpectedFor(products, "lamp").brands);
   }
-  std::atomic<bool> done{false};
-  std::atomic<int> unknown{0};
-  std::atomic<int> answered{0};
-  auto searcher = [&] {
-    for (int i = 0; i < kSearchesPerThreadMax && !done.load(); ++i) {
-      absl::StatusOr<SearchResult> result = index.Search(TextQuery("lamp"));
-      if (!result.ok()) continue;  // "changing too fast" is an allowed answer
-      ++answered;
-      const std::map<std::string, int64_t> brands = AsMap(result->brands);
-      if (std::find(brands_of_revision.begin(), brands_of_revision.end(), brands) ==
-          brands_of_revision.end()) {
-        ++unknown;
-      }
-    }
-  };
-  std::thread first(searcher);
-  std::thread second(searcher);
-  for (int commit = 0; commit < kCommits; ++commit) {
-    ASSERT_TRUE(index.Apply(commits[static_cast<size_t>(commit)], 2 + commit).ok());
-  }
-  done.store(true);
-  first.join();
-  second.join();
-  EXPECT_GT(answered.load(), 0);
-  EXPECT_EQ(unknown.load(), 0);
+  const SearchTally tally = SearchLampWhile(
+      index, kSearchesPerThreadMax,
+      [&](const SearchResult& result) {
+        const std::map<std::string, int64_t> brands = AsMap(result.brands);
+        return std::find(brands_of_revision.begin(), brands_of_revision.end(), brands) !=
+               brands_of_revision.end();
+      },
+      [&] {
+        for (int commit = 0; commit < kCommits; ++commit) {
+          EXPECT_TRUE(index.Apply(commits[static_cast<size_t>(commit)], 2 + commit).ok());
+        }
+      });
+  EXPECT_GT(tally.answered, 0);
+  EXPECT_EQ(tally.wrong, 0);
   ExpectFacets(index, products, "lamp");
   EXPECT_EQ(index.facet_column_builds(), 1);
 }

@@ -1,9 +1,5 @@
 #include "inventory/shard_engine.h"
 
-#include <linux/futex.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -19,6 +15,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/hash/hash.h"
 #include "common/errors.h"
+#include "common/one_shot.h"
 #include "common/thread_name.h"
 #include "fmt/format.h"
 
@@ -532,55 +529,9 @@ void ShardEngine::Submit(Command command, CommandCallback done, CommandOrigin or
   shards_[*shard]->Enqueue(Shard::Item{std::move(command), std::move(done), std::move(origin)});
 }
 
-namespace {
-
-// The hand-off of one Execute() result from the shard's writer thread to the blocked caller:
-// one atomic word and, only if the caller already sleeps, one futex wake (a promise/future pair
-// allocated its shared state and ran call_once and a mutex per command). Lifetime: the caller
-// may return and destroy the hand-off as soon as Post()'s exchange publishes the result, so
-// Post() touches only the word's address after it; a futex wake on memory reused for another
-// futex wakes that one spuriously, which every futex user tolerates.
-class ResultHandoff {
- public:
-  void Post(CommandResult result) {
-    result_ = std::move(result);
-    void* word = &state_;
-    if (state_.exchange(kPosted, std::memory_order_acq_rel) == kSleeping) {
-      syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
-    }
-  }
-
-  CommandResult Wait() {
-    uint32_t state = state_.load(std::memory_order_acquire);
-    while (state != kPosted) {
-      // Announce the sleep first, so Post() knows to wake; a failed exchange reloads state.
-      if (state == kWaiting &&
-          !state_.compare_exchange_weak(state, kSleeping, std::memory_order_acquire)) {
-        continue;
-      }
-      // Returns at once if Post() came first; spurious returns and EINTR go round again.
-      syscall(SYS_futex, &state_, FUTEX_WAIT_PRIVATE, kSleeping, nullptr, nullptr, 0);
-      state = state_.load(std::memory_order_acquire);
-    }
-    return std::move(result_);
-  }
-
- private:
-  static constexpr uint32_t kWaiting = 0;
-  static constexpr uint32_t kSleeping = 1;
-  static constexpr uint32_t kPosted = 2;
-  static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t) &&
-                    std::atomic<uint32_t>::is_always_lock_free,
-                "the futex word must be a plain 32-bit integer");
-
-  std::atomic<uint32_t> state_{kWaiting};
-  CommandResult result_;
-};
-
-}  // namespace
-
 CommandResult ShardEngine::Execute(Command command) {
-  ResultHandoff handoff;
+  // One futex word instead of a promise/future pair per command (see common/one_shot.h).
+  OneShot<CommandResult> handoff;
   Submit(std::move(command), [&handoff](CommandResult result) { handoff.Post(std::move(result)); });
   return handoff.Wait();
 }

@@ -227,16 +227,20 @@ TEST_F(ShardEngineTest, LingersForAsManyCommandsAsTheLastBatchHeld) {
     }
     return std::make_pair(answered, failures);
   };
-  // A batch of four: the writer is held in Write() with one command while four queue up.
-  faulty_->HoldWrites();
-  const int64_t entered = faulty_->writes_entered();
-  auto [first, first_failures] = submit_all(1);
-  ASSERT_TRUE(faulty_->WaitForWritesEntered(entered + 1));
-  auto [four, four_failures] = submit_all(4);
-  faulty_->ReleaseWrites();
-  ASSERT_TRUE(first->Wait());
-  ASSERT_TRUE(four->Wait());
-  EXPECT_EQ(*first_failures + *four_failures, 0);
+  // A batch of `count`: the writer is held in Write() with one command while `count` queue up.
+  // Returns the failures among all of them.
+  auto held_batch_of = [&](int count) {
+    faulty_->HoldWrites();
+    const int64_t entered = faulty_->writes_entered();
+    auto [held, held_failures] = submit_all(1);
+    EXPECT_TRUE(faulty_->WaitForWritesEntered(entered + 1));
+    auto [batch, batch_failures] = submit_all(count);
+    faulty_->ReleaseWrites();
+    EXPECT_TRUE(held->Wait());
+    EXPECT_TRUE(batch->Wait());
+    return *held_failures + *batch_failures;
+  };
+  EXPECT_EQ(held_batch_of(4), 0);
   EXPECT_EQ(engine_->stats().batch_commands_largest, 4);
 
   // A lone command now waits out the bound for three more that never come, then commits alone.
@@ -250,20 +254,13 @@ TEST_F(ShardEngineTest, LingersForAsManyCommandsAsTheLastBatchHeld) {
   EXPECT_EQ(engine_->stats().batches_committed, batches + 1);
 
   // A batch of two (held as above); then two commands one after the other share a commit.
-  faulty_->HoldWrites();
-  const int64_t entered_again = faulty_->writes_entered();
-  auto [held, held_failures] = submit_all(1);
-  ASSERT_TRUE(faulty_->WaitForWritesEntered(entered_again + 1));
-  auto [two, two_failures] = submit_all(2);
-  faulty_->ReleaseWrites();
-  ASSERT_TRUE(held->Wait());
-  ASSERT_TRUE(two->Wait());
+  const int held_two_failures = held_batch_of(2);
   batches = engine_->stats().batches_committed;
   auto [pair_a, pair_a_failures] = submit_all(1);
   auto [pair_b, pair_b_failures] = submit_all(1);
   ASSERT_TRUE(pair_a->Wait());
   ASSERT_TRUE(pair_b->Wait());
-  EXPECT_EQ(*held_failures + *two_failures + *pair_a_failures + *pair_b_failures, 0);
+  EXPECT_EQ(held_two_failures + *pair_a_failures + *pair_b_failures, 0);
   EXPECT_EQ(engine_->stats().batches_committed, batches + 1);
 
   // Stopping while the writer lingers for a second command: the first is still answered.

@@ -1,9 +1,6 @@
 #include "platform/sql/sqlite_database.h"
 
-#include <linux/futex.h>
 #include <sqlite3.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -21,6 +18,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/one_shot.h"
 #include "common/status_macros.h"
 #include "common/thread_name.h"
 #include "fmt/format.h"
@@ -398,56 +396,6 @@ absl::Status RunGuarded(const std::function<absl::Status(Transaction&)>& job,
   }
 }
 
-// The hand-off of one Write() outcome from the writer thread to the thread blocked in Write():
-// one atomic word and, only if that thread is already asleep, one futex wake. A mutex and
-// condition variable pair cost the writer a second wake per job: woken while the writer still
-// held the mutex (it must notify under it, since the waiter may destroy the pair as soon as it
-// can lock), the waiter blocked on the mutex and had to be woken again.
-//
-// Lifetime: the waiter may return from Wait() and destroy the Completion as soon as Post()'s
-// exchange publishes the outcome, so Post() touches only the word's address after it: a futex
-// wake on memory reused for another futex wakes that one spuriously, which every futex user
-// (this loop, glibc's mutexes and condition variables) tolerates.
-class Completion {
- public:
-  // Called once, on any thread.
-  void Post(absl::Status status) {
-    status_ = std::move(status);
-    void* word = &state_;
-    if (state_.exchange(kPosted, std::memory_order_acq_rel) == kSleeping) {
-      syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
-    }
-  }
-
-  // Blocks until Post() and returns its outcome. Called once, by the owning thread.
-  absl::Status Wait() {
-    uint32_t state = state_.load(std::memory_order_acquire);
-    while (state != kPosted) {
-      // Announce the sleep first, so Post() knows to wake us; a failed exchange reloads state.
-      if (state == kWaiting &&
-          !state_.compare_exchange_weak(state, kSleeping, std::memory_order_acquire)) {
-        continue;
-      }
-      // Returns at once if Post() came first (the word is no longer kSleeping); spurious
-      // returns and EINTR just go round again.
-      syscall(SYS_futex, &state_, FUTEX_WAIT_PRIVATE, kSleeping, nullptr, nullptr, 0);
-      state = state_.load(std::memory_order_acquire);
-    }
-    return std::move(status_);
-  }
-
- private:
-  static constexpr uint32_t kWaiting = 0;
-  static constexpr uint32_t kSleeping = 1;
-  static constexpr uint32_t kPosted = 2;
-  static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t) &&
-                    std::atomic<uint32_t>::is_always_lock_free,
-                "the futex word must be a plain 32-bit integer");
-
-  std::atomic<uint32_t> state_{kWaiting};
-  absl::Status status_;
-};
-
 struct PendingWrite {
   WriteJob job;
   WriteDone done;
@@ -498,7 +446,7 @@ class SqliteDatabase final : public Database {
       return absl::FailedPreconditionError(
           "sql: Write() called from inside a write job or WriteDone; it would wait on itself");
     }
-    Completion completion;
+    OneShot<absl::Status> completion;
     SubmitWrite(std::move(job),
                 [&completion](absl::Status status) { completion.Post(std::move(status)); });
     return completion.Wait();

@@ -79,6 +79,12 @@ class SqliteDatabaseTest : public ::testing::Test {
     EXPECT_TRUE(db.ok()) << db.status();
     return db.ok() ? std::move(*db) : nullptr;
   }
+  // The table `t (id INTEGER PRIMARY KEY)` most tests write to.
+  static void CreateTableT(Database& db) {
+    ASSERT_TRUE(db.Write([](Transaction& transaction) {
+                    return transaction.Execute("CREATE TABLE t (id INTEGER PRIMARY KEY)").status();
+                  }).ok());
+  }
 
   TempDir dir_;
 };
@@ -196,9 +202,7 @@ TEST_F(SqliteDatabaseTest, BatchJobsMaxOneCommitsEachWriteAlone) {
   options.batch_jobs_max = 1;
   auto db = Open(options);
   ASSERT_NE(db, nullptr);
-  ASSERT_TRUE(db->Write([](Transaction& transaction) {
-                  return transaction.Execute("CREATE TABLE t (id INTEGER PRIMARY KEY)").status();
-                }).ok());
+  ASSERT_NO_FATAL_FAILURE(CreateTableT(*db));
   contract::Outcomes outcomes;
   constexpr int64_t kJobs = 20;
   for (int64_t i = 0; i < kJobs; ++i) {
@@ -245,9 +249,7 @@ TEST_F(SqliteDatabaseTest, ReadersRunConcurrently) {
 TEST_F(SqliteDatabaseTest, EveryBlockingWriterGetsItsOwnOutcome) {
   auto db = Open(Options());
   ASSERT_NE(db, nullptr);
-  ASSERT_TRUE(db->Write([](Transaction& transaction) {
-                  return transaction.Execute("CREATE TABLE t (id INTEGER PRIMARY KEY)").status();
-                }).ok());
+  ASSERT_NO_FATAL_FAILURE(CreateTableT(*db));
   constexpr int64_t kThreads = 16;
   constexpr int64_t kWritesPerThread = 200;
   std::atomic<int64_t> mismatches{0};
@@ -300,9 +302,7 @@ TEST_F(SqliteDatabaseTest, ReadsQueuedForFewConnectionsAllFinish) {
   options.reader_count = 2;
   auto db = Open(options);
   ASSERT_NE(db, nullptr);
-  ASSERT_TRUE(db->Write([](Transaction& transaction) {
-                  return transaction.Execute("CREATE TABLE t (id INTEGER PRIMARY KEY)").status();
-                }).ok());
+  ASSERT_NO_FATAL_FAILURE(CreateTableT(*db));
   constexpr int kThreads = 12;
   constexpr int kReadsPerThread = 100;
   std::atomic<int> finished{0};
@@ -332,9 +332,7 @@ TEST_F(SqliteDatabaseTest, RecordsBatchSizesAndQueueDepth) {
   options.metrics = &metrics;
   auto db = Open(options);
   ASSERT_NE(db, nullptr);
-  ASSERT_TRUE(db->Write([](Transaction& transaction) {
-                  return transaction.Execute("CREATE TABLE t (id INTEGER PRIMARY KEY)").status();
-                }).ok());
+  ASSERT_NO_FATAL_FAILURE(CreateTableT(*db));
   std::string text = metrics.RenderPrometheus();
   EXPECT_NE(text.find("emporium_db_batch_jobs"), std::string::npos) << text;
   EXPECT_NE(text.find("db=\"orders\""), std::string::npos) << text;

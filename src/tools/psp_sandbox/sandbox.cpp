@@ -214,27 +214,9 @@ struct PspSandbox::Impl {
               [this, prepared](sql::Transaction& tx) { return ApplyAuthorize(tx, *prepared); },
               std::move(respond));
         });
-    // The job runs later on the writer: it keeps its own copy of the request.
-    router.Add("POST", "/v1/authorizations/{id}/capture",
-               [this](http::Request& r, http::Responder respond) {
-                 auto request = std::make_shared<const http::Request>(r);
-                 Idempotent(
-                     r, [this, request](sql::Transaction& tx) { return Capture(tx, *request); },
-                     std::move(respond));
-               });
-    router.Add("POST", "/v1/authorizations/{id}/void",
-               [this](http::Request& r, http::Responder respond) {
-                 auto request = std::make_shared<const http::Request>(r);
-                 Idempotent(
-                     r, [this, request](sql::Transaction& tx) { return Void(tx, *request); },
-                     std::move(respond));
-               });
-    router.Add("POST", "/v1/refunds", [this](http::Request& r, http::Responder respond) {
-      auto request = std::make_shared<const http::Request>(r);
-      Idempotent(
-          r, [this, request](sql::Transaction& tx) { return Refund(tx, *request); },
-          std::move(respond));
-    });
+    AddRequestEffect("/v1/authorizations/{id}/capture", &Impl::Capture);
+    AddRequestEffect("/v1/authorizations/{id}/void", &Impl::Void);
+    AddRequestEffect("/v1/refunds", &Impl::Refund);
     router.AddSync("GET", "/v1/authorizations/{id}",
                    [this](const http::Request& r) { return GetAuthorization(r.PathParam("id")); });
     router.AddSync("GET", "/v1/refunds/{id}",
@@ -243,6 +225,18 @@ struct PspSandbox::Impl {
   }
 
   using EffectJob = std::function<absl::StatusOr<Effect>(sql::Transaction&)>;
+
+  // A POST whose effect `apply` reads the request in the write job: the job runs later on the
+  // writer, so it keeps its own copy of the request.
+  using RequestEffect = absl::StatusOr<Effect> (Impl::*)(sql::Transaction&, const http::Request&);
+  void AddRequestEffect(std::string_view path, RequestEffect apply) {
+    router.Add("POST", path, [this, apply](http::Request& r, http::Responder respond) {
+      auto request = std::make_shared<const http::Request>(r);
+      Idempotent(
+          r, [this, apply, request](sql::Transaction& tx) { return (this->*apply)(tx, *request); },
+          std::move(respond));
+    });
+  }
 
   // Runs `effect` inside one write transaction together with the idempotency record, and
   // answers through `respond` once that transaction is durable: from the WriteDone on the
