@@ -495,6 +495,35 @@ TEST_F(PaymentsServiceTest, UnstoredIntentFraudHistoryEqualsTheGeneralQueries) {
                   .ok());
 }
 
+// Screening runs on the payments writer for every new authorization: a plan that reads a table
+// row per counted intent makes each authorization cost more as a customer's history grows.
+// SQLite's own plan, read with EXPLAIN QUERY PLAN.
+TEST_F(PaymentsServiceTest, ScreeningReadsAreAnsweredFromIndexesAlone) {
+  StartService();
+  const std::string card = AddCard("cus_1", sandbox::kCardSuccess);
+  ASSERT_TRUE(service_->Authorize(Command("o-plan", card)).ok());  // rows, so plans are real
+  for (const IndexedQuery& query : QueriesThatMustUseAnIndex()) {
+    std::vector<std::string> plan;
+    ASSERT_TRUE(db_->Read([&](sql::Transaction& tx) -> absl::Status {
+                     absl::StatusOr<sql::ResultSet> rows =
+                         tx.Query(fmt::format("EXPLAIN QUERY PLAN {}", query.sql), query.params);
+                     if (!rows.ok()) return rows.status();
+                     for (const sql::Row& row : rows->rows) plan.push_back(row.Text(3));
+                     return absl::OkStatus();
+                   })
+                    .ok())
+        << query.sql;
+    bool searched = false;
+    for (const std::string& step : plan) {
+      if (step.find("payment_intents") == std::string::npos) continue;  // the subquery's wrapper
+      searched = true;
+      EXPECT_NE(step.find(query.index), std::string::npos) << query.sql << ": " << step;
+      EXPECT_EQ(step.find("TEMP B-TREE"), std::string::npos) << query.sql << ": " << step;
+    }
+    EXPECT_TRUE(searched) << query.sql;
+  }
+}
+
 // The payment.* event payload is written without a DOM: the same bytes as the DOM's dump,
 // hostile strings included (quotes, controls, non-ASCII, invalid UTF-8).
 TEST(IntentEventPayload, EqualsTheDomDump) {

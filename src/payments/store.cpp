@@ -402,6 +402,20 @@ absl::Status DeleteHttpIdempotency(sql::Transaction& tx, const std::string& key)
 
 namespace {
 
+// The screening reads of a new authorization, on the payments writer for every one: each is
+// answered from an index alone (see QueriesThatMustUseAnIndex).
+constexpr char kUnstoredCustomerHistory[] =
+    "SELECT COUNT(*), COALESCE(SUM(authorized_minor), 0) FROM (SELECT authorized_minor FROM "
+    "payment_intents WHERE fraud_key = ? AND authorized_minor > 0 "
+    "ORDER BY created_at_ms DESC LIMIT ?) AS recent";
+constexpr char kUnstoredCardWindow[] =
+    "SELECT COUNT(*) FROM payment_intents WHERE payment_method = ? AND created_at_ms >= ?";
+constexpr char kUnstoredCustomerWindow[] =
+    "SELECT COUNT(*), COUNT(DISTINCT payment_method), COALESCE(SUM(CASE WHEN payment_method "
+    "= ? THEN 1 ELSE 0 END), 0) FROM payment_intents WHERE fraud_key = ? AND created_at_ms >= ?";
+constexpr char kUnstoredIpWindow[] =
+    "SELECT COUNT(*) FROM payment_intents WHERE client_ip = ? AND created_at_ms >= ?";
+
 // LoadFraudHistory for an intent that is not stored (no id yet: screened before its insert).
 // The same facts as the general queries, whose `id <> ?` can then exclude nothing; without it
 // the velocity counts are answered from their (key, created_at_ms) indexes alone, with no
@@ -411,32 +425,25 @@ absl::StatusOr<FraudInput> LoadUnstoredFraudHistory(sql::Transaction& tx,
                                                     const IntentRecord& intent,
                                                     const std::string& fraud_key,
                                                     int64_t window_start_ms, FraudInput input) {
-  absl::StatusOr<sql::ResultSet> history = tx.Query(
-      "SELECT COUNT(*), COALESCE(SUM(authorized_minor), 0) FROM (SELECT authorized_minor FROM "
-      "payment_intents WHERE fraud_key = ? AND authorized_minor > 0 "
-      "ORDER BY created_at_ms DESC LIMIT ?) AS recent",
-      {fraud_key, kFraudHistoryPaymentsMax});
+  absl::StatusOr<sql::ResultSet> history =
+      tx.Query(kUnstoredCustomerHistory, {fraud_key, kFraudHistoryPaymentsMax});
   if (!history.ok()) return history.status();
   input.customer_payment_count = history->rows.front().Int(0);
   if (input.customer_payment_count > 0) {
     input.customer_average_amount_minor =
         history->rows.front().Int(1) / input.customer_payment_count;
   }
-  absl::StatusOr<sql::ResultSet> card = tx.Query(
-      "SELECT COUNT(*) FROM payment_intents WHERE payment_method = ? AND created_at_ms >= ?",
-      {intent.payment_method, window_start_ms});
+  absl::StatusOr<sql::ResultSet> card =
+      tx.Query(kUnstoredCardWindow, {intent.payment_method, window_start_ms});
   if (!card.ok()) return card.status();
   input.card_attempts_in_window = card->rows.front().OptionalInt(0).value_or(0);
-  absl::StatusOr<sql::ResultSet> customer = tx.Query(
-      "SELECT COUNT(*), COUNT(DISTINCT payment_method), COALESCE(SUM(CASE WHEN payment_method "
-      "= ? THEN 1 ELSE 0 END), 0) FROM payment_intents WHERE fraud_key = ? AND created_at_ms >= ?",
-      {intent.payment_method, fraud_key, window_start_ms});
+  absl::StatusOr<sql::ResultSet> customer =
+      tx.Query(kUnstoredCustomerWindow, {intent.payment_method, fraud_key, window_start_ms});
   if (!customer.ok()) return customer.status();
   input.customer_attempts_in_window = customer->rows.front().OptionalInt(0).value_or(0);
   if (!intent.client_ip.empty()) {
     absl::StatusOr<sql::ResultSet> ip =
-        tx.Query("SELECT COUNT(*) FROM payment_intents WHERE client_ip = ? AND created_at_ms >= ?",
-                 {intent.client_ip, window_start_ms});
+        tx.Query(kUnstoredIpWindow, {intent.client_ip, window_start_ms});
     if (!ip.ok()) return ip.status();
     input.ip_attempts_in_window = ip->rows.front().OptionalInt(0).value_or(0);
   }
@@ -510,6 +517,20 @@ absl::StatusOr<FraudInput> LoadFraudHistory(sql::Transaction& tx, const IntentRe
   const bool this_card_seen = cards->rows.front().Int(1) > 0;
   input.customer_distinct_cards = std::max<int64_t>(distinct + (this_card_seen ? 0 : 1), 1);
   return input;
+}
+
+std::vector<IndexedQuery> QueriesThatMustUseAnIndex() {
+  const std::string key = "cus-1";
+  const std::string card = "pm_1";
+  return {
+      {kUnstoredCustomerHistory, {key, kFraudHistoryPaymentsMax},
+       "COVERING INDEX payment_intents_fraud_history"},
+      {kUnstoredCardWindow, {card, int64_t{0}}, "COVERING INDEX payment_intents_method"},
+      {kUnstoredCustomerWindow, {card, key, int64_t{0}},
+       "COVERING INDEX payment_intents_fraud_history"},
+      {kUnstoredIpWindow, {std::string("192.0.2.1"), int64_t{0}},
+       "COVERING INDEX payment_intents_ip"},
+  };
 }
 
 }  // namespace emporium::payments

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -145,5 +146,15 @@ absl::Status DeleteHttpIdempotency(sql::Transaction& tx, const std::string& key)
 // stored yet (screened before its insert); its facts are read with cheaper queries.
 absl::StatusOr<FraudInput> LoadFraudHistory(sql::Transaction& tx, const IntentRecord& intent,
                                             int64_t window_start_ms);
+
+// The screening reads every new authorization runs on the writer, with example parameters and
+// the index that must answer each alone (no table row per counted intent), so a test can check
+// SQLite's plan.
+struct IndexedQuery {
+  std::string_view sql;
+  std::vector<sql::Value> params;
+  std::string_view index;
+};
+std::vector<IndexedQuery> QueriesThatMustUseAnIndex();
 
 }  // namespace emporium::payments
