@@ -17,9 +17,12 @@
 #include <mutex>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
+#include "common/clock.h"
+#include "common/ids.h"
 #include "fmt/format.h"
 #include "inventory/service.h"
 #include "inventory/store.h"
@@ -107,12 +110,14 @@ struct Chain {
   int sku_count = 1;
   int64_t n = 0;
   std::string id;
+  std::string order_id;
   std::chrono::steady_clock::time_point reserve_start;
   std::vector<double> latencies_ms;
 };
 
 struct InFlightRun {
   ShardEngine* engine = nullptr;
+  IdGenerator* ids = nullptr;
   std::atomic<bool> stop{false};
   std::atomic<int64_t> reservations{0};
   std::atomic<int64_t> failures{0};
@@ -130,7 +135,8 @@ struct InFlightRun {
       Finish();
       return;
     }
-    chain.id = fmt::format("r{}-{}", chain.index, chain.n);
+    chain.id = ids->Next();
+    chain.order_id = ids->Next();
     const int sku = chain.sku_count == 1
                         ? 0
                         : static_cast<int>((chain.n * kRequesters + chain.index) % chain.sku_count);
@@ -150,7 +156,7 @@ struct InFlightRun {
             return;
           }
           engine->Submit(
-              cmd::Allocate{ReservationId(chain.id), OrderId("o-" + chain.id)},
+              cmd::Allocate{ReservationId(chain.id), OrderId(chain.order_id)},
               [this, &chain](CommandResult allocated) {
                 if (!allocated.status.ok() ||
                     std::get<AllocateOutcome>(allocated.outcome) != AllocateOutcome::kAllocated) {
@@ -210,11 +216,15 @@ absl::StatusOr<Result> RunScenario(const std::string& name, int sku_count, Mode 
   std::atomic<bool> stop{false};
   std::atomic<int64_t> reservations{0};
   std::atomic<int64_t> failures{0};
+  // Reservation and order ids as ordering makes them (time-ordered UUIDv7), so their rows and
+  // index entries land where production's do.
+  UuidV7Generator ids(SystemClock::Instance());
   std::vector<std::vector<double>> latencies(kRequesters);
   const auto start = std::chrono::steady_clock::now();
   if (harness == Harness::kInFlight) {
     InFlightRun run;
     run.engine = &engine;
+    run.ids = &ids;
     std::vector<Chain> chains(kRequesters);
     run.chains_running = kRequesters;
     for (int r = 0; r < kRequesters; ++r) {
@@ -245,7 +255,7 @@ absl::StatusOr<Result> RunScenario(const std::string& name, int sku_count, Mode 
       requesters.emplace_back([&, r] {
         ShardEngine& inventory = engine;
         for (int64_t n = 0; !stop.load(std::memory_order_relaxed); ++n) {
-          const std::string id = fmt::format("r{}-{}", r, n);
+          const std::string id = ids.Next();
           const int sku = sku_count == 1 ? 0 : static_cast<int>((n * kRequesters + r) % sku_count);
           const auto t0 = std::chrono::steady_clock::now();
           CommandResult reserved = inventory.Execute(cmd::Reserve{
@@ -259,7 +269,7 @@ absl::StatusOr<Result> RunScenario(const std::string& name, int sku_count, Mode 
             continue;
           }
           CommandResult allocated =
-              inventory.Execute(cmd::Allocate{ReservationId(id), OrderId("o-" + id)});
+              inventory.Execute(cmd::Allocate{ReservationId(id), OrderId(ids.Next())});
           if (!allocated.status.ok() ||
               std::get<AllocateOutcome>(allocated.outcome) != AllocateOutcome::kAllocated) {
             failures.fetch_add(1);
@@ -300,6 +310,10 @@ absl::StatusOr<Result> RunScenario(const std::string& name, int sku_count, Mode 
 }
 
 int Main(int argc, char** argv) {
+  if (argc > 1 && argv[1][0] == '-') {
+    std::fprintf(stderr, "usage: inventory_bench [results.md] [scenario name]\n");
+    return std::string_view(argv[1]) == "--help" ? 0 : 2;
+  }
   const std::string report = argc > 1 ? argv[1] : "bench/results/inventory.md";
   // Optional: run only the scenario of this name (for profiling).
   const std::string only = argc > 2 ? argv[2] : "";
