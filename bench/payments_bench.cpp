@@ -390,8 +390,7 @@ int Run(const std::string& report_path, int seconds, int concurrency, int worker
         "payments writer: {:.0f} commits/s, {:.1f} jobs per commit, {:.1f} WAL pages per "
         "authorization\n",
         batches / elapsed, jobs / std::max(1.0, batches),
-        static_cast<double>(writes_after.pages_written - writes_before.pages_written) /
-            operations);
+        static_cast<double>(writes_after.pages_written - writes_before.pages_written) / operations);
   }
   std::printf("%s", report.str().c_str());
   if (!report_path.empty()) std::ofstream(report_path) << report.str();

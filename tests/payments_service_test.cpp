@@ -503,18 +503,10 @@ TEST_F(PaymentsServiceTest, ScreeningReadsAreAnsweredFromIndexesAlone) {
   const std::string card = AddCard("cus_1", sandbox::kCardSuccess);
   ASSERT_TRUE(service_->Authorize(Command("o-plan", card)).ok());  // rows, so plans are real
   for (const IndexedQuery& query : QueriesThatMustUseAnIndex()) {
-    std::vector<std::string> plan;
-    ASSERT_TRUE(db_->Read([&](sql::Transaction& tx) -> absl::Status {
-                     absl::StatusOr<sql::ResultSet> rows =
-                         tx.Query(fmt::format("EXPLAIN QUERY PLAN {}", query.sql), query.params);
-                     if (!rows.ok()) return rows.status();
-                     for (const sql::Row& row : rows->rows) plan.push_back(row.Text(3));
-                     return absl::OkStatus();
-                   })
-                    .ok())
-        << query.sql;
+    absl::StatusOr<std::vector<std::string>> plan = sql::QueryPlan(*db_, query.sql, query.params);
+    ASSERT_TRUE(plan.ok()) << query.sql << ": " << plan.status();
     bool searched = false;
-    for (const std::string& step : plan) {
+    for (const std::string& step : *plan) {
       if (step.find("payment_intents") == std::string::npos) continue;  // the subquery's wrapper
       searched = true;
       EXPECT_NE(step.find(query.index), std::string::npos) << query.sql << ": " << step;

@@ -131,18 +131,10 @@ class OrderingServiceTest : public ::testing::Test {
 TEST_F(OrderingServiceTest, PeriodicAndGuestQueriesAreAnsweredFromIndexes) {
   NewCart("guest@example.com");  // some rows, so the plans are not of empty tables
   for (const IndexedQuery& query : QueriesThatMustUseAnIndex()) {
-    std::vector<std::string> plan;
-    ASSERT_TRUE(db_->Read([&](sql::Transaction& tx) -> absl::Status {
-                     absl::StatusOr<sql::ResultSet> rows =
-                         tx.Query(fmt::format("EXPLAIN QUERY PLAN {}", query.sql), query.params);
-                     if (!rows.ok()) return rows.status();
-                     for (const sql::Row& row : rows->rows) plan.push_back(row.Text(3));
-                     return absl::OkStatus();
-                   })
-                    .ok())
-        << query.sql;
-    ASSERT_FALSE(plan.empty()) << query.sql;
-    for (const std::string& step : plan) {
+    absl::StatusOr<std::vector<std::string>> plan = sql::QueryPlan(*db_, query.sql, query.params);
+    ASSERT_TRUE(plan.ok()) << query.sql << ": " << plan.status();
+    ASSERT_FALSE(plan->empty()) << query.sql;
+    for (const std::string& step : *plan) {
       // Each step reads the query's own small index ("SEARCH t USING INDEX x (...)", or for the
       // count "SCAN t USING COVERING INDEX x"); never the table ("SCAN orders") nor a temp B-tree
       // that sorts every row found.

@@ -523,12 +523,15 @@ std::vector<IndexedQuery> QueriesThatMustUseAnIndex() {
   const std::string key = "cus-1";
   const std::string card = "pm_1";
   return {
-      {kUnstoredCustomerHistory, {key, kFraudHistoryPaymentsMax},
+      {kUnstoredCustomerHistory,
+       {key, kFraudHistoryPaymentsMax},
        "COVERING INDEX payment_intents_fraud_history"},
       {kUnstoredCardWindow, {card, int64_t{0}}, "COVERING INDEX payment_intents_method"},
-      {kUnstoredCustomerWindow, {card, key, int64_t{0}},
+      {kUnstoredCustomerWindow,
+       {card, key, int64_t{0}},
        "COVERING INDEX payment_intents_fraud_history"},
-      {kUnstoredIpWindow, {std::string("192.0.2.1"), int64_t{0}},
+      {kUnstoredIpWindow,
+       {std::string("192.0.2.1"), int64_t{0}},
        "COVERING INDEX payment_intents_ip"},
   };
 }

@@ -1,10 +1,17 @@
-// A temporary directory for SQLite tests, deleted with everything in it on destruction.
+// Test helpers for SQLite: a temporary directory deleted with everything in it on destruction,
+// and SQLite's plan of a query.
 #pragma once
 
 #include <stdlib.h>
 
 #include <filesystem>
 #include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "fmt/format.h"
+#include "platform/sql/database.h"
 
 namespace emporium::sql {
 
@@ -28,5 +35,20 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// The detail column of EXPLAIN QUERY PLAN for `query` with `params`, one step per element
+// (e.g. "SEARCH orders USING INDEX orders_by_state (state=?)"), read on a reader connection.
+inline absl::StatusOr<std::vector<std::string>> QueryPlan(Database& db, std::string_view query,
+                                                          const std::vector<Value>& params) {
+  std::vector<std::string> plan;
+  absl::Status status = db.Read([&](Transaction& tx) -> absl::Status {
+    absl::StatusOr<ResultSet> rows = tx.Query(fmt::format("EXPLAIN QUERY PLAN {}", query), params);
+    if (!rows.ok()) return rows.status();
+    for (const Row& row : rows->rows) plan.push_back(row.Text(3));
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return plan;
+}
 
 }  // namespace emporium::sql
