@@ -228,6 +228,11 @@ const std::vector<Binding>& Bindings() {
                           "microseconds a shard waits to gather as many commands as its last "
                           "batch before committing fewer (0: never waits)",
                           0, 100'000, &InventoryConfig::batch_linger_us),
+      InventoryIntSetting("inventory.settled_retention_s",
+                          "seconds a settled reservation (released, expired, cancelled, shipped, "
+                          "delivered) stays in a shard's memory before it is evicted (a command "
+                          "naming it later reads it back; 0: evicted at once)",
+                          0, 7LL * 24 * 3600, &InventoryConfig::settled_retention_s),
       StringSetting("ordering.shipping",
                     "flat shipping per region and currency, 'us:USD=499,CAD=999;*:USD=999' "
                     "(minor units; '*' = other regions; empty: the built-in rates)",

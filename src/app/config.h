@@ -68,6 +68,9 @@ struct InventoryConfig {
   // How long a shard waits to gather as many commands as its last batch held before it commits
   // fewer (group-commit gathering, like PostgreSQL's commit_delay); 0 commits at once.
   int64_t batch_linger_us = 200;
+  // Settled reservations (released, expired, cancelled, shipped, delivered) unchanged this long
+  // leave the shards' memory; a later command naming one reads it back from the database.
+  int64_t settled_retention_s = 600;
 };
 
 struct OrderingConfig {

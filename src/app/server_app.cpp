@@ -63,6 +63,7 @@ absl::StatusOr<std::vector<ContextRuntime>> BuildContexts(const Config& config) 
   inventory_options.shard_queue_capacity =
       static_cast<size_t>(config.inventory.shard_queue_capacity);
   inventory_options.batch_linger_us = config.inventory.batch_linger_us;
+  inventory_options.settled_retention_ms = config.inventory.settled_retention_s * 1000;
   contexts.push_back(
       ContextRuntime{std::make_unique<inventory::InventoryModule>(inventory_options), nullptr});
   payments::PaymentsModuleOptions payments_options;

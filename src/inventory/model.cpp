@@ -99,6 +99,21 @@ std::optional<ReservationState> ParseReservationState(std::string_view name) {
   return std::nullopt;
 }
 
+bool IsSettled(ReservationState state) {
+  switch (state) {
+    case ReservationState::kActive:
+    case ReservationState::kAllocated:
+      return false;
+    case ReservationState::kReleased:
+    case ReservationState::kExpired:
+    case ReservationState::kAllocationCancelled:
+    case ReservationState::kShipped:
+    case ReservationState::kDelivered:
+      return true;
+  }
+  return false;
+}
+
 std::string_view ReserveOutcomeName(ReserveOutcome outcome) {
   switch (outcome) {
     case ReserveOutcome::kReserved:
@@ -885,18 +900,46 @@ void InventoryState::LoadStock(const StockLevel& level) {
   row = level;
 }
 
+void InventoryState::IndexOrder(const Reservation& reservation) {
+  if (reservation.order_id.empty()) return;
+  const Reservation* holder = FindReservationByOrder(reservation.order_id);
+  if (holder == nullptr || holder->state == ReservationState::kAllocationCancelled) {
+    reservation_by_order_[reservation.order_id] = reservation.id;
+  }
+}
+
 void InventoryState::LoadReservation(Reservation reservation) {
   const ReservationId id = reservation.id;
   if (reservation.state == ReservationState::kActive) {
     active_by_expiry_.insert({reservation.expires_at_ms, id});
   }
-  if (!reservation.order_id.empty()) {
-    const Reservation* holder = FindReservationByOrder(reservation.order_id);
-    if (holder == nullptr || holder->state == ReservationState::kAllocationCancelled) {
-      reservation_by_order_[reservation.order_id] = id;
+  IndexOrder(reservation);
+  reservations_[id] = std::move(reservation);
+}
+
+bool InventoryState::Evict(const ReservationId& id) {
+  auto it = reservations_.find(id);
+  if (it == reservations_.end() || !IsSettled(it->second.state) ||
+      changed_reservations_.contains(id)) {
+    return false;
+  }
+  const OrderId& order_id = it->second.order_id;
+  if (!order_id.empty()) {
+    if (auto held = reservation_by_order_.find(order_id);
+        held != reservation_by_order_.end() && held->second == id) {
+      reservation_by_order_.erase(held);
     }
   }
-  reservations_[id] = std::move(reservation);
+  reservations_.erase(it);
+  return true;
+}
+
+void InventoryState::FaultIn(Reservation reservation) {
+  if (const Reservation* resident = FindReservation(reservation.id); resident != nullptr) {
+    IndexOrder(*resident);
+    return;
+  }
+  LoadReservation(std::move(reservation));
 }
 
 InventoryState::Changes InventoryState::TakeChanges() {

@@ -137,6 +137,9 @@ enum class ReservationState {
 };
 std::string_view ReservationStateName(ReservationState state);
 std::optional<ReservationState> ParseReservationState(std::string_view name);
+// Settled: neither kActive nor kAllocated. A settled reservation holds no stock; commands can
+// still name it (replays, late commands, deliveries and returns), so it must stay findable.
+bool IsSettled(ReservationState state);
 
 struct Reservation {
   ReservationId id{};
@@ -322,6 +325,17 @@ class InventoryState {
   void LoadStock(const StockLevel& level);
   void LoadReservation(Reservation reservation);
 
+  // Eviction and fault-in (the shard engine bounds its memory with these). Evict drops a
+  // settled reservation with no change pending (TakeChanges() ran since its last change) from
+  // memory, and from the order index when it is the order's entry there; it returns false and
+  // changes nothing otherwise. FaultIn takes a reservation read back from the store: it loads
+  // it when it is not resident, and in both cases lets it claim its order in the order index
+  // as LoadReservation does (an allocated / shipped / delivered holder wins over an
+  // allocation-cancelled one), so that after faulting in every stored reservation of an order
+  // the index names the same holder it named before any eviction.
+  bool Evict(const ReservationId& id);
+  void FaultIn(Reservation reservation);
+
   Changes TakeChanges();
 
  private:
@@ -335,6 +349,7 @@ class InventoryState {
   void MarkReservation(const ReservationId& id);
   void MarkReservationLines(const ReservationId& id);  // marks the header too
   void AssertRowsValid(const std::vector<LedgerEntry>& entries) const;
+  void IndexOrder(const Reservation& reservation);
 
   absl::flat_hash_map<LocationId, Location> locations_;
   absl::flat_hash_map<StockKey, StockLevel> stock_;

@@ -466,6 +466,55 @@ TEST_F(ModelTest, CancelAllocationTransitions) {
             CancelAllocationOutcome::kAlreadyShipped);
 }
 
+// Evict drops only settled reservations with no pending change; FaultIn brings one back and,
+// given every holder of an order, restores the order index (the allocated holder over an
+// allocation-cancelled one, in either load order).
+TEST_F(ModelTest, EvictAndFaultInKeepTheOrderIndex) {
+  Receive("a", "eu1", 10);
+  Reserve("r1", {{S("a"), 1}});
+  Keep(state_.Allocate(R("r1"), O("o1"), kNow));
+  Keep(state_.CancelAllocation(O("o1"), kNow));
+  Reserve("r2", {{S("a"), 2}});
+  Keep(state_.Allocate(R("r2"), O("o1"), kNow));
+  Reserve("r3", {{S("a"), 1}});
+  EXPECT_FALSE(state_.Evict(R("r1")));  // changed since the last TakeChanges
+  state_.TakeChanges();
+  EXPECT_FALSE(state_.Evict(R("r2")));  // allocated
+  EXPECT_FALSE(state_.Evict(R("r3")));  // active
+  EXPECT_FALSE(state_.Evict(R("nope")));
+  Keep(state_.Ship(O("o1"), "s1", {{S("a"), 2}}, kNow));
+  state_.TakeChanges();
+  const Reservation r1 = *state_.FindReservation(R("r1"));
+  const Reservation r2 = *state_.FindReservation(R("r2"));
+  for (bool allocated_first : {true, false}) {
+    ASSERT_TRUE(state_.Evict(R("r1")));
+    ASSERT_TRUE(state_.Evict(R("r2")));
+    EXPECT_EQ(state_.FindReservation(R("r1")), nullptr);
+    EXPECT_EQ(state_.FindReservationByOrder(O("o1")), nullptr);
+    EXPECT_EQ(state_.reservation_count(), 1u);
+    if (allocated_first) {
+      state_.FaultIn(r2);
+      state_.FaultIn(r1);
+    } else {
+      state_.FaultIn(r1);
+      state_.FaultIn(r2);
+    }
+    EXPECT_EQ(*state_.FindReservation(R("r1")), r1);
+    ASSERT_NE(state_.FindReservationByOrder(O("o1")), nullptr);
+    EXPECT_EQ(state_.FindReservationByOrder(O("o1"))->id, R("r2"));
+    state_.FaultIn(r2);  // already resident: unchanged
+    EXPECT_EQ(*state_.FindReservation(R("r2")), r2);
+  }
+  // The cancelled one resident, the shipped one evicted: faulting the shipped one in wins.
+  ASSERT_TRUE(state_.Evict(R("r2")));
+  EXPECT_EQ(state_.FindReservationByOrder(O("o1")), nullptr);
+  state_.FaultIn(r1);  // resident: re-claims the order
+  EXPECT_EQ(state_.FindReservationByOrder(O("o1"))->id, R("r1"));
+  state_.FaultIn(r2);
+  EXPECT_EQ(state_.FindReservationByOrder(O("o1"))->id, R("r2"));
+  EXPECT_EQ(Keep(state_.Deliver(O("o1"), kNow)).outcome, DeliverOutcome::kDelivered);
+}
+
 TEST_F(ModelTest, ShipTransitionsAndPartialShipments) {
   Receive("a", "eu1", 3);
   Receive("a", "eu2", 3);

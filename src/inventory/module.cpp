@@ -21,6 +21,7 @@ absl::Status InventoryModule::Wire(const ContextDeps& deps, http::Router& router
   options.engine.shard_count = options_.shard_count;
   options.engine.queue_capacity = options_.shard_queue_capacity;
   options.engine.batch_linger_us = options_.batch_linger_us;
+  options.engine.settled_retention_ms = options_.settled_retention_ms;
   options.default_reservation_ttl_ms = options_.default_reservation_ttl_ms;
   options.sweep_interval_ms = options_.sweep_interval_ms;
   absl::StatusOr<std::unique_ptr<InventoryService>> service =

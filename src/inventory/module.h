@@ -32,6 +32,8 @@ struct InventoryModuleOptions {
   // HTTP 503 + Retry-After; a bus command stays in the durable queue and is dispatched later).
   size_t shard_queue_capacity = EngineOptions{}.queue_capacity;
   int64_t batch_linger_us = EngineOptions{}.batch_linger_us;
+  // Settled reservations unchanged this long leave the shards' memory (EngineOptions).
+  int64_t settled_retention_ms = EngineOptions{}.settled_retention_ms;
   const Clock* clock = &SystemClock::Instance();  // must outlive the module
 };
 

@@ -41,9 +41,45 @@ bool IsQueueFull(const absl::Status& status) {
 
 struct ShardEngine::Index {
   mutable std::mutex mutex;
+  // Resident reservations and orders (and evicted ones whose hash another shard's entry took).
   absl::flat_hash_map<ReservationId, size_t> reservation_shard;
   absl::flat_hash_map<OrderId, size_t> order_shard;
+  // Evicted ones: EvictedKey(id) -> shard.
+  absl::flat_hash_map<uint64_t, uint32_t> evicted_reservation_shard;
+  absl::flat_hash_map<uint64_t, uint32_t> evicted_order_shard;
 };
+
+namespace {
+
+// Routes `key`: its full entry, else its evicted hash's, else by hash.
+template <typename Key>
+size_t Route(const absl::flat_hash_map<Key, size_t>& full,
+             const absl::flat_hash_map<uint64_t, uint32_t>& evicted, const Key& key,
+             uint64_t evicted_key, size_t shard_count) {
+  if (auto it = full.find(key); it != full.end()) return it->second;
+  if (auto it = evicted.find(evicted_key); it != evicted.end()) return it->second;
+  // An unknown id goes to some shard, which answers NotFound in order with its other work.
+  return HashToShard(key.value(), shard_count);
+}
+
+// `key` was evicted from `shard`: hash -> shard replaces its full entry, unless the hash
+// already routes elsewhere (a collision: the full entry stays) or the full entry names another
+// shard (which still holds it).
+template <typename Key>
+void NoteEvicted(absl::flat_hash_map<Key, size_t>& full,
+                 absl::flat_hash_map<uint64_t, uint32_t>& evicted, const Key& key,
+                 uint64_t evicted_key, size_t shard) {
+  auto it = full.find(key);
+  if (it != full.end() && it->second != shard) return;
+  auto [slot, inserted] = evicted.try_emplace(evicted_key, static_cast<uint32_t>(shard));
+  if (inserted || slot->second == shard) {
+    if (it != full.end()) full.erase(it);
+  } else if (it == full.end()) {
+    full.emplace(key, shard);
+  }
+}
+
+}  // namespace
 
 struct ShardEngine::Sweeper {
   std::mutex mutex;
@@ -64,12 +100,24 @@ class ShardEngine::Shard {
 
   Shard(ShardEngine& engine, size_t index) : engine_(engine), index_(index) {}
 
+  // Loads the shard's stock and live reservations, and the compact record of its settled ones.
   absl::Status Load() {
     state_ = InventoryState();
+    evicted_ids_.clear();
+    evicted_orders_.clear();
+    settled_fifo_.clear();
+    settled_at_.clear();
     std::vector<ReservationId> legacy_lines;
+    std::function<bool(const Sku&)> owns;
+    if (engine_.options_.shard_count > 1) {
+      owns = [this](const Sku& sku) { return engine_.ShardOf(sku) == index_; };
+    }
     absl::Status loaded = engine_.store_.LoadInto(
-        state_, [this](const Sku& sku) { return engine_.ShardOf(sku) == index_; }, &legacy_lines);
+        state_, owns, &legacy_lines, [this](const std::string& id, const std::string& order_id) {
+          RecordEvicted(id, order_id);
+        });
     legacy_lines_ = absl::flat_hash_set<ReservationId>(legacy_lines.begin(), legacy_lines.end());
+    UpdateGauges();
     return loaded;
   }
 
@@ -130,8 +178,133 @@ class ShardEngine::Shard {
   std::atomic<int64_t> commit_failures{0};
   std::atomic<int64_t> batch_commands_largest{0};
   std::atomic<int64_t> queue_full_rejections{0};
+  std::atomic<int64_t> resident_reservations{0};
+  std::atomic<int64_t> evicted_reservations{0};
+  std::atomic<int64_t> evicted_record_entries{0};
+  std::atomic<int64_t> fault_in_reads{0};
+  std::atomic<int64_t> faulted_in_reservations{0};
 
  private:
+  // A reservation (of this shard) that is not in memory: its hashes join the compact record,
+  // and the routing index learns it by hash.
+  void RecordEvicted(std::string_view id, std::string_view order_id) {
+    evicted_ids_.insert(engine_.EvictedKey(id));
+    engine_.NoteEvictedReservation(id, index_);
+    if (!order_id.empty()) {
+      evicted_orders_.insert(engine_.EvictedKey(order_id));
+      engine_.NoteEvictedOrder(order_id, index_);
+    }
+  }
+
+  void UpdateGauges() {
+    resident_reservations.store(static_cast<int64_t>(state_.reservation_count()));
+    evicted_record_entries.store(
+        static_cast<int64_t>(evicted_ids_.size() + evicted_orders_.size()));
+  }
+
+  bool OwnsReservation(const Reservation& reservation) const {
+    return engine_.options_.shard_count == 1 || reservation.lines.empty() ||
+           engine_.ShardOf(reservation.lines.front().sku) == index_;
+  }
+
+  // Starts (or restarts) the retention clock of a resident settled reservation.
+  void NoteSettled(const ReservationId& id, int64_t now_ms) {
+    settled_at_[id] = now_ms;
+    settled_fifo_.emplace_back(now_ms, id);
+  }
+
+  // Makes every reservation and order the batch's commands name resident or proven absent:
+  // those that are not resident and whose hash is in the compact record are read back in one
+  // read. Runs before the batch is applied.
+  absl::Status FaultIn(const std::vector<Item>& batch, int64_t now_ms) {
+    std::vector<ReservationId> ids;
+    std::vector<OrderId> orders;
+    auto id = [&](const ReservationId& named) {
+      if (!named.empty() && state_.FindReservation(named) == nullptr &&
+          evicted_ids_.contains(engine_.EvictedKey(named.value()))) {
+        ids.push_back(named);
+      }
+    };
+    auto order = [&](const OrderId& named) {
+      if (!named.empty() && state_.FindReservationByOrder(named) == nullptr &&
+          evicted_orders_.contains(engine_.EvictedKey(named.value()))) {
+        orders.push_back(named);
+      }
+    };
+    for (const Item& item : batch) {
+      const Command* command = std::get_if<Command>(&item.work);
+      if (command == nullptr) continue;
+      std::visit(Overloaded{
+                     [](const cmd::Receive&) {},
+                     [](const cmd::Adjust&) {},
+                     [&](const cmd::Reserve& c) {
+                       id(c.id);
+                       id(c.replaces);
+                     },
+                     [&](const cmd::Extend& c) { id(c.id); },
+                     [&](const cmd::Release& c) { id(c.id); },
+                     [&](const cmd::Allocate& c) {
+                       id(c.id);
+                       order(c.order_id);
+                     },
+                     [&](const cmd::CancelAllocation& c) { order(c.order_id); },
+                     [&](const cmd::Ship& c) { order(c.order_id); },
+                     [&](const cmd::Deliver& c) { order(c.order_id); },
+                     [&](const cmd::Return& c) { order(c.order_id); },
+                 },
+                 *command);
+    }
+    if (ids.empty() && orders.empty()) return absl::OkStatus();
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    std::sort(orders.begin(), orders.end());
+    orders.erase(std::unique(orders.begin(), orders.end()), orders.end());
+    fault_in_reads.fetch_add(1);
+    absl::StatusOr<std::vector<Reservation>> found = engine_.store_.LoadForFaultIn(ids, orders);
+    if (!found.ok()) return found.status();
+    for (Reservation& reservation : *found) {
+      if (!OwnsReservation(reservation)) continue;  // another shard's: not seen here before
+      const bool resident = state_.FindReservation(reservation.id) != nullptr;
+      const ReservationId loaded_id = reservation.id;
+      const bool settled = IsSettled(reservation.state);
+      state_.FaultIn(std::move(reservation));
+      if (resident) continue;
+      faulted_in_reservations.fetch_add(1);
+      if (settled) NoteSettled(loaded_id, now_ms);
+    }
+    return absl::OkStatus();
+  }
+
+  // Evicts up to evict_per_batch_max settled reservations unchanged for the retention.
+  void EvictDue(int64_t now_ms) {
+    const int64_t retention = engine_.options_.settled_retention_ms;
+    size_t evicted = 0;
+    while (!settled_fifo_.empty() && evicted < engine_.options_.evict_per_batch_max &&
+           settled_fifo_.front().first <= now_ms - retention) {
+      auto [settled_ms, id] = std::move(settled_fifo_.front());
+      settled_fifo_.pop_front();
+      auto at = settled_at_.find(id);
+      if (at == settled_at_.end() || at->second != settled_ms) continue;  // changed since
+      settled_at_.erase(at);
+      const Reservation* reservation = state_.FindReservation(id);
+      if (reservation == nullptr) continue;
+      const OrderId order_id = reservation->order_id;
+      if (!state_.Evict(id)) continue;
+      ++evicted;
+      evicted_ids_.insert(engine_.EvictedKey(id.value()));
+      engine_.NoteEvictedReservation(id.value(), index_);
+      if (!order_id.empty()) {
+        evicted_orders_.insert(engine_.EvictedKey(order_id.value()));
+        // Another resident reservation may still hold the order here (an allocation-cancelled
+        // one with the allocated one evicted): then it keeps routing by its full id.
+        if (state_.FindReservationByOrder(order_id) == nullptr) {
+          engine_.NoteEvictedOrder(order_id.value(), index_);
+        }
+      }
+    }
+    evicted_reservations.fetch_add(static_cast<int64_t>(evicted));
+  }
+
   static void Reject(Item item, absl::Status status) {
     CommandResult result;
     result.status = std::move(status);
@@ -179,6 +352,15 @@ class ShardEngine::Shard {
       if (status.ok()) healthy_ = true;
     }
     const int64_t now_ms = engine_.clock_.NowMs();
+    if (status.ok()) {
+      if (absl::Status faulted = FaultIn(batch, now_ms); !faulted.ok()) {
+        // Nothing was applied; what was read back is committed state and may stay.
+        absl::Status answer = absl::UnavailableError(fmt::format(
+            "inventory batch not applied: fault-in read failed: {}", faulted.ToString()));
+        for (Item& item : batch) Reject(std::move(item), answer);
+        return;
+      }
+    }
     BatchRecord record;
     if (status.ok()) {
       for (Item& item : batch) {
@@ -241,6 +423,13 @@ class ShardEngine::Shard {
     const int64_t size = static_cast<int64_t>(batch.size());
     while (size > largest && !batch_commands_largest.compare_exchange_weak(largest, size)) {
     }
+    // Durable now: settled reservations start (or restart) their retention, and those due go
+    // (bounded work, done before answering so the stats a caller reads next include it).
+    for (const Reservation& reservation : record.reservations) {
+      if (IsSettled(reservation.state)) NoteSettled(reservation.id, now_ms);
+    }
+    EvictDue(now_ms);
+    UpdateGauges();
     for (size_t i = 0; i < batch.size(); ++i) {
       if (batch[i].done) batch[i].done(std::move(results[i]));
     }
@@ -371,6 +560,14 @@ class ShardEngine::Shard {
   InventoryState state_;  // touched only by the writer thread (and by Load before it starts)
   // Ids with rows in the pre-0005 reservation_lines table (as state_, writer thread only).
   absl::flat_hash_set<ReservationId> legacy_lines_;
+  // The compact record of the shard's reservations that are not in memory (settled ones
+  // evicted, or never loaded): EvictedKey of their ids and of their order ids.
+  absl::flat_hash_set<uint64_t> evicted_ids_;
+  absl::flat_hash_set<uint64_t> evicted_orders_;
+  // Resident settled reservations by the time of their last change (a reservation changed
+  // again has a newer entry; settled_at_ tells which entry is current). Writer thread only.
+  std::deque<std::pair<int64_t, ReservationId>> settled_fifo_;
+  absl::flat_hash_map<ReservationId, int64_t> settled_at_;
   bool healthy_ = true;  // false after a failed reload
   std::mutex mutex_;
   std::condition_variable wake_;
@@ -393,7 +590,9 @@ absl::StatusOr<std::unique_ptr<ShardEngine>> ShardEngine::Start(sql::Database& d
                                                                 EngineOptions options) {
   if (options.shard_count == 0 || options.queue_capacity == 0 || options.batch_commands_max == 0 ||
       options.expire_per_sweep_max == 0 || options.sweep_interval_ms < 0 ||
-      options.batch_linger_us < 0 || options.batch_linger_us > kBatchLingerMaxUs) {
+      options.batch_linger_us < 0 || options.batch_linger_us > kBatchLingerMaxUs ||
+      options.settled_retention_ms < 0 || options.evict_per_batch_max == 0 ||
+      options.evicted_hash_bits < 1 || options.evicted_hash_bits > 64) {
     return absl::InvalidArgumentError("inventory engine: bad options");
   }
   std::unique_ptr<ShardEngine> engine(new ShardEngine(db, clock, options));
@@ -442,21 +641,41 @@ size_t ShardEngine::ShardOf(const Sku& sku) const {
   return HashToShard(sku.value(), options_.shard_count);
 }
 
+uint64_t ShardEngine::EvictedKey(std::string_view id) const {
+  const uint64_t hash = absl::Hash<absl::string_view>{}(absl::string_view(id.data(), id.size()));
+  return options_.evicted_hash_bits >= 64 ? hash : hash >> (64 - options_.evicted_hash_bits);
+}
+
 size_t ShardEngine::RouteReservation(const ReservationId& id) const {
   if (options_.shard_count == 1) return 0;
+  const uint64_t key = EvictedKey(id.value());
   std::lock_guard lock(index_->mutex);
-  auto it = index_->reservation_shard.find(id);
-  // An unknown id goes to some shard, which answers NotFound in order with its other work.
-  return it != index_->reservation_shard.end() ? it->second
-                                               : HashToShard(id.value(), options_.shard_count);
+  return Route(index_->reservation_shard, index_->evicted_reservation_shard, id, key,
+               options_.shard_count);
 }
 
 size_t ShardEngine::RouteOrder(const OrderId& order_id) const {
   if (options_.shard_count == 1) return 0;
+  const uint64_t key = EvictedKey(order_id.value());
   std::lock_guard lock(index_->mutex);
-  auto it = index_->order_shard.find(order_id);
-  return it != index_->order_shard.end() ? it->second
-                                         : HashToShard(order_id.value(), options_.shard_count);
+  return Route(index_->order_shard, index_->evicted_order_shard, order_id, key,
+               options_.shard_count);
+}
+
+void ShardEngine::NoteEvictedReservation(std::string_view id, size_t shard) {
+  if (options_.shard_count == 1) return;
+  const uint64_t key = EvictedKey(id);
+  std::lock_guard lock(index_->mutex);
+  NoteEvicted(index_->reservation_shard, index_->evicted_reservation_shard,
+              ReservationId(std::string(id)), key, shard);
+}
+
+void ShardEngine::NoteEvictedOrder(std::string_view order_id, size_t shard) {
+  if (options_.shard_count == 1) return;
+  const uint64_t key = EvictedKey(order_id);
+  std::lock_guard lock(index_->mutex);
+  NoteEvicted(index_->order_shard, index_->evicted_order_shard, OrderId(std::string(order_id)), key,
+              shard);
 }
 
 void ShardEngine::NoteReservation(const ReservationId& id, size_t shard) {
@@ -575,6 +794,11 @@ EngineStats ShardEngine::stats() const {
     stats.batch_commands_largest =
         std::max(stats.batch_commands_largest, shard->batch_commands_largest.load());
     stats.queue_full_rejections += shard->queue_full_rejections.load();
+    stats.resident_reservations += shard->resident_reservations.load();
+    stats.evicted_reservations += shard->evicted_reservations.load();
+    stats.evicted_record_entries += shard->evicted_record_entries.load();
+    stats.fault_in_reads += shard->fault_in_reads.load();
+    stats.faulted_in_reservations += shard->faulted_in_reservations.load();
   }
   return stats;
 }

@@ -19,6 +19,20 @@
 // that `replaces` a reservation held by another shard is applied as a Release there, then (once
 // that committed) the Reserve in its own shard; a failed release fails the command unapplied.
 //
+// Eviction: a settled reservation (released, expired, allocation-cancelled, shipped,
+// delivered) that no batch changed for EngineOptions::settled_retention_ms (Clock time) is
+// dropped from its shard's memory after a batch, at most evict_per_batch_max per batch. The
+// shard keeps only a compact record: 64-bit hashes of the evicted ids and of their order ids.
+// Before applying a batch the shard makes every reservation and order its commands name either
+// resident or proven absent: a name that is not resident and whose hash is in the record is
+// read back from the database (fault-in: ONE read per batch, only when needed; a hash
+// collision just reads a row that is not there), with every reservation of the orders found,
+// so each outcome is exactly what it was without eviction. A new id costs a hash lookup, no
+// read. Start-up (and the reload after a failed commit) loads only live reservations fully and
+// the compact record of the settled ones. With shard_count > 1 the routing index keeps full ids
+// only for resident reservations, and hash -> shard for evicted ones (a colliding hash of
+// another shard keeps its full id).
+//
 // Expiry: SweepExpired() (or the optional background sweeper) expires every reservation due at
 // the Clock's now. An Allocate that arrives after the expiry time loses even if the sweep has
 // not run yet (the model expires the reservation instead), so there is exactly one winner.
@@ -85,6 +99,15 @@ struct EngineOptions {
   size_t expire_per_sweep_max = 10'000;
   // Background sweeper period (real time); 0 disables it, SweepExpired() still works.
   int64_t sweep_interval_ms = 0;
+  // Settled reservations unchanged for this long (Clock time) are evicted from memory after a
+  // batch, and read back by the batch that names one again. 0: evicted after the first batch
+  // that follows their last change.
+  int64_t settled_retention_ms = 10 * 60 * 1000;
+  // Most reservations one shard evicts after a batch (bounds the work a batch adds).
+  size_t evict_per_batch_max = 1000;
+  // Bits kept of the 64-bit hashes that record evicted ids (1..64). Tests force collisions
+  // with a few; production keeps 64.
+  int evicted_hash_bits = 64;
   // Runs the full InventoryState::CheckInvariants() after every batch and aborts the process
   // on a violation. O(shard size) per batch: for tests.
   bool verify_invariants_each_batch = false;
@@ -212,6 +235,14 @@ struct EngineStats {
   int64_t commit_failures = 0;
   int64_t batch_commands_largest = 0;
   int64_t queue_full_rejections = 0;  // commands answered kQueueFullCode
+  // Memory bounds: reservations held in memory now, reservations evicted so far, entries of
+  // the compact record of evicted ids and order ids (hashes) now.
+  int64_t resident_reservations = 0;
+  int64_t evicted_reservations = 0;
+  int64_t evicted_record_entries = 0;
+  // Fault-in: database reads (at most one per batch) and reservations they brought back.
+  int64_t fault_in_reads = 0;
+  int64_t faulted_in_reservations = 0;
 };
 
 class ShardEngine {
@@ -254,6 +285,12 @@ class ShardEngine {
   size_t RouteOrder(const OrderId& order_id) const;
   void NoteReservation(const ReservationId& id, size_t shard);
   void NoteOrder(const OrderId& order_id, size_t shard);
+  // Routing of an id evicted from `shard` (or loaded settled): its full id leaves the index
+  // for hash -> shard, unless another shard's entry for that hash keeps it.
+  void NoteEvictedReservation(std::string_view id, size_t shard);
+  void NoteEvictedOrder(std::string_view order_id, size_t shard);
+  // The compact record's hash of an id (EngineOptions::evicted_hash_bits of a 64-bit hash).
+  uint64_t EvictedKey(std::string_view id) const;
   void RunSweeper();
 
   sql::Database& db_;

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "common/status_macros.h"
 #include "fmt/format.h"
 #include "nlohmann/json.hpp"
@@ -39,9 +40,6 @@ constexpr std::string_view kSelectStock =
 constexpr std::string_view kSelectStockOfSku =
     "SELECT sku, location_id, on_hand, reserved, allocated, version FROM stock WHERE sku = ?";
 
-constexpr std::string_view kSelectReservations =
-    "SELECT id, region, created_at_ms, expires_at_ms, state, order_id, shipment_ids, return_ids, "
-    "lines FROM reservations";
 constexpr std::string_view kDeleteReservationLines =
     "DELETE FROM reservation_lines WHERE reservation_id = ?";
 constexpr std::string_view kSelectReservationLines =
@@ -51,6 +49,11 @@ constexpr std::string_view kSelectReservationLines =
 constexpr std::string_view kSelectReservation =
     "SELECT id, region, created_at_ms, expires_at_ms, state, order_id, shipment_ids, return_ids, "
     "lines FROM reservations WHERE id = ?";
+// Every reservation an order was allocated to (the partial index of migration 0007: the
+// `order_id <> ''` term lets the planner use it).
+constexpr std::string_view kSelectReservationsOfOrder =
+    "SELECT id, region, created_at_ms, expires_at_ms, state, order_id, shipment_ids, return_ids, "
+    "lines FROM reservations WHERE order_id = ? AND order_id <> ''";
 constexpr std::string_view kSelectLinesOfReservation =
     "SELECT reservation_id, line_no, split_no, sku, line_quantity, location_id, quantity, "
     "shipped, returned FROM reservation_lines WHERE reservation_id = ? ORDER BY line_no, split_no";
@@ -299,6 +302,92 @@ absl::StatusOr<std::vector<LedgerEntry>> QueryLedger(Transaction& transaction) {
   return entries;
 }
 
+// Appends one reservation_lines row (pre-0005 storage) to `lines`, in (line_no, split_no)
+// order.
+absl::Status AppendLineRow(const Row& row, std::vector<ReservationLine>& lines) {
+  const size_t line_no = static_cast<size_t>(row.Int(1));
+  if (line_no == lines.size()) {
+    lines.push_back(ReservationLine{.sku = Sku(row.Text(3)), .quantity = row.Int(4), .splits = {}});
+  } else if (line_no + 1 != lines.size()) {
+    return absl::DataLossError(fmt::format("reservation {}: line gap", row.Text(0)));
+  }
+  lines.back().splits.push_back(Split{.location = LocationId(row.Text(5)),
+                                      .quantity = row.Int(6),
+                                      .shipped = row.Int(7),
+                                      .returned = row.Int(8)});
+  return absl::OkStatus();
+}
+
+// A reservation from a row of kReservationColumns; `legacy_lines` are its lines when the row's
+// `lines` column is NULL (stored before migration 0005).
+absl::StatusOr<Reservation> ReservationFromRow(const Row& row,
+                                               std::vector<ReservationLine> legacy_lines) {
+  std::optional<ReservationState> reservation_state = ParseReservationState(row.Text(4));
+  if (!reservation_state.has_value()) {
+    return absl::DataLossError(fmt::format("reservation {}: bad state", row.Text(0)));
+  }
+  std::vector<ReservationLine> lines = std::move(legacy_lines);
+  if (!row.IsNull(8)) {
+    ASSIGN_OR_RETURN(lines, LinesFromJson(row.Text(8)));
+  }
+  if (lines.empty()) {
+    return absl::DataLossError(fmt::format("reservation {} has no lines", row.Text(0)));
+  }
+  ASSIGN_OR_RETURN(std::vector<std::string> shipment_ids, IdsFromJson(row.Text(6)));
+  ASSIGN_OR_RETURN(std::vector<std::string> return_ids, IdsFromJson(row.Text(7)));
+  return Reservation{.id = ReservationId(row.Text(0)),
+                     .lines = std::move(lines),
+                     .region = row.Text(1),
+                     .created_at_ms = row.Int(2),
+                     .expires_at_ms = row.Int(3),
+                     .state = *reservation_state,
+                     .order_id = OrderId(row.Text(5)),
+                     .shipment_ids = std::move(shipment_ids),
+                     .return_ids = std::move(return_ids)};
+}
+
+// As ReservationFromRow, reading a pre-0005 row's lines from reservation_lines.
+absl::StatusOr<Reservation> ReadReservation(Transaction& transaction, const Row& row) {
+  std::vector<ReservationLine> legacy_lines;
+  if (row.IsNull(8)) {
+    ASSIGN_OR_RETURN(sql::ResultSet lines,
+                     transaction.Query(kSelectLinesOfReservation, {row.Text(0)}));
+    for (const Row& line : lines.rows) RETURN_IF_ERROR(AppendLineRow(line, legacy_lines));
+  }
+  return ReservationFromRow(row, std::move(legacy_lines));
+}
+
+// Rows of reservations LoadInto reads per query.
+constexpr size_t kLoadPageRows = 10'000;
+
+enum class PageColumns {
+  kAll,
+  // Only id, state and order id of settled rows (the other columns NULL for them).
+  kLiveOnly,
+};
+
+// One page of reservations after id ?, in id order, as kReservationColumns.
+const std::string& ReservationPageSql(PageColumns columns) {
+  static const auto* all = new std::string(
+      fmt::format("SELECT id, region, created_at_ms, expires_at_ms, state, order_id, shipment_ids, "
+                  "return_ids, lines FROM reservations WHERE id > ? ORDER BY id LIMIT {}",
+                  kLoadPageRows));
+  static const auto* live_only = new std::string(
+      fmt::format("SELECT id, region, created_at_ms, expires_at_ms, state, order_id, "
+                  "CASE WHEN state IN ('active', 'allocated') THEN shipment_ids END, "
+                  "CASE WHEN state IN ('active', 'allocated') THEN return_ids END, "
+                  "CASE WHEN state IN ('active', 'allocated') THEN lines END "
+                  "FROM reservations WHERE id > ? ORDER BY id LIMIT {}",
+                  kLoadPageRows));
+  switch (columns) {
+    case PageColumns::kAll:
+      return *all;
+    case PageColumns::kLiveOnly:
+      return *live_only;
+  }
+  return *all;
+}
+
 }  // namespace
 
 absl::Status InventoryStore::Migrate(const Clock& clock) {
@@ -384,7 +473,8 @@ absl::Status InventoryStore::WriteBatch(Transaction& transaction, const BatchRec
 
 absl::Status InventoryStore::LoadInto(InventoryState& state,
                                       const std::function<bool(const Sku&)>& owns,
-                                      std::vector<ReservationId>* legacy_lines) {
+                                      std::vector<ReservationId>* legacy_lines,
+                                      const SettledSink& settled) {
   return db_.Read([&](Transaction& transaction) -> absl::Status {
     ASSIGN_OR_RETURN(sql::ResultSet locations, transaction.Query(kSelectLocations));
     for (const Row& row : locations.rows) {
@@ -392,57 +482,51 @@ absl::Status InventoryStore::LoadInto(InventoryState& state,
     }
     ASSIGN_OR_RETURN(std::vector<StockLevel> levels, QueryStock(transaction));
     for (const StockLevel& level : levels) {
-      if (owns(level.sku)) state.LoadStock(level);
+      if (!owns || owns(level.sku)) state.LoadStock(level);
     }
     // Lines of reservations stored before migration 0005 (newer ones carry theirs inline).
     ASSIGN_OR_RETURN(sql::ResultSet legacy_rows, transaction.Query(kSelectReservationLines));
     std::map<std::string, std::vector<ReservationLine>> lines_by_reservation;
     for (const Row& row : legacy_rows.rows) {
       std::vector<ReservationLine>& reservation_lines = lines_by_reservation[row.Text(0)];
-      const size_t line_no = static_cast<size_t>(row.Int(1));
-      if (line_no == reservation_lines.size()) {
-        reservation_lines.push_back(
-            ReservationLine{.sku = Sku(row.Text(3)), .quantity = row.Int(4), .splits = {}});
-      } else if (line_no + 1 != reservation_lines.size()) {
-        return absl::DataLossError(fmt::format("reservation {}: line gap", row.Text(0)));
-      }
-      reservation_lines.back().splits.push_back(Split{.location = LocationId(row.Text(5)),
-                                                      .quantity = row.Int(6),
-                                                      .shipped = row.Int(7),
-                                                      .returned = row.Int(8)});
+      RETURN_IF_ERROR(AppendLineRow(row, reservation_lines));
     }
     if (legacy_lines != nullptr) {
       legacy_lines->clear();
       for (const auto& [id, lines] : lines_by_reservation) legacy_lines->emplace_back(id);
     }
-    ASSIGN_OR_RETURN(sql::ResultSet reservations, transaction.Query(kSelectReservations));
-    for (const Row& row : reservations.rows) {
-      std::vector<ReservationLine> lines;
-      if (!row.IsNull(8)) {
-        ASSIGN_OR_RETURN(lines, LinesFromJson(row.Text(8)));
-      } else if (auto found = lines_by_reservation.find(row.Text(0));
-                 found != lines_by_reservation.end()) {
-        lines = std::move(found->second);  // stored before migration 0005
+    // Page by page in id order, so a long history never sits in memory as one result set.
+    // Settled rows are only reported to `settled` when it is set; with no owner to tell apart
+    // (`owns` empty) their lines and id lists are not even read.
+    const std::string& page_sql = settled && !owns ? ReservationPageSql(PageColumns::kLiveOnly)
+                                                   : ReservationPageSql(PageColumns::kAll);
+    std::string after;
+    while (true) {
+      ASSIGN_OR_RETURN(sql::ResultSet page, transaction.Query(page_sql, {after}));
+      for (const Row& row : page.rows) {
+        std::string id = row.Text(0);
+        const std::string state_name = row.Text(4);
+        const bool live = state_name == ReservationStateName(ReservationState::kActive) ||
+                          state_name == ReservationStateName(ReservationState::kAllocated);
+        std::vector<ReservationLine> legacy;
+        if (auto found = lines_by_reservation.find(id); found != lines_by_reservation.end()) {
+          legacy = std::move(found->second);  // stored before migration 0005
+        }
+        if (!live && settled && !owns) {
+          settled(id, row.Text(5));
+        } else {
+          ASSIGN_OR_RETURN(Reservation reservation, ReservationFromRow(row, std::move(legacy)));
+          if (!owns || owns(reservation.lines.front().sku)) {
+            if (!live && settled) {
+              settled(id, row.Text(5));
+            } else {
+              state.LoadReservation(std::move(reservation));
+            }
+          }
+        }
+        after = std::move(id);
       }
-      if (lines.empty()) {
-        return absl::DataLossError(fmt::format("reservation {} has no lines", row.Text(0)));
-      }
-      if (!owns(lines.front().sku)) continue;
-      std::optional<ReservationState> reservation_state = ParseReservationState(row.Text(4));
-      if (!reservation_state.has_value()) {
-        return absl::DataLossError(fmt::format("reservation {}: bad state", row.Text(0)));
-      }
-      ASSIGN_OR_RETURN(std::vector<std::string> shipment_ids, IdsFromJson(row.Text(6)));
-      ASSIGN_OR_RETURN(std::vector<std::string> return_ids, IdsFromJson(row.Text(7)));
-      state.LoadReservation(Reservation{.id = ReservationId(row.Text(0)),
-                                        .lines = std::move(lines),
-                                        .region = row.Text(1),
-                                        .created_at_ms = row.Int(2),
-                                        .expires_at_ms = row.Int(3),
-                                        .state = *reservation_state,
-                                        .order_id = OrderId(row.Text(5)),
-                                        .shipment_ids = std::move(shipment_ids),
-                                        .return_ids = std::move(return_ids)});
+      if (page.rows.size() < kLoadPageRows) break;
     }
     state.TakeChanges();  // loading is not a change to persist
     return absl::OkStatus();
@@ -455,44 +539,43 @@ absl::StatusOr<std::optional<Reservation>> InventoryStore::LoadReservation(
   absl::Status status = db_.Read([&](Transaction& transaction) -> absl::Status {
     ASSIGN_OR_RETURN(sql::ResultSet rows, transaction.Query(kSelectReservation, {id.value()}));
     if (rows.empty()) return absl::OkStatus();
-    const Row& row = rows.rows.front();
-    std::optional<ReservationState> reservation_state = ParseReservationState(row.Text(4));
-    if (!reservation_state.has_value()) {
-      return absl::DataLossError(fmt::format("reservation {}: bad state", row.Text(0)));
+    ASSIGN_OR_RETURN(found, ReadReservation(transaction, rows.rows.front()));
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return found;
+}
+
+absl::StatusOr<std::vector<Reservation>> InventoryStore::LoadForFaultIn(
+    const std::vector<ReservationId>& ids, const std::vector<OrderId>& order_ids) {
+  std::vector<Reservation> found;
+  absl::Status status = db_.Read([&](Transaction& transaction) -> absl::Status {
+    absl::flat_hash_set<std::string> seen;
+    std::vector<std::string> orders;
+    for (const OrderId& order_id : order_ids) {
+      if (!order_id.empty()) orders.push_back(order_id.value());
     }
-    ASSIGN_OR_RETURN(std::vector<std::string> shipment_ids, IdsFromJson(row.Text(6)));
-    ASSIGN_OR_RETURN(std::vector<std::string> return_ids, IdsFromJson(row.Text(7)));
-    Reservation reservation{.id = id,
-                            .lines = {},
-                            .region = row.Text(1),
-                            .created_at_ms = row.Int(2),
-                            .expires_at_ms = row.Int(3),
-                            .state = *reservation_state,
-                            .order_id = OrderId(row.Text(5)),
-                            .shipment_ids = std::move(shipment_ids),
-                            .return_ids = std::move(return_ids)};
-    if (!row.IsNull(8)) {
-      ASSIGN_OR_RETURN(reservation.lines, LinesFromJson(row.Text(8)));
-      found = std::move(reservation);
+    auto take = [&](const Row& row) -> absl::Status {
+      if (!seen.insert(row.Text(0)).second) return absl::OkStatus();
+      ASSIGN_OR_RETURN(Reservation reservation, ReadReservation(transaction, row));
+      if (!reservation.order_id.empty()) orders.push_back(reservation.order_id.value());
+      found.push_back(std::move(reservation));
       return absl::OkStatus();
+    };
+    for (const ReservationId& id : ids) {
+      ASSIGN_OR_RETURN(sql::ResultSet rows, transaction.Query(kSelectReservation, {id.value()}));
+      for (const Row& row : rows.rows) RETURN_IF_ERROR(take(row));
     }
-    // Stored before migration 0005: the lines are in reservation_lines.
-    ASSIGN_OR_RETURN(sql::ResultSet lines,
-                     transaction.Query(kSelectLinesOfReservation, {id.value()}));
-    for (const Row& line : lines.rows) {
-      const size_t line_no = static_cast<size_t>(line.Int(1));
-      if (line_no == reservation.lines.size()) {
-        reservation.lines.push_back(
-            ReservationLine{.sku = Sku(line.Text(3)), .quantity = line.Int(4), .splits = {}});
-      } else if (line_no + 1 != reservation.lines.size()) {
-        return absl::DataLossError(fmt::format("reservation {}: line gap", id.value()));
-      }
-      reservation.lines.back().splits.push_back(Split{.location = LocationId(line.Text(5)),
-                                                      .quantity = line.Int(6),
-                                                      .shipped = line.Int(7),
-                                                      .returned = line.Int(8)});
+    // Every holder of each order (an allocation-cancelled one and the one allocated after it),
+    // so that the order index can be rebuilt as it was.
+    std::sort(orders.begin(), orders.end());
+    orders.erase(std::unique(orders.begin(), orders.end()), orders.end());
+    const std::vector<std::string> order_list = std::move(orders);  // `take` appends to orders
+    for (const std::string& order_id : order_list) {
+      ASSIGN_OR_RETURN(sql::ResultSet rows,
+                       transaction.Query(kSelectReservationsOfOrder, {order_id}));
+      for (const Row& row : rows.rows) RETURN_IF_ERROR(take(row));
     }
-    found = std::move(reservation);
     return absl::OkStatus();
   });
   if (!status.ok()) return status;

@@ -60,18 +60,30 @@ class InventoryStore {
   // Writes `batch` inside `transaction` (call from a WriteJob).
   static absl::Status WriteBatch(sql::Transaction& transaction, const BatchRecord& batch);
 
-  // Loads locations, and the stock rows and reservations whose SKU `owns` accepts (a
-  // reservation belongs to the owner of its first line's SKU), into a fresh `state`. When
-  // `legacy_lines` is given, it receives every id that has rows in the pre-0005
-  // reservation_lines table (sorted; see BatchRecord::legacy_lines).
+  // Receives a settled reservation's id and order id (empty when never allocated).
+  using SettledSink = std::function<void(const std::string& id, const std::string& order_id)>;
+
+  // Loads locations, and the stock rows and reservations whose SKU `owns` accepts (every SKU
+  // when `owns` is empty; a reservation belongs to the owner of its first line's SKU), into a
+  // fresh `state`. When `legacy_lines` is given, it receives every id that has rows in the
+  // pre-0005 reservation_lines table (sorted; see BatchRecord::legacy_lines). When `settled`
+  // is given, settled reservations (IsSettled) are not loaded but handed to it (with `owns`
+  // empty only their id, state and order id columns are read). Reservations are read in pages
+  // of ids, so the transient memory does not grow with the history.
   absl::Status LoadInto(InventoryState& state, const std::function<bool(const Sku&)>& owns,
-                        std::vector<ReservationId>* legacy_lines = nullptr);
+                        std::vector<ReservationId>* legacy_lines = nullptr,
+                        const SettledSink& settled = nullptr);
 
   // Committed stock rows of up to kAvailabilitySkusMax SKUs (InvalidArgument beyond).
   absl::StatusOr<std::vector<StockLevel>> LoadStock(const std::vector<Sku>& skus);
   absl::StatusOr<std::vector<StockLevel>> LoadAllStock();
   // The committed reservation `id`, or nullopt.
   absl::StatusOr<std::optional<Reservation>> LoadReservation(const ReservationId& id);
+  // The shard engine's fault-in, in one read transaction: the committed reservations named by
+  // `ids`, and every reservation allocated to an order in `order_ids` or to the order of a
+  // reservation found by id. Each at most once, in no particular order, of any shard.
+  absl::StatusOr<std::vector<Reservation>> LoadForFaultIn(const std::vector<ReservationId>& ids,
+                                                          const std::vector<OrderId>& order_ids);
   absl::StatusOr<std::vector<LedgerEntry>> LoadLedger();
 
   // Recomputes the stock table from the ledger and reports every mismatch; with
