@@ -49,11 +49,13 @@ constexpr std::string_view kSelectReservationLines =
 constexpr std::string_view kSelectReservation =
     "SELECT id, region, created_at_ms, expires_at_ms, state, order_id, shipment_ids, return_ids, "
     "lines FROM reservations WHERE id = ?";
-// Every reservation an order was allocated to (the partial index of migration 0007: the
-// `order_id <> ''` term lets the planner use it).
+// Every settled reservation an order was allocated to, from the partial index of migration
+// 0007 (the query repeats the index's WHERE terms so the planner can use it). Live holders are
+// never evicted, so fault-in needs only these.
 constexpr std::string_view kSelectReservationsOfOrder =
     "SELECT id, region, created_at_ms, expires_at_ms, state, order_id, shipment_ids, return_ids, "
-    "lines FROM reservations WHERE order_id = ? AND order_id <> ''";
+    "lines FROM reservations WHERE order_id = ? AND order_id <> '' AND state NOT IN ('active', "
+    "'allocated')";
 constexpr std::string_view kSelectLinesOfReservation =
     "SELECT reservation_id, line_no, split_no, sku, line_quantity, location_id, quantity, "
     "shipped, returned FROM reservation_lines WHERE reservation_id = ? ORDER BY line_no, split_no";

@@ -80,8 +80,9 @@ class InventoryStore {
   // The committed reservation `id`, or nullopt.
   absl::StatusOr<std::optional<Reservation>> LoadReservation(const ReservationId& id);
   // The shard engine's fault-in, in one read transaction: the committed reservations named by
-  // `ids`, and every reservation allocated to an order in `order_ids` or to the order of a
-  // reservation found by id. Each at most once, in no particular order, of any shard.
+  // `ids`, and every settled reservation allocated to an order in `order_ids` or to the order
+  // of a reservation found by id (live ones are never evicted). Each at most once, in no particular
+  // order, of any shard.
   absl::StatusOr<std::vector<Reservation>> LoadForFaultIn(const std::vector<ReservationId>& ids,
                                                           const std::vector<OrderId>& order_ids);
   absl::StatusOr<std::vector<LedgerEntry>> LoadLedger();
