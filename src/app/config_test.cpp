@@ -105,6 +105,20 @@ TEST(ConfigTest, InventoryBatchLingerIsBounded) {
   EXPECT_EQ(ErrorParam(config.status()), "inventory.batch_linger_us");
 }
 
+TEST(ConfigTest, InventorySettledRetentionIsBounded) {
+  EXPECT_EQ(LoadConfig(ConfigSources{})->inventory.settled_retention_s, 600);
+  ConfigSources sources;
+  sources.toml_text = "[inventory]\nsettled_retention_s = 0\n";
+  absl::StatusOr<Config> config = LoadConfig(sources);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->inventory.settled_retention_s, 0);
+  ConfigSources too_long;
+  too_long.overrides = {"inventory.settled_retention_s=604801"};  // a week and a second
+  config = LoadConfig(too_long);
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(ErrorParam(config.status()), "inventory.settled_retention_s");
+}
+
 TEST(ConfigTest, WriterCacheIsBoundedInMebibytes) {
   EXPECT_EQ(LoadConfig(ConfigSources{})->database_writer_cache_mib, 64);
   ConfigSources sources;
