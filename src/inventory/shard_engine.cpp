@@ -47,6 +47,10 @@ struct ShardEngine::Index {
   // Evicted ones: EvictedKey(id) -> shard.
   absl::flat_hash_map<uint64_t, uint32_t> evicted_reservation_shard;
   absl::flat_hash_map<uint64_t, uint32_t> evicted_order_shard;
+  // Orders allocated in one shard while another still held (or had evicted) a reservation of
+  // theirs: they keep their full entry, which follows the latest allocation, whatever the
+  // shards evict later (hashes cannot tell one order in two shards from two colliding names).
+  absl::flat_hash_set<OrderId> orders_in_several_shards;
 };
 
 namespace {
@@ -354,7 +358,10 @@ class ShardEngine::Shard {
     const int64_t now_ms = engine_.clock_.NowMs();
     if (status.ok()) {
       if (absl::Status faulted = FaultIn(batch, now_ms); !faulted.ok()) {
-        // Nothing was applied; what was read back is committed state and may stay.
+        // Nothing was applied; what was read back is committed state and may stay. The batch
+        // may hold a location AddLocation already stored and will not send again: the next
+        // batch reloads the shard (as after a failed commit), which learns it from the database.
+        healthy_ = false;
         absl::Status answer = absl::UnavailableError(fmt::format(
             "inventory batch not applied: fault-in read failed: {}", faulted.ToString()));
         for (Item& item : batch) Reject(std::move(item), answer);
@@ -673,9 +680,10 @@ void ShardEngine::NoteEvictedReservation(std::string_view id, size_t shard) {
 void ShardEngine::NoteEvictedOrder(std::string_view order_id, size_t shard) {
   if (options_.shard_count == 1) return;
   const uint64_t key = EvictedKey(order_id);
+  OrderId order{std::string(order_id)};
   std::lock_guard lock(index_->mutex);
-  NoteEvicted(index_->order_shard, index_->evicted_order_shard, OrderId(std::string(order_id)), key,
-              shard);
+  if (index_->orders_in_several_shards.contains(order)) return;
+  NoteEvicted(index_->order_shard, index_->evicted_order_shard, std::move(order), key, shard);
 }
 
 void ShardEngine::NoteReservation(const ReservationId& id, size_t shard) {
@@ -686,7 +694,17 @@ void ShardEngine::NoteReservation(const ReservationId& id, size_t shard) {
 
 void ShardEngine::NoteOrder(const OrderId& order_id, size_t shard) {
   if (options_.shard_count == 1) return;
+  const uint64_t key = EvictedKey(order_id.value());
   std::lock_guard lock(index_->mutex);
+  auto full = index_->order_shard.find(order_id);
+  bool elsewhere = full != index_->order_shard.end() && full->second != shard;
+  if (full == index_->order_shard.end()) {
+    auto evicted = index_->evicted_order_shard.find(key);
+    // Another shard's entry under this hash: this order there, or a colliding name (then the
+    // full entry kept below costs memory only).
+    elsewhere = evicted != index_->evicted_order_shard.end() && evicted->second != shard;
+  }
+  if (elsewhere) index_->orders_in_several_shards.insert(order_id);
   index_->order_shard[order_id] = shard;
 }
 

@@ -41,7 +41,10 @@ class FaultyDatabase final : public sql::Database {
       std::unique_lock lock(gate_mutex_);
       ++writes_entered_;
       gate_.notify_all();
-      if (!gate_.wait_for(lock, kWaitMax, [this] { return !hold_writes_; })) {
+      bool held = hold_writes_;
+      if (!held && std::exchange(hold_next_write_, false)) held = holding_one_ = true;
+      if (held &&
+          !gate_.wait_for(lock, kWaitMax, [this] { return !hold_writes_ && !holding_one_; })) {
         return absl::DeadlineExceededError("test gate never opened");
       }
     }
@@ -51,9 +54,16 @@ class FaultyDatabase final : public sql::Database {
     std::lock_guard lock(gate_mutex_);
     hold_writes_ = true;
   }
+  // Holds only the next write to enter (until ReleaseWrites); the ones after it pass.
+  void HoldNextWrite() {
+    std::lock_guard lock(gate_mutex_);
+    hold_next_write_ = true;
+  }
   void ReleaseWrites() {
     std::lock_guard lock(gate_mutex_);
     hold_writes_ = false;
+    hold_next_write_ = false;
+    holding_one_ = false;
     gate_.notify_all();
   }
   // Waits (bounded) until `count` writes have entered Write() in total.
@@ -91,6 +101,8 @@ class FaultyDatabase final : public sql::Database {
   std::mutex gate_mutex_;
   std::condition_variable gate_;
   bool hold_writes_ = false;
+  bool hold_next_write_ = false;
+  bool holding_one_ = false;
   int64_t writes_entered_ = 0;
 };
 
@@ -1293,6 +1305,94 @@ TEST_F(ShardEngineTest, FailedFaultInReadAppliesNothing) {
   EXPECT_EQ(OutcomeOf<ReserveOutcome>(replay), ReserveOutcome::kAlreadyReserved);
   ASSERT_TRUE(replay.reservation.has_value());
   EXPECT_EQ(replay.reservation->state, ReservationState::kReleased);
+  ExpectLedgerMatchesStock();
+}
+
+// A location AddLocation stored is queued to the shards once; if it lands in a batch whose
+// fault-in read fails, the shard must still learn it (it reloads before its next batch).
+TEST_F(ShardEngineTest, ALocationInABatchWhoseFaultInFailsIsStillLearnt) {
+  StartEvictingEngine(1, /*retention_ms=*/0);
+  ASSERT_TRUE(engine_->AddLocation({LocationId("eu1"), "eu", "Berlin"}).ok());
+  Receive("a", "eu1", 10);
+  ASSERT_EQ(OutcomeOf<ReserveOutcome>(Reserve("r1", "a", 4)), ReserveOutcome::kReserved);
+  ASSERT_EQ(OutcomeOf<ReleaseOutcome>(engine_->Execute(cmd::Release{ReservationId("r1")})),
+            ReleaseOutcome::kReleased);
+  ASSERT_EQ(engine_->stats().resident_reservations, 0);  // r1 evicted
+
+  // The shard's writer is held in the write of one command; meanwhile the location (whose own
+  // row write passes) and a command naming the evicted r1 queue up behind it: one batch.
+  faulty_->HoldNextWrite();
+  const int64_t entered = faulty_->writes_entered();
+  Latch held(1);
+  engine_->Submit(cmd::Receive{Sku("a"), LocationId("eu1"), 1, "po"},
+                  [&held](CommandResult) { held.CountDown(); });
+  ASSERT_TRUE(faulty_->WaitForWritesEntered(entered + 1));
+  ASSERT_TRUE(engine_->AddLocation({LocationId("eu2"), "eu", "Hamburg"}).ok());
+  faulty_->fail_reads = true;
+  Latch replayed(1);
+  CommandResult replay;
+  engine_->Submit(cmd::Reserve{ReservationId("r1"), {{Sku("a"), 4}}, "eu", 60'000},
+                  [&](CommandResult result) {
+                    replay = std::move(result);
+                    replayed.CountDown();
+                  });
+  faulty_->ReleaseWrites();
+  ASSERT_TRUE(held.Wait());
+  ASSERT_TRUE(replayed.Wait());
+  faulty_->fail_reads = false;
+  EXPECT_EQ(replay.status.code(), absl::StatusCode::kUnavailable) << replay.status;
+
+  // kUnknownLocation here would mean the shard dropped eu2 with the failed batch.
+  CommandResult received = engine_->Execute(cmd::Receive{Sku("a"), LocationId("eu2"), 5, "po"});
+  ASSERT_TRUE(received.status.ok()) << received.status;
+  EXPECT_EQ(std::get<StockOutcome>(received.outcome), StockOutcome::kApplied);
+  EXPECT_EQ(OutcomeOf<ReserveOutcome>(Reserve("r1", "a", 4)), ReserveOutcome::kAlreadyReserved);
+  ExpectLedgerMatchesStock();
+}
+
+// One order allocated in two shards (allocated in A, cancelled, then allocated in B): commands
+// for it go to B, where it was allocated last, whichever shard evicts its reservation last.
+TEST_F(ShardEngineTest, AnOrderAllocatedInTwoShardsRoutesToTheLatestAllocation) {
+  constexpr int64_t kRetentionMs = 1'000;
+  StartEvictingEngine(3, kRetentionMs);
+  ASSERT_TRUE(engine_->AddLocation({LocationId("eu1"), "eu", "Berlin"}).ok());
+  // Two SKUs in different shards.
+  std::string sku_a = "sku0";
+  std::string sku_b;
+  for (int i = 1; i < 100 && sku_b.empty(); ++i) {
+    const std::string sku = fmt::format("sku{}", i);
+    if (engine_->ShardOf(Sku(sku)) != engine_->ShardOf(Sku(sku_a))) sku_b = sku;
+  }
+  ASSERT_FALSE(sku_b.empty());
+  Receive(sku_a, "eu1", 10);
+  Receive(sku_b, "eu1", 10);
+  const OrderId order("o-two-shards");
+  ASSERT_EQ(OutcomeOf<ReserveOutcome>(Reserve("r-a", sku_a, 1)), ReserveOutcome::kReserved);
+  ASSERT_EQ(
+      OutcomeOf<AllocateOutcome>(engine_->Execute(cmd::Allocate{ReservationId("r-a"), order})),
+      AllocateOutcome::kAllocated);
+  ASSERT_EQ(OutcomeOf<CancelAllocationOutcome>(engine_->Execute(cmd::CancelAllocation{order})),
+            CancelAllocationOutcome::kCancelled);
+  ASSERT_EQ(OutcomeOf<ReserveOutcome>(Reserve("r-b", sku_b, 1)), ReserveOutcome::kReserved);
+  ASSERT_EQ(
+      OutcomeOf<AllocateOutcome>(engine_->Execute(cmd::Allocate{ReservationId("r-b"), order})),
+      AllocateOutcome::kAllocated);
+  ASSERT_EQ(OutcomeOf<ShipOutcome>(engine_->Execute(cmd::Ship{order, "s1", {{Sku(sku_b), 1}}})),
+            ShipOutcome::kShipped);
+  ASSERT_EQ(OutcomeOf<DeliverOutcome>(engine_->Execute(cmd::Deliver{order})),
+            DeliverOutcome::kDelivered);
+  // B evicts r-b first, then A evicts r-a (each after a batch of its own, past the retention).
+  clock_.Advance(absl::Milliseconds(2 * kRetentionMs));
+  Receive(sku_b, "eu1", 1);
+  Receive(sku_a, "eu1", 1);
+  ASSERT_EQ(engine_->stats().resident_reservations, 0);
+  EXPECT_EQ(OutcomeOf<DeliverOutcome>(engine_->Execute(cmd::Deliver{order})),
+            DeliverOutcome::kAlreadyDelivered);
+  EXPECT_EQ(
+      OutcomeOf<ReturnOutcome>(engine_->Execute(cmd::Return{order, "ret1", {{Sku(sku_b), 1}}})),
+      ReturnOutcome::kReturned);
+  EXPECT_EQ(OutcomeOf<CancelAllocationOutcome>(engine_->Execute(cmd::CancelAllocation{order})),
+            CancelAllocationOutcome::kAlreadyShipped);
   ExpectLedgerMatchesStock();
 }
 
