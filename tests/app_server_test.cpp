@@ -2,6 +2,7 @@
 // routes (health, readiness, metrics, OpenAPI, dead letters) answer as documented.
 #include <algorithm>
 #include <set>
+#include <string>
 
 #include "app/openapi.h"
 #include "app/server_app.h"
@@ -119,7 +120,14 @@ TEST_F(RunningAppTest, MetricsAreInThePrometheusFormatAndCountRequests) {
   EXPECT_NE(metrics.body.find("emporium_http_requests_total{method=\"GET\",route=\"/healthz\","
                               "status=\"200\"}"),
             std::string::npos)
-      << metrics.body;
+      << metrics.body;  // The inventory engine's memory and eviction figures, read at scrape time.
+  for (const char* gauge :
+       {"emporium_inventory_reservations_resident", "emporium_inventory_reservations_evicted",
+        "emporium_inventory_evicted_record_entries", "emporium_inventory_fault_in_reads",
+        "emporium_inventory_batches_committed", "emporium_inventory_queue_full_rejections"}) {
+    EXPECT_NE(metrics.body.find(std::string("# TYPE ") + gauge + " gauge"), std::string::npos)
+        << gauge;
+  }
 }
 
 TEST_F(RunningAppTest, ServesTheOpenApiDocumentAsJson) {

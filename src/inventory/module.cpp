@@ -5,10 +5,14 @@
 #include "inventory/api.h"
 #include "inventory/messages.h"
 #include "inventory/store.h"
+#include "platform/obs/metrics.h"
 
 namespace emporium::inventory {
 
-InventoryModule::~InventoryModule() { Stop(); }
+InventoryModule::~InventoryModule() {
+  Stop();
+  for (int64_t id : gauge_ids_) metrics_->RemoveCallbackGauge(id);
+}
 
 std::vector<sql::Migration> InventoryModule::Migrations() const { return InventoryMigrations(); }
 
@@ -36,6 +40,38 @@ absl::Status InventoryModule::Wire(const ContextDeps& deps, http::Router& router
                           });
   if (!subscribed.ok()) return subscribed;
   AddInventoryRoutes(router, *service_, ApiOptions{deps.admin_api_key});
+  if (deps.metrics != nullptr) {
+    metrics_ = deps.metrics;
+    // What a shard keeps in memory and what eviction costs (see docs/architecture.md).
+    struct EngineGauge {
+      std::string_view name;
+      std::string_view help;
+      int64_t EngineStats::*field;
+    };
+    const EngineGauge gauges[] = {
+        {"emporium_inventory_reservations_resident",
+         "reservations the shards hold in memory (live ones and recently settled ones)",
+         &EngineStats::resident_reservations},
+        {"emporium_inventory_reservations_evicted",
+         "settled reservations evicted from memory since start",
+         &EngineStats::evicted_reservations},
+        {"emporium_inventory_evicted_record_entries",
+         "64-bit hashes kept for reservations and orders not in memory",
+         &EngineStats::evicted_record_entries},
+        {"emporium_inventory_fault_in_reads",
+         "batches that read evicted reservations back from the database since start",
+         &EngineStats::fault_in_reads},
+        {"emporium_inventory_batches_committed", "shard batches committed since start",
+         &EngineStats::batches_committed},
+        {"emporium_inventory_queue_full_rejections", "commands answered inventory_busy since start",
+         &EngineStats::queue_full_rejections},
+    };
+    for (const EngineGauge& gauge : gauges) {
+      gauge_ids_.push_back(metrics_->AddCallbackGauge(
+          gauge.name, gauge.help, {},
+          [raw, field = gauge.field] { return raw->engine().stats().*field; }));
+    }
+  }
   return absl::OkStatus();
 }
 

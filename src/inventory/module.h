@@ -55,6 +55,9 @@ class InventoryModule final : public ContextModule {
  private:
   const InventoryModuleOptions options_;
   std::unique_ptr<InventoryService> service_;
+  // Scrape-time gauges over the engine's stats, removed before service_ goes.
+  obs::MetricsRegistry* metrics_ = nullptr;
+  std::vector<int64_t> gauge_ids_;
 };
 
 }  // namespace emporium::inventory
