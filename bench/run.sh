@@ -169,6 +169,20 @@ bench_inventory() {
   local binary="$build_dir/src/inventory/inventory_bench"
   [ -x "$binary" ] || { echo "bench: inventory_bench not built yet"; return 0; }
   "$binary" "$results/inventory.md"
+  # A shard's memory and start-up over a long reservation history (settled ones evicted).
+  local memory="$build_dir/src/inventory/inventory_evict_bench"
+  [ -x "$memory" ] || { echo "bench: inventory_evict_bench not built yet"; return 0; }
+  local output
+  output=$("$memory" 200000) || { echo "bench: inventory_evict_bench failed"; return 0; }
+  echo "$output"
+  {
+    echo
+    echo "## Shard memory over a long history (inventory_evict_bench)"
+    echo
+    echo '```'
+    echo "$output"
+    echo '```'
+  } >> "$results/inventory.md"
 }
 
 bench_payments() {
