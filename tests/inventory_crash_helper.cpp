@@ -1,7 +1,9 @@
 // Child process of inventory_crash_test: runs the inventory service on <dir>/inventory.db and
 // reserves (then allocates every other reservation) as fast as it can, forever, with many
 // commands in flight. After a command's callback reports it durable it writes
-// "reserved <id>" / "allocated <id>" on stdout. The parent SIGKILLs it at a random moment.
+// "reserved <id>" / "allocated <id>" / "released <id>" on stdout (every other reservation is
+// allocated; of the rest, every other one is released, and with a retention of 0 a released
+// reservation leaves memory after its batch). The parent SIGKILLs it at a random moment.
 //
 // Usage: inventory_crash_helper <dir> <round>
 #include <unistd.h>
@@ -48,6 +50,7 @@ int Run(const std::string& dir, int round) {
   ServiceOptions service_options;
   service_options.sweep_interval_ms = 0;
   service_options.engine.verify_invariants_each_batch = true;
+  service_options.engine.settled_retention_ms = 0;  // evict every settled reservation at once
   absl::StatusOr<std::unique_ptr<InventoryService>> service =
       InventoryService::Create(**db, SystemClock::Instance(), service_options);
   if (!service.ok()) return 2;
@@ -68,12 +71,13 @@ int Run(const std::string& dir, int round) {
     const int sku = std::uniform_int_distribution<int>(0, kSkuCount - 1)(random);
     const int quantity = std::uniform_int_distribution<int>(1, 3)(random);
     const bool allocate = n % 2 == 0;
+    const bool release = n % 4 == 1;
     in_flight.fetch_add(1);
     InventoryService* raw = service->get();
     raw->Submit(
         cmd::Reserve{
             ReservationId(id), {{Sku(fmt::format("sku-{}", sku)), quantity}}, "eu", 3'600'000},
-        [raw, id, allocate, &in_flight](CommandResult result) {
+        [raw, id, allocate, release, &in_flight](CommandResult result) {
           if (result.status.ok() &&
               std::get<ReserveOutcome>(result.outcome) == ReserveOutcome::kReserved) {
             Say("reserved " + id);
@@ -85,6 +89,16 @@ int Run(const std::string& dir, int round) {
                     if (allocated.status.ok() && std::get<AllocateOutcome>(allocated.outcome) ==
                                                      AllocateOutcome::kAllocated) {
                       Say("allocated " + id);
+                    }
+                    in_flight.fetch_sub(1);
+                  });
+            } else if (release) {
+              in_flight.fetch_add(1);
+              raw->Submit(
+                  cmd::Release{ReservationId(id)}, [id, &in_flight](CommandResult released) {
+                    if (released.status.ok() &&
+                        std::get<ReleaseOutcome>(released.outcome) == ReleaseOutcome::kReleased) {
+                      Say("released " + id);
                     }
                     in_flight.fetch_sub(1);
                   });
