@@ -126,6 +126,13 @@ class Latch {
   int64_t remaining_;
 };
 
+template <typename T>
+T OutcomeOf(const CommandResult& result) {
+  EXPECT_TRUE(result.status.ok()) << result.status;
+  const T* outcome = std::get_if<T>(&result.outcome);
+  return outcome != nullptr ? *outcome : T{};
+}
+
 class ShardEngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -168,6 +175,42 @@ class ShardEngineTest : public ::testing::Test {
     auto engine = ShardEngine::Start(*faulty_, clock_, options);
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = std::move(*engine);
+  }
+
+  // Locations eu1 (region eu) and us1 (us), and `quantity` of SKUs a, b, c and d at each.
+  std::vector<std::string> StockFourSkusAtTwoLocations(int64_t quantity) {
+    EXPECT_TRUE(engine_->AddLocation({LocationId("eu1"), "eu", "Berlin"}).ok());
+    EXPECT_TRUE(engine_->AddLocation({LocationId("us1"), "us", "Newark"}).ok());
+    const std::vector<std::string> skus = {"a", "b", "c", "d"};
+    for (const std::string& sku : skus) {
+      Receive(sku, "eu1", quantity);
+      Receive(sku, "us1", quantity);
+    }
+    return skus;
+  }
+
+  // Joins `threads` while a sweeper thread expires what is due 20 times alongside them; a failed
+  // sweep counts in `errors`.
+  void JoinWhileSweeping(std::vector<std::thread>& threads, std::atomic<int>& errors) {
+    std::thread sweeper([&] {
+      for (int i = 0; i < 20; ++i) {
+        if (!engine_->SweepExpired().ok()) errors.fetch_add(1);
+      }
+    });
+    for (auto& thread : threads) thread.join();
+    sweeper.join();
+  }
+
+  // An engine that evicts every settled reservation at once, 10 units of "a" at "eu1", and r1
+  // (4 of them) reserved, released and so evicted.
+  void StartWithReleasedR1Evicted() {
+    StartEvictingEngine(1, /*retention_ms=*/0);
+    ASSERT_TRUE(engine_->AddLocation({LocationId("eu1"), "eu", "Berlin"}).ok());
+    Receive("a", "eu1", 10);
+    ASSERT_EQ(OutcomeOf<ReserveOutcome>(Reserve("r1", "a", 4)), ReserveOutcome::kReserved);
+    ASSERT_EQ(OutcomeOf<ReleaseOutcome>(engine_->Execute(cmd::Release{ReservationId("r1")})),
+              ReleaseOutcome::kReleased);
+    ASSERT_EQ(engine_->stats().resident_reservations, 0);
   }
 
   void Restart(size_t shard_count = 1) {
@@ -908,13 +951,7 @@ TEST_F(ShardEngineTest, ReplaceAcrossShardsReleasesInTheOtherShard) {
 // durable ledger projects onto the durable stock table, also after a restart.
 TEST_F(ShardEngineTest, ConcurrentHammering) {
   StartEngine(2);
-  ASSERT_TRUE(engine_->AddLocation({LocationId("eu1"), "eu", "Berlin"}).ok());
-  ASSERT_TRUE(engine_->AddLocation({LocationId("us1"), "us", "Newark"}).ok());
-  const std::vector<std::string> skus = {"a", "b", "c", "d"};
-  for (const std::string& sku : skus) {
-    Receive(sku, "eu1", 20);
-    Receive(sku, "us1", 20);
-  }
+  const std::vector<std::string> skus = StockFourSkusAtTwoLocations(20);
   constexpr int kThreads = 6;
   constexpr int kOpsPerThread = 600;
   std::atomic<int> errors{0};
@@ -958,13 +995,7 @@ TEST_F(ShardEngineTest, ConcurrentHammering) {
       }
     });
   }
-  std::thread sweeper([&] {
-    for (int i = 0; i < 20; ++i) {
-      if (!engine_->SweepExpired().ok()) errors.fetch_add(1);
-    }
-  });
-  for (auto& thread : threads) thread.join();
-  sweeper.join();
+  JoinWhileSweeping(threads, errors);
   ASSERT_TRUE(latch.Wait());
   EXPECT_EQ(errors.load(), 0);
   EXPECT_GT(reserved.load(), 40);  // at least 13 per SKU fit before any runs out
@@ -1016,13 +1047,6 @@ namespace emporium::inventory {
 namespace {
 
 constexpr int64_t kNeverEvict = 365LL * 24 * 3600 * 1000;  // a retention the tests never reach
-
-template <typename T>
-T OutcomeOf(const CommandResult& result) {
-  EXPECT_TRUE(result.status.ok()) << result.status;
-  const T* outcome = std::get_if<T>(&result.outcome);
-  return outcome != nullptr ? *outcome : T{};
-}
 
 TEST_F(ShardEngineTest, EvictionOptionsAreChecked) {
   for (auto bad : std::vector<std::function<void(EngineOptions&)>>{
@@ -1359,13 +1383,7 @@ TEST_F(ShardEngineTest, NewReservationsDoNotReadTheDatabase) {
 
 // A batch whose fault-in read fails applies nothing and answers Unavailable; the retry works.
 TEST_F(ShardEngineTest, FailedFaultInReadAppliesNothing) {
-  StartEvictingEngine(1, /*retention_ms=*/0);
-  ASSERT_TRUE(engine_->AddLocation({LocationId("eu1"), "eu", "Berlin"}).ok());
-  Receive("a", "eu1", 10);
-  ASSERT_EQ(OutcomeOf<ReserveOutcome>(Reserve("r1", "a", 4)), ReserveOutcome::kReserved);
-  ASSERT_EQ(OutcomeOf<ReleaseOutcome>(engine_->Execute(cmd::Release{ReservationId("r1")})),
-            ReleaseOutcome::kReleased);
-  ASSERT_EQ(engine_->stats().resident_reservations, 0);
+  ASSERT_NO_FATAL_FAILURE(StartWithReleasedR1Evicted());
   faulty_->fail_reads = true;
   CommandResult failed = Reserve("r1", "a", 4);
   faulty_->fail_reads = false;
@@ -1381,13 +1399,7 @@ TEST_F(ShardEngineTest, FailedFaultInReadAppliesNothing) {
 // A location AddLocation stored is queued to the shards once; if it lands in a batch whose
 // fault-in read fails, the shard must still learn it (it reloads before its next batch).
 TEST_F(ShardEngineTest, ALocationInABatchWhoseFaultInFailsIsStillLearnt) {
-  StartEvictingEngine(1, /*retention_ms=*/0);
-  ASSERT_TRUE(engine_->AddLocation({LocationId("eu1"), "eu", "Berlin"}).ok());
-  Receive("a", "eu1", 10);
-  ASSERT_EQ(OutcomeOf<ReserveOutcome>(Reserve("r1", "a", 4)), ReserveOutcome::kReserved);
-  ASSERT_EQ(OutcomeOf<ReleaseOutcome>(engine_->Execute(cmd::Release{ReservationId("r1")})),
-            ReleaseOutcome::kReleased);
-  ASSERT_EQ(engine_->stats().resident_reservations, 0);  // r1 evicted
+  ASSERT_NO_FATAL_FAILURE(StartWithReleasedR1Evicted());
 
   // The shard's writer is held in the write of one command; meanwhile the location (whose own
   // row write passes) and a command naming the evicted r1 queue up behind it: one batch.
@@ -1591,13 +1603,7 @@ TEST_F(ShardEngineTest, ConcurrentHammeringWithConstantEviction) {
     engine_.reset();
     StartEvictingEngine(2, /*retention_ms=*/0, hash_bits);
     const std::string run = fmt::format("h{}", hash_bits);
-    ASSERT_TRUE(engine_->AddLocation({LocationId("eu1"), "eu", "Berlin"}).ok());
-    ASSERT_TRUE(engine_->AddLocation({LocationId("us1"), "us", "Newark"}).ok());
-    const std::vector<std::string> skus = {"a", "b", "c", "d"};
-    for (const std::string& sku : skus) {
-      Receive(sku, "eu1", 200);
-      Receive(sku, "us1", 200);
-    }
+    const std::vector<std::string> skus = StockFourSkusAtTwoLocations(200);
     constexpr int kThreads = 6;
     constexpr int kOpsPerThread = 600;
     std::atomic<int> errors{0};
@@ -1647,13 +1653,7 @@ TEST_F(ShardEngineTest, ConcurrentHammeringWithConstantEviction) {
         }
       });
     }
-    std::thread sweeper([&] {
-      for (int i = 0; i < 20; ++i) {
-        if (!engine_->SweepExpired().ok()) errors.fetch_add(1);
-      }
-    });
-    for (auto& thread : threads) thread.join();
-    sweeper.join();
+    JoinWhileSweeping(threads, errors);
     EXPECT_EQ(errors.load(), 0);
     EXPECT_GT(engine_->stats().evicted_reservations, 100);
     EXPECT_GT(engine_->stats().faulted_in_reservations, 10);
