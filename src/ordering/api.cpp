@@ -46,6 +46,56 @@ Json LineJson(const PricedLine& line) {
               {"line_total", MoneyJson(line.line_total)}};
 }
 
+// DOM-free writers of the same bytes DumpJson writes for MoneyJson / LineJson (keys in the
+// byte order of nlohmann's std::map); CartJsonText and OrderJsonText build on them.
+void AppendMoneyText(std::string& out, int64_t amount_minor, std::string_view currency) {
+  absl::StatusOr<Money> money = Money::FromMinor(amount_minor, currency);
+  out += "{\"amount\":";
+  AppendJsonString(out, money.ok() ? money->ToDecimalString() : "");
+  out += fmt::format(",\"amount_minor\":{},\"currency\":", amount_minor);
+  AppendJsonString(out, currency);
+  out += '}';
+}
+
+void AppendMoneyText(std::string& out, const Money& money) {
+  AppendMoneyText(out, money.amount_minor(), money.currency_code());
+}
+
+void AppendLinesText(std::string& out, const std::vector<PricedLine>& lines) {
+  out += '[';
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const PricedLine& line = lines[i];
+    if (i > 0) out += ',';
+    out += "{\"line_total\":";
+    AppendMoneyText(out, line.line_total);
+    out += fmt::format(",\"quantity\":{},\"sku\":", line.quantity);
+    AppendJsonString(out, line.sku);
+    out += ",\"title\":";
+    AppendJsonString(out, line.title);
+    out += ",\"unit_price\":";
+    AppendMoneyText(out, line.unit_price);
+    out += '}';
+  }
+  out += ']';
+}
+
+void AppendStringArrayText(std::string& out, const std::vector<std::string>& items) {
+  out += '[';
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out += ',';
+    AppendJsonString(out, items[i]);
+  }
+  out += ']';
+}
+
+void AppendStringOrNullText(std::string& out, const std::string& text) {
+  if (text.empty()) {
+    out += "null";
+  } else {
+    AppendJsonString(out, text);
+  }
+}
+
 Response Error(const absl::Status& status) { return http::ErrorResponse(status); }
 
 absl::StatusOr<Json> Body(const Request& request) {
@@ -191,7 +241,7 @@ absl::StatusOr<Order> VisibleOrder(const Shared& shared, const Request& request)
 
 Response CartResponse(int status, const absl::StatusOr<CartView>& view) {
   if (!view.ok()) return Error(view.status());
-  return Response::Json(status, CartJson(*view));
+  return Response::Text(status, CartJsonText(*view), "application/json");
 }
 
 Callback<CartView> CartCallback(Responder respond, int status = 200) {
@@ -204,7 +254,7 @@ Callback<CartView> CartCallback(Responder respond, int status = 200) {
 // and the parsed body (so whitespace and key order do not matter).
 absl::StatusOr<IdempotentEdit> EditIdempotency(const Request& request, const Json& body) {
   IdempotentEdit edit;
-  edit.render = [](const CartView& view) { return DumpJson(CartJson(view)); };
+  edit.render = [](const CartView& view) { return CartJsonText(view); };
   if (std::optional<std::string_view> key = request.Header("Idempotency-Key")) {
     if (key->empty() || key->size() > kIdempotencyKeyLengthMax) {
       return InvalidParam("Idempotency-Key", "must be 1..255 characters");
@@ -226,7 +276,7 @@ Callback<CartEditReply> EditCallback(Responder respond) {
 }
 
 Response OrderResponse(int status, const Order& order) {
-  Response response = Response::Json(status, OrderJson(order));
+  Response response = Response::Text(status, OrderJsonText(order), "application/json");
   response.headers.Set("Location", fmt::format("/api/v1/orders/{}", order.id));
   return response;
 }
@@ -612,6 +662,108 @@ Json CartJson(const CartView& view) {
               {"version", cart.version},
               {"created_at_ms", cart.created_at_ms},
               {"updated_at_ms", cart.updated_at_ms}};
+}
+
+std::string CartJsonText(const CartView& view) {
+  const Cart& cart = view.cart;
+  std::string out = fmt::format("{{\"created_at_ms\":{},\"currency\":", cart.created_at_ms);
+  AppendJsonString(out, cart.currency);
+  out += ",\"email\":";
+  AppendJsonString(out, cart.email);
+  out += ",\"id\":";
+  AppendJsonString(out, cart.id);
+  out += ",\"lines\":";
+  AppendLinesText(out, view.lines);
+  out += ",\"order_id\":";
+  AppendStringOrNullText(out, cart.order_id);
+  out += ",\"pricing_problem\":";
+  AppendStringOrNullText(out, view.pricing_problem);
+  out += ",\"quantities\":[";
+  for (size_t i = 0; i < cart.lines.size(); ++i) {
+    if (i > 0) out += ',';
+    out += fmt::format("{{\"quantity\":{},\"sku\":", cart.lines[i].quantity);
+    AppendJsonString(out, cart.lines[i].sku);
+    out += '}';
+  }
+  out += "],\"region\":";
+  AppendJsonString(out, cart.region);
+  out += ",\"reservation\":{";
+  if (cart.reservation == CartReservation::kPending ||
+      cart.reservation == CartReservation::kReserved) {
+    out += "\"expires_at\":";
+    AppendJsonString(out, absl::FormatTime(absl::RFC3339_sec,
+                                           absl::FromUnixMillis(cart.reservation_expires_at_ms),
+                                           absl::UTCTimeZone()));
+    out += fmt::format(",\"expires_at_ms\":{},", cart.reservation_expires_at_ms);
+  }
+  out += "\"id\":";
+  AppendJsonString(out, cart.reservation_id);
+  out += ",\"short_skus\":";
+  AppendStringArrayText(out, cart.reservation_short_skus);
+  out += ",\"status\":";
+  AppendJsonString(out, CartReservationName(cart.reservation));
+  out += "},\"shipping_address\":";
+  out += DumpJson(cart.shipping_address);
+  out += ",\"status\":";
+  AppendJsonString(out, CartStatusName(cart.status));
+  out += ",\"totals\":";
+  if (view.totals) {
+    out += "{\"grand_total\":";
+    AppendMoneyText(out, view.totals->grand_total);
+    out += ",\"shipping\":";
+    AppendMoneyText(out, view.totals->shipping);
+    out += ",\"subtotal\":";
+    AppendMoneyText(out, view.totals->subtotal);
+    out += ",\"tax\":";
+    AppendMoneyText(out, view.totals->tax);
+    out += '}';
+  } else {
+    out += "null";
+  }
+  out += fmt::format(",\"updated_at_ms\":{},\"version\":{}}}", cart.updated_at_ms, cart.version);
+  return out;
+}
+
+std::string OrderJsonText(const Order& order) {
+  const SagaState& saga = order.saga;
+  std::string out = fmt::format("{{\"cart_id\":");
+  AppendJsonString(out, order.cart_id);
+  out += fmt::format(",\"created_at_ms\":{},\"currency\":", order.created_at_ms);
+  AppendJsonString(out, order.currency);
+  out += ",\"email\":";
+  AppendJsonString(out, order.email);
+  out += ",\"id\":";
+  AppendJsonString(out, order.id);
+  out += ",\"lines\":";
+  AppendLinesText(out, order.lines);
+  out += ",\"reason\":";
+  AppendStringOrNullText(out, saga.reason);
+  out += ",\"region\":";
+  AppendJsonString(out, order.region);
+  out += fmt::format(
+      ",\"saga\":{{\"attempt\":{},\"authorized\":{},\"deadline_ms\":{},"
+      "\"finished\":{},\"reservation_id\":",
+      saga.attempt, saga.authorized, saga.deadline_ms, SagaFinished(saga));
+  AppendJsonString(out, saga.reservation_id);
+  out += ",\"step\":";
+  AppendJsonString(out, SagaStepName(saga.step));
+  out += "},\"shipping_address\":";
+  out += DumpJson(order.shipping_address);
+  out += ",\"short_skus\":";
+  AppendStringArrayText(out, saga.short_skus);
+  out += ",\"state\":";
+  AppendJsonString(out, OrderStateName(order.state()));
+  out += ",\"totals\":{\"grand_total\":";
+  AppendMoneyText(out, order.total_minor, order.currency);
+  out += ",\"shipping\":";
+  AppendMoneyText(out, order.shipping_minor, order.currency);
+  out += ",\"subtotal\":";
+  AppendMoneyText(out, order.subtotal_minor, order.currency);
+  out += ",\"tax\":";
+  AppendMoneyText(out, order.tax_minor, order.currency);
+  out +=
+      fmt::format("}},\"updated_at_ms\":{},\"version\":{}}}", order.updated_at_ms, order.version);
+  return out;
 }
 
 Json OrderJson(const Order& order) {

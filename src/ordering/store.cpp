@@ -255,6 +255,36 @@ Json SagaToJson(const SagaState& saga) {
               {"compensations", std::move(compensations)}};
 }
 
+std::string SagaJsonText(const SagaState& saga) {
+  // Keys in the order nlohmann's std::map keeps them (byte order); store_test compares the
+  // output with DumpJson(SagaToJson(saga)).
+  std::string out = fmt::format(
+      "{{\"allocated\":{},\"attempt\":{},\"authorization_requested\":{},\"authorized\":{},"
+      "\"captured\":{},\"compensations\":[",
+      saga.allocated, saga.attempt, saga.authorization_requested, saga.authorized, saga.captured);
+  for (size_t i = 0; i < saga.compensations.size(); ++i) {
+    if (i > 0) out += ',';
+    AppendJsonString(out, SagaStepName(saga.compensations[i]));
+  }
+  out += fmt::format("],\"deadline_ms\":{},\"order_state\":", saga.deadline_ms);
+  AppendJsonString(out, OrderStateName(saga.order_state));
+  out += ",\"own_reservation_id\":";
+  AppendJsonString(out, saga.own_reservation_id);
+  out += ",\"reason\":";
+  AppendJsonString(out, saga.reason);
+  out += ",\"reservation_id\":";
+  AppendJsonString(out, saga.reservation_id);
+  out += ",\"short_skus\":[";
+  for (size_t i = 0; i < saga.short_skus.size(); ++i) {
+    if (i > 0) out += ',';
+    AppendJsonString(out, saga.short_skus[i]);
+  }
+  out += "],\"step\":";
+  AppendJsonString(out, SagaStepName(saga.step));
+  out += fmt::format(",\"updated_at_ms\":{}}}", saga.updated_at_ms);
+  return out;
+}
+
 absl::StatusOr<SagaState> SagaFromJson(const Json& json) {
   if (!json.is_object()) return absl::DataLossError("stored saga is not an object");
   try {
@@ -354,7 +384,7 @@ absl::Status InsertOrder(sql::Transaction& tx, const Order& order) {
                                             order.shipping_minor,
                                             order.tax_minor,
                                             order.total_minor,
-                                            DumpJson(SagaToJson(order.saga)),
+                                            SagaJsonText(order.saga),
                                             std::string(SagaStepName(order.saga.step)),
                                             order.saga.deadline_ms,
                                             order.event_seq,
@@ -375,11 +405,11 @@ absl::Status InsertOrder(sql::Transaction& tx, const Order& order) {
 
 absl::Status UpdateOrder(sql::Transaction& tx, const Order& order) {
   ASSIGN_OR_RETURN(int64_t changed,
-                   tx.Execute(kUpdateOrder, {std::string(OrderStateName(order.state())),
-                                             order.saga.reason, DumpJson(SagaToJson(order.saga)),
-                                             std::string(SagaStepName(order.saga.step)),
-                                             order.saga.deadline_ms, order.event_seq, order.version,
-                                             order.updated_at_ms, order.account_id, order.id}));
+                   tx.Execute(kUpdateOrder,
+                              {std::string(OrderStateName(order.state())), order.saga.reason,
+                               SagaJsonText(order.saga), std::string(SagaStepName(order.saga.step)),
+                               order.saga.deadline_ms, order.event_seq, order.version,
+                               order.updated_at_ms, order.account_id, order.id}));
   if (changed != 1) return absl::NotFoundError("order not found");
   return absl::OkStatus();
 }
