@@ -53,7 +53,12 @@ std::string Serialize(const Envelope& envelope);
 
 // Parses bytes produced by Serialize (or an equivalent producer). Any malformed, oversized,
 // too deeply nested or otherwise hostile input yields InvalidArgument; never throws or crashes.
+// Bytes exactly as Serialize writes them (ASCII strings) are read without a JSON DOM; anything
+// else goes through DeserializeWithDom, with the same result for every input.
 absl::StatusOr<Envelope> Deserialize(std::string_view bytes);
+// The general reader (a JSON DOM): what Deserialize answers for any input. Exposed so tests can
+// hold Deserialize's fast path to it.
+absl::StatusOr<Envelope> DeserializeWithDom(std::string_view bytes);
 
 // The reply to `request`: type = request.reply_to, same correlation_id and key,
 // causation_id = request.id, same traceparent. FailedPrecondition if the request has no

@@ -1,6 +1,9 @@
 #include "platform/bus/envelope.h"
 
+#include <cstdint>
+#include <limits>
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -149,6 +152,119 @@ TEST(EnvelopeTest, SurvivesRandomMutationsOfValidBytes) {
       bytes[state % bytes.size()] = static_cast<char>(state >> 56);
     }
     (void)Deserialize(bytes);  // must not crash; either outcome is fine
+  }
+}
+
+// Deserialize reads Serialize's own bytes without the DOM; whatever it is given, it must answer
+// exactly what the DOM reader answers (the same envelope or the same error).
+void ExpectSameAsDom(const std::string& bytes) {
+  absl::StatusOr<Envelope> fast = Deserialize(bytes);
+  absl::StatusOr<Envelope> dom = DeserializeWithDom(bytes);
+  ASSERT_EQ(fast.status(), dom.status()) << bytes;
+  if (fast.ok()) {
+    EXPECT_EQ(*fast, *dom) << bytes;
+  }
+}
+
+TEST(EnvelopeTest, ReadsSerializedBytesAsTheDomReadsThem) {
+  std::vector<Envelope> envelopes;
+  envelopes.push_back(Sample());
+  Envelope e = Sample();
+  e.reply_to.reset();
+  e.occurred_at_ms = 0;
+  envelopes.push_back(e);
+  e.reply_to = "";  // present but empty: still written, still read back
+  e.payload = "";
+  e.causation_id = e.traceparent = "";
+  envelopes.push_back(e);
+  e = Sample();
+  e.payload = "quote \" backslash \\ slash / tab \t newline \n cr \r bs \b ff \f end";
+  envelopes.push_back(e);
+  e.payload = std::string("control ") + '\x01' + " and nul " + std::string(1, '\0') + " \x1f";
+  envelopes.push_back(e);  // \u00XX escapes: the DOM's
+  e.payload = "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
+  envelopes.push_back(e);  // UTF-8: the DOM's
+  e.payload = "bad \xff utf8";
+  envelopes.push_back(e);
+  e = Sample();
+  for (int64_t at : {int64_t{1}, int64_t{9}, int64_t{10}, int64_t{999'999'999'999'999'999},
+                     int64_t{1'000'000'000'000'000'000}, std::numeric_limits<int64_t>::max()}) {
+    e.occurred_at_ms = at;  // 19 digits: the DOM's
+    envelopes.push_back(e);
+  }
+  e = Sample();
+  e.type = "Not A Type";  // read, then refused by Validate alike
+  envelopes.push_back(e);
+  e = Sample();
+  e.id = "";
+  envelopes.push_back(e);
+  e = Sample();
+  e.key = std::string(kEnvelopeKeyBytesMax + 1, 'k');
+  envelopes.push_back(e);
+  for (const Envelope& envelope : envelopes) {
+    const std::string bytes = Serialize(envelope);
+    ExpectSameAsDom(bytes);
+    if (Validate(envelope).ok()) {
+      absl::StatusOr<Envelope> read = Deserialize(bytes);
+      ASSERT_TRUE(read.ok()) << read.status();
+      // Invalid UTF-8 is repaired on the way out; everything else comes back exactly.
+      if (envelope.payload.find('\xff') == std::string::npos) {
+        EXPECT_EQ(*read, envelope);
+      }
+    }
+  }
+  // Equivalent producers: whitespace, another key order, a duplicate key, a raw payload.
+  const std::string valid = Serialize(Sample());
+  const std::string others[] = {
+      valid + " ",
+      " " + valid,
+      valid + "x",
+      valid.substr(0, valid.size() - 1),
+      R"({"id":"m1","type":"a.b","occurred_at_ms":1})",
+      R"({"causation_id":"","correlation_id":"","id":"m1","key":"","occurred_at_ms":01,)"
+      R"("payload":"","source":"","traceparent":"","type":"a.b"})",
+      R"({"causation_id":"","correlation_id":"","id":"m1","key":"","occurred_at_ms":-1,)"
+      R"("payload":"","source":"","traceparent":"","type":"a.b"})",
+      R"({"causation_id":"","correlation_id":"","id":"m1","key":"","occurred_at_ms":1.0,)"
+      R"("payload":"","source":"","traceparent":"","type":"a.b"})",
+      R"({"causation_id":"","correlation_id":"","id":"m1","key":"","occurred_at_ms":1,)"
+      R"("payload":"","source":"","traceparent":"","type":"a.b","type":"c.d"})",
+      R"({"causation_id":"","correlation_id":"","id":"m\u0031","key":"","occurred_at_ms":1,)"
+      R"("payload":{"a":[1,2]},"source":"","traceparent":"","type":"a.b"})",
+      R"({"causation_id":"","correlation_id":"","id":"m1","key":"","occurred_at_ms":1,)"
+      R"("payload":"\x","source":"","traceparent":"","type":"a.b"})",
+  };
+  for (const std::string& bytes : others) ExpectSameAsDom(bytes);
+}
+
+TEST(EnvelopeTest, MutatedBytesAreReadAsTheDomReadsThem) {
+  // Flips aimed at the bytes the fast path decides on (quotes, escapes, digits, separators)
+  // as well as arbitrary ones.
+  const std::string alphabet = "\"\\/:,{}[]0123456789-.eE \tunbrft\x01\x7f\x80\xc3\xff";
+  Envelope plain = Sample();
+  plain.payload = R"({"lines":[{"quantity":2,"sku":"SKU-1"}],"reservation_id":"cart-1"})";
+  uint64_t state = 0x9E3779B97F4A7C15ULL;  // xorshift, deterministic
+  auto next = [&state] {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+  };
+  for (const Envelope& base : {Sample(), plain}) {
+    const std::string valid = Serialize(base);
+    ExpectSameAsDom(valid);
+    for (int i = 0; i < 20000; ++i) {
+      std::string bytes = valid;
+      const int flips = 1 + static_cast<int>(next() % 3);
+      for (int flip = 0; flip < flips; ++flip) {
+        const uint64_t r = next();
+        const char c =
+            (r >> 60) < 12 ? alphabet[(r >> 32) % alphabet.size()] : static_cast<char>(r >> 56);
+        bytes[r % bytes.size()] = c;
+      }
+      ExpectSameAsDom(bytes);
+      if (::testing::Test::HasFatalFailure()) return;
+    }
   }
 }
 
