@@ -169,6 +169,119 @@ absl::Status WriteCartLines(sql::Transaction& tx, const Cart& cart) {
   return absl::OkStatus();
 }
 
+// Reads exactly the text SagaJsonText writes -- every member in its order, no whitespace,
+// ASCII strings without escapes, non-negative integers -- and gives up (nullopt) at the first
+// byte that differs, leaving the text to the DOM. Whatever it accepts, ParseJson + SagaFromJson
+// read as the same SagaState. LoadOrder runs on every saga step and every settled-order read.
+class SagaTextReader {
+ public:
+  explicit SagaTextReader(std::string_view text) : in_(text) {}
+
+  std::optional<SagaState> Read() {
+    SagaState saga;
+    int64_t attempt = 0;
+    std::string_view state;
+    std::string_view step;
+    if (!Literal("{\"allocated\":") || !Bool(saga.allocated) || !Literal(",\"attempt\":") ||
+        !Integer(attempt, kAttemptDigitsMax) || !Literal(",\"authorization_requested\":") ||
+        !Bool(saga.authorization_requested) || !Literal(",\"authorized\":") ||
+        !Bool(saga.authorized) || !Literal(",\"captured\":") || !Bool(saga.captured) ||
+        !Literal(",\"compensations\":[")) {
+      return std::nullopt;
+    }
+    saga.attempt = static_cast<int>(attempt);
+    for (bool first = true; !Literal("]"); first = false) {
+      std::string_view name;
+      if ((!first && !Literal(",")) || !String(name)) return std::nullopt;
+      std::optional<SagaStep> compensation = ParseSagaStep(name);
+      if (!compensation) return std::nullopt;
+      saga.compensations.push_back(*compensation);
+    }
+    std::string_view own_reservation_id, reason, reservation_id;
+    if (!Literal(",\"deadline_ms\":") || !Integer(saga.deadline_ms, kInt64DigitsMax) ||
+        !Literal(",\"order_state\":") || !String(state) || !Literal(",\"own_reservation_id\":") ||
+        !String(own_reservation_id) || !Literal(",\"reason\":") || !String(reason) ||
+        !Literal(",\"reservation_id\":") || !String(reservation_id) ||
+        !Literal(",\"short_skus\":[")) {
+      return std::nullopt;
+    }
+    for (bool first = true; !Literal("]"); first = false) {
+      std::string_view sku;
+      if ((!first && !Literal(",")) || !String(sku)) return std::nullopt;
+      saga.short_skus.emplace_back(sku);
+    }
+    if (!Literal(",\"step\":") || !String(step) || !Literal(",\"updated_at_ms\":") ||
+        !Integer(saga.updated_at_ms, kInt64DigitsMax) || !Literal("}") || at_ != in_.size()) {
+      return std::nullopt;
+    }
+    std::optional<OrderState> order_state = ParseOrderState(state);
+    std::optional<SagaStep> saga_step = ParseSagaStep(step);
+    if (!order_state || !saga_step) return std::nullopt;  // the DOM path names the problem
+    saga.order_state = *order_state;
+    saga.step = *saga_step;
+    saga.own_reservation_id = std::string(own_reservation_id);
+    saga.reason = std::string(reason);
+    saga.reservation_id = std::string(reservation_id);
+    return saga;
+  }
+
+ private:
+  static constexpr size_t kAttemptDigitsMax = 9;  // fits an int as SagaFromJson reads it
+  static constexpr size_t kInt64DigitsMax = 18;
+
+  bool Literal(std::string_view text) {
+    if (in_.substr(at_, text.size()) != text) return false;
+    at_ += text.size();
+    return true;
+  }
+
+  bool Bool(bool& out) {
+    if (Literal("true")) {
+      out = true;
+      return true;
+    }
+    if (Literal("false")) {
+      out = false;
+      return true;
+    }
+    return false;
+  }
+
+  // A string of printable ASCII without escapes; anything else is the DOM's to decode.
+  bool String(std::string_view& out) {
+    if (at_ >= in_.size() || in_[at_] != '"') return false;
+    const size_t start = at_ + 1;
+    for (size_t i = start; i < in_.size(); ++i) {
+      const auto c = static_cast<unsigned char>(in_[i]);
+      if (c == '"') {
+        out = in_.substr(start, i - start);
+        at_ = i + 1;
+        return true;
+      }
+      if (c < 0x20 || c >= 0x80 || c == '\\') return false;
+    }
+    return false;
+  }
+
+  // 0 or [1-9][0-9]{0,digits_max-1}; signed, fractional or longer: the DOM's.
+  bool Integer(int64_t& out, size_t digits_max) {
+    size_t digits = 0;
+    int64_t value = 0;
+    while (at_ + digits < in_.size() && in_[at_ + digits] >= '0' && in_[at_ + digits] <= '9') {
+      if (digits == digits_max) return false;
+      value = value * 10 + (in_[at_ + digits] - '0');
+      ++digits;
+    }
+    if (digits == 0 || (digits > 1 && in_[at_] == '0')) return false;
+    at_ += digits;
+    out = value;
+    return true;
+  }
+
+  std::string_view in_;
+  size_t at_ = 0;
+};
+
 absl::StatusOr<Order> OrderFromRow(const Row& row) {
   Order order;
   order.id = row.Text(0);
@@ -183,8 +296,7 @@ absl::StatusOr<Order> OrderFromRow(const Row& row) {
   order.shipping_minor = row.Int(11);
   order.tax_minor = row.Int(12);
   order.total_minor = row.Int(13);
-  ASSIGN_OR_RETURN(Json saga_json, ParseJson(row.Text(14)));
-  ASSIGN_OR_RETURN(order.saga, SagaFromJson(saga_json));
+  ASSIGN_OR_RETURN(order.saga, SagaFromText(row.Text(14)));
   order.event_seq = row.Int(17);
   order.version = row.Int(18);
   order.created_at_ms = row.Int(19);
@@ -314,6 +426,12 @@ absl::StatusOr<SagaState> SagaFromJson(const Json& json) {
   } catch (const Json::exception& error) {
     return absl::DataLossError(fmt::format("stored saga is malformed: {}", error.what()));
   }
+}
+
+absl::StatusOr<SagaState> SagaFromText(std::string_view text) {
+  if (std::optional<SagaState> saga = SagaTextReader(text).Read()) return *std::move(saga);
+  ASSIGN_OR_RETURN(Json json, ParseJson(text));
+  return SagaFromJson(json);
 }
 
 // ---- Carts ----

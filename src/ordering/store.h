@@ -105,6 +105,9 @@ Json SagaToJson(const SagaState& saga);
 // rewritten by every saga step, so this runs several times per order on the writer thread.
 std::string SagaJsonText(const SagaState& saga);
 absl::StatusOr<SagaState> SagaFromJson(const Json& json);
+// The saga column read back: ParseJson + SagaFromJson, with text exactly as SagaJsonText writes
+// it (ASCII) read without the DOM. Same result as the DOM for every input.
+absl::StatusOr<SagaState> SagaFromText(std::string_view text);
 
 // ---- Carts ----
 absl::Status InsertCart(sql::Transaction& tx, const Cart& cart);
