@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "common/errors.h"
+#include "common/exact_json_reader.h"
 #include "common/format.h"
 #include "common/status_macros.h"
 #include "fmt/format.h"
@@ -182,36 +183,39 @@ class SagaTextReader {
     int64_t attempt = 0;
     std::string_view state;
     std::string_view step;
-    if (!Literal("{\"allocated\":") || !Bool(saga.allocated) || !Literal(",\"attempt\":") ||
-        !Integer(attempt, kAttemptDigitsMax) || !Literal(",\"authorization_requested\":") ||
-        !Bool(saga.authorization_requested) || !Literal(",\"authorized\":") ||
-        !Bool(saga.authorized) || !Literal(",\"captured\":") || !Bool(saga.captured) ||
-        !Literal(",\"compensations\":[")) {
+    if (!in_.Literal("{\"allocated\":") || !in_.Bool(saga.allocated) ||
+        !in_.Literal(",\"attempt\":") || !in_.Integer(attempt, kAttemptDigitsMax) ||
+        !in_.Literal(",\"authorization_requested\":") || !in_.Bool(saga.authorization_requested) ||
+        !in_.Literal(",\"authorized\":") || !in_.Bool(saga.authorized) ||
+        !in_.Literal(",\"captured\":") || !in_.Bool(saga.captured) ||
+        !in_.Literal(",\"compensations\":[")) {
       return std::nullopt;
     }
     saga.attempt = static_cast<int>(attempt);
-    for (bool first = true; !Literal("]"); first = false) {
+    for (bool first = true; !in_.Literal("]"); first = false) {
       std::string_view name;
-      if ((!first && !Literal(",")) || !String(name)) return std::nullopt;
+      if ((!first && !in_.Literal(",")) || !in_.PlainString(name)) return std::nullopt;
       std::optional<SagaStep> compensation = ParseSagaStep(name);
       if (!compensation) return std::nullopt;
       saga.compensations.push_back(*compensation);
     }
     std::string_view own_reservation_id, reason, reservation_id;
-    if (!Literal(",\"deadline_ms\":") || !Integer(saga.deadline_ms, kInt64DigitsMax) ||
-        !Literal(",\"order_state\":") || !String(state) || !Literal(",\"own_reservation_id\":") ||
-        !String(own_reservation_id) || !Literal(",\"reason\":") || !String(reason) ||
-        !Literal(",\"reservation_id\":") || !String(reservation_id) ||
-        !Literal(",\"short_skus\":[")) {
+    if (!in_.Literal(",\"deadline_ms\":") || !in_.Integer(saga.deadline_ms, kInt64DigitsMax) ||
+        !in_.Literal(",\"order_state\":") || !in_.PlainString(state) ||
+        !in_.Literal(",\"own_reservation_id\":") || !in_.PlainString(own_reservation_id) ||
+        !in_.Literal(",\"reason\":") || !in_.PlainString(reason) ||
+        !in_.Literal(",\"reservation_id\":") || !in_.PlainString(reservation_id) ||
+        !in_.Literal(",\"short_skus\":[")) {
       return std::nullopt;
     }
-    for (bool first = true; !Literal("]"); first = false) {
+    for (bool first = true; !in_.Literal("]"); first = false) {
       std::string_view sku;
-      if ((!first && !Literal(",")) || !String(sku)) return std::nullopt;
+      if ((!first && !in_.Literal(",")) || !in_.PlainString(sku)) return std::nullopt;
       saga.short_skus.emplace_back(sku);
     }
-    if (!Literal(",\"step\":") || !String(step) || !Literal(",\"updated_at_ms\":") ||
-        !Integer(saga.updated_at_ms, kInt64DigitsMax) || !Literal("}") || at_ != in_.size()) {
+    if (!in_.Literal(",\"step\":") || !in_.PlainString(step) ||
+        !in_.Literal(",\"updated_at_ms\":") || !in_.Integer(saga.updated_at_ms, kInt64DigitsMax) ||
+        !in_.Literal("}") || !in_.AtEnd()) {
       return std::nullopt;
     }
     std::optional<OrderState> order_state = ParseOrderState(state);
@@ -229,57 +233,7 @@ class SagaTextReader {
   static constexpr size_t kAttemptDigitsMax = 9;  // fits an int as SagaFromJson reads it
   static constexpr size_t kInt64DigitsMax = 18;
 
-  bool Literal(std::string_view text) {
-    if (in_.substr(at_, text.size()) != text) return false;
-    at_ += text.size();
-    return true;
-  }
-
-  bool Bool(bool& out) {
-    if (Literal("true")) {
-      out = true;
-      return true;
-    }
-    if (Literal("false")) {
-      out = false;
-      return true;
-    }
-    return false;
-  }
-
-  // A string of printable ASCII without escapes; anything else is the DOM's to decode.
-  bool String(std::string_view& out) {
-    if (at_ >= in_.size() || in_[at_] != '"') return false;
-    const size_t start = at_ + 1;
-    for (size_t i = start; i < in_.size(); ++i) {
-      const auto c = static_cast<unsigned char>(in_[i]);
-      if (c == '"') {
-        out = in_.substr(start, i - start);
-        at_ = i + 1;
-        return true;
-      }
-      if (c < 0x20 || c >= 0x80 || c == '\\') return false;
-    }
-    return false;
-  }
-
-  // 0 or [1-9][0-9]{0,digits_max-1}; signed, fractional or longer: the DOM's.
-  bool Integer(int64_t& out, size_t digits_max) {
-    size_t digits = 0;
-    int64_t value = 0;
-    while (at_ + digits < in_.size() && in_[at_ + digits] >= '0' && in_[at_ + digits] <= '9') {
-      if (digits == digits_max) return false;
-      value = value * 10 + (in_[at_ + digits] - '0');
-      ++digits;
-    }
-    if (digits == 0 || (digits > 1 && in_[at_] == '0')) return false;
-    at_ += digits;
-    out = value;
-    return true;
-  }
-
-  std::string_view in_;
-  size_t at_ = 0;
+  ExactJsonReader in_;
 };
 
 absl::StatusOr<Order> OrderFromRow(const Row& row) {

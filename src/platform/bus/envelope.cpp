@@ -5,6 +5,7 @@
 #include <limits>
 #include <utility>
 
+#include "common/exact_json_reader.h"
 #include "common/json.h"
 #include "fmt/format.h"
 #include "nlohmann/json.hpp"
@@ -62,103 +63,28 @@ class SerializedReader {
   explicit SerializedReader(std::string_view bytes) : in_(bytes) {}
 
   bool Read(Envelope& envelope) {
-    if (!Literal("{\"causation_id\":") || !String(envelope.causation_id) ||
-        !Literal(",\"correlation_id\":") || !String(envelope.correlation_id) ||
-        !Literal(",\"id\":") || !String(envelope.id) || !Literal(",\"key\":") ||
-        !String(envelope.key) || !Literal(",\"occurred_at_ms\":") ||
-        !Integer(envelope.occurred_at_ms) || !Literal(",\"payload\":") ||
-        !String(envelope.payload)) {
+    constexpr size_t kTimeDigitsMax = 18;  // longer (or signed): the DOM's
+    if (!in_.Literal("{\"causation_id\":") || !in_.String(envelope.causation_id) ||
+        !in_.Literal(",\"correlation_id\":") || !in_.String(envelope.correlation_id) ||
+        !in_.Literal(",\"id\":") || !in_.String(envelope.id) || !in_.Literal(",\"key\":") ||
+        !in_.String(envelope.key) || !in_.Literal(",\"occurred_at_ms\":") ||
+        !in_.Integer(envelope.occurred_at_ms, kTimeDigitsMax) || !in_.Literal(",\"payload\":") ||
+        !in_.String(envelope.payload)) {
       return false;
     }
-    if (Literal(",\"reply_to\":")) {
+    if (in_.Literal(",\"reply_to\":")) {
       std::string reply_to;
-      if (!String(reply_to)) return false;
+      if (!in_.String(reply_to)) return false;
       envelope.reply_to = std::move(reply_to);
     }
-    return Literal(",\"source\":") && String(envelope.source) && Literal(",\"traceparent\":") &&
-           String(envelope.traceparent) && Literal(",\"type\":") && String(envelope.type) &&
-           Literal("}") && at_ == in_.size();
+    return in_.Literal(",\"source\":") && in_.String(envelope.source) &&
+           in_.Literal(",\"traceparent\":") && in_.String(envelope.traceparent) &&
+           in_.Literal(",\"type\":") && in_.String(envelope.type) && in_.Literal("}") &&
+           in_.AtEnd();
   }
 
  private:
-  bool Literal(std::string_view text) {
-    if (in_.substr(at_, text.size()) != text) return false;
-    at_ += text.size();
-    return true;
-  }
-
-  bool String(std::string& out) {
-    if (at_ >= in_.size() || in_[at_] != '"') return false;
-    ++at_;
-    out.clear();
-    size_t run_start = at_;
-    while (at_ < in_.size()) {
-      const auto c = static_cast<unsigned char>(in_[at_]);
-      if (c == '"') {
-        out.append(in_.data() + run_start, at_ - run_start);
-        ++at_;
-        return true;
-      }
-      // Control bytes are invalid JSON and non-ASCII needs UTF-8 validation: the DOM decides.
-      if (c < 0x20 || c >= 0x80) return false;
-      if (c != '\\') {
-        ++at_;
-        continue;
-      }
-      out.append(in_.data() + run_start, at_ - run_start);
-      if (at_ + 1 >= in_.size()) return false;
-      switch (in_[at_ + 1]) {
-        case '"':
-          out += '"';
-          break;
-        case '\\':
-          out += '\\';
-          break;
-        case '/':
-          out += '/';
-          break;
-        case 'b':
-          out += '\b';
-          break;
-        case 'f':
-          out += '\f';
-          break;
-        case 'n':
-          out += '\n';
-          break;
-        case 'r':
-          out += '\r';
-          break;
-        case 't':
-          out += '\t';
-          break;
-        default:
-          return false;  // \uXXXX (and anything invalid): the DOM decodes or rejects it
-      }
-      at_ += 2;
-      run_start = at_;
-    }
-    return false;
-  }
-
-  // 0 or [1-9][0-9]{0,17}: always within int64_t; longer, signed or fractional: the DOM.
-  bool Integer(int64_t& out) {
-    constexpr size_t kDigitsMax = 18;
-    size_t digits = 0;
-    int64_t value = 0;
-    while (at_ + digits < in_.size() && in_[at_ + digits] >= '0' && in_[at_ + digits] <= '9') {
-      if (digits == kDigitsMax) return false;
-      value = value * 10 + (in_[at_ + digits] - '0');
-      ++digits;
-    }
-    if (digits == 0 || (digits > 1 && in_[at_] == '0')) return false;
-    at_ += digits;
-    out = value;
-    return true;
-  }
-
-  std::string_view in_;
-  size_t at_ = 0;
+  ExactJsonReader in_;
 };
 
 }  // namespace
