@@ -661,6 +661,26 @@ size_t ShardEngine::RouteReservation(const ReservationId& id) const {
                options_.shard_count);
 }
 
+absl::StatusOr<std::optional<size_t>> ShardEngine::HolderOfReservation(const ReservationId& id) {
+  const uint64_t key = EvictedKey(id.value());
+  size_t candidate = 0;
+  {
+    std::lock_guard lock(index_->mutex);
+    if (auto it = index_->reservation_shard.find(id); it != index_->reservation_shard.end()) {
+      return std::optional<size_t>(it->second);
+    }
+    auto evicted = index_->evicted_reservation_shard.find(key);
+    if (evicted == index_->evicted_reservation_shard.end()) return std::optional<size_t>();
+    candidate = evicted->second;
+  }
+  // Evicted: this id, or another one whose hash is the same. Rare (a reused id), so one read.
+  absl::StatusOr<std::optional<Reservation>> stored = store_.LoadReservation(id);
+  if (!stored.ok()) return stored.status();
+  if (!stored->has_value()) return std::optional<size_t>();
+  if ((*stored)->lines.empty()) return std::optional<size_t>(candidate);
+  return std::optional<size_t>(ShardOf((*stored)->lines.front().sku));
+}
+
 size_t ShardEngine::RouteOrder(const OrderId& order_id) const {
   if (options_.shard_count == 1) return 0;
   const uint64_t key = EvictedKey(order_id.value());
@@ -710,6 +730,8 @@ void ShardEngine::NoteOrder(const OrderId& order_id, size_t shard) {
 
 void ShardEngine::Submit(Command command, CommandCallback done, CommandOrigin origin) {
   std::optional<size_t> shard;
+  absl::Status holder_failure;  // Reserve: the read that confirms a known id failed
+  bool known_id = false;        // Reserve: routed to the shard that already holds its id
   std::visit(Overloaded{
                  [&](const cmd::Receive& c) { shard = ShardOf(c.sku); },
                  [&](const cmd::Adjust& c) { shard = ShardOf(c.sku); },
@@ -717,6 +739,21 @@ void ShardEngine::Submit(Command command, CommandCallback done, CommandOrigin or
                    if (c.lines.empty()) {
                      shard = RouteReservation(c.id);  // the model answers kInvalidRequest
                      return;
+                   }
+                   if (options_.shard_count > 1) {
+                     // An id some shard already holds is answered there, whatever shard these
+                     // lines would go to: the same request is a replay, other lines a conflict.
+                     // (Routed by its lines, another shard would take the id for a new one.)
+                     absl::StatusOr<std::optional<size_t>> holder = HolderOfReservation(c.id);
+                     if (!holder.ok()) {
+                       holder_failure = holder.status();
+                       return;
+                     }
+                     if (holder->has_value()) {
+                       shard = **holder;
+                       known_id = true;
+                       return;
+                     }
                    }
                    shard = ShardOf(c.lines.front().sku);
                    for (const LineRequest& line : c.lines) {
@@ -733,6 +770,13 @@ void ShardEngine::Submit(Command command, CommandCallback done, CommandOrigin or
                  [&](const cmd::Return& c) { shard = RouteOrder(c.order_id); },
              },
              command);
+  if (!holder_failure.ok()) {
+    CommandResult result;
+    result.status = absl::UnavailableError(
+        fmt::format("inventory: could not look up the reservation: {}", holder_failure.ToString()));
+    if (done) done(std::move(result));
+    return;
+  }
   if (!shard.has_value()) {
     CommandResult result;
     result.status = absl::FailedPreconditionError(
@@ -740,9 +784,11 @@ void ShardEngine::Submit(Command command, CommandCallback done, CommandOrigin or
     if (done) done(std::move(result));
     return;
   }
+  // A known id is a replay or a conflict, which changes nothing, the replaced one included (the
+  // holder's model answers it): no release in the replaced one's shard first.
   if (auto* reserve = std::get_if<cmd::Reserve>(&command);
-      reserve != nullptr && !reserve->replaces.empty() && reserve->replaces != reserve->id &&
-      RouteReservation(reserve->replaces) != *shard) {
+      reserve != nullptr && !known_id && !reserve->replaces.empty() &&
+      reserve->replaces != reserve->id && RouteReservation(reserve->replaces) != *shard) {
     // The replaced reservation lives in another shard: release it there first. Its shard holds
     // none of the new lines' SKUs, so nothing is lost by not sharing the batch. A failed
     // release answers the whole command with that failure (nothing of it applied); a redelivery

@@ -14,7 +14,9 @@
 //
 // Routing: stock commands by SKU; Reserve by its lines' SKUs, which must all fall in one
 // shard (with shard_count = 1, the embedded default, they always do; a cross-shard reserve is
-// refused with FailedPrecondition — a two-phase reserve is future work); reservation and order
+// refused with FailedPrecondition — a two-phase reserve is future work), except that a Reserve
+// whose id a shard already holds goes to that shard (a replay or a conflict is answered where
+// the id lives, never taken for a new reservation elsewhere); reservation and order
 // commands by an in-memory index filled when the reservation / allocation is applied. A Reserve
 // that `replaces` a reservation held by another shard is applied as a Release there, then (once
 // that committed) the Reserve in its own shard; a failed release fails the command unapplied.
@@ -282,6 +284,10 @@ class ShardEngine {
   class Shard;
   ShardEngine(sql::Database& db, const Clock& clock, EngineOptions options);
   size_t RouteReservation(const ReservationId& id) const;
+  // With several shards: the shard that holds reservation `id` (in memory or evicted), nullopt
+  // when none does. A hash-only entry is confirmed against the database (the id or another
+  // with the same hash); Unavailable when that read fails.
+  absl::StatusOr<std::optional<size_t>> HolderOfReservation(const ReservationId& id);
   size_t RouteOrder(const OrderId& order_id) const;
   void NoteReservation(const ReservationId& id, size_t shard);
   void NoteOrder(const OrderId& order_id, size_t shard);

@@ -1149,7 +1149,8 @@ struct ScenarioRun {
 // Runs `steps` on a fresh database with the given retention (0: every settled reservation is
 // evicted after each batch), then once more on a restarted engine (replays after a restart).
 ScenarioRun RunScenario(const std::string& path, int64_t retention_ms, size_t shard_count,
-                        int hash_bits, const std::vector<Step>& steps) {
+                        int hash_bits, const std::vector<Step>& steps,
+                        const std::vector<std::string>& skus = {"a"}) {
   ScenarioRun run;
   sql::SqliteOptions sqlite;
   sqlite.path = path;
@@ -1171,8 +1172,10 @@ ScenarioRun RunScenario(const std::string& path, int64_t retention_ms, size_t sh
     if (!engine.ok()) return run;
     if (pass == 0) {
       EXPECT_TRUE((*engine)->AddLocation({LocationId("eu1"), "eu", "Berlin"}).ok());
-      EXPECT_TRUE(
-          (*engine)->Execute(cmd::Receive{Sku("a"), LocationId("eu1"), 50, "po"}).status.ok());
+      for (const std::string& sku : skus) {
+        EXPECT_TRUE(
+            (*engine)->Execute(cmd::Receive{Sku(sku), LocationId("eu1"), 50, "po"}).status.ok());
+      }
     }
     for (const Step& step : steps) {
       if (step.command.has_value()) {
@@ -1287,65 +1290,98 @@ TEST_F(ShardEngineTest, EvictedReservationsAnswerAsResidentOnes) {
 TEST_F(ShardEngineTest, RandomHistoriesAnswerTheSameWithSomeReservationsEvicted) {
   constexpr int kSeeds = 8;
   constexpr int kSteps = 120;
-  // Per retention: evictions and read-backs summed over the seeds (both must happen).
-  std::map<int64_t, std::pair<int64_t, int64_t>> evicted_and_read_back;
-  for (int seed = 1; seed <= kSeeds; ++seed) {
-    std::mt19937 random(static_cast<uint32_t>(seed));
-    auto pick = [&random](int n) { return static_cast<int>(random() % static_cast<uint32_t>(n)); };
-    auto reservation = [&] { return fmt::format("r{}", pick(6)); };
-    auto order = [&] { return fmt::format("o{}", pick(3)); };
-    std::vector<Step> steps;
-    for (int i = 0; i < kSteps; ++i) {
-      switch (pick(11)) {
-        case 0:
-          steps.push_back(Wait(100 * pick(15)));
-          break;
-        case 1:
-          steps.push_back(Sweep());
-          break;
-        case 2:
-          steps.push_back(Do(Res(reservation(), 1 + pick(3), pick(2) == 0 ? 1'000 : 60'000,
-                                 pick(3) == 0 ? reservation() : "")));
-          break;
-        case 3:
-          steps.push_back(Do(Rel(reservation())));
-          break;
-        case 4:
-          steps.push_back(Do(Ext(reservation())));
-          break;
-        case 5:
-        case 6:
-          steps.push_back(Do(Alloc(reservation(), order())));
-          break;
-        case 7:
-          steps.push_back(Do(Cancel(order())));
-          break;
-        case 8:
-          steps.push_back(Do(ShipIt(order(), fmt::format("s{}", pick(3)), 1 + pick(2))));
-          break;
-        case 9:
-          steps.push_back(Do(Deliv(order())));
-          break;
-        default:
-          steps.push_back(Do(Ret(order(), fmt::format("x{}", pick(3)), 1)));
-          break;
+  // With three shards, three SKUs that live in three different ones (shards are chosen by a
+  // hash that is stable within this process), so reservations of one order and a reservation
+  // and the one it replaces can sit in different shards.
+  StartEvictingEngine(3, kNeverEvict);
+  std::vector<std::string> spread_skus = {"a"};
+  for (int i = 0; spread_skus.size() < 3 && i < 1000; ++i) {
+    const std::string candidate = fmt::format("b{}", i);
+    bool new_shard = true;
+    for (const std::string& sku : spread_skus) {
+      if (engine_->ShardOf(Sku(sku)) == engine_->ShardOf(Sku(candidate))) new_shard = false;
+    }
+    if (new_shard) spread_skus.push_back(candidate);
+  }
+  ASSERT_EQ(spread_skus.size(), 3u);
+  engine_->Stop();
+  engine_.reset();
+  // Per shard count and retention: evictions and read-backs summed over the seeds (both must
+  // happen).
+  std::map<std::pair<size_t, int64_t>, std::pair<int64_t, int64_t>> evicted_and_read_back;
+  for (size_t shard_count : {size_t{1}, size_t{3}}) {
+    const std::vector<std::string> skus =
+        shard_count == 1 ? std::vector<std::string>{"a"} : spread_skus;
+    for (int seed = 1; seed <= kSeeds; ++seed) {
+      std::mt19937 random(static_cast<uint32_t>(seed));
+      auto pick = [&random](int n) {
+        return static_cast<int>(random() % static_cast<uint32_t>(n));
+      };
+      auto reservation = [&] { return fmt::format("r{}", pick(6)); };
+      auto order = [&] { return OrderId(fmt::format("o{}", pick(3))); };
+      auto sku = [&] {
+        return Sku(skus[static_cast<size_t>(pick(static_cast<int>(skus.size())))]);
+      };
+      std::vector<Step> steps;
+      for (int i = 0; i < kSteps; ++i) {
+        switch (pick(11)) {
+          case 0:
+            steps.push_back(Wait(100 * pick(15)));
+            break;
+          case 1:
+            steps.push_back(Sweep());
+            break;
+          case 2:
+            steps.push_back(Do(cmd::Reserve{ReservationId(reservation()),
+                                            {{sku(), 1 + pick(3)}},
+                                            "eu",
+                                            pick(2) == 0 ? 1'000 : 60'000,
+                                            ReservationId(pick(3) == 0 ? reservation() : "")}));
+            break;
+          case 3:
+            steps.push_back(Do(Rel(reservation())));
+            break;
+          case 4:
+            steps.push_back(Do(Ext(reservation())));
+            break;
+          case 5:
+          case 6:
+            steps.push_back(Do(cmd::Allocate{ReservationId(reservation()), order()}));
+            break;
+          case 7:
+            steps.push_back(Do(cmd::CancelAllocation{order()}));
+            break;
+          case 8:
+            steps.push_back(
+                Do(cmd::Ship{order(), fmt::format("s{}", pick(3)), {{sku(), 1 + pick(2)}}}));
+            break;
+          case 9:
+            steps.push_back(Do(cmd::Deliver{order()}));
+            break;
+          default:
+            steps.push_back(Do(cmd::Return{order(), fmt::format("x{}", pick(3)), {{sku(), 1}}}));
+            break;
+        }
+      }
+      const ScenarioRun resident =
+          RunScenario(dir_.File(fmt::format("random-resident-{}-{}.db", shard_count, seed)),
+                      kNeverEvict, shard_count, 64, steps, skus);
+      for (int64_t retention_ms : {int64_t{0}, int64_t{700}}) {
+        const ScenarioRun evicting = RunScenario(
+            dir_.File(fmt::format("random-evicting-{}-{}-{}.db", shard_count, seed, retention_ms)),
+            retention_ms, shard_count, 64, steps, skus);
+        ExpectSameRuns(
+            resident, evicting,
+            fmt::format("{} shards, seed {}, retention {} ms", shard_count, seed, retention_ms));
+        auto& counts = evicted_and_read_back[{shard_count, retention_ms}];
+        counts.first += evicting.stats.evicted_reservations;
+        counts.second += evicting.stats.faulted_in_reservations;
       }
     }
-    const ScenarioRun resident = RunScenario(dir_.File(fmt::format("random-resident-{}.db", seed)),
-                                             kNeverEvict, 1, 64, steps);
-    for (int64_t retention_ms : {int64_t{0}, int64_t{700}}) {
-      const ScenarioRun evicting =
-          RunScenario(dir_.File(fmt::format("random-evicting-{}-{}.db", seed, retention_ms)),
-                      retention_ms, 1, 64, steps);
-      ExpectSameRuns(resident, evicting,
-                     fmt::format("seed {}, retention {} ms", seed, retention_ms));
-      evicted_and_read_back[retention_ms].first += evicting.stats.evicted_reservations;
-      evicted_and_read_back[retention_ms].second += evicting.stats.faulted_in_reservations;
-    }
   }
-  for (const auto& [retention_ms, counts] : evicted_and_read_back) {
-    EXPECT_GT(counts.first, 0) << retention_ms;
-    EXPECT_GT(counts.second, 0) << retention_ms;
+  for (const auto& [run, counts] : evicted_and_read_back) {
+    EXPECT_GT(counts.first, 0) << run.first << " shards, " << run.second << " ms";
+    EXPECT_GT(counts.second, 0) << run.first << " shards, " << run.second << " ms";
   }
 }
 
@@ -1429,6 +1465,40 @@ TEST_F(ShardEngineTest, ALocationInABatchWhoseFaultInFailsIsStillLearnt) {
   ASSERT_TRUE(received.status.ok()) << received.status;
   EXPECT_EQ(std::get<StockOutcome>(received.outcome), StockOutcome::kApplied);
   EXPECT_EQ(OutcomeOf<ReserveOutcome>(Reserve("r1", "a", 4)), ReserveOutcome::kAlreadyReserved);
+  ExpectLedgerMatchesStock();
+}
+
+// With several shards a Reserve goes to the shard of its lines, unless its id is already held
+// by a shard (in memory or evicted): that one answers, so other lines under the same id are a
+// conflict there, not a second reservation in another shard under the same id.
+TEST_F(ShardEngineTest, AKnownReservationIdIsAnsweredByItsShardWhateverTheLines) {
+  constexpr int64_t kRetentionMs = 1'000;
+  StartEvictingEngine(3, kRetentionMs);
+  ASSERT_TRUE(engine_->AddLocation({LocationId("eu1"), "eu", "Berlin"}).ok());
+  std::string other_sku;
+  for (int i = 0; i < 100 && other_sku.empty(); ++i) {
+    const std::string sku = fmt::format("b{}", i);
+    if (engine_->ShardOf(Sku(sku)) != engine_->ShardOf(Sku("a"))) other_sku = sku;
+  }
+  ASSERT_FALSE(other_sku.empty());
+  Receive("a", "eu1", 10);
+  Receive(other_sku, "eu1", 10);
+  ASSERT_EQ(OutcomeOf<ReserveOutcome>(Reserve("r1", "a", 2)), ReserveOutcome::kReserved);
+  EXPECT_EQ(OutcomeOf<ReserveOutcome>(Reserve("r1", other_sku, 1)), ReserveOutcome::kConflict);
+  EXPECT_EQ(OutcomeOf<ReserveOutcome>(Reserve("r1", "a", 2)), ReserveOutcome::kAlreadyReserved);
+  // Evicted, it is confirmed against the database and answered the same way.
+  ASSERT_EQ(OutcomeOf<ReleaseOutcome>(engine_->Execute(cmd::Release{ReservationId("r1")})),
+            ReleaseOutcome::kReleased);
+  clock_.Advance(absl::Milliseconds(2 * kRetentionMs));
+  Receive("a", "eu1", 1);  // a batch in r1's shard, past the retention: r1 leaves memory
+  ASSERT_EQ(engine_->stats().resident_reservations, 0);
+  EXPECT_EQ(OutcomeOf<ReserveOutcome>(Reserve("r1", other_sku, 1)), ReserveOutcome::kConflict);
+  CommandResult replay = Reserve("r1", "a", 2);
+  EXPECT_EQ(OutcomeOf<ReserveOutcome>(replay), ReserveOutcome::kAlreadyReserved);
+  ASSERT_TRUE(replay.reservation.has_value());
+  EXPECT_EQ(replay.reservation->state, ReservationState::kReleased);
+  EXPECT_EQ(DurableStock(other_sku, "eu1").reserved, 0);
+  EXPECT_EQ(DurableStock("a", "eu1").reserved, 0);
   ExpectLedgerMatchesStock();
 }
 
