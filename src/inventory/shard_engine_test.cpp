@@ -855,11 +855,15 @@ TEST_F(ShardEngineTest, FullQueueAnswersRetryableUnavailableWithNoEffect) {
   ExpectLedgerMatchesStock();
 }
 
-// A SKU that hashes to another shard than `sku`, or "" if none of the candidates does.
-std::string SkuOutsideShardOf(ShardEngine& engine, const std::string& sku) {
+// A SKU that hashes to a shard none of `skus` is in, or "" if none of the candidates does.
+std::string SkuOutsideShardsOf(ShardEngine& engine, const std::vector<std::string>& skus) {
   for (int i = 0; i < 1000; ++i) {
     std::string candidate = "x" + std::to_string(i);
-    if (engine.ShardOf(Sku(candidate)) != engine.ShardOf(Sku(sku))) return candidate;
+    bool outside = true;
+    for (const std::string& sku : skus) {
+      if (engine.ShardOf(Sku(candidate)) == engine.ShardOf(Sku(sku))) outside = false;
+    }
+    if (outside) return candidate;
   }
   return "";
 }
@@ -867,7 +871,7 @@ std::string SkuOutsideShardOf(ShardEngine& engine, const std::string& sku) {
 TEST_F(ShardEngineTest, CrossShardReserveIsRefused) {
   StartEngine(64);
   ASSERT_TRUE(engine_->AddLocation({LocationId("eu1"), "eu", "Berlin"}).ok());
-  const std::string other = SkuOutsideShardOf(*engine_, "a");
+  const std::string other = SkuOutsideShardsOf(*engine_, {"a"});
   ASSERT_FALSE(other.empty());
   CommandResult result = engine_->Execute(
       cmd::Reserve{ReservationId("r"), {{Sku("a"), 1}, {Sku(other), 1}}, "eu", 1000});
@@ -933,7 +937,7 @@ TEST_F(ShardEngineTest, ReserveReplacingAReservationIsOneDurableStep) {
 TEST_F(ShardEngineTest, ReplaceAcrossShardsReleasesInTheOtherShard) {
   StartEngine(64);
   ASSERT_TRUE(engine_->AddLocation({LocationId("eu1"), "eu", "Berlin"}).ok());
-  const std::string other = SkuOutsideShardOf(*engine_, "a");
+  const std::string other = SkuOutsideShardsOf(*engine_, {"a"});
   ASSERT_FALSE(other.empty());
   Receive("a", "eu1", 5);
   Receive(other, "eu1", 5);
@@ -1295,15 +1299,10 @@ TEST_F(ShardEngineTest, RandomHistoriesAnswerTheSameWithSomeReservationsEvicted)
   // and the one it replaces can sit in different shards.
   StartEvictingEngine(3, kNeverEvict);
   std::vector<std::string> spread_skus = {"a"};
-  for (int i = 0; spread_skus.size() < 3 && i < 1000; ++i) {
-    const std::string candidate = fmt::format("b{}", i);
-    bool new_shard = true;
-    for (const std::string& sku : spread_skus) {
-      if (engine_->ShardOf(Sku(sku)) == engine_->ShardOf(Sku(candidate))) new_shard = false;
-    }
-    if (new_shard) spread_skus.push_back(candidate);
-  }
-  ASSERT_EQ(spread_skus.size(), 3u);
+  spread_skus.push_back(SkuOutsideShardsOf(*engine_, spread_skus));
+  spread_skus.push_back(SkuOutsideShardsOf(*engine_, spread_skus));
+  ASSERT_FALSE(spread_skus[1].empty());
+  ASSERT_FALSE(spread_skus[2].empty());
   engine_->Stop();
   engine_.reset();
   // Per shard count and retention: evictions and read-backs summed over the seeds (both must
@@ -1475,11 +1474,7 @@ TEST_F(ShardEngineTest, AKnownReservationIdIsAnsweredByItsShardWhateverTheLines)
   constexpr int64_t kRetentionMs = 1'000;
   StartEvictingEngine(3, kRetentionMs);
   ASSERT_TRUE(engine_->AddLocation({LocationId("eu1"), "eu", "Berlin"}).ok());
-  std::string other_sku;
-  for (int i = 0; i < 100 && other_sku.empty(); ++i) {
-    const std::string sku = fmt::format("b{}", i);
-    if (engine_->ShardOf(Sku(sku)) != engine_->ShardOf(Sku("a"))) other_sku = sku;
-  }
+  const std::string other_sku = SkuOutsideShardsOf(*engine_, {"a"});
   ASSERT_FALSE(other_sku.empty());
   Receive("a", "eu1", 10);
   Receive(other_sku, "eu1", 10);
@@ -1509,12 +1504,8 @@ TEST_F(ShardEngineTest, AnOrderAllocatedInTwoShardsRoutesToTheLatestAllocation) 
   StartEvictingEngine(3, kRetentionMs);
   ASSERT_TRUE(engine_->AddLocation({LocationId("eu1"), "eu", "Berlin"}).ok());
   // Two SKUs in different shards.
-  std::string sku_a = "sku0";
-  std::string sku_b;
-  for (int i = 1; i < 100 && sku_b.empty(); ++i) {
-    const std::string sku = fmt::format("sku{}", i);
-    if (engine_->ShardOf(Sku(sku)) != engine_->ShardOf(Sku(sku_a))) sku_b = sku;
-  }
+  const std::string sku_a = "sku0";
+  const std::string sku_b = SkuOutsideShardsOf(*engine_, {sku_a});
   ASSERT_FALSE(sku_b.empty());
   Receive(sku_a, "eu1", 10);
   Receive(sku_b, "eu1", 10);

@@ -30,11 +30,6 @@ constexpr std::string_view kSelectLocations = "SELECT id, region, address FROM l
 constexpr std::string_view kSelectLedger =
     "SELECT sku, location_id, seq, kind, quantity, reference, time_ms FROM ledger";
 
-constexpr std::string_view kUpsertStock =
-    "INSERT INTO stock (sku, location_id, on_hand, reserved, allocated, version) "
-    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sku, location_id) DO UPDATE SET "
-    "on_hand = excluded.on_hand, reserved = excluded.reserved, "
-    "allocated = excluded.allocated, version = excluded.version";
 constexpr std::string_view kSelectStock =
     "SELECT sku, location_id, on_hand, reserved, allocated, version FROM stock";
 constexpr std::string_view kSelectStockOfSku =
@@ -151,9 +146,14 @@ StockLevel StockFromRow(const Row& row) {
                     .version = row.Int(5)};
 }
 
-std::vector<Value> StockParams(const StockLevel& level) {
-  return {level.sku.value(), level.location.value(), level.on_hand,
-          level.reserved,    level.allocated,        level.version};
+// One stock row's values for StockUpsert(), appended to `params`.
+void AppendStockParams(const StockLevel& level, std::vector<Value>& params) {
+  params.emplace_back(level.sku.value());
+  params.emplace_back(level.location.value());
+  params.emplace_back(level.on_hand);
+  params.emplace_back(level.reserved);
+  params.emplace_back(level.allocated);
+  params.emplace_back(level.version);
 }
 
 absl::StatusOr<std::vector<std::string>> IdsFromJson(const std::string& text) {
@@ -437,14 +437,7 @@ absl::Status InventoryStore::WriteBatch(Transaction& transaction, const BatchRec
   // multi-row upsert never names one key twice.
   params.clear();
   params.reserve(batch.stock.size() * 6);
-  for (const StockLevel& level : batch.stock) {
-    params.emplace_back(level.sku.value());
-    params.emplace_back(level.location.value());
-    params.emplace_back(level.on_hand);
-    params.emplace_back(level.reserved);
-    params.emplace_back(level.allocated);
-    params.emplace_back(level.version);
-  }
+  for (const StockLevel& level : batch.stock) AppendStockParams(level, params);
   RETURN_IF_ERROR(StockUpsert().Run(transaction, params));
   params.clear();
   params.reserve(batch.reservations.size() * 9);
@@ -667,10 +660,9 @@ absl::StatusOr<RebuildReport> InventoryStore::Rebuild(RebuildMode mode) {
   if (!db_status.ok()) return db_status;
   if (mode == RebuildMode::kRepair && !repairs.empty()) {
     absl::Status write_status = db_.Write([&](Transaction& transaction) -> absl::Status {
-      for (const StockLevel& level : repairs) {
-        RETURN_IF_ERROR(transaction.Execute(kUpsertStock, StockParams(level)).status());
-      }
-      return absl::OkStatus();
+      std::vector<Value> params;
+      for (const StockLevel& level : repairs) AppendStockParams(level, params);
+      return StockUpsert().Run(transaction, params);
     });
     if (!write_status.ok()) return write_status;
     report.repaired = true;
