@@ -100,9 +100,9 @@ struct PriceEntry {
 };
 
 // ---- Saga (de)serialization: the saga column is JSON. ----
-Json SagaToJson(const SagaState& saga);
-// The bytes DumpJson(SagaToJson(saga)) writes, without building the DOM: the saga column is
-// rewritten by every saga step, so this runs several times per order on the writer thread.
+// The saga as a JSON object (members in nlohmann's std::map order), written without building a
+// DOM: the saga column is rewritten by every saga step, so this runs several times per order
+// on the writer thread.
 std::string SagaJsonText(const SagaState& saga);
 absl::StatusOr<SagaState> SagaFromJson(const Json& json);
 // The saga column read back: ParseJson + SagaFromJson, with text exactly as SagaJsonText writes
