@@ -579,6 +579,13 @@ absl::Status SearchIndex::Apply(const std::vector<StoredProduct>& products,
       }
     }
     writer_->clean = false;
+    // Glass reuses the blocks one commit freed for the writes after the next: a search still
+    // reading the revision before last could read a block rewritten under it. Glass notices
+    // most such reads (DatabaseModifiedError, which Search retries) but not every one (an
+    // AddressSanitizer run caught an over-read in Document::get_value while commits ran). So
+    // the writer starts changing the index only once every search that began before its last
+    // commit has finished; later ones read that commit's revision, which this batch leaves alone.
+    WaitForSearchesBefore(generation_.load());
     if (absl::Status status = IndexProducts(products); !status.ok()) {
       facets.Stop();
       return status;
@@ -651,6 +658,30 @@ absl::Status SearchIndex::Rebuild(
     state_.store(State::kUnavailable);
     return absl::UnavailableError(fmt::format("search rebuild: {}", error.get_description()));
   }
+}
+
+uint64_t SearchIndex::PinGeneration() {
+  std::lock_guard lock(pins_mutex_);
+  const uint64_t generation = generation_.load();
+  ++searches_by_generation_[generation];
+  return generation;
+}
+
+void SearchIndex::UnpinGeneration(uint64_t generation) {
+  {
+    std::lock_guard lock(pins_mutex_);
+    auto it = searches_by_generation_.find(generation);
+    if (--it->second > 0) return;
+    searches_by_generation_.erase(it);
+  }
+  pins_released_.notify_all();
+}
+
+void SearchIndex::WaitForSearchesBefore(uint64_t generation) {
+  std::unique_lock lock(pins_mutex_);
+  pins_released_.wait(lock, [&] {
+    return searches_by_generation_.empty() || searches_by_generation_.begin()->first >= generation;
+  });
 }
 
 std::unique_ptr<SearchIndex::Reader> SearchIndex::AcquireReader() {
@@ -732,6 +763,13 @@ absl::StatusOr<SearchResult> SearchIndex::Search(const SearchQuery& query) {
       break;
   }
   for (int attempt = 0; attempt < 2; ++attempt) {
+    // Pinned before the reader opens its revision, so the writer cannot start the batch after
+    // next while this search can still read it (see Apply).
+    struct Pin {
+      SearchIndex& index;
+      const uint64_t generation;
+      ~Pin() { index.UnpinGeneration(generation); }
+    } pin{*this, PinGeneration()};
     std::unique_ptr<Reader> reader;
     try {
       reader = AcquireReader();

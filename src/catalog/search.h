@@ -29,8 +29,10 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -130,6 +132,11 @@ class SearchIndex {
   // The facet column for the reader's revision: the published one, or one built now from the
   // reader if this revision is newer and no other search is building one; null otherwise.
   std::shared_ptr<const search_internal::FacetOrdinals> FacetColumnFor(Reader& reader);
+  // A search in flight registers the generation it started at (returned); see Apply.
+  uint64_t PinGeneration();
+  void UnpinGeneration(uint64_t generation);
+  // Waits until no search that started before `generation` is still running.
+  void WaitForSearchesBefore(uint64_t generation);
 
   const std::string directory_;
   std::unique_ptr<Writer> writer_;
@@ -139,6 +146,10 @@ class SearchIndex {
   std::atomic<int64_t> document_count_{0};
   std::mutex pool_mutex_;
   std::vector<std::unique_ptr<Reader>> pool_;
+  // Searches in flight, counted by the generation they started at.
+  std::mutex pins_mutex_;
+  std::condition_variable pins_released_;
+  std::map<uint64_t, int64_t> searches_by_generation_;
   // Guards facet_column_ and index_uuid_ (a pointer swap, never held while building).
   std::mutex facet_mutex_;
   // The newest column (the writer's, or one a search built); older ones live as long as the
