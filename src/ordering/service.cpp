@@ -885,6 +885,7 @@ absl::Status OrderingService::HandleCustomerVerified(sql::Transaction& tx,
     ++order->version;
     order->updated_at_ms = now_ms;
     RETURN_IF_ERROR(UpdateOrder(tx, *order));
+    RETURN_IF_ERROR(UpdateOrderAccount(tx, *order));
     Touched(*order);
   }
   ASSIGN_OR_RETURN(std::vector<std::string> cart_ids,

@@ -25,11 +25,18 @@ constexpr std::string_view kInsertCart =
     "lines_version, reservation_id, reservation_status, reservation_expires_at_ms, "
     "reservation_short_skus, order_id, version, created_at_ms, updated_at_ms, account_id) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+// The columns of the guest e-mail index (email, status, account_id) are written by a second
+// statement, and only when one of them differs from the row: SQLite rewrites a row's entry in
+// every index whose columns an UPDATE assigns, equal or not, and that index's entries sit at
+// random places (e-mail order), so assigning them on every cart edit cost a page per edit.
 constexpr std::string_view kUpdateCart =
-    "UPDATE carts SET customer_id = ?, currency = ?, region = ?, email = ?, shipping_address = ?, "
-    "status = ?, lines_version = ?, reservation_id = ?, reservation_status = ?, "
+    "UPDATE carts SET customer_id = ?, currency = ?, region = ?, shipping_address = ?, "
+    "lines_version = ?, reservation_id = ?, reservation_status = ?, "
     "reservation_expires_at_ms = ?, reservation_short_skus = ?, order_id = ?, version = ?, "
-    "created_at_ms = ?, updated_at_ms = ?, account_id = ? WHERE id = ?";
+    "created_at_ms = ?, updated_at_ms = ? WHERE id = ?";
+constexpr std::string_view kUpdateCartIndexed =
+    "UPDATE carts SET email = ?1, status = ?2, account_id = ?3 WHERE id = ?4 "
+    "AND (email IS NOT ?1 OR status IS NOT ?2 OR account_id IS NOT ?3)";
 constexpr std::string_view kDeleteCartLines = "DELETE FROM cart_lines WHERE cart_id = ?";
 constexpr std::string_view kInsertCartLine =
     "INSERT INTO cart_lines (cart_id, position, sku, quantity) VALUES (?, ?, ?, ?)";
@@ -47,7 +54,9 @@ constexpr std::string_view kInsertOrder =
     "account_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 constexpr std::string_view kUpdateOrder =
     "UPDATE orders SET state = ?, reason = ?, saga = ?, saga_step = ?, saga_deadline_ms = ?, "
-    "event_seq = ?, version = ?, updated_at_ms = ?, account_id = ? WHERE id = ?";
+    "event_seq = ?, version = ?, updated_at_ms = ? WHERE id = ?";
+// account_id alone (see UpdateOrder: assigning it re-indexes the row in the guest e-mail index).
+constexpr std::string_view kUpdateOrderAccount = "UPDATE orders SET account_id = ? WHERE id = ?";
 // Guest orders and open guest carts with an e-mail, case-insensitively (partial indexes).
 constexpr std::string_view kSelectGuestOrdersByEmail =
     "SELECT id FROM orders WHERE account_id = '' AND lower(email) = lower(?) ORDER BY id LIMIT ?";
@@ -379,10 +388,25 @@ absl::Status InsertCart(sql::Transaction& tx, const Cart& cart) {
 }
 
 absl::Status UpdateCart(sql::Transaction& tx, const Cart& cart, CartLinesWrite lines) {
-  std::vector<Value> values = CartValues(cart);
-  values.push_back(cart.id);
-  ASSIGN_OR_RETURN(int64_t changed, tx.Execute(kUpdateCart, values));
+  ASSIGN_OR_RETURN(int64_t changed,
+                   tx.Execute(kUpdateCart, {cart.customer_id,
+                                            cart.currency,
+                                            cart.region,
+                                            DumpJson(cart.shipping_address),
+                                            cart.lines_version,
+                                            cart.reservation_id,
+                                            std::string(CartReservationName(cart.reservation)),
+                                            cart.reservation_expires_at_ms,
+                                            JoinComma(cart.reservation_short_skus),
+                                            cart.order_id,
+                                            cart.version,
+                                            cart.created_at_ms,
+                                            cart.updated_at_ms,
+                                            cart.id}));
   if (changed != 1) return absl::NotFoundError("cart not found");
+  RETURN_IF_ERROR(
+      tx.Execute(kUpdateCartIndexed, {cart.email, StatusText(cart.status), cart.account_id, cart.id})
+          .status());
   switch (lines) {
     case CartLinesWrite::kReplace:
       return WriteCartLines(tx, cart);
@@ -462,7 +486,13 @@ absl::Status UpdateOrder(sql::Transaction& tx, const Order& order) {
                               {std::string(OrderStateName(order.state())), order.saga.reason,
                                SagaJsonText(order.saga), std::string(SagaStepName(order.saga.step)),
                                order.saga.deadline_ms, order.event_seq, order.version,
-                               order.updated_at_ms, order.account_id, order.id}));
+                               order.updated_at_ms, order.id}));
+  if (changed != 1) return absl::NotFoundError("order not found");
+  return absl::OkStatus();
+}
+
+absl::Status UpdateOrderAccount(sql::Transaction& tx, const Order& order) {
+  ASSIGN_OR_RETURN(int64_t changed, tx.Execute(kUpdateOrderAccount, {order.account_id, order.id}));
   if (changed != 1) return absl::NotFoundError("order not found");
   return absl::OkStatus();
 }

@@ -114,17 +114,20 @@ absl::Status InsertCart(sql::Transaction& tx, const Cart& cart);
 // Whether UpdateCart rewrites the cart's lines: only an edit of the lines needs it; a
 // reservation reply, a checkout or an attachment changes the cart row alone.
 enum class CartLinesWrite { kReplace, kUnchanged };
-// Writes every column of the cart row and, with kReplace, replaces the lines; the caller bumps
-// version.
+// Writes every column of the cart row (the guest e-mail index's columns only when they differ
+// from the row's) and, with kReplace, replaces the lines; the caller bumps version.
 absl::Status UpdateCart(sql::Transaction& tx, const Cart& cart,
                         CartLinesWrite lines = CartLinesWrite::kReplace);
 absl::StatusOr<std::optional<Cart>> LoadCart(sql::Transaction& tx, const std::string& id);
 
 // ---- Orders ----
 absl::Status InsertOrder(sql::Transaction& tx, const Order& order);
-// Writes the order's mutable columns (state, reason, saga, event_seq, version, updated_at,
-// account_id).
+// Writes the order's mutable columns (state, reason, saga, event_seq, version, updated_at), not
+// account_id: assigning that column makes SQLite re-index the row in the guest e-mail index
+// (a random page) even when it is unchanged. It changes only when a guest order is attached to
+// a customer: UpdateOrderAccount.
 absl::Status UpdateOrder(sql::Transaction& tx, const Order& order);
+absl::Status UpdateOrderAccount(sql::Transaction& tx, const Order& order);
 absl::StatusOr<std::optional<Order>> LoadOrder(sql::Transaction& tx, const std::string& id,
                                                bool with_lines = true);
 // Appends `entries` after order.event_seq (advancing it; the caller then UpdateOrder()s).
