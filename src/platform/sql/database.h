@@ -153,7 +153,8 @@ class Transaction {
 // job's changes only (its savepoint); the other jobs in the same batch still commit.
 using WriteJob = std::function<absl::Status(Transaction&)>;
 using ReadJob = std::function<absl::Status(Transaction&)>;
-// Called once per job, on the writer thread, after its batch committed (OK) or failed.
+// Called once per job, after its batch committed and is durable (OK) or failed, in commit
+// order, on the writer thread (or on a driver's sync thread, see SqliteOptions::deferred_sync).
 // Must be quick and must not call Write() on the same database (it would wait on itself).
 using WriteDone = std::function<void(absl::Status)>;
 
@@ -166,6 +167,10 @@ struct WriteStats {
   // jobs_committed, the pages, and so the bytes and fsync work, one write job costs. 0 where a
   // driver cannot tell.
   int64_t pages_written = 0;
+  // Batches whose transaction did not commit (a failed COMMIT, or a savepoint statement). Counted
+  // on the writer thread before any later batch runs, so a job can tell whether a batch queued
+  // before it was lost (the inventory shards' pipelined batches build on each other).
+  int64_t batches_failed = 0;
 };
 
 class Database {
@@ -184,8 +189,10 @@ class Database {
   // concurrent with the writer). Writes through the Transaction are a programmer error.
   virtual absl::Status Read(ReadJob job) = 0;
 
-  // Runs after every committed batch, on the writer thread (the outbox relay uses this to
-  // wake up). Register before the first write.
+  // Runs after every committed batch, on the writer thread, before the next batch's jobs (the
+  // outbox relay uses this to wake up). With a deferred sync (SqliteOptions::deferred_sync)
+  // the batch may not be durable yet; a Read() begun after it waits until it is. Register
+  // before the first write.
   virtual void AddCommitListener(std::function<void()> listener) = 0;
 
   virtual WriteStats stats() const = 0;

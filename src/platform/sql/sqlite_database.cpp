@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <deque>
 #include <exception>
+#include <fcntl.h>
+#include <unistd.h>
 #include <list>
 #include <mutex>
 #include <thread>
@@ -102,7 +104,11 @@ class Connection {
       }
     }
     // FULL: the WAL is fsynced at every commit, so an acknowledged write survives power loss.
-    RETURN_IF_ERROR(connection->ExecOnce("PRAGMA synchronous=FULL"));
+    // With deferred_sync the writer commits at NORMAL (no fsync at commit; checkpoints still
+    // sync) and the database's sync thread fdatasyncs the WAL before acknowledging anything.
+    RETURN_IF_ERROR(connection->ExecOnce(role == ConnectionRole::kWriter && options.deferred_sync
+                                             ? "PRAGMA synchronous=NORMAL"
+                                             : "PRAGMA synchronous=FULL"));
     RETURN_IF_ERROR(connection->ExecOnce("PRAGMA foreign_keys=ON"));
     if (role == ConnectionRole::kWriter) {
       // Statement and savepoint journals in memory: each write job runs in a savepoint, so
@@ -433,6 +439,13 @@ class SqliteDatabase final : public Database {
         CheckpointLoop();
       });
     }
+    if (options_.deferred_sync) {
+      sync_thread_ = std::thread([this] {
+        SetCurrentThreadName("db-sync:" + options_.name);
+        SyncLoop();
+      });
+      sync_thread_id_ = sync_thread_.get_id();
+    }
     writer_thread_ = std::thread([this] {
       SetCurrentThreadName("db-w:" + options_.name);
       WriterLoop();
@@ -442,7 +455,8 @@ class SqliteDatabase final : public Database {
   }
 
   absl::Status Write(WriteJob job) override {
-    if (std::this_thread::get_id() == writer_thread_id_) {
+    if (std::this_thread::get_id() == writer_thread_id_ ||
+        (options_.deferred_sync && std::this_thread::get_id() == sync_thread_id_)) {
       return absl::FailedPreconditionError(
           "sql: Write() called from inside a write job or WriteDone; it would wait on itself");
     }
@@ -516,6 +530,7 @@ class SqliteDatabase final : public Database {
     stats.jobs_failed = jobs_failed_.load(std::memory_order_relaxed);
     stats.queue_depth = queue_depth_.load(std::memory_order_relaxed);
     stats.pages_written = pages_written_.load(std::memory_order_relaxed);
+    stats.batches_failed = batches_failed_.load(std::memory_order_relaxed);
     return stats;
   }
 
@@ -533,6 +548,18 @@ class SqliteDatabase final : public Database {
     }
     queue_cv_.notify_all();
     if (writer_thread_.joinable()) writer_thread_.join();
+    // The writer has handed every batch over: the sync thread makes them durable, answers them
+    // and stops.
+    {
+      std::lock_guard<std::mutex> lock(sync_mu_);
+      sync_stopping_ = true;
+    }
+    sync_cv_.notify_all();
+    if (sync_thread_.joinable()) sync_thread_.join();
+    if (wal_fd_ >= 0) {
+      ::close(wal_fd_);
+      wal_fd_ = -1;
+    }
     {
       std::lock_guard<std::mutex> lock(checkpoint_mu_);
       checkpoint_stopping_ = true;
@@ -564,6 +591,22 @@ class SqliteDatabase final : public Database {
   absl::Status RunRead(Connection& connection, const ReadJob& job) {
     RETURN_IF_ERROR(connection.Exec("BEGIN"));
     SqliteTransaction transaction(connection);
+    if (options_.deferred_sync) {
+      // Take the snapshot now, then wait until every commit it may hold is durable: a commit
+      // counts itself in commit_gen_ before it becomes visible, so reading the count after the
+      // snapshot covers it. (On the sync thread itself, inside a WriteDone, waiting would wait
+      // on itself; the batch being answered is durable already.)
+      absl::Status snapshot = connection.Exec("SELECT 1 FROM sqlite_schema LIMIT 1");
+      if (!snapshot.ok()) {
+        (void)connection.Exec("ROLLBACK");
+        return snapshot;
+      }
+      const uint64_t visible = commit_gen_.load();
+      if (std::this_thread::get_id() != sync_thread_id_ && durable_gen_.load() < visible) {
+        std::unique_lock<std::mutex> lock(sync_mu_);
+        durable_cv_.wait(lock, [&] { return durable_gen_.load() >= visible; });
+      }
+    }
     absl::Status status = RunGuarded(job, transaction);
     if (status.ok()) status = connection.Exec("COMMIT");
     if (!sqlite3_get_autocommit(connection.db())) {
@@ -617,6 +660,8 @@ class SqliteDatabase final : public Database {
               "sql: the batch transaction ended inside a job; the batch was rolled back");
         }
       }
+      // Counted before the commit becomes visible to readers (see RunRead).
+      if (options_.deferred_sync) commit_gen_.fetch_add(1);
       if (batch_status.ok()) batch_status = connection.Exec("COMMIT");
       if (!batch_status.ok() && !sqlite3_get_autocommit(connection.db())) {
         (void)connection.Exec("ROLLBACK");
@@ -629,6 +674,7 @@ class SqliteDatabase final : public Database {
       if (outcomes[i].ok()) ++committed;
     }
     if (!batch_status.ok()) {
+      batches_failed_.fetch_add(1, std::memory_order_relaxed);
       spdlog::warn("sql: batch of {} jobs on {} failed: {}", batch.size(), options_.name,
                    batch_status.ToString());
     }
@@ -646,6 +692,23 @@ class SqliteDatabase final : public Database {
     jobs_committed_.fetch_add(committed, std::memory_order_relaxed);
     jobs_failed_.fetch_add(static_cast<int64_t>(batch.size()) - committed,
                            std::memory_order_relaxed);
+    if (options_.deferred_sync) {
+      // Answered by the sync thread once durable (a failed batch too, to keep commit order);
+      // the writer goes on with the next batch meanwhile.
+      {
+        std::lock_guard<std::mutex> lock(sync_mu_);
+        sync_queue_.push_back(SyncItem{commit_gen_.load(), std::move(batch), std::move(outcomes),
+                                       batch_status.ok()});
+      }
+      sync_cv_.notify_one();
+      batch.clear();
+      // Listeners run here, between this batch and the next one's jobs, as without deferred
+      // sync (they collect what this batch's jobs noted); what they wake reads through Read(),
+      // which waits until the batch is durable.
+      if (batch_status.ok()) NotifyCommitListeners();
+      if (batch_status.ok()) AfterCommit();
+      return;
+    }
     for (size_t i = 0; i < batch.size(); ++i) {
       if (!batch[i].done) continue;
       try {
@@ -703,6 +766,65 @@ class SqliteDatabase final : public Database {
     }
   }
 
+  // Deferred sync: makes the WAL durable behind the writer, then answers the batches it covered
+  // (every one handed over before the fdatasync began), in commit order.
+  void SyncLoop() {
+    std::vector<SyncItem> items;
+    while (true) {
+      {
+        std::unique_lock<std::mutex> lock(sync_mu_);
+        sync_cv_.wait(lock, [this] { return sync_stopping_ || !sync_queue_.empty(); });
+        if (sync_queue_.empty()) return;  // stopping, and everything handed over was answered
+        items.assign(std::make_move_iterator(sync_queue_.begin()),
+                     std::make_move_iterator(sync_queue_.end()));
+        sync_queue_.clear();
+      }
+      const uint64_t covered = items.back().gen;
+      bool any_committed = false;
+      for (const SyncItem& item : items) any_committed = any_committed || item.committed;
+      if (any_committed) SyncWal();
+      if (options_.deferred_sync_test_hook) options_.deferred_sync_test_hook();
+      {
+        std::lock_guard<std::mutex> lock(sync_mu_);
+        durable_gen_.store(covered);
+      }
+      durable_cv_.notify_all();
+      for (SyncItem& item : items) {
+        for (size_t i = 0; i < item.batch.size(); ++i) {
+          if (!item.batch[i].done) continue;
+          try {
+            item.batch[i].done(std::move(item.outcomes[i]));
+          } catch (const std::exception& e) {
+            spdlog::error("sql: WriteDone callback on {} threw: {}", options_.name, e.what());
+          } catch (...) {
+            spdlog::error("sql: WriteDone callback on {} threw", options_.name);
+          }
+        }
+      }
+      items.clear();
+    }
+  }
+
+  // fdatasync of the WAL file through a descriptor of its own (the data of the file, whichever
+  // descriptor wrote it). A failed sync leaves committed batches of unknown durability: like
+  // PostgreSQL (data_sync_retry=off) the process stops rather than acknowledge them, and
+  // recovery at the next start keeps what reached the disk.
+  void SyncWal() {
+    if (wal_fd_ < 0) {
+      const std::string wal = options_.path + "-wal";
+      wal_fd_ = ::open(wal.c_str(), O_WRONLY | O_CLOEXEC);
+      if (wal_fd_ < 0) {
+        std::fprintf(stderr, "emporium::sql: cannot open %s to sync it\n", wal.c_str());
+        std::abort();
+      }
+    }
+    if (::fdatasync(wal_fd_) != 0) {
+      std::fprintf(stderr, "emporium::sql: fdatasync of the WAL of %s failed\n",
+                   options_.name.c_str());
+      std::abort();
+    }
+  }
+
   void NotifyCommitListeners() {
     std::lock_guard<std::mutex> lock(listeners_mu_);
     for (auto& listener : listeners_) {
@@ -747,11 +869,30 @@ class SqliteDatabase final : public Database {
   std::mutex listeners_mu_;
   std::vector<std::function<void()>> listeners_;
 
+  // Deferred sync (SqliteOptions::deferred_sync).
+  struct SyncItem {
+    uint64_t gen = 0;  // commit_gen_ when the batch was handed over
+    std::vector<PendingWrite> batch;
+    std::vector<absl::Status> outcomes;
+    bool committed = false;
+  };
+  std::mutex sync_mu_;
+  std::condition_variable sync_cv_;     // wakes the sync thread
+  std::condition_variable durable_cv_;  // wakes reads waiting for a sync
+  std::deque<SyncItem> sync_queue_;     // guarded by sync_mu_
+  bool sync_stopping_ = false;          // guarded by sync_mu_
+  std::atomic<uint64_t> commit_gen_{0};   // commits begun (counted before they are visible)
+  std::atomic<uint64_t> durable_gen_{0};  // commits known durable
+  int wal_fd_ = -1;                       // sync thread only (and Close after it stopped)
+  std::thread sync_thread_;
+  std::thread::id sync_thread_id_;
+
   std::atomic<int64_t> batches_committed_{0};
   std::atomic<int64_t> jobs_committed_{0};
   std::atomic<int64_t> jobs_failed_{0};
   std::atomic<int64_t> queue_depth_{0};
   std::atomic<int64_t> pages_written_{0};
+  std::atomic<int64_t> batches_failed_{0};
 #if EMPORIUM_SQL_HAS_OBS
   obs::Histogram* batch_jobs_metric_ = nullptr;
   obs::Gauge* queue_depth_metric_ = nullptr;

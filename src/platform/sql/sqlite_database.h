@@ -2,18 +2,21 @@
 // writer connection fed by a bounded queue and committing in groups, and a pool of reader
 // connections that read consistent snapshots concurrently with the writer.
 //
-// Durability: synchronous=FULL, so a write acknowledged by Write() / SubmitWrite() survives a
+// Durability: synchronous=FULL (or a deferred fdatasync of the WAL, see
+// SqliteOptions::deferred_sync), so a write acknowledged by Write() / SubmitWrite() survives a
 // power loss. Checkpoints run on a background thread (see SqliteOptions::checkpoint_wal_pages);
 // they only copy what is already durable in the WAL, so a crash during one loses nothing. Many
 // queued writes share one commit (and so one fsync); that is where the throughput comes from (see
 // bench/group_commit_bench.cpp).
 //
 // Thread-safety: the returned Database is thread-safe. Write(), Read() and Close() must not be
-// called from inside a write job or a WriteDone callback (they run on the writer thread);
-// Write() detects this and returns FailedPrecondition instead of deadlocking.
+// called from inside a write job or a WriteDone callback (they run on the writer thread, or
+// with deferred_sync on the sync thread); Write() detects this and returns FailedPrecondition
+// instead of deadlocking.
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -59,6 +62,17 @@ struct SqliteOptions {
   // wal_pages_max pages (SQLite's own behaviour with wal_autocheckpoint = wal_pages_max).
   size_t checkpoint_wal_pages = 1000;
   size_t wal_pages_max = 10000;
+  // Deferred sync: the writer commits without waiting for the disk (synchronous=NORMAL) and
+  // goes on with the next batch while a sync thread makes the WAL durable (fdatasync) behind
+  // it, so one batch's fsync overlaps the next batch's statements. Nothing is weakened: a
+  // job's WriteDone (and Write()'s return) and the commit listeners still run only once its
+  // batch is durable, in commit order, and a Read() never sees a commit that is not durable
+  // (it waits for the sync in flight, at most one fsync). Checkpoints still fsync the WAL
+  // before copying it and the database file after (SQLite does so at NORMAL).
+  bool deferred_sync = false;
+  // Tests: runs on the sync thread after each fdatasync, before the batches it covered are
+  // acknowledged (holding it keeps a committed batch unacknowledged).
+  std::function<void()> deferred_sync_test_hook = nullptr;
   // Optional: records emporium_db_batch_jobs (histogram), emporium_db_write_queue_depth (gauge)
   // and emporium_db_pages_written_total (counter), labelled db=<name>. Must outlive the
   // database.
