@@ -181,6 +181,7 @@ absl::StatusOr<Result> RunScenario(const std::string& name, int sku_count, Mode 
   sql::SqliteOptions options;
   options.path = dir + "/inventory.db";
   options.name = "inventory";
+  options.deferred_sync = true;  // as the server opens the inventory database
   absl::StatusOr<std::unique_ptr<sql::Database>> db = sql::OpenSqlite(options);
   if (!db.ok()) return db.status();
   if (absl::Status s = bus::InstallBusSchema(**db); !s.ok()) return s;

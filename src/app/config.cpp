@@ -158,6 +158,10 @@ const std::vector<Binding>& Bindings() {
                  65'536, &Config::database_batch_jobs_max),
       IntSetting("storage.writer_cache_mib", "page cache of each database's writer connection", 1,
                  4096, &Config::database_writer_cache_mib),
+      IntSetting("storage.deferred_sync",
+                 "1: inventory fsyncs its WAL on a sync thread behind the writer (acknowledged "
+                 "once durable); 0: at every commit",
+                 0, 1, &Config::database_deferred_sync),
       IntSetting("bus.handler_attempts_max", "attempts before a message is dead-lettered", 1, 100,
                  &Config::bus_handler_attempts_max),
       StringSetting(

@@ -91,6 +91,10 @@ struct Config {
   int64_t database_batch_jobs_max = 1024;
   // Each context's database writer keeps up to this many MiB of pages, taken only as used.
   int64_t database_writer_cache_mib = 64;
+  // 1: the databases of contexts that support it (inventory) commit without waiting for the
+  // disk and a sync thread makes the WAL durable behind the writer before anything is
+  // acknowledged (sql::SqliteOptions::deferred_sync); 0: every writer fsyncs at its commits.
+  int64_t database_deferred_sync = 1;
   int64_t bus_handler_attempts_max = 5;
   // Staff routes (/api/v1/admin/...) accept `Authorization: Bearer <admin_api_key>` until
   // accounts with roles exist. Empty disables them (401).

@@ -152,6 +152,8 @@ absl::Status ServerApp::OpenDatabases() {
     options.write_queue_capacity = static_cast<size_t>(config_.database_write_queue_capacity);
     options.batch_jobs_max = static_cast<size_t>(config_.database_batch_jobs_max);
     options.writer_cache_kib = config_.database_writer_cache_mib * 1024;
+    options.deferred_sync =
+        config_.database_deferred_sync != 0 && context.module->SupportsDeferredSync();
     options.metrics = metrics_.get();
     absl::StatusOr<std::unique_ptr<sql::Database>> database = sql::OpenSqlite(options);
     if (!database.ok()) return database.status();

@@ -48,6 +48,9 @@ class InventoryModule final : public ContextModule {
   absl::Status Start() override;
   void Stop() override;
   std::string ReadinessProblem() const override;
+  // The shards pipeline their batches (EngineOptions::pipeline_batches): one batch's fsync
+  // overlaps the next one's statements. Their callbacks only hand completions to the shard.
+  bool SupportsDeferredSync() const override { return true; }
 
   // The service after Wire() (tests, tools); nullptr before.
   InventoryService* service() { return service_.get(); }

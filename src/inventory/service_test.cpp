@@ -38,26 +38,21 @@ bool Eventually(const std::function<bool()>& condition) {
   return condition();
 }
 
-// Forwards to a real database; once armed, the next Write() waits until released (the engine's
-// writer stalls on a slow disk while everything else goes on).
+// Forwards to a real database; once armed, the next write (Write or SubmitWrite) waits until
+// released (the engine's writer stalls on a slow disk while everything else goes on).
 class GatedDatabase final : public sql::Database {
  public:
   explicit GatedDatabase(sql::Database& inner) : inner_(inner) {}
   absl::Status Write(sql::WriteJob job) override {
-    {
-      std::unique_lock lock(mutex_);
-      if (armed_) {
-        armed_ = false;
-        caught_ = true;
-        changed_.notify_all();
-        if (!changed_.wait_for(lock, kWaitMax, [this] { return !caught_; })) {
-          return absl::DeadlineExceededError("test gate never opened");
-        }
-      }
-    }
+    if (absl::Status gate = Gate(); !gate.ok()) return gate;
     return inner_.Write(std::move(job));
   }
+  // The engine hands its batches over with SubmitWrite: held the same way, on its thread.
   void SubmitWrite(sql::WriteJob job, sql::WriteDone done) override {
+    if (absl::Status gate = Gate(); !gate.ok()) {
+      done(gate);
+      return;
+    }
     inner_.SubmitWrite(std::move(job), std::move(done));
   }
   absl::Status Read(sql::ReadJob job) override { return inner_.Read(std::move(job)); }
@@ -83,6 +78,19 @@ class GatedDatabase final : public sql::Database {
   }
 
  private:
+  absl::Status Gate() {
+    std::unique_lock lock(mutex_);
+    if (armed_) {
+      armed_ = false;
+      caught_ = true;
+      changed_.notify_all();
+      if (!changed_.wait_for(lock, kWaitMax, [this] { return !caught_; })) {
+        return absl::DeadlineExceededError("test gate never opened");
+      }
+    }
+    return absl::OkStatus();
+  }
+
   sql::Database& inner_;
   std::mutex mutex_;
   std::condition_variable changed_;

@@ -35,6 +35,9 @@ size_t HashToShard(const std::string& key, size_t shard_count) {
 
 }  // namespace
 
+// Fewest queued commands a shard splits over its free pipeline slots (see Run).
+constexpr size_t kPipelineSplitMin = 16;
+
 bool IsQueueFull(const absl::Status& status) {
   return absl::IsUnavailable(status) && ErrorCode(status) == std::string(kQueueFullCode);
 }
@@ -289,6 +292,11 @@ class ShardEngine::Shard {
       settled_fifo_.pop_front();
       auto at = settled_at_.find(id);
       if (at == settled_at_.end() || at->second != settled_ms) continue;  // changed since
+      if (in_flight_reservations_.contains(id)) {
+        // A batch still in flight changed it (its row may not be written yet): not now.
+        settled_fifo_.emplace_back(settled_ms, std::move(id));
+        break;
+      }
       settled_at_.erase(at);
       const Reservation* reservation = state_.FindReservation(id);
       if (reservation == nullptr) continue;
@@ -315,114 +323,227 @@ class ShardEngine::Shard {
     if (item.done) item.done(std::move(result));
   }
 
-  void Run() {
+  // A batch applied in memory and handed to the database, answered once its commit is durable.
+  struct Flight {
     std::vector<Item> batch;
+    std::vector<CommandResult> results;
+    BatchRecord record;
+    BatchView view;
+    int64_t now_ms = 0;
+    bool done = false;  // guarded by mutex_ (set by the database's callback)
+    absl::Status status;
+  };
+
+  bool FrontDone() const { return !in_flight_.empty() && in_flight_.front()->done; }
+
+  void Run() {
     const auto linger = std::chrono::microseconds(engine_.options_.batch_linger_us);
+    const size_t depth = engine_.options_.pipeline_batches;
     size_t last_batch_size = 0;
     while (true) {
+      std::vector<std::shared_ptr<Flight>> finished;
+      std::vector<Item> batch;
       {
         std::unique_lock lock(mutex_);
-        wake_.wait(lock, [this] { return !queue_.empty() || stopping_; });
-        if (queue_.empty()) return;  // stopping, and everything queued was answered
-        // Fewer commands queued than the last batch answered: most of those callers are
-        // about to submit their next command (closed loops), so wait a bounded moment for them
-        // and commit them together instead of in two batches.
-        const size_t target = std::min(last_batch_size, engine_.options_.batch_commands_max);
-        if (linger.count() > 0 && queue_.size() < target && !stopping_) {
-          linger_target_ = target;
-          wake_.wait_for(lock, linger,
-                         [this, target] { return queue_.size() >= target || stopping_; });
-          linger_target_ = 0;
-        }
-        const size_t count = std::min(queue_.size(), engine_.options_.batch_commands_max);
-        last_batch_size = count;
-        batch.clear();
-        for (size_t i = 0; i < count; ++i) {
-          batch.push_back(std::move(queue_.front()));
-          queue_.pop_front();
+        // A batch may start while fewer than `depth` are in flight, and never on top of a
+        // failed one (the shard reloads once they have all been answered).
+        auto can_start = [&] {
+          return !queue_.empty() && in_flight_.size() < depth &&
+                 (in_flight_.empty() || (!must_reload_ && !poisoned_.load()));
+        };
+        wake_.wait(lock, [&] {
+          return FrontDone() || can_start() ||
+                 (stopping_ && queue_.empty() && in_flight_.empty());
+        });
+        if (FrontDone()) {
+          while (FrontDone()) {
+            finished.push_back(std::move(in_flight_.front()));
+            in_flight_.pop_front();
+          }
+        } else if (!can_start()) {
+          return;  // stopping, and everything queued was answered
+        } else {
+          // Fewer commands queued than the last batch answered: most of those callers are
+          // about to submit their next command (closed loops), so wait a bounded moment for
+          // them and commit them together instead of in two batches.
+          const size_t target = std::min(last_batch_size, engine_.options_.batch_commands_max);
+          if (linger.count() > 0 && queue_.size() < target && !stopping_) {
+            linger_target_ = target;
+            wake_.wait_for(lock, linger, [this, target] {
+              return queue_.size() >= target || stopping_ || FrontDone();
+            });
+            linger_target_ = 0;
+          }
+          size_t count = std::min(queue_.size(), engine_.options_.batch_commands_max);
+          // Free slots in the pipeline and many commands: split them over the slots, so that
+          // closed-loop callers answered together do not stay in step behind one fsync (each
+          // group's fsync overlaps the other's statements). Few commands share one commit:
+          // below kPipelineSplitMin the commit's fixed cost outweighs the overlap.
+          if (in_flight_.size() + 1 < depth && count >= kPipelineSplitMin) {
+            const size_t parts = depth - in_flight_.size();
+            count = (count + parts - 1) / parts;
+          }
+          last_batch_size = count;
+          for (size_t i = 0; i < count; ++i) {
+            batch.push_back(std::move(queue_.front()));
+            queue_.pop_front();
+          }
         }
       }
-      ProcessBatch(batch);
+      for (size_t i = 0; i < finished.size(); ++i) {
+        Finish(*finished[i], /*last_in_flight=*/i + 1 == finished.size() && in_flight_.empty());
+      }
+      if (!batch.empty()) StartBatch(std::move(batch));
     }
   }
 
-  void ProcessBatch(std::vector<Item>& batch) {
-    std::vector<CommandResult> results;
-    results.reserve(batch.size());
-    absl::Status status = absl::OkStatus();
-    if (!healthy_) {
-      // A previous reload failed: try again before applying anything on top of stale state.
-      status = Load();
-      if (status.ok()) healthy_ = true;
+  // Applies a batch in memory and hands its rows to the database (without waiting).
+  void StartBatch(std::vector<Item> items) {
+    // Read once: a batch in flight may fail (and set it) at any moment on the database's thread.
+    const bool poisoned = poisoned_.load();
+    if (!in_flight_.empty() && poisoned) {
+      // A batch in flight failed after Run chose to start this one: it must not be applied on
+      // top of the lost effects, nor may the shard reload before the batches in flight are
+      // answered. Back to the front of the queue, in order, untouched. (If one fails after
+      // this check, this batch is applied and submitted, and its job refuses to commit.)
+      std::lock_guard lock(mutex_);
+      for (auto it = items.rbegin(); it != items.rend(); ++it) queue_.push_front(std::move(*it));
+      return;
     }
-    const int64_t now_ms = engine_.clock_.NowMs();
-    if (status.ok()) {
-      if (absl::Status faulted = FaultIn(batch, now_ms); !faulted.ok()) {
-        // Nothing was applied; what was read back is committed state and may stay. The batch
-        // may hold a location AddLocation already stored and will not send again: the next
-        // batch reloads the shard (as after a failed commit), which learns it from the database.
-        healthy_ = false;
+    auto flight = std::make_shared<Flight>();
+    flight->batch = std::move(items);
+    std::vector<Item>& batch = flight->batch;
+    if (must_reload_ || poisoned) {
+      // A batch was not committed, a read-back failed, or a reload did: back to what is
+      // durable before applying anything. Only ever with nothing in flight (must_reload_ holds
+      // Run back until then; a poisoned shard with batches in flight requeued above).
+      if (absl::Status reload = Load(); !reload.ok()) {
+        must_reload_ = true;
         absl::Status answer = absl::UnavailableError(fmt::format(
-            "inventory batch not applied: fault-in read failed: {}", faulted.ToString()));
+            "inventory batch not applied: the shard could not reload its state: {}",
+            reload.ToString()));
         for (Item& item : batch) Reject(std::move(item), answer);
         return;
       }
+      must_reload_ = false;
+      failed_seen_ = false;
+      poisoned_.store(false);
     }
-    BatchRecord record;
-    if (status.ok()) {
-      for (Item& item : batch) {
-        results.push_back(Apply(item.work, now_ms));
-        const std::vector<LedgerEntry>& entries = results.back().entries;
-        record.entries.insert(record.entries.end(), entries.begin(), entries.end());
-      }
-      InventoryState::Changes changes = state_.TakeChanges();
-      for (const StockKey& key : changes.stock) record.stock.push_back(*state_.FindStock(key));
-      // Only reservations stored before migration 0005 have line rows to delete; the shard
-      // learnt which at load and forgets each once a committed batch rewrote it.
-      record.legacy_lines.emplace();
-      for (const ReservationId& id : changes.reservations) {
-        record.reservations.push_back(*state_.FindReservation(id));
-        if (legacy_lines_.contains(id)) record.legacy_lines->push_back(id);
-      }
-      std::sort(record.legacy_lines->begin(), record.legacy_lines->end());
-      if (engine_.options_.verify_invariants_each_batch) {
-        if (absl::Status check = state_.CheckInvariants(); !check.ok()) {
-          std::fprintf(stderr, "inventory shard %zu: invariant broken: %s\n", index_,
-                       check.ToString().c_str());
-          std::abort();
-        }
-      }
-      const auto& hook = engine_.options_.batch_hook;
-      bool has_command = false;
-      for (const Item& item : batch) {
-        if (std::holds_alternative<Command>(item.work)) has_command = true;
-      }
-      // A batch of refused commands changes no rows but still has events to publish and queue
-      // rows to consume, so the hook gets a transaction whenever the batch held a command.
-      if (!record.empty() || (hook && has_command)) {
-        BatchView view;
-        if (hook) view = MakeView(batch, results, record, now_ms);
-        status = engine_.db_.Write([&record, &hook, &view](sql::Transaction& transaction) {
-          if (absl::Status written = InventoryStore::WriteBatch(transaction, record);
-              !written.ok()) {
-            return written;
-          }
-          return hook ? hook(transaction, view) : absl::OkStatus();
-        });
-      }
-    }
-    if (!status.ok()) {
-      commit_failures.fetch_add(1);
-      // Roll the in-memory state back to what is durable.
-      absl::Status reload = Load();
-      healthy_ = reload.ok();
-      absl::Status answer = absl::UnavailableError(
-          fmt::format("inventory batch not committed: {}", status.ToString()));
+    const int64_t now_ms = engine_.clock_.NowMs();
+    flight->now_ms = now_ms;
+    if (absl::Status faulted = FaultIn(batch, now_ms); !faulted.ok()) {
+      // Nothing was applied; what was read back is committed state and may stay. The batch
+      // may hold a location AddLocation already stored and will not send again: the next
+      // batch reloads the shard (as after a failed commit), which learns it from the database.
+      must_reload_ = true;
+      absl::Status answer = absl::UnavailableError(fmt::format(
+          "inventory batch not applied: fault-in read failed: {}", faulted.ToString()));
       for (Item& item : batch) Reject(std::move(item), answer);
       return;
     }
-    if (record.legacy_lines.has_value()) {
-      for (const ReservationId& id : *record.legacy_lines) legacy_lines_.erase(id);
+    BatchRecord& record = flight->record;
+    std::vector<CommandResult>& results = flight->results;
+    results.reserve(batch.size());
+    for (Item& item : batch) {
+      results.push_back(Apply(item.work, now_ms));
+      const std::vector<LedgerEntry>& entries = results.back().entries;
+      record.entries.insert(record.entries.end(), entries.begin(), entries.end());
+    }
+    InventoryState::Changes changes = state_.TakeChanges();
+    for (const StockKey& key : changes.stock) record.stock.push_back(*state_.FindStock(key));
+    // Only reservations stored before migration 0005 have line rows to delete; the shard
+    // learnt which at load and forgets each once a committed batch rewrote it.
+    record.legacy_lines.emplace();
+    for (const ReservationId& id : changes.reservations) {
+      record.reservations.push_back(*state_.FindReservation(id));
+      if (legacy_lines_.contains(id)) record.legacy_lines->push_back(id);
+      ++in_flight_reservations_[id];  // kept resident until this batch is answered
+    }
+    std::sort(record.legacy_lines->begin(), record.legacy_lines->end());
+    if (engine_.options_.verify_invariants_each_batch) {
+      if (absl::Status check = state_.CheckInvariants(); !check.ok()) {
+        std::fprintf(stderr, "inventory shard %zu: invariant broken: %s\n", index_,
+                     check.ToString().c_str());
+        std::abort();
+      }
+    }
+    const auto& hook = engine_.options_.batch_hook;
+    bool has_command = false;
+    for (const Item& item : batch) {
+      if (std::holds_alternative<Command>(item.work)) has_command = true;
+    }
+    if (in_flight_.empty()) failed_batches_base_ = engine_.db_.stats().batches_failed;
+    in_flight_.push_back(flight);
+    // A batch of refused commands changes no rows but still has events to publish and queue
+    // rows to consume, so the hook gets a transaction whenever the batch held a command.
+    if (record.empty() && !(hook && has_command)) {
+      // Nothing to write; still answered after the batches before it (its answers may rest on
+      // their effects).
+      std::lock_guard lock(mutex_);
+      flight->done = true;
+      return;
+    }
+    if (hook) flight->view = MakeView(batch, results, record, now_ms);
+    const int64_t failed_base = failed_batches_base_;
+    engine_.db_.SubmitWrite(
+        [this, flight, failed_base](sql::Transaction& transaction) -> absl::Status {
+          // This batch was applied on top of the ones before it: if one of them was not
+          // committed, neither may this one be.
+          if (poisoned_.load() || engine_.db_.stats().batches_failed != failed_base) {
+            poisoned_.store(true);
+            return absl::AbortedError("an earlier batch of this shard was not committed");
+          }
+          absl::Status written = InventoryStore::WriteBatch(transaction, flight->record);
+          const auto& batch_hook = engine_.options_.batch_hook;
+          if (written.ok() && batch_hook) written = batch_hook(transaction, flight->view);
+          if (!written.ok()) poisoned_.store(true);
+          return written;
+        },
+        [this, flight](absl::Status status) {
+          if (!status.ok()) poisoned_.store(true);
+          {
+            std::lock_guard lock(mutex_);
+            flight->status = std::move(status);
+            flight->done = true;
+          }
+          wake_.notify_one();
+        });
+  }
+
+  // Answers a batch whose commit is durable, or failed (in batch order). `last_in_flight`: no
+  // batch is in flight behind it.
+  void Finish(Flight& flight, bool last_in_flight) {
+    std::vector<Item>& batch = flight.batch;
+    for (const Reservation& reservation : flight.record.reservations) {
+      auto it = in_flight_reservations_.find(reservation.id);
+      if (it != in_flight_reservations_.end() && --it->second == 0) {
+        in_flight_reservations_.erase(it);
+      }
+    }
+    if (!flight.status.ok() || failed_seen_) {
+      // Not committed, or applied on top of one that was not (even a batch with nothing to
+      // write: its answers may rest on the lost effects). The in-memory state is ahead of the
+      // database: the shard reloads before its next batch, once every batch in flight has
+      // been answered.
+      if (!flight.status.ok()) commit_failures.fetch_add(1);
+      failed_seen_ = true;
+      must_reload_ = true;
+      if (last_in_flight && Load().ok()) {
+        // Rolled back to what is durable before answering (a failed reload is retried by the
+        // next batch).
+        must_reload_ = false;
+        failed_seen_ = false;
+        poisoned_.store(false);
+      }
+      absl::Status answer = absl::UnavailableError(fmt::format(
+          "inventory batch not committed: {}",
+          flight.status.ok() ? "an earlier batch of this shard was not committed"
+                             : flight.status.ToString()));
+      for (Item& item : batch) Reject(std::move(item), answer);
+      return;
+    }
+    if (flight.record.legacy_lines.has_value()) {
+      for (const ReservationId& id : *flight.record.legacy_lines) legacy_lines_.erase(id);
     }
     batches_committed.fetch_add(1);
     commands_applied.fetch_add(static_cast<int64_t>(batch.size()));
@@ -432,13 +553,13 @@ class ShardEngine::Shard {
     }
     // Durable now: settled reservations start (or restart) their retention, and those due go
     // (bounded work, done before answering so the stats a caller reads next include it).
-    for (const Reservation& reservation : record.reservations) {
-      if (IsSettled(reservation.state)) NoteSettled(reservation.id, now_ms);
+    for (const Reservation& reservation : flight.record.reservations) {
+      if (IsSettled(reservation.state)) NoteSettled(reservation.id, flight.now_ms);
     }
-    EvictDue(now_ms);
+    EvictDue(flight.now_ms);
     UpdateGauges();
     for (size_t i = 0; i < batch.size(); ++i) {
-      if (batch[i].done) batch[i].done(std::move(results[i]));
+      if (batch[i].done) batch[i].done(std::move(flight.results[i]));
     }
   }
 
@@ -575,7 +696,21 @@ class ShardEngine::Shard {
   // again has a newer entry; settled_at_ tells which entry is current). Writer thread only.
   std::deque<std::pair<int64_t, ReservationId>> settled_fifo_;
   absl::flat_hash_map<ReservationId, int64_t> settled_at_;
-  bool healthy_ = true;  // false after a failed reload
+  // The in-memory state may be ahead of the database (a batch not committed, a failed
+  // read-back or reload): the next batch reloads first. Writer thread only.
+  bool must_reload_ = false;
+  // A batch not committed has been answered: the ones after it (in flight before the reload)
+  // are refused too. Writer thread only.
+  bool failed_seen_ = false;
+  // Batches handed to the database, oldest first (writer thread only; `done` under mutex_).
+  std::deque<std::shared_ptr<Flight>> in_flight_;
+  // Reservations changed by a batch in flight, and how many such batches (not evicted then).
+  absl::flat_hash_map<ReservationId, int> in_flight_reservations_;
+  // Set when a batch was not committed: the batches after it fail, and none starts until the
+  // shard has reloaded. Read by the database's writer thread in the batches' jobs.
+  std::atomic<bool> poisoned_{false};
+  // WriteStats::batches_failed when the oldest batch in flight was handed over.
+  int64_t failed_batches_base_ = 0;
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<Item> queue_;

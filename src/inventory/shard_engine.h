@@ -12,6 +12,13 @@
 // reloads its state from the database and every command of the batch is answered with the
 // error: nothing is acknowledged that is not durable.
 //
+// Pipelining (EngineOptions::pipeline_batches): the writer hands a batch to the database
+// without waiting and goes on with the next, applied on top of it; batches are answered in
+// order, each once its own commit is durable. A batch built on one that was not committed
+// refuses to commit (the failed batch's job marks the shard poisoned, a failed COMMIT shows in
+// WriteStats::batches_failed), every batch after a failed one is answered with an error, and
+// the shard reloads once none is in flight.
+//
 // Routing: stock commands by SKU; Reserve by its lines' SKUs, which must all fall in one
 // shard (with shard_count = 1, the embedded default, they always do; a cross-shard reserve is
 // refused with FailedPrecondition — a two-phase reserve is future work), except that a Reserve
@@ -97,6 +104,14 @@ struct EngineOptions {
   // answered; sharing one commit costs less CPU per command than splitting them over two. The
   // trade-off: a command can wait this much longer when fewer callers come back. 0: never.
   int64_t batch_linger_us = 200;
+  // Batches a shard may have written and not yet durable at once (>= 1). With 2, the shard
+  // applies and writes its next batch while the previous one's commit is being made durable
+  // (with SqliteOptions::deferred_sync its fsync overlaps the next batch's statements); every
+  // answer still waits for its own batch's durable commit, and batches are answered in order.
+  // With free slots and at least 16 commands queued, the shard splits them over the slots,
+  // so that closed-loop callers answered together form groups whose commits overlap instead
+  // of all waiting behind one fsync. 1: one batch at a time.
+  size_t pipeline_batches = 2;
   // Most reservations one shard expires per sweep.
   size_t expire_per_sweep_max = 10'000;
   // Background sweeper period (real time); 0 disables it, SweepExpired() still works.

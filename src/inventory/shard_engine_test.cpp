@@ -37,18 +37,7 @@ class FaultyDatabase final : public sql::Database {
   explicit FaultyDatabase(sql::Database& inner) : inner_(inner) {}
   absl::Status Write(sql::WriteJob job) override {
     if (fail_writes.load()) return absl::UnavailableError("injected: disk on fire");
-    {
-      // While held, a write waits here (the engine's writer stalls as on a slow disk).
-      std::unique_lock lock(gate_mutex_);
-      ++writes_entered_;
-      gate_.notify_all();
-      bool held = hold_writes_;
-      if (!held && std::exchange(hold_next_write_, false)) held = holding_one_ = true;
-      if (held &&
-          !gate_.wait_for(lock, kWaitMax, [this] { return !hold_writes_ && !holding_one_; })) {
-        return absl::DeadlineExceededError("test gate never opened");
-      }
-    }
+    if (absl::Status gate = Gate(); !gate.ok()) return gate;
     return inner_.Write(std::move(job));
   }
   void HoldWrites() {
@@ -81,6 +70,10 @@ class FaultyDatabase final : public sql::Database {
       done(absl::UnavailableError("injected: disk on fire"));
       return;
     }
+    if (absl::Status gate = Gate(); !gate.ok()) {
+      done(gate);
+      return;
+    }
     inner_.SubmitWrite(std::move(job), std::move(done));
   }
   absl::Status Read(sql::ReadJob job) override {
@@ -98,6 +91,21 @@ class FaultyDatabase final : public sql::Database {
   std::atomic<bool> fail_reads{false};
 
  private:
+  // While held, a write waits here: the engine's writer thread, which hands its batches over,
+  // stalls as behind a slow disk.
+  absl::Status Gate() {
+    std::unique_lock lock(gate_mutex_);
+    ++writes_entered_;
+    gate_.notify_all();
+    bool held = hold_writes_;
+    if (!held && std::exchange(hold_next_write_, false)) held = holding_one_ = true;
+    if (held &&
+        !gate_.wait_for(lock, kWaitMax, [this] { return !hold_writes_ && !holding_one_; })) {
+      return absl::DeadlineExceededError("test gate never opened");
+    }
+    return absl::OkStatus();
+  }
+
   sql::Database& inner_;
   std::mutex gate_mutex_;
   std::condition_variable gate_;
@@ -1019,6 +1027,97 @@ TEST_F(ShardEngineTest, ConcurrentHammering) {
 
 namespace emporium::inventory {
 namespace {
+
+// Batches in flight build on each other (pipeline_batches = 2, with the deferred sync): when
+// one is not committed, the ones applied after it are refused too, the shard reloads, and every
+// acknowledged reservation, and only those, is durable. Bursts of reserves with a failing
+// batch among them, many rounds.
+TEST_F(ShardEngineTest, AFailedBatchFailsTheBatchesAppliedAfterItAndNothingElse) {
+  engine_.reset();
+  db_->Close();
+  sql::SqliteOptions db_options;
+  db_options.path = dir_.File("pipelined.db");
+  db_options.name = "pipelined";
+  db_options.deferred_sync = true;
+  auto opened = sql::OpenSqlite(db_options);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  db_ = std::move(*opened);
+  store_ = std::make_unique<InventoryStore>(*db_);
+  ASSERT_TRUE(store_->Migrate(clock_).ok());
+  // The hook fails the batch holding the Adjust referenced "poison" (its job is rolled back).
+  EngineOptions options;
+  options.verify_invariants_each_batch = true;
+  options.pipeline_batches = 2;
+  options.batch_hook = [](sql::Transaction&, const BatchView& view) -> absl::Status {
+    for (const AppliedCommand& applied : view.applied) {
+      const auto* adjust = std::get_if<cmd::Adjust>(applied.command);
+      if (adjust != nullptr && adjust->reference == "poison") {
+        return absl::UnavailableError("injected: the batch with the poison");
+      }
+    }
+    return absl::OkStatus();
+  };
+  auto engine = ShardEngine::Start(*db_, clock_, options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  engine_ = std::move(*engine);
+  ASSERT_TRUE(engine_->AddLocation({LocationId("w1"), "eu", ""}).ok());
+  constexpr int64_t kStock = 100'000;
+  Receive("a", "w1", kStock);
+
+  int64_t acknowledged = 0;  // units reserved and acknowledged
+  int64_t refused = 0;
+  for (int round = 0; round < 20; ++round) {
+    constexpr int kBurst = 120;
+    auto answered = std::make_shared<Latch>(kBurst + 1);
+    auto ok = std::make_shared<std::atomic<int64_t>>(0);
+    auto failed = std::make_shared<std::atomic<int64_t>>(0);
+    for (int i = 0; i <= kBurst; ++i) {
+      if (i == 30 + round * 3) {
+        engine_->Submit(cmd::Adjust{Sku("a"), LocationId("w1"), 1, "poison"},
+                        [answered, failed](CommandResult result) {
+                          EXPECT_FALSE(result.status.ok());
+                          answered->CountDown();
+                        });
+        continue;
+      }
+      engine_->Submit(cmd::Reserve{ReservationId(fmt::format("r{}-{}", round, i)),
+                                   {{Sku("a"), 1}},
+                                   "eu",
+                                   600'000},
+                      [answered, ok, failed](CommandResult result) {
+                        if (result.status.ok()) {
+                          EXPECT_EQ(std::get<ReserveOutcome>(result.outcome),
+                                    ReserveOutcome::kReserved);
+                          ok->fetch_add(1);
+                        } else {
+                          EXPECT_TRUE(absl::IsUnavailable(result.status)) << result.status;
+                          failed->fetch_add(1);
+                        }
+                        answered->CountDown();
+                      });
+    }
+    ASSERT_TRUE(answered->Wait());
+    acknowledged += ok->load();
+    refused += failed->load();
+    // Durable = acknowledged, and the shard's memory agrees (it reserves exactly the rest).
+    EXPECT_EQ(DurableStock("a", "w1").reserved, acknowledged) << "round " << round;
+  }
+  EXPECT_GT(refused, 0);  // the poison's batch-mates at least
+  EXPECT_GE(engine_->stats().commit_failures, 20);
+  ASSERT_EQ(OutcomeOf<ReserveOutcome>(Reserve("rest", "a", kStock - acknowledged)),
+            ReserveOutcome::kReserved);
+  EXPECT_EQ(OutcomeOf<ReserveOutcome>(Reserve("one-more", "a", 1)),
+            ReserveOutcome::kInsufficientStock);
+  ExpectLedgerMatchesStock();
+  // And a restart loads the same.
+  engine_->Stop();
+  engine_.reset();
+  auto restarted = ShardEngine::Start(*db_, clock_, EngineOptions{});
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  engine_ = std::move(*restarted);
+  EXPECT_EQ(OutcomeOf<ReserveOutcome>(Reserve("after-restart", "a", 1)),
+            ReserveOutcome::kInsufficientStock);
+}
 
 TEST_F(ShardEngineTest, RebuildReportsAndRepairsATamperedProjection) {
   StartEngine();

@@ -48,6 +48,11 @@ class ContextModule {
   virtual void Stop() {}
   // "" when ready, else a short reason; polled by /readyz. Must be thread-safe.
   virtual std::string ReadinessProblem() const { return ""; }
+  // Whether the context's database may make its commits durable on a sync thread behind the
+  // writer (sql::SqliteOptions::deferred_sync; the storage.deferred_sync setting): its
+  // WriteDone callbacks then run on that thread, after later batches may have committed, and
+  // must not read the database expecting to see only their own batch.
+  virtual bool SupportsDeferredSync() const { return false; }
 };
 
 }  // namespace emporium
