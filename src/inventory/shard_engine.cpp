@@ -351,17 +351,18 @@ class ShardEngine::Shard {
           return !queue_.empty() && in_flight_.size() < depth &&
                  (in_flight_.empty() || (!must_reload_ && !poisoned_.load()));
         };
-        wake_.wait(lock, [&] {
-          return FrontDone() || can_start() ||
-                 (stopping_ && queue_.empty() && in_flight_.empty());
-        });
+        auto drained = [&] { return stopping_ && queue_.empty() && in_flight_.empty(); };
+        wake_.wait(lock, [&] { return FrontDone() || can_start() || drained(); });
+        // poisoned_ changes on the database's threads without mutex_: decide on one reading.
+        const bool start = can_start();
         if (FrontDone()) {
           while (FrontDone()) {
             finished.push_back(std::move(in_flight_.front()));
             in_flight_.pop_front();
           }
-        } else if (!can_start()) {
-          return;  // stopping, and everything queued was answered
+        } else if (!start) {
+          if (drained()) return;  // stopping, and everything queued was answered
+          continue;               // a batch in flight failed meanwhile: wait for it
         } else {
           // Fewer commands queued than the last batch answered: most of those callers are
           // about to submit their next command (closed loops), so wait a bounded moment for
@@ -493,19 +494,28 @@ class ShardEngine::Shard {
             poisoned_.store(true);
             return absl::AbortedError("an earlier batch of this shard was not committed");
           }
+          // Poisoned on every way out but success, a throw included (the database turns it
+          // into this job's error and commits the jobs after it).
+          struct PoisonUnlessWritten {
+            std::atomic<bool>& poisoned;
+            bool written = false;
+            ~PoisonUnlessWritten() {
+              if (!written) poisoned.store(true);
+            }
+          } guard{poisoned_};
           absl::Status written = InventoryStore::WriteBatch(transaction, flight->record);
           const auto& batch_hook = engine_.options_.batch_hook;
           if (written.ok() && batch_hook) written = batch_hook(transaction, flight->view);
-          if (!written.ok()) poisoned_.store(true);
+          guard.written = written.ok();
           return written;
         },
         [this, flight](absl::Status status) {
           if (!status.ok()) poisoned_.store(true);
-          {
-            std::lock_guard lock(mutex_);
-            flight->status = std::move(status);
-            flight->done = true;
-          }
+          // Notified under the lock: once the shard sees `done` it may finish, stop and be
+          // destroyed, so nothing here may touch it after unlocking.
+          std::lock_guard lock(mutex_);
+          flight->status = std::move(status);
+          flight->done = true;
           wake_.notify_one();
         });
   }
@@ -734,6 +744,7 @@ absl::StatusOr<std::unique_ptr<ShardEngine>> ShardEngine::Start(sql::Database& d
       options.expire_per_sweep_max == 0 || options.sweep_interval_ms < 0 ||
       options.batch_linger_us < 0 || options.batch_linger_us > kBatchLingerMaxUs ||
       options.settled_retention_ms < 0 || options.evict_per_batch_max == 0 ||
+      options.pipeline_batches == 0 ||
       options.evicted_hash_bits < 1 || options.evicted_hash_bits > 64) {
     return absl::InvalidArgumentError("inventory engine: bad options");
   }

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -1044,7 +1045,8 @@ TEST_F(ShardEngineTest, AFailedBatchFailsTheBatchesAppliedAfterItAndNothingElse)
   db_ = std::move(*opened);
   store_ = std::make_unique<InventoryStore>(*db_);
   ASSERT_TRUE(store_->Migrate(clock_).ok());
-  // The hook fails the batch holding the Adjust referenced "poison" (its job is rolled back).
+  // The hook fails the batch holding the Adjust referenced "poison" (its job is rolled back),
+  // or throws for "poison-throw" (the database turns the throw into the job's error).
   EngineOptions options;
   options.verify_invariants_each_batch = true;
   options.pipeline_batches = 2;
@@ -1053,6 +1055,9 @@ TEST_F(ShardEngineTest, AFailedBatchFailsTheBatchesAppliedAfterItAndNothingElse)
       const auto* adjust = std::get_if<cmd::Adjust>(applied.command);
       if (adjust != nullptr && adjust->reference == "poison") {
         return absl::UnavailableError("injected: the batch with the poison");
+      }
+      if (adjust != nullptr && adjust->reference == "poison-throw") {
+        throw std::runtime_error("injected: the batch with the poison throws");
       }
     }
     return absl::OkStatus();
@@ -1073,7 +1078,8 @@ TEST_F(ShardEngineTest, AFailedBatchFailsTheBatchesAppliedAfterItAndNothingElse)
     auto failed = std::make_shared<std::atomic<int64_t>>(0);
     for (int i = 0; i <= kBurst; ++i) {
       if (i == 30 + round * 3) {
-        engine_->Submit(cmd::Adjust{Sku("a"), LocationId("w1"), 1, "poison"},
+        engine_->Submit(cmd::Adjust{Sku("a"), LocationId("w1"), 1,
+                                    round % 2 == 0 ? "poison" : "poison-throw"},
                         [answered, failed](CommandResult result) {
                           EXPECT_FALSE(result.status.ok());
                           answered->CountDown();

@@ -414,6 +414,16 @@ class SqliteDatabase final : public Database {
 
   absl::Status Start() {
     ASSIGN_OR_RETURN(writer_, Connection::Open(options_, ConnectionRole::kWriter));
+    if (options_.deferred_sync) {
+      // The WAL as SQLite names it (absolute, symbolic links resolved), not a guess from
+      // options_.path: syncing another file would acknowledge writes that are not durable.
+      const char* wal = sqlite3_filename_wal(sqlite3_db_filename(writer_->db(), "main"));
+      if (wal == nullptr || *wal == '\0') {
+        return absl::UnavailableError(
+            fmt::format("sql: cannot name the WAL file of {}", options_.path));
+      }
+      wal_path_ = wal;
+    }
     for (int i = 0; i < options_.reader_count; ++i) {
       ASSIGN_OR_RETURN(auto reader, Connection::Open(options_, ConnectionRole::kReader));
       free_readers_.push_back(reader.get());
@@ -594,8 +604,9 @@ class SqliteDatabase final : public Database {
     if (options_.deferred_sync) {
       // Take the snapshot now, then wait until every commit it may hold is durable: a commit
       // counts itself in commit_gen_ before it becomes visible, so reading the count after the
-      // snapshot covers it. (On the sync thread itself, inside a WriteDone, waiting would wait
-      // on itself; the batch being answered is durable already.)
+      // snapshot covers it. On the sync thread itself (a Read() inside a WriteDone, which no
+      // caller does today) waiting would wait on itself, so such a read may see a later commit
+      // whose sync is still to come.
       absl::Status snapshot = connection.Exec("SELECT 1 FROM sqlite_schema LIMIT 1");
       if (!snapshot.ok()) {
         (void)connection.Exec("ROLLBACK");
@@ -811,10 +822,9 @@ class SqliteDatabase final : public Database {
   // recovery at the next start keeps what reached the disk.
   void SyncWal() {
     if (wal_fd_ < 0) {
-      const std::string wal = options_.path + "-wal";
-      wal_fd_ = ::open(wal.c_str(), O_WRONLY | O_CLOEXEC);
+      wal_fd_ = ::open(wal_path_.c_str(), O_WRONLY | O_CLOEXEC);
       if (wal_fd_ < 0) {
-        std::fprintf(stderr, "emporium::sql: cannot open %s to sync it\n", wal.c_str());
+        std::fprintf(stderr, "emporium::sql: cannot open %s to sync it\n", wal_path_.c_str());
         std::abort();
       }
     }
@@ -883,6 +893,7 @@ class SqliteDatabase final : public Database {
   bool sync_stopping_ = false;          // guarded by sync_mu_
   std::atomic<uint64_t> commit_gen_{0};   // commits begun (counted before they are visible)
   std::atomic<uint64_t> durable_gen_{0};  // commits known durable
+  std::string wal_path_;                  // set by Start()
   int wal_fd_ = -1;                       // sync thread only (and Close after it stopped)
   std::thread sync_thread_;
   std::thread::id sync_thread_id_;

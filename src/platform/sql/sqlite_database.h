@@ -65,10 +65,12 @@ struct SqliteOptions {
   // Deferred sync: the writer commits without waiting for the disk (synchronous=NORMAL) and
   // goes on with the next batch while a sync thread makes the WAL durable (fdatasync) behind
   // it, so one batch's fsync overlaps the next batch's statements. Nothing is weakened: a
-  // job's WriteDone (and Write()'s return) and the commit listeners still run only once its
-  // batch is durable, in commit order, and a Read() never sees a commit that is not durable
-  // (it waits for the sync in flight, at most one fsync). Checkpoints still fsync the WAL
-  // before copying it and the database file after (SQLite does so at NORMAL).
+  // job's WriteDone (and Write()'s return) still runs only once its batch is durable, in
+  // commit order (on the sync thread), and a Read() never sees a commit that is not durable
+  // (it waits for the syncs that cover its snapshot, the one in flight and at most the next).
+  // Commit listeners run on the writer right after each commit, as without it: what they wake
+  // reads through Read(). Checkpoints still fsync the WAL before copying it and the database
+  // file after (SQLite does so at NORMAL). A failed fdatasync aborts the process.
   bool deferred_sync = false;
   // Tests: runs on the sync thread after each fdatasync, before the batches it covered are
   // acknowledged (holding it keeps a committed batch unacknowledged).
