@@ -119,6 +119,20 @@ TEST(ConfigTest, InventorySettledRetentionIsBounded) {
   EXPECT_EQ(ErrorParam(config.status()), "inventory.settled_retention_s");
 }
 
+TEST(ConfigTest, DeferredSyncIsOnByDefaultAndTakesZeroOrOne) {
+  EXPECT_EQ(LoadConfig(ConfigSources{})->database_deferred_sync, 1);
+  ConfigSources off;
+  off.toml_text = "[storage]\ndeferred_sync = 0\n";
+  absl::StatusOr<Config> config = LoadConfig(off);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->database_deferred_sync, 0);
+  ConfigSources two;
+  two.overrides = {"storage.deferred_sync=2"};
+  config = LoadConfig(two);
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(ErrorParam(config.status()), "storage.deferred_sync");
+}
+
 TEST(ConfigTest, WriterCacheIsBoundedInMebibytes) {
   EXPECT_EQ(LoadConfig(ConfigSources{})->database_writer_cache_mib, 64);
   ConfigSources sources;
