@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
@@ -56,5 +57,7 @@ bool IsValidUtf8(std::string_view text);
 // passed through; invalid UTF-8 goes through the DOM, whose replacement rules stay the one
 // definition of how such input is repaired). For hot paths that format JSON without a DOM.
 void AppendJsonString(std::string& out, std::string_view text);
+// Appends `items` as a JSON array of strings, each as AppendJsonString writes it.
+void AppendJsonStringArray(std::string& out, const std::vector<std::string>& items);
 
 }  // namespace emporium

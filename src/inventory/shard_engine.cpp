@@ -420,9 +420,9 @@ class ShardEngine::Shard {
       // Run back until then; a poisoned shard with batches in flight requeued above).
       if (absl::Status reload = Load(); !reload.ok()) {
         must_reload_ = true;
-        absl::Status answer = absl::UnavailableError(fmt::format(
-            "inventory batch not applied: the shard could not reload its state: {}",
-            reload.ToString()));
+        absl::Status answer = absl::UnavailableError(
+            fmt::format("inventory batch not applied: the shard could not reload its state: {}",
+                        reload.ToString()));
         for (Item& item : batch) Reject(std::move(item), answer);
         return;
       }
@@ -437,8 +437,8 @@ class ShardEngine::Shard {
       // may hold a location AddLocation already stored and will not send again: the next
       // batch reloads the shard (as after a failed commit), which learns it from the database.
       must_reload_ = true;
-      absl::Status answer = absl::UnavailableError(fmt::format(
-          "inventory batch not applied: fault-in read failed: {}", faulted.ToString()));
+      absl::Status answer = absl::UnavailableError(
+          fmt::format("inventory batch not applied: fault-in read failed: {}", faulted.ToString()));
       for (Item& item : batch) Reject(std::move(item), answer);
       return;
     }
@@ -545,10 +545,10 @@ class ShardEngine::Shard {
         failed_seen_ = false;
         poisoned_.store(false);
       }
-      absl::Status answer = absl::UnavailableError(fmt::format(
-          "inventory batch not committed: {}",
-          flight.status.ok() ? "an earlier batch of this shard was not committed"
-                             : flight.status.ToString()));
+      absl::Status answer = absl::UnavailableError(
+          fmt::format("inventory batch not committed: {}",
+                      flight.status.ok() ? "an earlier batch of this shard was not committed"
+                                         : flight.status.ToString()));
       for (Item& item : batch) Reject(std::move(item), answer);
       return;
     }
@@ -744,8 +744,8 @@ absl::StatusOr<std::unique_ptr<ShardEngine>> ShardEngine::Start(sql::Database& d
       options.expire_per_sweep_max == 0 || options.sweep_interval_ms < 0 ||
       options.batch_linger_us < 0 || options.batch_linger_us > kBatchLingerMaxUs ||
       options.settled_retention_ms < 0 || options.evict_per_batch_max == 0 ||
-      options.pipeline_batches == 0 ||
-      options.evicted_hash_bits < 1 || options.evicted_hash_bits > 64) {
+      options.pipeline_batches == 0 || options.evicted_hash_bits < 1 ||
+      options.evicted_hash_bits > 64) {
     return absl::InvalidArgumentError("inventory engine: bad options");
   }
   std::unique_ptr<ShardEngine> engine(new ShardEngine(db, clock, options));

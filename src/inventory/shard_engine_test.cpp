@@ -142,6 +142,41 @@ T OutcomeOf(const CommandResult& result) {
   return outcome != nullptr ? *outcome : T{};
 }
 
+// One random command of hammering thread `t` at step `i`, on reservation ids "<prefix>t<t>-<n>":
+// reserve (twice as likely), release, allocate or cancel; with `settling` also ship, deliver,
+// return and extend, and reserves that sometimes replace an earlier reservation.
+Command RandomHammerCommand(std::mt19937& random, const std::string& prefix, int t, int i,
+                            const std::vector<std::string>& skus, bool settling) {
+  const std::string id = fmt::format("{}t{}-{}", prefix, t, random() % (i + 1));
+  const std::string sku = skus[random() % skus.size()];
+  switch (random() % (settling ? 9 : 5)) {
+    case 0:
+    case 1: {
+      // Braced initialization evaluates left to right: the draws keep their order.
+      cmd::Reserve reserve{ReservationId(fmt::format("{}t{}-{}", prefix, t, i)),
+                           {{Sku(sku), 1 + static_cast<int64_t>(random() % 3)}},
+                           random() % 2 ? "eu" : "us",
+                           1 + static_cast<int64_t>(random() % 2000)};
+      if (settling && random() % 3 == 0) reserve.replaces = ReservationId(id);
+      return reserve;
+    }
+    case 2:
+      return cmd::Release{ReservationId(id)};
+    case 3:
+      return cmd::Allocate{ReservationId(id), OrderId("o" + id)};
+    case 4:
+      return cmd::CancelAllocation{OrderId("o" + id)};
+    case 5:
+      return cmd::Ship{OrderId("o" + id), "s" + id, {{Sku(sku), 1}}};
+    case 6:
+      return cmd::Deliver{OrderId("o" + id)};
+    case 7:
+      return cmd::Return{OrderId("o" + id), "ret" + id, {{Sku(sku), 1}}};
+    default:
+      return cmd::Extend{ReservationId(id), 1000};
+  }
+}
+
 class ShardEngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -975,27 +1010,7 @@ TEST_F(ShardEngineTest, ConcurrentHammering) {
     threads.emplace_back([&, t] {
       std::mt19937 random(static_cast<unsigned>(t) + 7);
       for (int i = 0; i < kOpsPerThread; ++i) {
-        const std::string id = fmt::format("t{}-{}", t, random() % (i + 1));
-        const std::string sku = skus[random() % skus.size()];
-        Command command = cmd::Release{ReservationId(id)};
-        switch (random() % 5) {
-          case 0:
-          case 1:
-            command = cmd::Reserve{ReservationId(fmt::format("t{}-{}", t, i)),
-                                   {{Sku(sku), 1 + static_cast<int64_t>(random() % 3)}},
-                                   random() % 2 ? "eu" : "us",
-                                   1 + static_cast<int64_t>(random() % 2000)};
-            break;
-          case 2:
-            command = cmd::Release{ReservationId(id)};
-            break;
-          case 3:
-            command = cmd::Allocate{ReservationId(id), OrderId("o" + id)};
-            break;
-          case 4:
-            command = cmd::CancelAllocation{OrderId("o" + id)};
-            break;
-        }
+        Command command = RandomHammerCommand(random, "", t, i, skus, /*settling=*/false);
         engine_->Submit(std::move(command), [&](CommandResult result) {
           if (!result.status.ok()) errors.fetch_add(1);
           if (const auto* outcome = std::get_if<ReserveOutcome>(&result.outcome);
@@ -1078,29 +1093,27 @@ TEST_F(ShardEngineTest, AFailedBatchFailsTheBatchesAppliedAfterItAndNothingElse)
     auto failed = std::make_shared<std::atomic<int64_t>>(0);
     for (int i = 0; i <= kBurst; ++i) {
       if (i == 30 + round * 3) {
-        engine_->Submit(cmd::Adjust{Sku("a"), LocationId("w1"), 1,
-                                    round % 2 == 0 ? "poison" : "poison-throw"},
-                        [answered, failed](CommandResult result) {
-                          EXPECT_FALSE(result.status.ok());
-                          answered->CountDown();
-                        });
+        engine_->Submit(
+            cmd::Adjust{Sku("a"), LocationId("w1"), 1, round % 2 == 0 ? "poison" : "poison-throw"},
+            [answered, failed](CommandResult result) {
+              EXPECT_FALSE(result.status.ok());
+              answered->CountDown();
+            });
         continue;
       }
-      engine_->Submit(cmd::Reserve{ReservationId(fmt::format("r{}-{}", round, i)),
-                                   {{Sku("a"), 1}},
-                                   "eu",
-                                   600'000},
-                      [answered, ok, failed](CommandResult result) {
-                        if (result.status.ok()) {
-                          EXPECT_EQ(std::get<ReserveOutcome>(result.outcome),
-                                    ReserveOutcome::kReserved);
-                          ok->fetch_add(1);
-                        } else {
-                          EXPECT_TRUE(absl::IsUnavailable(result.status)) << result.status;
-                          failed->fetch_add(1);
-                        }
-                        answered->CountDown();
-                      });
+      engine_->Submit(
+          cmd::Reserve{
+              ReservationId(fmt::format("r{}-{}", round, i)), {{Sku("a"), 1}}, "eu", 600'000},
+          [answered, ok, failed](CommandResult result) {
+            if (result.status.ok()) {
+              EXPECT_EQ(std::get<ReserveOutcome>(result.outcome), ReserveOutcome::kReserved);
+              ok->fetch_add(1);
+            } else {
+              EXPECT_TRUE(absl::IsUnavailable(result.status)) << result.status;
+              failed->fetch_add(1);
+            }
+            answered->CountDown();
+          });
     }
     ASSERT_TRUE(answered->Wait());
     acknowledged += ok->load();
@@ -1778,40 +1791,7 @@ TEST_F(ShardEngineTest, ConcurrentHammeringWithConstantEviction) {
       threads.emplace_back([&, t] {
         std::mt19937 random(static_cast<unsigned>(t) + 11);
         for (int i = 0; i < kOpsPerThread; ++i) {
-          const std::string id = fmt::format("{}t{}-{}", run, t, random() % (i + 1));
-          const std::string sku = skus[random() % skus.size()];
-          Command command = cmd::Release{ReservationId(id)};
-          switch (random() % 9) {
-            case 0:
-            case 1:
-              command = cmd::Reserve{ReservationId(fmt::format("{}t{}-{}", run, t, i)),
-                                     {{Sku(sku), 1 + static_cast<int64_t>(random() % 3)}},
-                                     random() % 2 ? "eu" : "us",
-                                     1 + static_cast<int64_t>(random() % 2000),
-                                     random() % 3 == 0 ? ReservationId(id) : ReservationId()};
-              break;
-            case 2:
-              command = cmd::Release{ReservationId(id)};
-              break;
-            case 3:
-              command = cmd::Allocate{ReservationId(id), OrderId("o" + id)};
-              break;
-            case 4:
-              command = cmd::CancelAllocation{OrderId("o" + id)};
-              break;
-            case 5:
-              command = cmd::Ship{OrderId("o" + id), "s" + id, {{Sku(sku), 1}}};
-              break;
-            case 6:
-              command = cmd::Deliver{OrderId("o" + id)};
-              break;
-            case 7:
-              command = cmd::Return{OrderId("o" + id), "ret" + id, {{Sku(sku), 1}}};
-              break;
-            case 8:
-              command = cmd::Extend{ReservationId(id), 1000};
-              break;
-          }
+          Command command = RandomHammerCommand(random, run, t, i, skus, /*settling=*/true);
           // Closed loops (each caller waits for its answer): many small batches, so the
           // reservations settled by one are evicted before the next names them.
           if (!engine_->Execute(std::move(command)).status.ok()) errors.fetch_add(1);

@@ -79,15 +79,6 @@ void AppendLinesText(std::string& out, const std::vector<PricedLine>& lines) {
   out += ']';
 }
 
-void AppendStringArrayText(std::string& out, const std::vector<std::string>& items) {
-  out += '[';
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (i > 0) out += ',';
-    AppendJsonString(out, items[i]);
-  }
-  out += ']';
-}
-
 void AppendStringOrNullText(std::string& out, const std::string& text) {
   if (text.empty()) {
     out += "null";
@@ -699,7 +690,7 @@ std::string CartJsonText(const CartView& view) {
   out += "\"id\":";
   AppendJsonString(out, cart.reservation_id);
   out += ",\"short_skus\":";
-  AppendStringArrayText(out, cart.reservation_short_skus);
+  AppendJsonStringArray(out, cart.reservation_short_skus);
   out += ",\"status\":";
   AppendJsonString(out, CartReservationName(cart.reservation));
   out += "},\"shipping_address\":";
@@ -750,7 +741,7 @@ std::string OrderJsonText(const Order& order) {
   out += "},\"shipping_address\":";
   out += DumpJson(order.shipping_address);
   out += ",\"short_skus\":";
-  AppendStringArrayText(out, saga.short_skus);
+  AppendJsonStringArray(out, saga.short_skus);
   out += ",\"state\":";
   AppendJsonString(out, OrderStateName(order.state()));
   out += ",\"totals\":{\"grand_total\":";

@@ -20,10 +20,11 @@ constexpr std::string_view kCartColumns =
     "id, customer_id, currency, region, email, shipping_address, status, lines_version, "
     "reservation_id, reservation_status, reservation_expires_at_ms, reservation_short_skus, "
     "order_id, version, created_at_ms, updated_at_ms, account_id";
+// Columns in the order of CartValues, then the guest e-mail index's three (see kUpdateCart).
 constexpr std::string_view kInsertCart =
-    "INSERT INTO carts (id, customer_id, currency, region, email, shipping_address, status, "
-    "lines_version, reservation_id, reservation_status, reservation_expires_at_ms, "
-    "reservation_short_skus, order_id, version, created_at_ms, updated_at_ms, account_id) "
+    "INSERT INTO carts (id, customer_id, currency, region, shipping_address, lines_version, "
+    "reservation_id, reservation_status, reservation_expires_at_ms, reservation_short_skus, "
+    "order_id, version, created_at_ms, updated_at_ms, email, status, account_id) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 // The columns of the guest e-mail index (email, status, account_id) are written by a second
 // statement, and only when one of them differs from the row: SQLite rewrites a row's entry in
@@ -150,13 +151,12 @@ Json ParseStoredJson(const std::string& text) {
   return json.ok() ? *json : Json::object();
 }
 
+// The cart row's columns outside the guest e-mail index, in kUpdateCart's order.
 std::vector<Value> CartValues(const Cart& cart) {
   return {cart.customer_id,
           cart.currency,
           cart.region,
-          cart.email,
           DumpJson(cart.shipping_address),
-          StatusText(cart.status),
           cart.lines_version,
           cart.reservation_id,
           std::string(CartReservationName(cart.reservation)),
@@ -165,8 +165,7 @@ std::vector<Value> CartValues(const Cart& cart) {
           cart.order_id,
           cart.version,
           cart.created_at_ms,
-          cart.updated_at_ms,
-          cart.account_id};
+          cart.updated_at_ms};
 }
 
 absl::Status WriteCartLines(sql::Transaction& tx, const Cart& cart) {
@@ -330,12 +329,9 @@ std::string SagaJsonText(const SagaState& saga) {
   AppendJsonString(out, saga.reason);
   out += ",\"reservation_id\":";
   AppendJsonString(out, saga.reservation_id);
-  out += ",\"short_skus\":[";
-  for (size_t i = 0; i < saga.short_skus.size(); ++i) {
-    if (i > 0) out += ',';
-    AppendJsonString(out, saga.short_skus[i]);
-  }
-  out += "],\"step\":";
+  out += ",\"short_skus\":";
+  AppendJsonStringArray(out, saga.short_skus);
+  out += ",\"step\":";
   AppendJsonString(out, SagaStepName(saga.step));
   out += fmt::format(",\"updated_at_ms\":{}}}", saga.updated_at_ms);
   return out;
@@ -383,30 +379,21 @@ absl::StatusOr<SagaState> SagaFromText(std::string_view text) {
 absl::Status InsertCart(sql::Transaction& tx, const Cart& cart) {
   std::vector<Value> values = {cart.id};
   for (Value& value : CartValues(cart)) values.push_back(std::move(value));
+  values.push_back(cart.email);
+  values.push_back(StatusText(cart.status));
+  values.push_back(cart.account_id);
   RETURN_IF_ERROR(tx.Execute(kInsertCart, values).status());
   return WriteCartLines(tx, cart);
 }
 
 absl::Status UpdateCart(sql::Transaction& tx, const Cart& cart, CartLinesWrite lines) {
-  ASSIGN_OR_RETURN(int64_t changed,
-                   tx.Execute(kUpdateCart, {cart.customer_id,
-                                            cart.currency,
-                                            cart.region,
-                                            DumpJson(cart.shipping_address),
-                                            cart.lines_version,
-                                            cart.reservation_id,
-                                            std::string(CartReservationName(cart.reservation)),
-                                            cart.reservation_expires_at_ms,
-                                            JoinComma(cart.reservation_short_skus),
-                                            cart.order_id,
-                                            cart.version,
-                                            cart.created_at_ms,
-                                            cart.updated_at_ms,
-                                            cart.id}));
+  std::vector<Value> values = CartValues(cart);
+  values.push_back(cart.id);
+  ASSIGN_OR_RETURN(int64_t changed, tx.Execute(kUpdateCart, values));
   if (changed != 1) return absl::NotFoundError("cart not found");
-  RETURN_IF_ERROR(
-      tx.Execute(kUpdateCartIndexed, {cart.email, StatusText(cart.status), cart.account_id, cart.id})
-          .status());
+  RETURN_IF_ERROR(tx.Execute(kUpdateCartIndexed,
+                             {cart.email, StatusText(cart.status), cart.account_id, cart.id})
+                      .status());
   switch (lines) {
     case CartLinesWrite::kReplace:
       return WriteCartLines(tx, cart);
@@ -481,12 +468,12 @@ absl::Status InsertOrder(sql::Transaction& tx, const Order& order) {
 }
 
 absl::Status UpdateOrder(sql::Transaction& tx, const Order& order) {
-  ASSIGN_OR_RETURN(int64_t changed,
-                   tx.Execute(kUpdateOrder,
-                              {std::string(OrderStateName(order.state())), order.saga.reason,
-                               SagaJsonText(order.saga), std::string(SagaStepName(order.saga.step)),
-                               order.saga.deadline_ms, order.event_seq, order.version,
-                               order.updated_at_ms, order.id}));
+  ASSIGN_OR_RETURN(
+      int64_t changed,
+      tx.Execute(kUpdateOrder, {std::string(OrderStateName(order.state())), order.saga.reason,
+                                SagaJsonText(order.saga),
+                                std::string(SagaStepName(order.saga.step)), order.saga.deadline_ms,
+                                order.event_seq, order.version, order.updated_at_ms, order.id}));
   if (changed != 1) return absl::NotFoundError("order not found");
   return absl::OkStatus();
 }

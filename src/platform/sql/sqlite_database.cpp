@@ -1,6 +1,8 @@
 #include "platform/sql/sqlite_database.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -10,8 +12,6 @@
 #include <cstdlib>
 #include <deque>
 #include <exception>
-#include <fcntl.h>
-#include <unistd.h>
 #include <list>
 #include <mutex>
 #include <thread>
@@ -708,8 +708,8 @@ class SqliteDatabase final : public Database {
       // the writer goes on with the next batch meanwhile.
       {
         std::lock_guard<std::mutex> lock(sync_mu_);
-        sync_queue_.push_back(SyncItem{commit_gen_.load(), std::move(batch), std::move(outcomes),
-                                       batch_status.ok()});
+        sync_queue_.push_back(
+            SyncItem{commit_gen_.load(), std::move(batch), std::move(outcomes), batch_status.ok()});
       }
       sync_cv_.notify_one();
       batch.clear();
@@ -887,10 +887,10 @@ class SqliteDatabase final : public Database {
     bool committed = false;
   };
   std::mutex sync_mu_;
-  std::condition_variable sync_cv_;     // wakes the sync thread
-  std::condition_variable durable_cv_;  // wakes reads waiting for a sync
-  std::deque<SyncItem> sync_queue_;     // guarded by sync_mu_
-  bool sync_stopping_ = false;          // guarded by sync_mu_
+  std::condition_variable sync_cv_;       // wakes the sync thread
+  std::condition_variable durable_cv_;    // wakes reads waiting for a sync
+  std::deque<SyncItem> sync_queue_;       // guarded by sync_mu_
+  bool sync_stopping_ = false;            // guarded by sync_mu_
   std::atomic<uint64_t> commit_gen_{0};   // commits begun (counted before they are visible)
   std::atomic<uint64_t> durable_gen_{0};  // commits known durable
   std::string wal_path_;                  // set by Start()

@@ -51,10 +51,10 @@ class SqliteBackend final : public ContractBackend {
 // The whole contract holds with the fsync at commit and with the deferred sync.
 INSTANTIATE_TEST_SUITE_P(
     Sqlite, SqlContractTest,
-    ::testing::Values(
-        ContractParam{"sqlite", [] { return std::make_unique<SqliteBackend>(false); }},
-        ContractParam{"sqlite_deferred_sync",
-                      [] { return std::make_unique<SqliteBackend>(true); }}),
+    ::testing::Values(ContractParam{"sqlite",
+                                    [] { return std::make_unique<SqliteBackend>(false); }},
+                      ContractParam{"sqlite_deferred_sync",
+                                    [] { return std::make_unique<SqliteBackend>(true); }}),
     contract::ContractParamName);
 
 enum class On { kWriter, kReader };
