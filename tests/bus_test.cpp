@@ -16,6 +16,7 @@
 #include "absl/time/clock.h"
 #include "common/clock.h"
 #include "common/ids.h"
+#include "fmt/format.h"
 #include "gtest/gtest.h"
 #include "platform/bus/bus_runtime.h"
 #include "platform/bus/consumer.h"
@@ -581,6 +582,137 @@ TEST_F(BusTest, OutboxDepthGaugeAndRuntimeMisuse) {
   ASSERT_TRUE(Eventually([&] { return Unpublished(*producer) == 0; }));
   bus.Stop();
   bus.Stop();
+}
+
+// PublishAll packs two or more messages into bundle rows of at most kBundleMessagesMax: one
+// outbox row (and one index entry) per bundle, unpacked by ReadUnpublished, counted by message
+// in the depth gauge, and delivered by the relay as separate messages in publishing order.
+TEST_F(BusTest, PublishAllBundlesMessagesAndTheRelayDeliversEachInOrder) {
+  auto producer = OpenDb(dir_, "producer");
+  auto consumer_db = OpenDb(dir_, "consumer");
+  const size_t count = 2 * kBundleMessagesMax + 3;
+  std::vector<Envelope> messages;
+  for (size_t i = 0; i < count; ++i) {
+    messages.push_back(Message("seq.bundled", "k" + std::to_string(i % 3), std::to_string(i)));
+  }
+  const Envelope single = Message("seq.single", "k0", "alone");
+  ASSERT_TRUE(producer
+                  ->Write([&](sql::Transaction& tx) -> absl::Status {
+                    if (absl::Status s = bus::PublishAll(tx, messages); !s.ok()) return s;
+                    return bus::PublishAll(tx, {single});
+                  })
+                  .ok());
+  // Three bundles (64, 64, 3 messages), then the single message as a row of its own.
+  EXPECT_EQ(QueryInt(*producer, "SELECT COUNT(*) FROM outbox"), 4);
+  EXPECT_EQ(QueryInt(*producer, "SELECT COUNT(*) FROM outbox WHERE type = ? AND messages = ?",
+                     {std::string(kBundleType), static_cast<int64_t>(kBundleMessagesMax)}),
+            2);
+  EXPECT_EQ(QueryInt(*producer, "SELECT messages FROM outbox WHERE seq = 3"), 3);
+  EXPECT_EQ(QueryInt(*producer, "SELECT messages FROM outbox WHERE id = ?", {single.id}), 1);
+
+  std::vector<OutboxRow> read;
+  ASSERT_TRUE(producer
+                  ->Read([&](sql::Transaction& tx) -> absl::Status {
+                    absl::StatusOr<std::vector<OutboxRow>> rows = ReadUnpublished(tx, 1000);
+                    if (!rows.ok()) return rows.status();
+                    read = *std::move(rows);
+                    absl::StatusOr<int64_t> depth = CountUnpublished(tx);
+                    if (!depth.ok()) return depth.status();
+                    EXPECT_EQ(*depth, static_cast<int64_t>(count + 1));
+                    // Whole rows while fewer than `limit` messages were read: 2 asks for one
+                    // bundle, 65 for two.
+                    absl::StatusOr<std::vector<OutboxRow>> two = ReadUnpublished(tx, 2);
+                    absl::StatusOr<std::vector<OutboxRow>> more = ReadUnpublished(tx, 65);
+                    if (!two.ok() || !more.ok()) return absl::InternalError("limited read");
+                    EXPECT_EQ(two->size(), kBundleMessagesMax);
+                    EXPECT_EQ(more->size(), 2 * kBundleMessagesMax);
+                    absl::StatusOr<std::vector<OutboxRow>> after = ReadUnpublished(tx, 1000, 3);
+                    if (!after.ok()) return after.status();
+                    EXPECT_EQ(after->size(), 1u);
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  ASSERT_EQ(read.size(), count + 1);
+  for (size_t i = 0; i < count; ++i) {
+    EXPECT_EQ(read[i].seq, static_cast<int64_t>(1 + i / kBundleMessagesMax));
+    EXPECT_EQ(read[i].id, messages[i].id);
+    EXPECT_EQ(read[i].type, messages[i].type);
+    EXPECT_EQ(read[i].key, messages[i].key);
+    EXPECT_EQ(read[i].envelope, Serialize(messages[i]));
+  }
+  EXPECT_EQ(read.back().seq, 4);
+  EXPECT_EQ(read.back().envelope, Serialize(single));
+
+  BusRuntime bus(Options());
+  ASSERT_TRUE(bus.AddDatabase("producer", *producer).ok());
+  EXPECT_NE(metrics_.RenderPrometheus().find(
+                fmt::format("emporium_bus_outbox_depth{{db=\"producer\"}} {}", count + 1)),
+            std::string::npos)
+      << metrics_.RenderPrometheus();
+  ASSERT_TRUE(bus.Subscribe("c", *consumer_db, {"seq."}, Recorder("c")).ok());
+  ASSERT_TRUE(bus.Start().ok());
+  ASSERT_TRUE(
+      Eventually([&] { return Applied(*consumer_db, "c") == static_cast<int64_t>(count + 1); }));
+  ASSERT_TRUE(Eventually([&] { return Unpublished(*producer) == 0; }));
+  bus.Stop();
+  EXPECT_EQ(AppliedDistinct(*consumer_db, "c"), static_cast<int64_t>(count + 1));
+  // Per key, the consumer applied the messages in the order they were published.
+  for (int key = 0; key < 3; ++key) {
+    std::vector<std::string> payloads;
+    ASSERT_TRUE(consumer_db
+                    ->Read([&](sql::Transaction& tx) -> absl::Status {
+                      absl::StatusOr<sql::ResultSet> result = tx.Query(
+                          "SELECT payload FROM applied WHERE key = ? AND payload <> 'alone' "
+                          "ORDER BY rowid",
+                          {"k" + std::to_string(key)});
+                      if (!result.ok()) return result.status();
+                      for (const sql::Row& row : result->rows) payloads.push_back(row.Text(0));
+                      return absl::OkStatus();
+                    })
+                    .ok());
+    std::vector<std::string> expected;
+    for (size_t i = static_cast<size_t>(key); i < count; i += 3) {
+      expected.push_back(std::to_string(i));
+    }
+    EXPECT_EQ(payloads, expected) << "key k" << key;
+  }
+}
+
+// A bundle that does not parse, or holds another number of messages than its row says, is
+// DataLoss for the reader (the relay retries and counts errors; nothing is skipped silently).
+TEST_F(BusTest, CorruptBundleIsDataLoss) {
+  auto producer = OpenDb(dir_, "producer");
+  std::vector<Envelope> messages = {Message("a.b", "k", "1"), Message("a.b", "k", "2")};
+  ASSERT_TRUE(producer
+                  ->Write([&](sql::Transaction& tx) -> absl::Status {
+                    return bus::PublishAll(tx, messages);
+                  })
+                  .ok());
+  auto read_code = [&] {
+    absl::Status status = producer->Read(
+        [](sql::Transaction& tx) -> absl::Status { return ReadUnpublished(tx, 100).status(); });
+    return status.code();
+  };
+  EXPECT_EQ(read_code(), absl::StatusCode::kOk);
+  auto set = [&](const std::string& sql, const std::vector<sql::Value>& params) {
+    ASSERT_TRUE(producer
+                    ->Write([&](sql::Transaction& tx) -> absl::Status {
+                      return tx.Execute(sql, params).status();
+                    })
+                    .ok());
+  };
+  set("UPDATE outbox SET messages = 3", {});
+  EXPECT_EQ(read_code(), absl::StatusCode::kDataLoss);
+  set("UPDATE outbox SET messages = 2", {});
+  EXPECT_EQ(read_code(), absl::StatusCode::kOk);
+  for (const std::string& bad :
+       {std::string("emporium.bundle.v1\n"), std::string("emporium.bundle.v1\n1 2 3\nabc"),
+        std::string("emporium.bundle.v1\n1 1 1 999\nabc{}"),
+        std::string("emporium.bundle.v1\n1 1 1 x\nabc{}"),
+        std::string("emporium.bundle.v1\n1 1 1 2 3\nabc{}")}) {
+    set("UPDATE outbox SET envelope = ?", {sql::Blob{bad}});
+    EXPECT_EQ(read_code(), absl::StatusCode::kDataLoss) << bad;
+  }
 }
 
 // A batch matching several consumers is delivered to all of them concurrently, on helper

@@ -1,5 +1,5 @@
-// The inventory service around the engine: a batch's events go to the outbox together (one seq
-// lookup, multi-row inserts, consecutive seqs in publishing order), and a bus command that finds
+// The inventory service around the engine: a batch's events go to the outbox together (bundled
+// into rows of consecutive seqs, in publishing order), and a bus command that finds
 // the engine's queue full stays in the durable command queue and is dispatched again later.
 #include "inventory/service.h"
 
@@ -187,7 +187,11 @@ TEST_F(InventoryServiceTest, BatchEventsGetConsecutiveSeqsInPublishingOrder) {
   std::set<std::string> ids;
   int reserved_events = 0;
   for (size_t i = 0; i < rows.size(); ++i) {
-    EXPECT_EQ(rows[i].seq, rows.front().seq + static_cast<int64_t>(i)) << "gap at row " << i;
+    // A bundle's messages share its row's seq; the rows' seqs have no gaps.
+    if (i > 0) {
+      EXPECT_TRUE(rows[i].seq == rows[i - 1].seq || rows[i].seq == rows[i - 1].seq + 1)
+          << "gap at message " << i;
+    }
     absl::StatusOr<bus::Envelope> envelope = bus::Deserialize(rows[i].envelope);
     ASSERT_TRUE(envelope.ok()) << envelope.status();
     EXPECT_EQ(envelope->id, rows[i].id);
@@ -204,7 +208,7 @@ TEST_F(InventoryServiceTest, PublishAllFailsWholeOnADuplicateId) {
   StartService(/*queue_capacity=*/65'536);
   const size_t before = Outbox().size();
   std::vector<bus::Envelope> envelopes;
-  for (int i = 0; i < 41; ++i) {
+  for (int i = 0; i < 80; ++i) {
     bus::Envelope envelope;
     envelope.id = fmt::format("m{}", i);
     envelope.type = "test.event";
@@ -214,12 +218,34 @@ TEST_F(InventoryServiceTest, PublishAllFailsWholeOnADuplicateId) {
     envelope.payload = "{}";
     envelopes.push_back(envelope);
   }
-  envelopes.push_back(envelopes[3]);  // a duplicate id in the last (single-row) chunk
+  envelopes.push_back(envelopes[3]);  // an id repeated within the call
   absl::Status written = db_->Write([&envelopes](sql::Transaction& transaction) {
     return bus::PublishAll(transaction, envelopes);
   });
   EXPECT_TRUE(absl::IsAlreadyExists(written)) << written;
-  EXPECT_EQ(Outbox().size(), before);  // the job's savepoint rolled every chunk back
+  EXPECT_EQ(Outbox().size(), before);
+
+  // Two bundles, the second headed by an id already in the outbox: the insert fails after the
+  // first bundle's row went in, and the job's savepoint rolls that row back too.
+  ASSERT_TRUE(db_->Write([&envelopes](sql::Transaction& transaction) {
+                   return bus::PublishAll(transaction, {envelopes[0]});
+                 })
+                  .ok());
+  const size_t with_first = Outbox().size();
+  std::vector<bus::Envelope> clashing(envelopes.begin() + 1,
+                                      envelopes.begin() + 1 + bus::kBundleMessagesMax);
+  clashing.push_back(envelopes[0]);
+  clashing.push_back(envelopes[bus::kBundleMessagesMax + 1]);
+  written = db_->Write([&clashing](sql::Transaction& transaction) {
+    return bus::PublishAll(transaction, clashing);
+  });
+  EXPECT_TRUE(absl::IsAlreadyExists(written)) << written;
+  EXPECT_EQ(Outbox().size(), with_first);  // the job's savepoint rolled every bundle back
+  ASSERT_TRUE(db_->Write([&envelopes](sql::Transaction& transaction) -> absl::Status {
+                   return transaction.Execute("DELETE FROM outbox WHERE id = ?", {envelopes[0].id})
+                       .status();
+                 })
+                  .ok());
 
   envelopes.pop_back();
   envelopes.front().type = "Not Valid";
@@ -240,7 +266,7 @@ TEST_F(InventoryServiceTest, PublishAllFailsWholeOnADuplicateId) {
     const bus::OutboxRow& row = rows[before + i];
     EXPECT_EQ(row.id, envelopes[i].id);
     EXPECT_EQ(row.envelope, bus::Serialize(envelopes[i]));
-    EXPECT_EQ(row.seq, rows[before].seq + static_cast<int64_t>(i));
+    EXPECT_EQ(row.seq, rows[before].seq + static_cast<int64_t>(i / bus::kBundleMessagesMax));
   }
 }
 

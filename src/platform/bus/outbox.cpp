@@ -1,10 +1,14 @@
 #include "platform/bus/outbox.h"
 
+#include <algorithm>
+#include <charconv>
 #include <cstdlib>
 #include <iterator>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "common/status_macros.h"
+#include "fmt/format.h"
 
 namespace emporium::bus {
 namespace {
@@ -13,34 +17,71 @@ namespace {
 constexpr std::string_view kInsertOutbox =
     "INSERT INTO outbox(seq, id, type, key, envelope, created_at_ms, published_at_ms) "
     "SELECT COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ?, ?, NULL FROM outbox";
-// PublishAll: the next seq read once, then rows with explicit seqs in multi-row INSERTs of
-// these sizes (a fixed set, so each statement text is prepared once and cached).
+// PublishAll: the next seq read once, then single rows or bundles with explicit seqs.
 constexpr std::string_view kSelectNextSeq = "SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox";
-constexpr size_t kPublishChunkRows[] = {32, 8, 1};
-constexpr size_t kOutboxColumns = 6;
+constexpr std::string_view kInsertRow =
+    "INSERT INTO outbox(seq, id, type, key, envelope, created_at_ms, published_at_ms, messages) "
+    "VALUES (?, ?, ?, ?, ?, ?, NULL, ?)";
 
-const std::string& MultiRowInsert(size_t rows) {
-  static const std::string* statements = [] {
-    auto* built = new std::string[std::size(kPublishChunkRows)];
-    for (size_t i = 0; i < std::size(kPublishChunkRows); ++i) {
-      std::string sql =
-          "INSERT INTO outbox(seq, id, type, key, envelope, created_at_ms, published_at_ms) "
-          "VALUES ";
-      for (size_t row = 0; row < kPublishChunkRows[i]; ++row) {
-        sql += row == 0 ? "(?, ?, ?, ?, ?, ?, NULL)" : ", (?, ?, ?, ?, ?, ?, NULL)";
+// A bundle's `envelope` column: this line, then per message a line of four decimal lengths
+// (id, type, key, serialized envelope) and those four byte strings back to back. A serialized
+// envelope is a JSON object, so it never starts with the first byte of this line.
+constexpr std::string_view kBundleHeader = "emporium.bundle.v1\n";
+
+void AppendBundleMessage(std::string& bundle, const Envelope& envelope) {
+  const std::string serialized = Serialize(envelope);
+  fmt::format_to(std::back_inserter(bundle), "{} {} {} {}\n", envelope.id.size(),
+                 envelope.type.size(), envelope.key.size(), serialized.size());
+  bundle += envelope.id;
+  bundle += envelope.type;
+  bundle += envelope.key;
+  bundle += serialized;
+}
+
+// Appends the messages of the bundle in `bytes` (row `seq`) to `out`.
+absl::Status UnpackBundle(int64_t seq, std::string_view bytes, std::vector<OutboxRow>& out) {
+  auto corrupt = [seq](std::string_view why) {
+    return absl::DataLossError(fmt::format("bus: outbox bundle at seq {}: {}", seq, why));
+  };
+  bytes.remove_prefix(kBundleHeader.size());
+  if (bytes.empty()) return corrupt("no messages");
+  while (!bytes.empty()) {
+    const size_t line_end = bytes.find('\n');
+    if (line_end == std::string_view::npos) return corrupt("truncated lengths");
+    std::string_view lengths = bytes.substr(0, line_end);
+    bytes.remove_prefix(line_end + 1);
+    size_t sizes[4] = {0, 0, 0, 0};
+    size_t total = 0;
+    for (size_t i = 0; i < 4; ++i) {
+      if (i > 0) {
+        if (!lengths.starts_with(' ')) return corrupt("bad lengths");
+        lengths.remove_prefix(1);
       }
-      built[i] = std::move(sql);
+      auto [end, error] =
+          std::from_chars(lengths.data(), lengths.data() + lengths.size(), sizes[i]);
+      if (error != std::errc() || end == lengths.data() || sizes[i] > kEnvelopeBytesMax) {
+        return corrupt("bad lengths");
+      }
+      lengths.remove_prefix(static_cast<size_t>(end - lengths.data()));
+      total += sizes[i];
     }
-    return built;
-  }();
-  for (size_t i = 0; i < std::size(kPublishChunkRows); ++i) {
-    if (kPublishChunkRows[i] == rows) return statements[i];
+    if (!lengths.empty()) return corrupt("bad lengths");
+    if (total > bytes.size()) return corrupt("truncated message");
+    OutboxRow row;
+    row.seq = seq;
+    std::string* parts[] = {&row.id, &row.type, &row.key, &row.envelope};
+    for (size_t i = 0; i < 4; ++i) {
+      parts[i]->assign(bytes.substr(0, sizes[i]));
+      bytes.remove_prefix(sizes[i]);
+    }
+    out.push_back(std::move(row));
   }
-  std::abort();  // only the sizes of kPublishChunkRows are asked for
+  return absl::OkStatus();
 }
 
 constexpr std::string_view kSelectUnpublished =
-    "SELECT seq, id, type, key, envelope FROM outbox WHERE published_at_ms IS NULL AND seq > ? "
+    "SELECT seq, id, type, key, envelope, messages FROM outbox WHERE published_at_ms IS NULL "
+    "AND seq > ? "
     "ORDER BY seq LIMIT ?";
 constexpr std::string_view kMarkPublished =
     "UPDATE outbox SET published_at_ms = ? "
@@ -52,7 +93,7 @@ constexpr std::string_view kPrune =
     "AND seq < (SELECT MAX(seq) FROM outbox) "
     "AND published_at_ms IS NOT NULL AND published_at_ms < ?";
 constexpr std::string_view kCountUnpublished =
-    "SELECT COUNT(*) FROM outbox WHERE published_at_ms IS NULL";
+    "SELECT CAST(COALESCE(SUM(messages), 0) AS BIGINT) FROM outbox WHERE published_at_ms IS NULL";
 
 constexpr std::string_view kPruneInbox =
     "DELETE FROM inbox WHERE (consumer, message_id) IN (SELECT consumer, message_id FROM inbox "
@@ -72,31 +113,31 @@ absl::Status Publish(sql::Transaction& tx, const Envelope& envelope) {
 
 absl::Status PublishAll(sql::Transaction& tx, const std::vector<Envelope>& envelopes) {
   if (envelopes.empty()) return absl::OkStatus();
-  for (const Envelope& envelope : envelopes) RETURN_IF_ERROR(Validate(envelope));
+  if (envelopes.size() == 1) return Publish(tx, envelopes.front());
+  // Only a bundle's first id is in the outbox's unique index: repeats within the call are
+  // caught here instead.
+  absl::flat_hash_set<std::string_view> ids;
+  ids.reserve(envelopes.size());
+  for (const Envelope& envelope : envelopes) {
+    RETURN_IF_ERROR(Validate(envelope));
+    if (!ids.insert(envelope.id).second) {
+      return absl::AlreadyExistsError(
+          fmt::format("bus: message id {} published twice in one batch", envelope.id));
+    }
+  }
   ASSIGN_OR_RETURN(sql::ResultSet next, tx.Query(kSelectNextSeq));
   if (next.rows.empty()) return absl::InternalError("bus: outbox next seq query returned no row");
   int64_t seq = next.rows.front().Int(0);
-  std::vector<sql::Value> params;
-  size_t done = 0;
-  for (size_t chunk : kPublishChunkRows) {
-    while (envelopes.size() - done >= chunk) {
-      params.clear();
-      params.reserve(chunk * kOutboxColumns);
-      for (size_t i = done; i < done + chunk; ++i) {
-        const Envelope& envelope = envelopes[i];
-        params.emplace_back(seq++);
-        params.emplace_back(envelope.id);
-        params.emplace_back(envelope.type);
-        params.emplace_back(envelope.key);
-        params.emplace_back(sql::Blob{Serialize(envelope)});
-        params.emplace_back(envelope.occurred_at_ms);
-      }
-      ASSIGN_OR_RETURN(int64_t inserted, tx.Execute(MultiRowInsert(chunk), params));
-      if (inserted != static_cast<int64_t>(chunk)) {
-        return absl::InternalError("bus: outbox insert changed fewer rows than it inserted");
-      }
-      done += chunk;
-    }
+  for (size_t first = 0; first < envelopes.size(); first += kBundleMessagesMax) {
+    const size_t end = std::min(envelopes.size(), first + kBundleMessagesMax);
+    std::string bundle(kBundleHeader);
+    for (size_t i = first; i < end; ++i) AppendBundleMessage(bundle, envelopes[i]);
+    const Envelope& head = envelopes[first];
+    ASSIGN_OR_RETURN(int64_t inserted,
+                     tx.Execute(kInsertRow, {seq++, head.id, std::string(kBundleType), head.key,
+                                             sql::Blob{std::move(bundle)}, head.occurred_at_ms,
+                                             static_cast<int64_t>(end - first)}));
+    if (inserted != 1) return absl::InternalError("bus: outbox insert changed no row");
   }
   return absl::OkStatus();
 }
@@ -107,7 +148,20 @@ absl::StatusOr<std::vector<OutboxRow>> ReadUnpublished(sql::Transaction& tx, int
   std::vector<OutboxRow> rows;
   rows.reserve(result.rows.size());
   for (const sql::Row& row : result.rows) {
-    rows.push_back(OutboxRow{row.Int(0), row.Text(1), row.Text(2), row.Text(3), row.Text(4)});
+    if (static_cast<int64_t>(rows.size()) >= limit) break;
+    std::string envelope = row.Text(4);
+    if (row.Text(2) == kBundleType && envelope.starts_with(kBundleHeader)) {
+      const size_t before = rows.size();
+      RETURN_IF_ERROR(UnpackBundle(row.Int(0), envelope, rows));
+      if (static_cast<int64_t>(rows.size() - before) != row.Int(5)) {
+        return absl::DataLossError(
+            fmt::format("bus: outbox bundle at seq {}: {} messages, its row says {}", row.Int(0),
+                        rows.size() - before, row.Int(5)));
+      }
+      continue;
+    }
+    rows.push_back(
+        OutboxRow{row.Int(0), row.Text(1), row.Text(2), row.Text(3), std::move(envelope)});
   }
   return rows;
 }

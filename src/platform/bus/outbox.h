@@ -10,8 +10,10 @@
 // Thread-safety: functions run inside the caller's transaction, on the caller's thread.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -26,15 +28,25 @@ namespace emporium::bus {
 // created_at_ms is the envelope's occurred_at_ms.
 absl::Status Publish(sql::Transaction& tx, const Envelope& envelope);
 
-// Inserts every envelope of `envelopes`, in order, as Publish would one by one (consecutive
-// seqs, the same rows), but with one seq lookup and multi-row INSERTs: for a single writer
-// publishing many events per transaction (the inventory shard engine's batches). The same
-// errors as Publish; after an error some of the rows may be inserted, so the caller must fail
-// its write job (whose savepoint then rolls them back).
+// Inserts every envelope of `envelopes`, in order, for a single writer publishing many messages
+// per transaction (the inventory shard engine's and the catalog processor's batches). One
+// envelope is one row, as Publish writes it. Two or more go into bundles: rows of up to
+// kBundleMessagesMax envelopes each (type kBundleType, the first envelope's id and key, the
+// envelopes framed one after another in `envelope`, their count in `messages`). A row and its
+// index entries are written once per bundle instead of once per message, and the relay marks
+// and prunes one row; it publishes a bundle's messages in order, as separate messages with
+// their own ids (ReadUnpublished unpacks them), so consumers see no difference. The same errors
+// as Publish, except that AlreadyExists covers ids repeated within the call and a bundle's
+// first id (the outbox indexes only that one; callers pass fresh ids); after an error some rows may
+// be inserted, so the caller must fail its write job (whose savepoint then rolls them back).
 absl::Status PublishAll(sql::Transaction& tx, const std::vector<Envelope>& envelopes);
+
+inline constexpr std::string_view kBundleType = "bus.bundle";
+inline constexpr size_t kBundleMessagesMax = 64;
 
 // ---- Used by the relay (and tests, the admin CLI). ----
 
+// One message of the outbox. A bundle's messages share its row's seq.
 struct OutboxRow {
   int64_t seq = 0;
   std::string id;
@@ -43,7 +55,10 @@ struct OutboxRow {
   std::string envelope;  // serialized bytes
 };
 
-// Committed, unpublished rows with seq > after_seq in seq order, at most `limit`.
+// The messages of committed, unpublished rows with seq > after_seq, in seq order (a bundle's
+// in the order they were published). Whole rows only: rows are added while fewer than `limit`
+// messages were read, so a bundle can take the answer past `limit` (by less than
+// kBundleMessagesMax). DataLoss for a bundle that does not parse.
 absl::StatusOr<std::vector<OutboxRow>> ReadUnpublished(sql::Transaction& tx, int64_t limit,
                                                        int64_t after_seq = 0);
 // Marks unpublished rows with seq in [seq_first, seq_last] published; returns how many.
@@ -55,6 +70,7 @@ absl::StatusOr<int64_t> MarkPublished(sql::Transaction& tx, int64_t seq_first, i
 // deleted: nothing old is left there) instead of searching the whole table in one statement.
 absl::StatusOr<int64_t> PruneOutbox(sql::Transaction& tx, int64_t published_before_ms,
                                     int64_t examine_max);
+// Unpublished messages (a bundle counts its messages).
 absl::StatusOr<int64_t> CountUnpublished(sql::Transaction& tx);
 // Deletes inbox rows processed before `processed_before_ms`. The inbox retention must exceed
 // the longest time a message can be redelivered (the outbox retention and any transport

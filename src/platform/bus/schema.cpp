@@ -43,7 +43,9 @@ std::vector<sql::Migration> BusMigrations(std::string_view dialect) {
       "  replayed_at_ms BIGINT NULL);\n"
       "CREATE INDEX dead_letters_consumer ON dead_letters(consumer, id);\n",
       key_type, blob_type);
-  return {{1, "bus_tables", std::move(tables)}};
+  // A row of PublishAll holds a bundle of `messages` envelopes (outbox.h); 1 for every other.
+  std::string bundles = "ALTER TABLE outbox ADD COLUMN messages BIGINT NOT NULL DEFAULT 1;\n";
+  return {{1, "bus_tables", std::move(tables)}, {2, "outbox_bundles", std::move(bundles)}};
 }
 
 absl::Status InstallBusSchema(sql::Database& db) {
