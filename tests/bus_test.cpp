@@ -713,6 +713,74 @@ TEST_F(BusTest, CorruptBundleIsDataLoss) {
     set("UPDATE outbox SET envelope = ?", {sql::Blob{bad}});
     EXPECT_EQ(read_code(), absl::StatusCode::kDataLoss) << bad;
   }
+  // A bundle row without the bundle header is not published as one opaque message either.
+  set("UPDATE outbox SET envelope = ?", {sql::Blob{Serialize(messages[0])}});
+  EXPECT_EQ(read_code(), absl::StatusCode::kDataLoss);
+  // Nobody else can write a row that looks like a bundle.
+  Envelope impostor = Message(std::string(kBundleType), "k", "{}");
+  for (bool all : {false, true}) {
+    absl::Status published = producer->Write([&](sql::Transaction& tx) -> absl::Status {
+      return all ? bus::PublishAll(tx, {impostor, Message("a.b", "k", "3")})
+                 : Publish(tx, impostor);
+    });
+    EXPECT_EQ(published.code(), absl::StatusCode::kInvalidArgument) << published;
+  }
+
+  // Rows before a damaged bundle are still read (and so published); the read stops at it.
+  auto earlier = OpenDb(dir_, "earlier");
+  const Envelope plain = Message("a.b", "k", "0");
+  ASSERT_TRUE(
+      earlier
+          ->Write([&](sql::Transaction& tx) -> absl::Status {
+            if (absl::Status s = Publish(tx, plain); !s.ok()) return s;
+            if (absl::Status s = bus::PublishAll(tx, messages); !s.ok()) return s;
+            return bus::PublishAll(tx, {Message("a.b", "k", "4"), Message("a.b", "k", "5")});
+          })
+          .ok());
+  ASSERT_TRUE(earlier
+                  ->Write([](sql::Transaction& tx) -> absl::Status {
+                    return tx.Execute("UPDATE outbox SET messages = 7 WHERE seq = 2").status();
+                  })
+                  .ok());
+  ASSERT_TRUE(earlier
+                  ->Read([&](sql::Transaction& tx) -> absl::Status {
+                    absl::StatusOr<std::vector<OutboxRow>> rows = ReadUnpublished(tx, 100);
+                    EXPECT_TRUE(rows.ok()) << rows.status();
+                    if (!rows.ok()) return absl::OkStatus();
+                    EXPECT_EQ(rows->size(), 1u);
+                    if (!rows->empty()) {
+                      EXPECT_EQ(rows->front().id, plain.id);
+                    }
+                    return absl::OkStatus();
+                  })
+                  .ok());
+}
+
+// A message whose serialized form is larger than kEnvelopeBytesMax (a payload at the limit that
+// escaping grows) still bundles and unpacks.
+TEST_F(BusTest, BundleHoldsAnEnvelopeLargerThanTheEnvelopeBound) {
+  auto producer = OpenDb(dir_, "producer");
+  const Envelope large = Message("a.b", "k", std::string(kEnvelopeBytesMax - 8, '"'));
+  const Envelope small = Message("a.b", "k", "{}");
+  ASSERT_GT(Serialize(large).size(), kEnvelopeBytesMax);
+  ASSERT_TRUE(producer
+                  ->Write([&](sql::Transaction& tx) -> absl::Status {
+                    return bus::PublishAll(tx, {large, small});
+                  })
+                  .ok());
+  ASSERT_TRUE(producer
+                  ->Read([&](sql::Transaction& tx) -> absl::Status {
+                    absl::StatusOr<std::vector<OutboxRow>> rows = ReadUnpublished(tx, 100);
+                    EXPECT_TRUE(rows.ok()) << rows.status();
+                    if (!rows.ok()) return absl::OkStatus();
+                    EXPECT_EQ(rows->size(), 2u);
+                    if (rows->size() == 2) {
+                      EXPECT_EQ((*rows)[0].envelope, Serialize(large));
+                      EXPECT_EQ((*rows)[1].envelope, Serialize(small));
+                    }
+                    return absl::OkStatus();
+                  })
+                  .ok());
 }
 
 // A batch matching several consumers is delivered to all of them concurrently, on helper

@@ -24,8 +24,8 @@
 namespace emporium::bus {
 
 // Inserts `envelope` into the outbox of the database `tx` belongs to. InvalidArgument for an
-// invalid envelope, AlreadyExists if a message with the same id is already in the outbox.
-// created_at_ms is the envelope's occurred_at_ms.
+// invalid envelope (or one of type kBundleType), AlreadyExists if a message with the same id is
+// already in the outbox. created_at_ms is the envelope's occurred_at_ms.
 absl::Status Publish(sql::Transaction& tx, const Envelope& envelope);
 
 // Inserts every envelope of `envelopes`, in order, for a single writer publishing many messages
@@ -58,7 +58,8 @@ struct OutboxRow {
 // The messages of committed, unpublished rows with seq > after_seq, in seq order (a bundle's
 // in the order they were published). Whole rows only: rows are added while fewer than `limit`
 // messages were read, so a bundle can take the answer past `limit` (by less than
-// kBundleMessagesMax). DataLoss for a bundle that does not parse.
+// kBundleMessagesMax). A bundle that does not unpack ends the answer before it; DataLoss when
+// it is the first row.
 absl::StatusOr<std::vector<OutboxRow>> ReadUnpublished(sql::Transaction& tx, int64_t limit,
                                                        int64_t after_seq = 0);
 // Marks unpublished rows with seq in [seq_first, seq_last] published; returns how many.

@@ -41,7 +41,8 @@ class Counter;
 namespace emporium::bus {
 
 struct RelayOptions {
-  // Outbox rows handed to the transport at once.
+  // Messages handed to the transport at once (whole outbox rows: a bundle can take a batch past
+  // this by less than kBundleMessagesMax).
   int64_t batch_max = 512;
   // Longest wait between outbox scans when no commit wakes the relay; also the wait after a
   // failed publish.
@@ -77,7 +78,7 @@ class Relay {
   // Makes the relay scan the outbox now.
   void Wake();
 
-  // One pass: publishes at most one batch. Returns the number of rows published. Exposed for
+  // One pass: publishes at most one batch. Returns the number of messages published. Exposed for
   // tests and for a synchronous "flush" in tools; do not call while the thread runs.
   absl::StatusOr<int64_t> PublishOnce();
 
