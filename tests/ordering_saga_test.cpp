@@ -11,6 +11,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -138,6 +139,7 @@ class OrderingSagaTest : public ::testing::Test {
     options.saga.attempts_max = 2;
     options.saga.backoff_initial_ms = 10;
     options.sweep_interval_ms = 20;
+    options.cart_reservation_ttl_ms = cart_reservation_ttl_ms_;
     ordering_ = std::make_unique<ordering::OrderingService>(*dbs_["ordering"], options);
 
     inventory::InventoryService* inv = inventory_.get();
@@ -251,6 +253,19 @@ class OrderingSagaTest : public ::testing::Test {
     });
   }
 
+  // Timeline details of `order_id` that contain `text`.
+  int TimelineMentions(const std::string& order_id, std::string_view text) {
+    auto timeline = ordering_->Timeline(order_id, 0, 100);
+    EXPECT_TRUE(timeline.ok());
+    if (!timeline.ok()) return -1;
+    int mentions = 0;
+    for (const auto& entry : *timeline) {
+      if (entry.detail.find(text) != std::string::npos) ++mentions;
+    }
+    return mentions;
+  }
+
+  int64_t cart_reservation_ttl_ms_ = 15 * 60'000;
   sql::TempDir dir_;
   std::map<std::string, std::unique_ptr<sql::Database>> dbs_;
   std::unique_ptr<bus::BusRuntime> bus_;
@@ -268,7 +283,9 @@ TEST_F(OrderingSagaTest, ConfirmsTakingOverTheCartReservation) {
   }));
   absl::StatusOr<ordering::Order> order = Checkout(cart, kPmOk, "k1");
   ASSERT_TRUE(order.ok()) << order.status();
-  EXPECT_EQ(order->state(), OrderState::kPending);
+  // Created PENDING and, its stock already held by the cart's reservation, RESERVED in the
+  // same transaction (the timeline records both).
+  EXPECT_EQ(order->state(), OrderState::kReserved);
   EXPECT_EQ(order->total_minor, 3500);
   ordering::Order settled = Settle(order->id);
   EXPECT_EQ(settled.state(), OrderState::kConfirmed);
@@ -284,7 +301,35 @@ TEST_F(OrderingSagaTest, ConfirmsTakingOverTheCartReservation) {
             absl::StatusCode::kFailedPrecondition);  // 422 over HTTP
   auto timeline = ordering_->Timeline(order->id, 0, 100);
   ASSERT_TRUE(timeline.ok());
-  EXPECT_GE(timeline->size(), 8u);
+  EXPECT_GE(timeline->size(), 6u);
+  // Reserved moments ago with the order's TTL ahead: taken over as held, never extended.
+  EXPECT_EQ(TimelineMentions(order->id, "order PENDING"), 1);
+  EXPECT_EQ(TimelineMentions(order->id, "taken over as held"), 1);
+  EXPECT_EQ(TimelineMentions(order->id, "inventory.extend"), 0);
+}
+
+// A cart reservation with less than the order's TTL ahead (here the cart's TTL is one minute,
+// the order's fifteen) is extended before the order goes on.
+TEST_F(OrderingSagaTest, ExtendsACartReservationThatWouldNotLastTheOrder) {
+  Close();
+  cart_reservation_ttl_ms_ = 60'000;
+  Open();
+  Seed("S-SHORT", 10);
+  const std::string cart = Cart("S-SHORT", 2);
+  ASSERT_TRUE(testing::WaitFor([&] {
+    auto view = ordering_->GetCart(cart);
+    return view.ok() && view->cart.reservation == ordering::CartReservation::kReserved;
+  }));
+  absl::StatusOr<ordering::Order> order = Checkout(cart, kPmOk, "k-short");
+  ASSERT_TRUE(order.ok()) << order.status();
+  EXPECT_EQ(order->state(), OrderState::kPending);
+  ordering::Order settled = Settle(order->id);
+  EXPECT_EQ(settled.state(), OrderState::kConfirmed);
+  EXPECT_EQ(settled.saga.reservation_id, fmt::format("cart-{}-1", cart));  // taken over
+  EXPECT_EQ(TimelineMentions(order->id, "taken over as held"), 0);
+  EXPECT_EQ(TimelineMentions(order->id, "inventory.extend sent"), 1);
+  EXPECT_EQ(TimelineMentions(order->id, "cart reservation taken over"), 1);
+  EXPECT_TRUE(StockSettles("S-SHORT", 2));
 }
 
 TEST_F(OrderingSagaTest, DeclineReleasesAndDuplicatesAreHarmless) {

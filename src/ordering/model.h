@@ -239,9 +239,12 @@ struct SagaDecision {
 };
 
 // The first decision of a new order. `cart_reservation_id` non-empty: take over the cart's
-// reservation (extend it); otherwise reserve `own_reservation_id`.
-SagaDecision StartSaga(std::string cart_reservation_id, std::string own_reservation_id,
-                       int64_t now_ms, const SagaPolicy& policy);
+// reservation, extending it (inventory.extend) unless `cart_reservation_held` says inventory
+// confirmed it for these lines with (nearly) the order's whole TTL still ahead, in which case
+// the order is RESERVED at once and goes on to authorize. Otherwise reserve
+// `own_reservation_id`.
+SagaDecision StartSaga(std::string cart_reservation_id, bool cart_reservation_held,
+                       std::string own_reservation_id, int64_t now_ms, const SagaPolicy& policy);
 
 // The saga's reaction to `input` at `now_ms`. Errors only for manual actions that are not
 // allowed in the current state (FailedPrecondition with code "order_not_cancellable" /

@@ -178,7 +178,8 @@ TEST(OrderStateTest, NamesRoundTripAndClassify) {
 class SagaTest : public ::testing::Test {
  protected:
   SagaState Start(bool take_over = false) {
-    SagaDecision d = StartSaga(take_over ? kCartRes : "", kOwnRes, now_, policy_);
+    SagaDecision d = StartSaga(take_over ? kCartRes : "", /*cart_reservation_held=*/false, kOwnRes,
+                               now_, policy_);
     EXPECT_EQ(d.commands.size(), 1u);
     return d.state;
   }
@@ -213,7 +214,7 @@ class SagaTest : public ::testing::Test {
 };
 
 TEST_F(SagaTest, HappyPathReservesAuthorizesAllocates) {
-  SagaDecision start = StartSaga("", kOwnRes, now_, policy_);
+  SagaDecision start = StartSaga("", /*cart_reservation_held=*/false, kOwnRes, now_, policy_);
   EXPECT_EQ(start.state.order_state, OrderState::kPending);
   EXPECT_EQ(start.state.step, SagaStep::kReserve);
   EXPECT_EQ(start.state.deadline_ms, kNow + policy_.step_timeout_ms);
@@ -247,6 +248,26 @@ TEST_F(SagaTest, TakesOverTheCartReservation) {
   EXPECT_EQ(d.state.order_state, OrderState::kReserved);
   EXPECT_EQ(d.state.reservation_id, kCartRes);
   EXPECT_THAT(Kinds(d), ElementsAre(CommandKind::kAuthorize));
+}
+
+// A cart reservation inventory confirmed with the order's TTL still ahead is taken over as it
+// is: RESERVED at once, authorize first, no inventory.extend; an extend reply arriving anyway is
+// ignored, and a decline releases the cart's reservation.
+TEST_F(SagaTest, TakesOverAHeldCartReservationWithoutExtending) {
+  SagaDecision start = StartSaga(kCartRes, /*cart_reservation_held=*/true, kOwnRes, now_, policy_);
+  EXPECT_EQ(start.state.order_state, OrderState::kReserved);
+  EXPECT_EQ(start.state.step, SagaStep::kAuthorize);
+  EXPECT_EQ(start.state.reservation_id, kCartRes);
+  EXPECT_THAT(Kinds(start), ElementsAre(CommandKind::kAuthorize));
+  SagaDecision stray = Apply(start.state, Reply(InputKind::kExtendReply, true, kCartRes));
+  EXPECT_FALSE(stray.changed);
+  SagaDecision declined = Apply(start.state, Event(InputKind::kPaymentDeclined));
+  EXPECT_THAT(Kinds(declined), ElementsAre(CommandKind::kRelease));
+  EXPECT_EQ(declined.commands.front().reservation_id, kCartRes);
+  // Held means nothing without a cart reservation: the order reserves its own.
+  SagaDecision own = StartSaga("", /*cart_reservation_held=*/true, kOwnRes, now_, policy_);
+  EXPECT_EQ(own.state.step, SagaStep::kReserve);
+  EXPECT_THAT(own.commands, ElementsAre(SagaCommand{CommandKind::kReserve, kOwnRes, 1}));
 }
 
 TEST_F(SagaTest, ExpiredCartReservationIsRetriedWithItsOwn) {

@@ -21,6 +21,9 @@ constexpr size_t kEmailLengthMax = 254;
 constexpr size_t kRegionLengthMax = 64;
 constexpr size_t kAddressBytesMax = 4096;
 constexpr size_t kPaymentMethodLengthMax = 200;
+// A cart reservation counts as held for a new order (no inventory.extend) while it has at least
+// the order's reservation TTL less this much ahead (a quarter of that TTL when it is short).
+constexpr int64_t kHeldReservationSlackMs = 60'000;
 
 absl::Status CheckCartOpen(const Cart& cart) {
   switch (cart.status) {
@@ -688,7 +691,15 @@ void OrderingService::Checkout(CheckoutRequest request, Callback<CheckoutResult>
         const bool take_over =
             !cart->reservation_id.empty() && (cart->reservation == CartReservation::kPending ||
                                               cart->reservation == CartReservation::kReserved);
-        SagaDecision start = StartSaga(take_over ? cart->reservation_id : "",
+        // Held: inventory confirmed it for these lines and it still has the order's TTL ahead
+        // (less a little, for the clocks of two processes), so extending it would change
+        // nothing the order needs.
+        const int64_t held_slack_ms =
+            std::min(kHeldReservationSlackMs, options_.order_reservation_ttl_ms / 4);
+        const bool held = take_over && cart->reservation == CartReservation::kReserved &&
+                          cart->reservation_expires_at_ms >=
+                              now_ms + options_.order_reservation_ttl_ms - held_slack_ms;
+        SagaDecision start = StartSaga(take_over ? cart->reservation_id : "", held,
                                        fmt::format("order-{}", order.id), now_ms, options_.saga);
         order.saga = start.state;
         std::vector<TimelineEntry> timeline = start.timeline;
