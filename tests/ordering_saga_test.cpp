@@ -308,6 +308,35 @@ TEST_F(OrderingSagaTest, ConfirmsTakingOverTheCartReservation) {
   EXPECT_EQ(TimelineMentions(order->id, "inventory.extend"), 0);
 }
 
+// Checked out right after the cart edit, before (or racing) inventory's reply: the order never
+// extends; it takes the reservation over once the cart's own reply confirms it (or as held, if
+// the reply won the race). A cart reservation that fails makes the order reserve its own, which
+// fails the same way: REJECTED naming the SKU.
+TEST_F(OrderingSagaTest, CheckoutBeforeTheCartReplyWaitsForItInsteadOfExtending) {
+  Seed("S-FAST", 10);
+  const std::string cart = Cart("S-FAST", 2);
+  absl::StatusOr<ordering::Order> order = Checkout(cart, kPmOk, "k-fast");
+  ASSERT_TRUE(order.ok()) << order.status();
+  ordering::Order settled = Settle(order->id);
+  EXPECT_EQ(settled.state(), OrderState::kConfirmed);
+  EXPECT_EQ(settled.saga.reservation_id, fmt::format("cart-{}-1", cart));
+  EXPECT_EQ(TimelineMentions(order->id, "inventory.extend sent"), 0);
+  EXPECT_EQ(TimelineMentions(order->id, "cart reservation confirmed and taken over") +
+                TimelineMentions(order->id, "taken over as held"),
+            1);
+  EXPECT_TRUE(StockSettles("S-FAST", 2));
+
+  Seed("S-SCARCE", 1);
+  const std::string short_cart = Cart("S-SCARCE", 3);
+  absl::StatusOr<ordering::Order> short_order = Checkout(short_cart, kPmOk, "k-scarce");
+  ASSERT_TRUE(short_order.ok()) << short_order.status();
+  ordering::Order rejected = Settle(short_order->id);
+  EXPECT_EQ(rejected.state(), OrderState::kRejected);
+  EXPECT_THAT(rejected.saga.short_skus, ::testing::ElementsAre("S-SCARCE"));
+  EXPECT_FALSE(payments_.Live(short_order->id));
+  EXPECT_TRUE(StockSettles("S-SCARCE", 0));
+}
+
 // A cart reservation with less than the order's TTL ahead (here the cart's TTL is one minute,
 // the order's fifteen) is extended before the order goes on.
 TEST_F(OrderingSagaTest, ExtendsACartReservationThatWouldNotLastTheOrder) {

@@ -279,12 +279,14 @@ bool IsSettled(OrderState state) { return state == OrderState::kConfirmed || IsT
 
 namespace {
 
-constexpr SagaStep kAllSteps[] = {
-    SagaStep::kExtend,           SagaStep::kReserve, SagaStep::kAuthorize,
-    SagaStep::kAllocate,         SagaStep::kVoid,    SagaStep::kRefund,
-    SagaStep::kCancelAllocation, SagaStep::kRelease, SagaStep::kDone};
+constexpr SagaStep kAllSteps[] = {SagaStep::kExtend,   SagaStep::kAwaitCartReservation,
+                                  SagaStep::kReserve,  SagaStep::kAuthorize,
+                                  SagaStep::kAllocate, SagaStep::kVoid,
+                                  SagaStep::kRefund,   SagaStep::kCancelAllocation,
+                                  SagaStep::kRelease,  SagaStep::kDone};
 
-CommandKind CommandForStep(SagaStep step) {
+// The command a step sends; none for kAwaitCartReservation (the cart sent it) and kDone.
+std::optional<CommandKind> CommandForStep(SagaStep step) {
   switch (step) {
     case SagaStep::kExtend:
       return CommandKind::kExtend;
@@ -302,10 +304,11 @@ CommandKind CommandForStep(SagaStep step) {
       return CommandKind::kCancelAllocation;
     case SagaStep::kRelease:
       return CommandKind::kRelease;
+    case SagaStep::kAwaitCartReservation:
     case SagaStep::kDone:
-      break;
+      return std::nullopt;
   }
-  std::abort();  // kDone sends nothing: a programmer error to ask
+  std::abort();
 }
 
 int64_t TimeoutFor(SagaStep step, const SagaPolicy& policy) {
@@ -313,6 +316,7 @@ int64_t TimeoutFor(SagaStep step, const SagaPolicy& policy) {
     case SagaStep::kAuthorize:
       return policy.authorize_timeout_ms;
     case SagaStep::kExtend:
+    case SagaStep::kAwaitCartReservation:
     case SagaStep::kReserve:
     case SagaStep::kAllocate:
     case SagaStep::kVoid:
@@ -357,16 +361,24 @@ class Decider {
     state().deadline_ms = now_ms_ + TimeoutFor(step, policy_);
     if (step == SagaStep::kAuthorize) state().authorization_requested = true;
     Note("step", std::string(SagaStepName(step)));
-    Send(CommandForStep(step), 1);
+    if (std::optional<CommandKind> command = CommandForStep(step)) Send(*command, 1);
   }
 
-  // Re-sends the current step's command, counting it against the budget.
+  // Re-sends the current step's command, counting it against the budget. Waiting for the cart's
+  // reserve has nothing to re-send: the order asks inventory itself (extend) instead.
   void Retry(int attempt) {
+    if (state().step == SagaStep::kAwaitCartReservation) {
+      Note("retry", "no answer for the cart's reservation; extending it instead");
+      Enter(SagaStep::kExtend);
+      return;
+    }
     state().attempt = attempt;
     state().deadline_ms = now_ms_ + TimeoutFor(state().step, policy_) +
                           RetryBackoffMs(policy_, attempt, state().reservation_id);
     Note("retry", fmt::format("{} attempt {}", SagaStepName(state().step), attempt));
-    Send(CommandForStep(state().step), attempt);
+    if (std::optional<CommandKind> command = CommandForStep(state().step)) {
+      Send(*command, attempt);
+    }
   }
 
   void SetOrderState(OrderState order_state) {
@@ -474,6 +486,8 @@ std::string_view SagaStepName(SagaStep step) {
   switch (step) {
     case SagaStep::kExtend:
       return "extend";
+    case SagaStep::kAwaitCartReservation:
+      return "await_cart_reservation";
     case SagaStep::kReserve:
       return "reserve";
     case SagaStep::kAuthorize:
@@ -571,7 +585,7 @@ int64_t RetryBackoffMs(const SagaPolicy& policy, int attempt, std::string_view j
   return half + (half > 0 ? static_cast<int64_t>(hash % static_cast<uint64_t>(half + 1)) : 0);
 }
 
-SagaDecision StartSaga(std::string cart_reservation_id, bool cart_reservation_held,
+SagaDecision StartSaga(std::string cart_reservation_id, CartHold hold,
                        std::string own_reservation_id, int64_t now_ms, const SagaPolicy& policy) {
   SagaState initial;
   initial.own_reservation_id = std::move(own_reservation_id);
@@ -579,12 +593,23 @@ SagaDecision StartSaga(std::string cart_reservation_id, bool cart_reservation_he
   initial.reservation_id = take_over ? std::move(cart_reservation_id) : initial.own_reservation_id;
   Decider decider(initial, now_ms, policy);
   decider.Note("state", "order PENDING");
-  if (take_over && cart_reservation_held) {
-    // Extending would only restate what inventory already confirmed: one round trip saved.
-    decider.Note("state", "cart reservation taken over as held (no extend needed)");
-    decider.Reserved();
+  if (!take_over) {
+    decider.Enter(SagaStep::kReserve);
   } else {
-    decider.Enter(take_over ? SagaStep::kExtend : SagaStep::kReserve);
+    switch (hold) {
+      case CartHold::kHeld:
+        // Extending would only restate what inventory already confirmed: one round trip saved.
+        decider.Note("state", "cart reservation taken over as held (no extend needed)");
+        decider.Reserved();
+        break;
+      case CartHold::kPending:
+        // Its reply is on its way already; asking again would only add a round trip.
+        decider.Enter(SagaStep::kAwaitCartReservation);
+        break;
+      case CartHold::kExtend:
+        decider.Enter(SagaStep::kExtend);
+        break;
+    }
   }
   SagaDecision decision = decider.Finish(initial);
   decision.changed = true;
@@ -615,7 +640,17 @@ absl::StatusOr<SagaDecision> Decide(const SagaState& state, const SagaInput& inp
       break;
 
     case InputKind::kReserveReply:
-      if (s.step == SagaStep::kReserve && same_reservation) {
+      if (s.step == SagaStep::kAwaitCartReservation && same_reservation) {
+        if (input.ok) {
+          d.Note("reply", "cart reservation confirmed and taken over");
+          d.Reserved();
+        } else {
+          d.Note("reply",
+                 fmt::format("cart reservation failed ({}); reserving anew", input.outcome));
+          s.reservation_id = s.own_reservation_id;
+          d.Enter(SagaStep::kReserve);
+        }
+      } else if (s.step == SagaStep::kReserve && same_reservation) {
         if (input.ok) {
           d.Note("reply", "stock reserved");
           d.Reserved();
@@ -755,6 +790,9 @@ absl::StatusOr<SagaDecision> Decide(const SagaState& state, const SagaInput& inp
       }
       d.Note("step", fmt::format("{} gave up after {} attempts", SagaStepName(s.step), s.attempt));
       switch (s.step) {
+        case SagaStep::kAwaitCartReservation:
+          d.Retry(1);  // extends
+          break;
         case SagaStep::kExtend:
           s.reservation_id = s.own_reservation_id;
           d.Enter(SagaStep::kReserve);

@@ -136,15 +136,17 @@ bool IsSettled(OrderState state);
 
 // What the saga is waiting for. Forward steps first, then compensations.
 enum class SagaStep {
-  kExtend,            // taking over the cart's reservation (inventory.extend)
-  kReserve,           // a reservation of its own (inventory.reserve)
-  kAuthorize,         // payments.authorize
-  kAllocate,          // inventory.allocate
-  kVoid,              // payments.void
-  kRefund,            // payments.refund
-  kCancelAllocation,  // inventory.cancel_allocation
-  kRelease,           // inventory.release
-  kDone,              // nothing outstanding
+  kExtend,                // taking over the cart's reservation (inventory.extend)
+  kAwaitCartReservation,  // taking over the cart's reservation: its reserve is on its way
+                          // already, so no command; its reply decides (a timeout extends)
+  kReserve,               // a reservation of its own (inventory.reserve)
+  kAuthorize,             // payments.authorize
+  kAllocate,              // inventory.allocate
+  kVoid,                  // payments.void
+  kRefund,                // payments.refund
+  kCancelAllocation,      // inventory.cancel_allocation
+  kRelease,               // inventory.release
+  kDone,                  // nothing outstanding
 };
 std::string_view SagaStepName(SagaStep step);
 std::optional<SagaStep> ParseSagaStep(std::string_view name);
@@ -238,12 +240,18 @@ struct SagaDecision {
   bool changed = false;  // false: the input was ignored (state identical)
 };
 
+// What a new order knows of the cart reservation it takes over.
+enum class CartHold {
+  kPending,  // the cart's reserve is on its way: its reply (or a timeout) decides
+  kHeld,     // inventory confirmed it for these lines with the order's TTL still ahead
+  kExtend,   // confirmed, but it would not last the order: inventory.extend
+};
+
 // The first decision of a new order. `cart_reservation_id` non-empty: take over the cart's
-// reservation, extending it (inventory.extend) unless `cart_reservation_held` says inventory
-// confirmed it for these lines with (nearly) the order's whole TTL still ahead, in which case
-// the order is RESERVED at once and goes on to authorize. Otherwise reserve
+// reservation as `hold` says (kHeld: RESERVED at once, on to authorize; kPending: wait for the
+// cart's own reserve reply, no command; kExtend: inventory.extend). Otherwise reserve
 // `own_reservation_id`.
-SagaDecision StartSaga(std::string cart_reservation_id, bool cart_reservation_held,
+SagaDecision StartSaga(std::string cart_reservation_id, CartHold hold,
                        std::string own_reservation_id, int64_t now_ms, const SagaPolicy& policy);
 
 // The saga's reaction to `input` at `now_ms`. Errors only for manual actions that are not

@@ -178,8 +178,8 @@ TEST(OrderStateTest, NamesRoundTripAndClassify) {
 class SagaTest : public ::testing::Test {
  protected:
   SagaState Start(bool take_over = false) {
-    SagaDecision d = StartSaga(take_over ? kCartRes : "", /*cart_reservation_held=*/false, kOwnRes,
-                               now_, policy_);
+    SagaDecision d =
+        StartSaga(take_over ? kCartRes : "", CartHold::kExtend, kOwnRes, now_, policy_);
     EXPECT_EQ(d.commands.size(), 1u);
     return d.state;
   }
@@ -214,7 +214,7 @@ class SagaTest : public ::testing::Test {
 };
 
 TEST_F(SagaTest, HappyPathReservesAuthorizesAllocates) {
-  SagaDecision start = StartSaga("", /*cart_reservation_held=*/false, kOwnRes, now_, policy_);
+  SagaDecision start = StartSaga("", CartHold::kExtend, kOwnRes, now_, policy_);
   EXPECT_EQ(start.state.order_state, OrderState::kPending);
   EXPECT_EQ(start.state.step, SagaStep::kReserve);
   EXPECT_EQ(start.state.deadline_ms, kNow + policy_.step_timeout_ms);
@@ -254,7 +254,7 @@ TEST_F(SagaTest, TakesOverTheCartReservation) {
 // is: RESERVED at once, authorize first, no inventory.extend; an extend reply arriving anyway is
 // ignored, and a decline releases the cart's reservation.
 TEST_F(SagaTest, TakesOverAHeldCartReservationWithoutExtending) {
-  SagaDecision start = StartSaga(kCartRes, /*cart_reservation_held=*/true, kOwnRes, now_, policy_);
+  SagaDecision start = StartSaga(kCartRes, CartHold::kHeld, kOwnRes, now_, policy_);
   EXPECT_EQ(start.state.order_state, OrderState::kReserved);
   EXPECT_EQ(start.state.step, SagaStep::kAuthorize);
   EXPECT_EQ(start.state.reservation_id, kCartRes);
@@ -265,9 +265,50 @@ TEST_F(SagaTest, TakesOverAHeldCartReservationWithoutExtending) {
   EXPECT_THAT(Kinds(declined), ElementsAre(CommandKind::kRelease));
   EXPECT_EQ(declined.commands.front().reservation_id, kCartRes);
   // Held means nothing without a cart reservation: the order reserves its own.
-  SagaDecision own = StartSaga("", /*cart_reservation_held=*/true, kOwnRes, now_, policy_);
+  SagaDecision own = StartSaga("", CartHold::kHeld, kOwnRes, now_, policy_);
   EXPECT_EQ(own.state.step, SagaStep::kReserve);
   EXPECT_THAT(own.commands, ElementsAre(SagaCommand{CommandKind::kReserve, kOwnRes, 1}));
+}
+
+// Checked out while the cart's own reserve was still on its way: the order sends nothing and
+// waits for that reply (which the service passes on), falling back to an extend if none comes.
+TEST_F(SagaTest, WaitsForThePendingCartReservationInsteadOfExtendingIt) {
+  SagaDecision start = StartSaga(kCartRes, CartHold::kPending, kOwnRes, now_, policy_);
+  const SagaState waiting = start.state;
+  EXPECT_EQ(waiting.order_state, OrderState::kPending);
+  EXPECT_EQ(waiting.step, SagaStep::kAwaitCartReservation);
+  EXPECT_EQ(waiting.reservation_id, kCartRes);
+  EXPECT_TRUE(start.commands.empty());
+  EXPECT_GT(waiting.deadline_ms, now_);
+  EXPECT_EQ(ParseSagaStep(SagaStepName(SagaStep::kAwaitCartReservation)),
+            SagaStep::kAwaitCartReservation);
+
+  SagaDecision confirmed = Apply(waiting, Reply(InputKind::kReserveReply, true, kCartRes));
+  EXPECT_EQ(confirmed.state.order_state, OrderState::kReserved);
+  EXPECT_THAT(Kinds(confirmed), ElementsAre(CommandKind::kAuthorize));
+
+  SagaDecision failed =
+      Apply(waiting, Reply(InputKind::kReserveReply, false, kCartRes, "insufficient_stock"));
+  EXPECT_EQ(failed.state.order_state, OrderState::kPending);
+  EXPECT_EQ(failed.state.step, SagaStep::kReserve);
+  EXPECT_THAT(failed.commands, ElementsAre(SagaCommand{CommandKind::kReserve, kOwnRes, 1}));
+
+  // A reply about another reservation (an older cart reservation it replaced) changes nothing.
+  EXPECT_FALSE(Apply(waiting, Reply(InputKind::kReserveReply, true, "cart-1-0")).changed);
+  // Too early for the deadline: nothing; past it: the order asks inventory itself.
+  EXPECT_FALSE(Apply(waiting, Event(InputKind::kTimeout)).changed);
+  now_ = waiting.deadline_ms;
+  SagaDecision timed_out = Apply(waiting, Event(InputKind::kTimeout));
+  EXPECT_EQ(timed_out.state.step, SagaStep::kExtend);
+  EXPECT_THAT(timed_out.commands, ElementsAre(SagaCommand{CommandKind::kExtend, kCartRes, 1}));
+  SagaDecision retried = Apply(waiting, Event(InputKind::kStaffRetry));
+  EXPECT_EQ(retried.state.step, SagaStep::kExtend);
+
+  // Cancelled while waiting: the cart's reservation is released, and a late confirmation is
+  // released again (idempotent) rather than kept.
+  SagaDecision cancelled = Apply(waiting, Event(InputKind::kCustomerCancel));
+  EXPECT_EQ(cancelled.state.order_state, OrderState::kCancelled);
+  EXPECT_THAT(cancelled.commands, ElementsAre(SagaCommand{CommandKind::kRelease, kCartRes, 1}));
 }
 
 TEST_F(SagaTest, ExpiredCartReservationIsRetriedWithItsOwn) {
@@ -552,6 +593,8 @@ TEST(RetryBackoffTest, GrowsCapsAndJitters) {
 
 TEST_F(SagaTest, EveryInputOnEveryStateNeverCrashesAndTerminalStaysTerminal) {
   std::vector<SagaState> states = {Start(), Start(true), Authorized(), Confirmed()};
+  states.push_back(StartSaga(kCartRes, CartHold::kPending, kOwnRes, now_, policy_).state);
+  states.push_back(StartSaga(kCartRes, CartHold::kHeld, kOwnRes, now_, policy_).state);
   states.push_back(Apply(Start(), Event(InputKind::kCustomerCancel)).state);
   states.push_back(
       Apply(Start(), Reply(InputKind::kReserveReply, false, kOwnRes, "unknown_sku")).state);

@@ -532,7 +532,15 @@ absl::Status OrderingService::HandleCartReply(sql::Transaction& tx, const std::s
   }
   ++cart->version;
   cart->updated_at_ms = clock_.NowMs();
-  return ordering::UpdateCart(tx, *cart, CartLinesWrite::kUnchanged);
+  RETURN_IF_ERROR(ordering::UpdateCart(tx, *cart, CartLinesWrite::kUnchanged));
+  if (cart->status != CartStatus::kCheckedOut || cart->order_id.empty()) return absl::OkStatus();
+  // Checked out before this reply came: the order took the reservation over and waits for this
+  // answer (SagaStep::kAwaitCartReservation); an order that has moved on ignores it.
+  SagaInput input{InputKind::kReserveReply, reply.value("ok", false), cart->reservation_id,
+                  reply.value("outcome", std::string()), cart->reservation_short_skus};
+  absl::StatusOr<Order> applied = ApplyInput(tx, cart->order_id, input, clock_.NowMs());
+  if (applied.ok() || absl::IsNotFound(applied.status())) return absl::OkStatus();
+  return applied.status();
 }
 
 // ---- Orders ------------------------------------------------------------------------------
@@ -693,13 +701,18 @@ void OrderingService::Checkout(CheckoutRequest request, Callback<CheckoutResult>
                                               cart->reservation == CartReservation::kReserved);
         // Held: inventory confirmed it for these lines and it still has the order's TTL ahead
         // (less a little, for the clocks of two processes), so extending it would change
-        // nothing the order needs.
+        // nothing the order needs. Pending: its reply is on its way (HandleCartReply passes it
+        // on to the order).
         const int64_t held_slack_ms =
             std::min(kHeldReservationSlackMs, options_.order_reservation_ttl_ms / 4);
-        const bool held = take_over && cart->reservation == CartReservation::kReserved &&
-                          cart->reservation_expires_at_ms >=
-                              now_ms + options_.order_reservation_ttl_ms - held_slack_ms;
-        SagaDecision start = StartSaga(take_over ? cart->reservation_id : "", held,
+        CartHold hold = CartHold::kExtend;
+        if (cart->reservation == CartReservation::kPending) {
+          hold = CartHold::kPending;
+        } else if (cart->reservation_expires_at_ms >=
+                   now_ms + options_.order_reservation_ttl_ms - held_slack_ms) {
+          hold = CartHold::kHeld;
+        }
+        SagaDecision start = StartSaga(take_over ? cart->reservation_id : "", hold,
                                        fmt::format("order-{}", order.id), now_ms, options_.saga);
         order.saga = start.state;
         std::vector<TimelineEntry> timeline = start.timeline;
