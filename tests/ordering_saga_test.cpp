@@ -359,6 +359,36 @@ TEST_F(OrderingSagaTest, ExtendsACartReservationThatWouldNotLastTheOrder) {
   EXPECT_EQ(TimelineMentions(order->id, "inventory.extend sent"), 1);
   EXPECT_EQ(TimelineMentions(order->id, "cart reservation taken over"), 1);
   EXPECT_TRUE(StockSettles("S-SHORT", 2));
+
+  // Checked out before the cart's reply: whether the reply comes first (cart reserved, too
+  // short) or after (passed on as mistimed), the order extends the reservation once.
+  const std::string fast_cart = Cart("S-SHORT", 1);
+  absl::StatusOr<ordering::Order> fast = Checkout(fast_cart, kPmOk, "k-short-fast");
+  ASSERT_TRUE(fast.ok()) << fast.status();
+  EXPECT_EQ(Settle(fast->id).state(), OrderState::kConfirmed);
+  EXPECT_EQ(TimelineMentions(fast->id, "inventory.extend sent"), 1);
+  EXPECT_EQ(TimelineMentions(fast->id, "taken over as held"), 0);
+  EXPECT_TRUE(StockSettles("S-SHORT", 3));
+}
+
+// A cart reservation that would outlast an order's (the cart's TTL is a week) is extended too:
+// extend sets it to the order's TTL, so a stuck order cannot hold the stock for a week.
+TEST_F(OrderingSagaTest, ExtendsACartReservationThatWouldOutlastTheOrder) {
+  Close();
+  cart_reservation_ttl_ms_ = 7 * 24 * 3'600'000LL;
+  Open();
+  Seed("S-LONG", 10);
+  const std::string cart = Cart("S-LONG", 2);
+  ASSERT_TRUE(testing::WaitFor([&] {
+    auto view = ordering_->GetCart(cart);
+    return view.ok() && view->cart.reservation == ordering::CartReservation::kReserved;
+  }));
+  absl::StatusOr<ordering::Order> order = Checkout(cart, kPmOk, "k-long");
+  ASSERT_TRUE(order.ok()) << order.status();
+  EXPECT_EQ(Settle(order->id).state(), OrderState::kConfirmed);
+  EXPECT_EQ(TimelineMentions(order->id, "inventory.extend sent"), 1);
+  EXPECT_EQ(TimelineMentions(order->id, "taken over as held"), 0);
+  EXPECT_TRUE(StockSettles("S-LONG", 2));
 }
 
 TEST_F(OrderingSagaTest, DeclineReleasesAndDuplicatesAreHarmless) {

@@ -541,6 +541,8 @@ std::string_view InputKindName(InputKind kind) {
   switch (kind) {
     case InputKind::kReserveReply:
       return "reserve_reply";
+    case InputKind::kCartReservationMistimed:
+      return "cart_reservation_mistimed";
     case InputKind::kExtendReply:
       return "extend_reply";
     case InputKind::kAllocateReply:
@@ -623,6 +625,15 @@ absl::StatusOr<SagaDecision> Decide(const SagaState& state, const SagaInput& inp
   const bool same_reservation =
       !input.reservation_id.empty() && input.reservation_id == s.reservation_id;
   switch (input.kind) {
+    case InputKind::kCartReservationMistimed:
+      if (s.step != SagaStep::kAwaitCartReservation || !same_reservation) {
+        d.Ignore(input);
+        break;
+      }
+      d.Note("reply", "cart reservation confirmed, but not for the order's TTL; extending it");
+      d.Enter(SagaStep::kExtend);
+      break;
+
     case InputKind::kExtendReply:
       if (s.step != SagaStep::kExtend || !same_reservation) {
         d.Ignore(input);

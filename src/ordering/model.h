@@ -208,6 +208,9 @@ struct SagaState {
 
 enum class InputKind {
   kReserveReply,
+  // The cart's reservation an order waits for (kAwaitCartReservation) was confirmed, but its
+  // expiry does not match the order's reservation TTL: the order extends it.
+  kCartReservationMistimed,
   kExtendReply,
   kAllocateReply,
   kReleaseReply,

@@ -287,6 +287,15 @@ TEST_F(SagaTest, WaitsForThePendingCartReservationInsteadOfExtendingIt) {
   EXPECT_EQ(confirmed.state.order_state, OrderState::kReserved);
   EXPECT_THAT(Kinds(confirmed), ElementsAre(CommandKind::kAuthorize));
 
+  // Confirmed, but expiring unlike an order's reservation (the service compares): extended.
+  SagaDecision mistimed =
+      Apply(waiting, Reply(InputKind::kCartReservationMistimed, true, kCartRes));
+  EXPECT_EQ(mistimed.state.order_state, OrderState::kPending);
+  EXPECT_EQ(mistimed.state.step, SagaStep::kExtend);
+  EXPECT_THAT(mistimed.commands, ElementsAre(SagaCommand{CommandKind::kExtend, kCartRes, 1}));
+  EXPECT_FALSE(
+      Apply(mistimed.state, Reply(InputKind::kCartReservationMistimed, true, kCartRes)).changed);
+
   SagaDecision failed =
       Apply(waiting, Reply(InputKind::kReserveReply, false, kCartRes, "insufficient_stock"));
   EXPECT_EQ(failed.state.order_state, OrderState::kPending);
@@ -598,13 +607,21 @@ TEST_F(SagaTest, EveryInputOnEveryStateNeverCrashesAndTerminalStaysTerminal) {
   states.push_back(Apply(Start(), Event(InputKind::kCustomerCancel)).state);
   states.push_back(
       Apply(Start(), Reply(InputKind::kReserveReply, false, kOwnRes, "unknown_sku")).state);
-  const InputKind kinds[] = {InputKind::kReserveReply,          InputKind::kExtendReply,
-                             InputKind::kAllocateReply,         InputKind::kReleaseReply,
-                             InputKind::kCancelAllocationReply, InputKind::kPaymentAuthorized,
-                             InputKind::kPaymentDeclined,       InputKind::kPaymentReviewRequired,
-                             InputKind::kPaymentVoided,         InputKind::kPaymentCaptured,
-                             InputKind::kPaymentRefunded,       InputKind::kTimeout,
-                             InputKind::kCustomerCancel,        InputKind::kStaffRetry,
+  const InputKind kinds[] = {InputKind::kReserveReply,
+                             InputKind::kCartReservationMistimed,
+                             InputKind::kExtendReply,
+                             InputKind::kAllocateReply,
+                             InputKind::kReleaseReply,
+                             InputKind::kCancelAllocationReply,
+                             InputKind::kPaymentAuthorized,
+                             InputKind::kPaymentDeclined,
+                             InputKind::kPaymentReviewRequired,
+                             InputKind::kPaymentVoided,
+                             InputKind::kPaymentCaptured,
+                             InputKind::kPaymentRefunded,
+                             InputKind::kTimeout,
+                             InputKind::kCustomerCancel,
+                             InputKind::kStaffRetry,
                              InputKind::kStaffCompensate};
   now_ += 10'000'000;  // every deadline has passed
   for (const SagaState& state : states) {

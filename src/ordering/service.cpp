@@ -21,9 +21,20 @@ constexpr size_t kEmailLengthMax = 254;
 constexpr size_t kRegionLengthMax = 64;
 constexpr size_t kAddressBytesMax = 4096;
 constexpr size_t kPaymentMethodLengthMax = 200;
-// A cart reservation counts as held for a new order (no inventory.extend) while it has at least
-// the order's reservation TTL less this much ahead (a quarter of that TTL when it is short).
+// A cart reservation serves a new order as it is (no inventory.extend) when it expires the
+// order's reservation TTL from now, give or take this much (a quarter of that TTL when it is
+// short): the clocks of two processes.
 constexpr int64_t kHeldReservationSlackMs = 60'000;
+
+// Whether a cart reservation inventory confirmed until `expires_at_ms` serves an order created
+// at `now_ms` as it is. Shorter might not last the order; longer would hold the stock longer
+// than an order's reservation may (extend sets either right).
+bool ExpiresLikeAnOrderReservation(int64_t expires_at_ms, int64_t now_ms,
+                                   int64_t order_reservation_ttl_ms) {
+  const int64_t slack = std::min(kHeldReservationSlackMs, order_reservation_ttl_ms / 4);
+  const int64_t wanted = now_ms + order_reservation_ttl_ms;
+  return expires_at_ms >= wanted - slack && expires_at_ms <= wanted + slack;
+}
 
 absl::Status CheckCartOpen(const Cart& cart) {
   switch (cart.status) {
@@ -536,9 +547,17 @@ absl::Status OrderingService::HandleCartReply(sql::Transaction& tx, const std::s
   if (cart->status != CartStatus::kCheckedOut || cart->order_id.empty()) return absl::OkStatus();
   // Checked out before this reply came: the order took the reservation over and waits for this
   // answer (SagaStep::kAwaitCartReservation); an order that has moved on ignores it.
-  SagaInput input{InputKind::kReserveReply, reply.value("ok", false), cart->reservation_id,
-                  reply.value("outcome", std::string()), cart->reservation_short_skus};
-  absl::StatusOr<Order> applied = ApplyInput(tx, cart->order_id, input, clock_.NowMs());
+  // Confirmed with another expiry than an order's reservation gets (a cart TTL unlike the
+  // order's, or a reply that waited): the order extends it.
+  const int64_t now_ms = clock_.NowMs();
+  const bool ok = reply.value("ok", false);
+  const bool mistimed =
+      ok && !ExpiresLikeAnOrderReservation(cart->reservation_expires_at_ms, now_ms,
+                                           options_.order_reservation_ttl_ms);
+  SagaInput input{mistimed ? InputKind::kCartReservationMistimed : InputKind::kReserveReply, ok,
+                  cart->reservation_id, reply.value("outcome", std::string()),
+                  cart->reservation_short_skus};
+  absl::StatusOr<Order> applied = ApplyInput(tx, cart->order_id, input, now_ms);
   if (applied.ok() || absl::IsNotFound(applied.status())) return absl::OkStatus();
   return applied.status();
 }
@@ -703,13 +722,11 @@ void OrderingService::Checkout(CheckoutRequest request, Callback<CheckoutResult>
         // (less a little, for the clocks of two processes), so extending it would change
         // nothing the order needs. Pending: its reply is on its way (HandleCartReply passes it
         // on to the order).
-        const int64_t held_slack_ms =
-            std::min(kHeldReservationSlackMs, options_.order_reservation_ttl_ms / 4);
         CartHold hold = CartHold::kExtend;
         if (cart->reservation == CartReservation::kPending) {
           hold = CartHold::kPending;
-        } else if (cart->reservation_expires_at_ms >=
-                   now_ms + options_.order_reservation_ttl_ms - held_slack_ms) {
+        } else if (ExpiresLikeAnOrderReservation(cart->reservation_expires_at_ms, now_ms,
+                                                 options_.order_reservation_ttl_ms)) {
           hold = CartHold::kHeld;
         }
         SagaDecision start = StartSaga(take_over ? cart->reservation_id : "", hold,

@@ -48,9 +48,11 @@ TEST(SagaJsonTextTest, EveryStateStepAndFlagIsWrittenAsTheDomWritesIt) {
   const OrderState states[] = {OrderState::kPending,    OrderState::kReserved,
                                OrderState::kAuthorized, OrderState::kConfirmed,
                                OrderState::kRejected,   OrderState::kCancelled};
-  const SagaStep steps[] = {SagaStep::kExtend,           SagaStep::kReserve, SagaStep::kAuthorize,
-                            SagaStep::kAllocate,         SagaStep::kVoid,    SagaStep::kRefund,
-                            SagaStep::kCancelAllocation, SagaStep::kRelease, SagaStep::kDone};
+  const SagaStep steps[] = {SagaStep::kExtend,   SagaStep::kAwaitCartReservation,
+                            SagaStep::kReserve,  SagaStep::kAuthorize,
+                            SagaStep::kAllocate, SagaStep::kVoid,
+                            SagaStep::kRefund,   SagaStep::kCancelAllocation,
+                            SagaStep::kRelease,  SagaStep::kDone};
   int variant = 0;
   for (OrderState state : states) {
     for (SagaStep step : steps) {
