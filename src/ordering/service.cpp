@@ -718,10 +718,10 @@ void OrderingService::Checkout(CheckoutRequest request, Callback<CheckoutResult>
         const bool take_over =
             !cart->reservation_id.empty() && (cart->reservation == CartReservation::kPending ||
                                               cart->reservation == CartReservation::kReserved);
-        // Held: inventory confirmed it for these lines and it still has the order's TTL ahead
-        // (less a little, for the clocks of two processes), so extending it would change
-        // nothing the order needs. Pending: its reply is on its way (HandleCartReply passes it
-        // on to the order).
+        // Held: inventory confirmed it for these lines and it expires as an order's reservation
+        // would (ExpiresLikeAnOrderReservation), so extending it would change nothing the order
+        // needs. Pending: its reply is on its way (HandleCartReply passes it on to the order).
+        // Otherwise inventory.extend.
         CartHold hold = CartHold::kExtend;
         if (cart->reservation == CartReservation::kPending) {
           hold = CartHold::kPending;
