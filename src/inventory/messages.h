@@ -35,7 +35,8 @@
 //   inventory.delivered             [order_id]       {order_id}
 //   inventory.returned              [order_id]       {order_id, return_id, lines}
 //   inventory.availability_changed  [sku]            {sku, available, on_hand}  (total over
-//                                    every location; feeds the catalog's in-stock filter)
+//                                    every location, once per batch that changed either; feeds
+//                                    the catalog's in-stock filter)
 //
 // Thread-safety: free functions over values; safe from any thread.
 #pragma once

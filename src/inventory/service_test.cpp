@@ -204,6 +204,39 @@ TEST_F(InventoryServiceTest, BatchEventsGetConsecutiveSeqsInPublishingOrder) {
   EXPECT_EQ(reserved_events, kReserves);
 }
 
+// inventory.availability_changed goes out for a batch that changed what is available or on
+// hand, not for one that only moved units from reserved to allocated.
+TEST_F(InventoryServiceTest, AvailabilityChangedOnlyWhenAvailableOrOnHandChanged) {
+  StartService(/*queue_capacity=*/65'536);
+  auto availability_events = [this] {
+    std::vector<std::string> payloads;
+    for (const bus::OutboxRow& row : Outbox()) {
+      if (row.type != messages::kAvailabilityChanged) continue;
+      absl::StatusOr<bus::Envelope> envelope = bus::Deserialize(row.envelope);
+      EXPECT_TRUE(envelope.ok()) << envelope.status();
+      if (envelope.ok()) payloads.push_back(envelope->payload);
+    }
+    return payloads;
+  };
+  auto run = [this](Command command) {
+    CommandResult result = service_->Execute(std::move(command));
+    ASSERT_TRUE(result.status.ok()) << result.status;
+  };
+  ASSERT_EQ(availability_events().size(), 1u);  // the receive
+  run(cmd::Reserve{ReservationId("r-1"), {{Sku("sku-1"), 2}}, "eu", 60'000});
+  ASSERT_EQ(availability_events().size(), 2u);
+  run(cmd::Allocate{ReservationId("r-1"), OrderId("o-1")});  // reserved -> allocated: no event
+  ASSERT_EQ(availability_events().size(), 2u);
+  run(cmd::Ship{OrderId("o-1"), "s-1", {{Sku("sku-1"), 2}}});  // on hand falls
+  std::vector<std::string> events = availability_events();
+  ASSERT_EQ(events.size(), 3u);
+  absl::StatusOr<messages::AvailabilityChangedEvent> last =
+      messages::ParseAvailabilityChanged(events.back());
+  ASSERT_TRUE(last.ok()) << last.status();
+  EXPECT_EQ(last->available, 998);
+  EXPECT_EQ(last->on_hand, 998);
+}
+
 TEST_F(InventoryServiceTest, PublishAllFailsWholeOnADuplicateId) {
   StartService(/*queue_capacity=*/65'536);
   const size_t before = Outbox().size();

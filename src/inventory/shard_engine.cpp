@@ -110,6 +110,7 @@ class ShardEngine::Shard {
   // Loads the shard's stock and live reservations, and the compact record of its settled ones.
   absl::Status Load() {
     state_ = InventoryState();
+    reported_availability_.clear();
     evicted_ids_.clear();
     evicted_orders_.clear();
     settled_fifo_.clear();
@@ -574,7 +575,7 @@ class ShardEngine::Shard {
   }
 
   BatchView MakeView(const std::vector<Item>& batch, const std::vector<CommandResult>& results,
-                     const BatchRecord& record, int64_t now_ms) const {
+                     const BatchRecord& record, int64_t now_ms) {
     BatchView view;
     view.now_ms = now_ms;
     for (size_t i = 0; i < batch.size(); ++i) {
@@ -594,6 +595,14 @@ class ShardEngine::Shard {
         totals.on_hand += level.on_hand;
         totals.reserved += level.reserved;
         totals.allocated += level.allocated;
+      }
+      // Rows that changed without changing what is available or on hand (an allocation moves
+      // units from reserved to allocated) report nothing new.
+      const std::pair<int64_t, int64_t> availability = {totals.available(), totals.on_hand};
+      auto [reported, inserted] = reported_availability_.try_emplace(sku, availability);
+      if (!inserted) {
+        if (reported->second == availability) continue;
+        reported->second = availability;
       }
       view.changed_skus.push_back(std::move(totals));
     }
@@ -716,6 +725,10 @@ class ShardEngine::Shard {
   std::deque<std::shared_ptr<Flight>> in_flight_;
   // Reservations changed by a batch in flight, and how many such batches (not evicted then).
   absl::flat_hash_map<ReservationId, int> in_flight_reservations_;
+  // Per SKU, the (available, on_hand) the shard's batches last put in BatchView::changed_skus.
+  // Batches build on each other and a batch that is not committed makes the shard reload,
+  // which clears this, so what it says was reported is what the committed events say.
+  absl::flat_hash_map<Sku, std::pair<int64_t, int64_t>> reported_availability_;
   // Set when a batch was not committed: the batches after it fail, and none starts until the
   // shard has reloaded. Read by the database's writer thread in the batches' jobs.
   std::atomic<bool> poisoned_{false};

@@ -243,7 +243,10 @@ struct AppliedCommand {
 struct BatchView {
   int64_t now_ms = 0;
   std::vector<AppliedCommand> applied;  // in apply order; sweeps and commands
-  std::vector<SkuTotals> changed_skus;  // every SKU whose stock rows the batch changed
+  // Every SKU whose available or on-hand total the batch changed from what the shard's batches
+  // last reported (since it loaded): its stock rows changed, and not only between reserved and
+  // allocated.
+  std::vector<SkuTotals> changed_skus;
 };
 
 struct EngineStats {
