@@ -89,6 +89,17 @@ int64_t Unpublished(sql::Database& db) {
   return QueryInt(db, "SELECT COUNT(*) FROM outbox WHERE published_at_ms IS NULL");
 }
 
+// The unpublished messages (bundles unpacked), as the relay reads them.
+absl::StatusOr<std::vector<OutboxRow>> UnpublishedMessages(sql::Database& db) {
+  absl::StatusOr<std::vector<OutboxRow>> rows = absl::UnknownError("not read");
+  absl::Status read = db.Read([&rows](sql::Transaction& tx) -> absl::Status {
+    rows = ReadUnpublished(tx, 100);
+    return rows.status();
+  });
+  if (!read.ok()) return read;
+  return rows;
+}
+
 // A handler that records the message in `applied`, in the consumer's transaction.
 MessageHandler Recorder(const std::string& consumer) {
   return [consumer](sql::Transaction& tx, const Envelope& e) -> absl::Status {
@@ -688,11 +699,7 @@ TEST_F(BusTest, CorruptBundleIsDataLoss) {
                     return bus::PublishAll(tx, messages);
                   })
                   .ok());
-  auto read_code = [&] {
-    absl::Status status = producer->Read(
-        [](sql::Transaction& tx) -> absl::Status { return ReadUnpublished(tx, 100).status(); });
-    return status.code();
-  };
+  auto read_code = [&] { return UnpublishedMessages(*producer).status().code(); };
   EXPECT_EQ(read_code(), absl::StatusCode::kOk);
   auto set = [&](const std::string& sql, const std::vector<sql::Value>& params) {
     ASSERT_TRUE(producer
@@ -742,18 +749,10 @@ TEST_F(BusTest, CorruptBundleIsDataLoss) {
                     return tx.Execute("UPDATE outbox SET messages = 7 WHERE seq = 2").status();
                   })
                   .ok());
-  ASSERT_TRUE(earlier
-                  ->Read([&](sql::Transaction& tx) -> absl::Status {
-                    absl::StatusOr<std::vector<OutboxRow>> rows = ReadUnpublished(tx, 100);
-                    EXPECT_TRUE(rows.ok()) << rows.status();
-                    if (!rows.ok()) return absl::OkStatus();
-                    EXPECT_EQ(rows->size(), 1u);
-                    if (!rows->empty()) {
-                      EXPECT_EQ(rows->front().id, plain.id);
-                    }
-                    return absl::OkStatus();
-                  })
-                  .ok());
+  absl::StatusOr<std::vector<OutboxRow>> rows = UnpublishedMessages(*earlier);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ(rows->front().id, plain.id);
 }
 
 // A message whose serialized form is larger than kEnvelopeBytesMax (a payload at the limit that
@@ -768,19 +767,11 @@ TEST_F(BusTest, BundleHoldsAnEnvelopeLargerThanTheEnvelopeBound) {
                     return bus::PublishAll(tx, {large, small});
                   })
                   .ok());
-  ASSERT_TRUE(producer
-                  ->Read([&](sql::Transaction& tx) -> absl::Status {
-                    absl::StatusOr<std::vector<OutboxRow>> rows = ReadUnpublished(tx, 100);
-                    EXPECT_TRUE(rows.ok()) << rows.status();
-                    if (!rows.ok()) return absl::OkStatus();
-                    EXPECT_EQ(rows->size(), 2u);
-                    if (rows->size() == 2) {
-                      EXPECT_EQ((*rows)[0].envelope, Serialize(large));
-                      EXPECT_EQ((*rows)[1].envelope, Serialize(small));
-                    }
-                    return absl::OkStatus();
-                  })
-                  .ok());
+  absl::StatusOr<std::vector<OutboxRow>> rows = UnpublishedMessages(*producer);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ((*rows)[0].envelope, Serialize(large));
+  EXPECT_EQ((*rows)[1].envelope, Serialize(small));
 }
 
 // A batch matching several consumers is delivered to all of them concurrently, on helper

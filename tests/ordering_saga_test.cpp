@@ -253,6 +253,20 @@ class OrderingSagaTest : public ::testing::Test {
     });
   }
 
+  // Waits (bounded) until inventory confirmed the cart's reservation.
+  bool CartReserved(const std::string& cart) {
+    return testing::WaitFor([&] {
+      auto view = ordering_->GetCart(cart);
+      return view.ok() && view->cart.reservation == ordering::CartReservation::kReserved;
+    });
+  }
+
+  void ReopenWithCartReservationTtl(int64_t ttl_ms) {
+    Close();
+    cart_reservation_ttl_ms_ = ttl_ms;
+    Open();
+  }
+
   // Timeline details of `order_id` that contain `text`.
   int TimelineMentions(const std::string& order_id, std::string_view text) {
     auto timeline = ordering_->Timeline(order_id, 0, 100);
@@ -277,10 +291,7 @@ class OrderingSagaTest : public ::testing::Test {
 TEST_F(OrderingSagaTest, ConfirmsTakingOverTheCartReservation) {
   Seed("S-OK", 10);
   const std::string cart = Cart("S-OK", 3);
-  ASSERT_TRUE(testing::WaitFor([&] {
-    auto view = ordering_->GetCart(cart);
-    return view.ok() && view->cart.reservation == ordering::CartReservation::kReserved;
-  }));
+  ASSERT_TRUE(CartReserved(cart));
   absl::StatusOr<ordering::Order> order = Checkout(cart, kPmOk, "k1");
   ASSERT_TRUE(order.ok()) << order.status();
   // Created PENDING and, its stock already held by the cart's reservation, RESERVED in the
@@ -340,15 +351,10 @@ TEST_F(OrderingSagaTest, CheckoutBeforeTheCartReplyWaitsForItInsteadOfExtending)
 // A cart reservation with less than the order's TTL ahead (here the cart's TTL is one minute,
 // the order's fifteen) is extended before the order goes on.
 TEST_F(OrderingSagaTest, ExtendsACartReservationThatWouldNotLastTheOrder) {
-  Close();
-  cart_reservation_ttl_ms_ = 60'000;
-  Open();
+  ReopenWithCartReservationTtl(60'000);
   Seed("S-SHORT", 10);
   const std::string cart = Cart("S-SHORT", 2);
-  ASSERT_TRUE(testing::WaitFor([&] {
-    auto view = ordering_->GetCart(cart);
-    return view.ok() && view->cart.reservation == ordering::CartReservation::kReserved;
-  }));
+  ASSERT_TRUE(CartReserved(cart));
   absl::StatusOr<ordering::Order> order = Checkout(cart, kPmOk, "k-short");
   ASSERT_TRUE(order.ok()) << order.status();
   EXPECT_EQ(order->state(), OrderState::kPending);
@@ -374,15 +380,10 @@ TEST_F(OrderingSagaTest, ExtendsACartReservationThatWouldNotLastTheOrder) {
 // A cart reservation that would outlast an order's (the cart's TTL is a week) is extended too:
 // extend sets it to the order's TTL, so a stuck order cannot hold the stock for a week.
 TEST_F(OrderingSagaTest, ExtendsACartReservationThatWouldOutlastTheOrder) {
-  Close();
-  cart_reservation_ttl_ms_ = 7 * 24 * 3'600'000LL;
-  Open();
+  ReopenWithCartReservationTtl(7 * 24 * 3'600'000LL);
   Seed("S-LONG", 10);
   const std::string cart = Cart("S-LONG", 2);
-  ASSERT_TRUE(testing::WaitFor([&] {
-    auto view = ordering_->GetCart(cart);
-    return view.ok() && view->cart.reservation == ordering::CartReservation::kReserved;
-  }));
+  ASSERT_TRUE(CartReserved(cart));
   absl::StatusOr<ordering::Order> order = Checkout(cart, kPmOk, "k-long");
   ASSERT_TRUE(order.ok()) << order.status();
   EXPECT_EQ(Settle(order->id).state(), OrderState::kConfirmed);

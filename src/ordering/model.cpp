@@ -435,6 +435,12 @@ class Decider {
     Enter(SagaStep::kAuthorize);
   }
 
+  // The cart's reservation cannot be taken over: the order reserves its own.
+  void ReserveOwn() {
+    state().reservation_id = state().own_reservation_id;
+    Enter(SagaStep::kReserve);
+  }
+
   void Ignore(const SagaInput& input) {
     ignored_ = true;
     Note("ignored", fmt::format("{} while {} / {}", InputKindName(input.kind),
@@ -645,8 +651,7 @@ absl::StatusOr<SagaDecision> Decide(const SagaState& state, const SagaInput& inp
       } else {
         d.Note("reply",
                fmt::format("cart reservation not taken over ({}); reserving anew", input.outcome));
-        s.reservation_id = s.own_reservation_id;
-        d.Enter(SagaStep::kReserve);
+        d.ReserveOwn();
       }
       break;
 
@@ -658,8 +663,7 @@ absl::StatusOr<SagaDecision> Decide(const SagaState& state, const SagaInput& inp
         } else {
           d.Note("reply",
                  fmt::format("cart reservation failed ({}); reserving anew", input.outcome));
-          s.reservation_id = s.own_reservation_id;
-          d.Enter(SagaStep::kReserve);
+          d.ReserveOwn();
         }
       } else if (s.step == SagaStep::kReserve && same_reservation) {
         if (input.ok) {
@@ -805,8 +809,7 @@ absl::StatusOr<SagaDecision> Decide(const SagaState& state, const SagaInput& inp
           d.Retry(1);  // extends
           break;
         case SagaStep::kExtend:
-          s.reservation_id = s.own_reservation_id;
-          d.Enter(SagaStep::kReserve);
+          d.ReserveOwn();
           break;
         case SagaStep::kReserve:
           d.Compensate(OrderState::kRejected, "reservation_timeout", {SagaStep::kRelease});

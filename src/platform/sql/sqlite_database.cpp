@@ -713,13 +713,20 @@ class SqliteDatabase final : public Database {
       }
       sync_cv_.notify_one();
       batch.clear();
-      // Listeners run here, between this batch and the next one's jobs, as without deferred
-      // sync (they collect what this batch's jobs noted); what they wake reads through Read(),
-      // which waits until the batch is durable.
-      if (batch_status.ok()) NotifyCommitListeners();
-      if (batch_status.ok()) AfterCommit();
-      return;
+    } else {
+      Answer(batch, outcomes);
     }
+    // Listeners run here, between this batch and the next one's jobs, with a deferred sync too
+    // (they collect what this batch's jobs noted); what they wake reads through Read(), which
+    // waits until the batch is durable.
+    if (batch_status.ok()) {
+      NotifyCommitListeners();
+      AfterCommit();
+    }
+  }
+
+  // Calls each job's WriteDone with its outcome; a callback that throws is logged.
+  void Answer(std::vector<PendingWrite>& batch, std::vector<absl::Status>& outcomes) {
     for (size_t i = 0; i < batch.size(); ++i) {
       if (!batch[i].done) continue;
       try {
@@ -730,8 +737,6 @@ class SqliteDatabase final : public Database {
         spdlog::error("sql: WriteDone callback on {} threw", options_.name);
       }
     }
-    if (batch_status.ok()) NotifyCommitListeners();
-    if (batch_status.ok()) AfterCommit();
   }
 
   // Where the checkpoint after a commit runs (SqliteOptions::checkpoint_wal_pages).
@@ -800,18 +805,7 @@ class SqliteDatabase final : public Database {
         durable_gen_.store(covered);
       }
       durable_cv_.notify_all();
-      for (SyncItem& item : items) {
-        for (size_t i = 0; i < item.batch.size(); ++i) {
-          if (!item.batch[i].done) continue;
-          try {
-            item.batch[i].done(std::move(item.outcomes[i]));
-          } catch (const std::exception& e) {
-            spdlog::error("sql: WriteDone callback on {} threw: {}", options_.name, e.what());
-          } catch (...) {
-            spdlog::error("sql: WriteDone callback on {} threw", options_.name);
-          }
-        }
-      }
+      for (SyncItem& item : items) Answer(item.batch, item.outcomes);
       items.clear();
     }
   }
